@@ -1,0 +1,361 @@
+//! The command line: what the user typed (clap), then a validated [`Command`].
+
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::kitchen::{KitchenConfig, Role};
+use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions};
+
+/// Asynchronous work through a queue: chefs make dishes, diners eat them.
+///
+/// With no subcommand, `kitchen` runs the tutorial's kitchen in one process:
+/// 3 chefs and 2 diners around a queue of 10 on an in-process channel, until
+/// Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "kitchen", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Chefs and diners in one process (what bare `kitchen` does).
+    Run(RunArgs),
+    /// Chefs only, feeding diners in other processes (needs --backend redis).
+    Chef(ChefArgs),
+    /// Diners only, the tutorial's listener: eat until Ctrl-C (needs --backend redis).
+    Diner(DinerArgs),
+}
+
+/// Where the queue lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// An in-process crossbeam channel; needs nothing installed.
+    Local,
+    /// A Redis server, shared by any number of processes.
+    Redis,
+}
+
+#[derive(Debug, Args)]
+struct QueueArgs {
+    /// Where the queue lives.
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    backend: BackendKind,
+    /// Redis mode [default: list]. Capacity does not apply to pubsub.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Redis server, database, user and password; rediss:// for TLS.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/5",
+        value_parser = parse_redis_url,
+        hide_env_values = true
+    )]
+    redis_url: String,
+    /// The Redis list that carries dishes in list mode.
+    #[arg(long, default_value = "task:prodcons:queue")]
+    queue: String,
+    /// The Redis channel that carries dishes in pubsub mode.
+    #[arg(long, default_value = "task:pubsub:channel")]
+    channel: String,
+    /// The most dishes waiting at once; chefs wait while it is full.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    capacity: u32,
+    /// No bound on waiting dishes, as the tutorial's Redis list had.
+    #[arg(long, conflicts_with = "capacity")]
+    unbounded: bool,
+}
+
+#[derive(Debug, Args)]
+struct PaceArgs {
+    /// Stop after this many seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    duration: Option<Duration>,
+    /// After each dish, chefs and diners nap a uniform random time below MS; 0 = no naps.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    max_sleep_ms: u64,
+    /// Seed for reproducible dish numbers and naps.
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// No per-dish lines (a live status line on a terminal instead).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the summary as one JSON object on stdout (the last line).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Chef threads.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    chefs: u32,
+    /// Diner threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    diners: u32,
+    /// Stop after N dishes made in total (else run until Ctrl-C).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    dishes: Option<u64>,
+    #[command(flatten)]
+    queue: QueueArgs,
+    #[command(flatten)]
+    pace: PaceArgs,
+}
+
+#[derive(Debug, Args)]
+struct ChefArgs {
+    /// Chef threads.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    chefs: u32,
+    /// Stop after N dishes made in total (else run until Ctrl-C).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    dishes: Option<u64>,
+    #[command(flatten)]
+    queue: QueueArgs,
+    #[command(flatten)]
+    pace: PaceArgs,
+}
+
+#[derive(Debug, Args)]
+struct DinerArgs {
+    /// Diner threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    diners: u32,
+    #[command(flatten)]
+    queue: QueueArgs,
+    #[command(flatten)]
+    pace: PaceArgs,
+}
+
+/// What to do, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run chefs and/or diners and print a summary.
+    Kitchen {
+        /// The run.
+        config: KitchenConfig,
+        /// Summary as JSON on stdout instead of a table on stderr.
+        json: bool,
+    },
+}
+
+impl Cli {
+    /// Validates what clap parsed; errors are usage errors (exit 2).
+    pub fn into_command(self) -> Result<Command, clap::Error> {
+        match self.command {
+            None => self.run.into_command(Role::Run),
+            Some(Sub::Run(a)) => a.into_command(Role::Run),
+            Some(Sub::Chef(a)) => {
+                kitchen_command(Role::Chef, a.queue, a.pace, a.chefs, 0, a.dishes)
+            }
+            Some(Sub::Diner(a)) => kitchen_command(Role::Diner, a.queue, a.pace, 0, a.diners, None),
+        }
+    }
+}
+
+impl RunArgs {
+    fn into_command(self, role: Role) -> Result<Command, clap::Error> {
+        kitchen_command(
+            role,
+            self.queue,
+            self.pace,
+            self.chefs,
+            self.diners,
+            self.dishes,
+        )
+    }
+}
+
+fn kitchen_command(
+    role: Role,
+    queue: QueueArgs,
+    pace: PaceArgs,
+    chefs: u32,
+    diners: u32,
+    dishes: Option<u64>,
+) -> Result<Command, clap::Error> {
+    let backend = queue.backend_config()?;
+    if backend == BackendConfig::Local && role != Role::Run {
+        let sub = if role == Role::Chef { "chef" } else { "diner" };
+        return Err(usage(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "`kitchen {sub}` needs --backend redis: a local queue lives inside one process, so use `kitchen run` for it"
+            ),
+        ));
+    }
+    let capacity = if queue.unbounded {
+        Capacity::Unbounded
+    } else {
+        Capacity::Bounded(queue.capacity as usize)
+    };
+    Ok(Command::Kitchen {
+        config: KitchenConfig {
+            role,
+            backend,
+            capacity,
+            chefs: chefs as usize,
+            diners: diners as usize,
+            dishes,
+            duration: pace.duration,
+            max_sleep: Duration::from_millis(pace.max_sleep_ms),
+            seed: pace.seed,
+            quiet: pace.quiet,
+        },
+        json: pace.json,
+    })
+}
+
+impl QueueArgs {
+    fn backend_config(&self) -> Result<BackendConfig, clap::Error> {
+        match self.backend {
+            BackendKind::Local => {
+                if self.mode.is_some() {
+                    return Err(usage(
+                        ErrorKind::ArgumentConflict,
+                        "--mode applies to --backend redis; the local backend is a queue".into(),
+                    ));
+                }
+                Ok(BackendConfig::Local)
+            }
+            BackendKind::Redis => Ok(BackendConfig::Redis(RedisOptions {
+                url: self.redis_url.clone(),
+                mode: self.mode.unwrap_or(Mode::List),
+                queue: self.queue.clone(),
+                channel: self.channel.clone(),
+            })),
+        }
+    }
+}
+
+fn usage(kind: ErrorKind, msg: String) -> clap::Error {
+    Cli::command().error(kind, msg)
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds; try 10 or 0.5"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("`{s}` must be more than 0 seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` seconds is too long"))
+}
+
+fn parse_redis_url(s: &str) -> Result<String, String> {
+    let ok_scheme = ["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|p| s.starts_with(p));
+    if !ok_scheme {
+        return Err(
+            "a Redis URL looks like redis://[user:password@]host[:port][/db] (rediss:// for TLS)"
+                .to_owned(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kitchen").chain(args.iter().copied()))?.into_command()
+    }
+
+    fn config(args: &[&str]) -> KitchenConfig {
+        match parse(args) {
+            Ok(Command::Kitchen { config, .. }) => config,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bare_kitchen_is_the_tutorial() {
+        assert_eq!(config(&[]), KitchenConfig::default());
+        assert_eq!(config(&["run"]), KitchenConfig::default());
+    }
+
+    #[test]
+    fn options_reach_the_config() {
+        let c = config(&[
+            "run",
+            "--chefs",
+            "7",
+            "--diners",
+            "1",
+            "--capacity",
+            "3",
+            "--dishes",
+            "50",
+            "--max-sleep-ms",
+            "0",
+            "--seed",
+            "9",
+            "--duration",
+            "1.5",
+            "--quiet",
+        ]);
+        assert_eq!(
+            (c.chefs, c.diners, c.capacity),
+            (7, 1, Capacity::Bounded(3))
+        );
+        assert_eq!((c.dishes, c.seed, c.quiet), (Some(50), Some(9), true));
+        assert_eq!(c.max_sleep, Duration::ZERO);
+        assert_eq!(c.duration, Some(Duration::from_millis(1500)));
+        assert_eq!(config(&["--unbounded"]).capacity, Capacity::Unbounded);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["--capacity", "0"][..],
+            &["--chefs", "0"],
+            &["--diners", "0"],
+            &["--dishes", "0"],
+            &["--chefs", "-1"],
+            &["--capacity", "ten"],
+            &["--duration", "0"],
+            &["--duration", "-3"],
+            &["--duration", "soon"],
+            &["--max-sleep-ms", "-5"],
+            &["--backend", "kafka"],
+            &["--capacity", "3", "--unbounded"],
+            &["--mode", "pubsub"],
+            &["chef"],
+            &["diner"],
+            &["--redis-url", "http://x", "--backend", "redis"],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} should be refused"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn redis_roles_take_redis_options() {
+        let c = config(&[
+            "diner",
+            "--backend",
+            "redis",
+            "--mode",
+            "pubsub",
+            "--queue",
+            "q",
+        ]);
+        assert_eq!(c.role, Role::Diner);
+        match c.backend {
+            BackendConfig::Redis(o) => {
+                assert_eq!((o.mode, o.queue.as_str()), (Mode::Pubsub, "q"));
+                assert_eq!(o.channel, "task:pubsub:channel");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

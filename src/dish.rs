@@ -1,0 +1,208 @@
+//! The dish and its wire format: a small JSON object, or the tutorial's bare integer.
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The largest dish number; the tutorial draws from 0 to 9.
+pub const MAX_DISH: u8 = 9;
+
+/// A dish identifier, unique across processes.
+///
+/// `origin` is drawn at random once per process and `seq` counts up inside it,
+/// so two chef processes on one Redis never mint the same id without a shared
+/// counter (a round trip per dish) or clocks that agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DishId {
+    /// Random per process; 0 for dishes that arrived without an id.
+    pub origin: u64,
+    /// Counts up within the process.
+    pub seq: u64,
+}
+
+impl DishId {
+    /// The id given to a dish that arrived as a bare integer.
+    pub const NONE: DishId = DishId { origin: 0, seq: 0 };
+
+    /// This process's random origin.
+    pub fn process_origin() -> u64 {
+        static ORIGIN: OnceLock<u64> = OnceLock::new();
+        // Zero is reserved for "no id".
+        *ORIGIN.get_or_init(|| rand::random::<u64>().max(1))
+    }
+}
+
+impl fmt::Display for DishId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}-{}", self.origin, self.seq)
+    }
+}
+
+impl std::str::FromStr for DishId {
+    type Err = DecodeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (origin, seq) = s.split_once('-').ok_or(DecodeError::BadId)?;
+        if origin.len() != 16 {
+            return Err(DecodeError::BadId);
+        }
+        Ok(DishId {
+            origin: u64::from_str_radix(origin, 16).map_err(|_| DecodeError::BadId)?,
+            seq: seq.parse().map_err(|_| DecodeError::BadId)?,
+        })
+    }
+}
+
+/// One dish: what a chef puts on the queue and a diner takes off it.
+///
+/// `Copy` and 32 bytes, so the in-process channel moves it without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dish {
+    /// Unique id.
+    pub id: DishId,
+    /// The dish number, 0 to [`MAX_DISH`].
+    pub number: u8,
+    /// The chef that made it, counted from 1; 0 when unknown (a bare integer).
+    pub chef: u32,
+    /// When it was made, in microseconds since the Unix epoch; 0 when unknown.
+    pub made_at_us: u64,
+}
+
+/// Why a payload is not a dish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not UTF-8, not an integer, not a JSON dish.
+    #[error("payload is neither a JSON dish nor an integer")]
+    Garbage,
+    /// A dish number outside 0–9.
+    #[error("dish number {0} is out of range 0-{MAX_DISH}")]
+    OutOfRange(i64),
+    /// An id that is not `<16 hex digits>-<number>`.
+    #[error("dish id is malformed")]
+    BadId,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire<'a> {
+    id: &'a str,
+    dish: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chef: Option<&'a str>,
+    made_at: u64,
+}
+
+impl Dish {
+    /// A new dish made now by `chef`, with the next id of this process.
+    pub fn new(seq: u64, number: u8, chef: u32) -> Dish {
+        Dish {
+            id: DishId {
+                origin: DishId::process_origin(),
+                seq,
+            },
+            number,
+            chef,
+            made_at_us: now_us(),
+        }
+    }
+
+    /// The wire form: `{"id":"…","dish":7,"chef":"chef-2","made_at":…}`,
+    /// `made_at` in microseconds since the Unix epoch.
+    pub fn encode(&self) -> String {
+        let id = self.id.to_string();
+        let chef = (self.chef != 0).then(|| format!("chef-{}", self.chef));
+        let wire = Wire {
+            id: &id,
+            dish: i64::from(self.number),
+            chef: chef.as_deref(),
+            made_at: self.made_at_us,
+        };
+        // Serializing a struct of strings and integers cannot fail.
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+
+    /// Reads a payload: a JSON dish, or a bare integer as `LPUSH queue 7` sends.
+    pub fn decode(bytes: &[u8]) -> Result<Dish, DecodeError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| DecodeError::Garbage)?
+            .trim();
+        if let Ok(n) = text.parse::<i64>() {
+            return Ok(Dish {
+                id: DishId::NONE,
+                number: checked_number(n)?,
+                chef: 0,
+                made_at_us: 0,
+            });
+        }
+        let wire: Wire<'_> = serde_json::from_str(text).map_err(|_| DecodeError::Garbage)?;
+        Ok(Dish {
+            id: wire.id.parse()?,
+            number: checked_number(wire.dish)?,
+            chef: wire
+                .chef
+                .and_then(|c| c.strip_prefix("chef-"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            made_at_us: wire.made_at,
+        })
+    }
+}
+
+fn checked_number(n: i64) -> Result<u8, DecodeError> {
+    u8::try_from(n)
+        .ok()
+        .filter(|&d| d <= MAX_DISH)
+        .ok_or(DecodeError::OutOfRange(n))
+}
+
+/// Microseconds since the Unix epoch, the clock every process shares.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_the_wire() {
+        let d = Dish::new(42, 7, 2);
+        let text = d.encode();
+        assert!(text.contains("\"dish\":7"), "{text}");
+        assert!(text.contains("\"chef\":\"chef-2\""), "{text}");
+        assert_eq!(Dish::decode(text.as_bytes()), Ok(d));
+    }
+
+    #[test]
+    fn accepts_a_bare_integer() {
+        let d = Dish::decode(b" 7\n").expect("bare integer");
+        assert_eq!(
+            (d.number, d.id, d.chef, d.made_at_us),
+            (7, DishId::NONE, 0, 0)
+        );
+    }
+
+    #[test]
+    fn rejects_garbage_and_out_of_range() {
+        assert_eq!(Dish::decode(b"\xff\xfe"), Err(DecodeError::Garbage));
+        assert_eq!(Dish::decode(b"soup"), Err(DecodeError::Garbage));
+        assert_eq!(Dish::decode(b"{\"dish\":3}"), Err(DecodeError::Garbage));
+        assert_eq!(Dish::decode(b"10"), Err(DecodeError::OutOfRange(10)));
+        assert_eq!(Dish::decode(b"-1"), Err(DecodeError::OutOfRange(-1)));
+        let bad_id = br#"{"id":"x","dish":1,"made_at":0}"#;
+        assert_eq!(Dish::decode(bad_id), Err(DecodeError::BadId));
+    }
+
+    #[test]
+    fn ids_differ_by_sequence_and_print_fixed_width() {
+        let a = Dish::new(1, 0, 1).id;
+        let b = Dish::new(2, 0, 1).id;
+        assert_ne!(a, b);
+        assert_eq!(a.to_string().split('-').next().map(str::len), Some(16));
+        assert_eq!(a.to_string().parse::<DishId>(), Ok(a));
+    }
+}

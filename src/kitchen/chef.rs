@@ -1,0 +1,156 @@
+//! A chef: draws a dish number, puts the dish on the queue, naps, again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use crate::dish::{Dish, MAX_DISH};
+use crate::kitchen::output::Printer;
+use crate::kitchen::stats::{LiveCounters, Tickets};
+use crate::queue::{Producer, Put, QueueError};
+use crate::shutdown::Shutdown;
+
+/// Everything one chef thread needs.
+#[derive(Debug)]
+pub(crate) struct Chef {
+    /// 0-based slot in the live counters.
+    pub slot: usize,
+    /// 1-based number, as printed (`chef-2`).
+    pub number: u32,
+    pub producer: Producer,
+    /// Stops the chefs: Ctrl-C, `--duration`, a closed stdout, a failure elsewhere.
+    pub stop: Shutdown,
+    pub tickets: Arc<Tickets>,
+    /// Tickets to claim at once; 1 when chefs nap, so they share the work.
+    pub batch: u64,
+    pub max_sleep: Duration,
+    pub rng: StdRng,
+    pub printer: Printer,
+    pub live: Arc<LiveCounters>,
+}
+
+/// What one chef did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ChefReport {
+    pub made: u64,
+    pub lost: u64,
+    pub max_depth: u64,
+}
+
+impl Chef {
+    /// Cooks until the tickets run out or `stop`.
+    pub fn cook(mut self) -> Result<ChefReport, QueueError> {
+        let mut r = ChefReport::default();
+        let mut ids = IdBlock::default();
+        let mut budget = 0u64;
+        while !self.stop.is_stopped() {
+            if budget == 0 {
+                budget = self.tickets.claim(self.batch);
+                if budget == 0 {
+                    break;
+                }
+            }
+            let number = self.rng.random_range(0..=MAX_DISH);
+            let dish = Dish::new(ids.next(), number, self.number);
+            match self.producer.put(dish, &self.stop)? {
+                Put::Queued { depth } => {
+                    r.max_depth = r.max_depth.max(depth as u64);
+                    if self.printer.enabled() {
+                        self.printer.line(
+                            format_args!(
+                                "chef-{} made dish {number} --- {depth} left unsold",
+                                self.number
+                            ),
+                            &self.stop,
+                        );
+                    }
+                }
+                Put::Published { receivers } => {
+                    if receivers == 0 {
+                        r.lost += 1;
+                    }
+                    if self.printer.enabled() {
+                        self.printer.line(
+                            format_args!(
+                                "chef-{} made dish {number} --- served to {receivers} diners",
+                                self.number
+                            ),
+                            &self.stop,
+                        );
+                    }
+                }
+                Put::Stopped => break,
+            }
+            budget -= 1;
+            r.made += 1;
+            self.live.set(self.slot, r.made);
+            if !self.max_sleep.is_zero()
+                && self.stop.sleep(random_nap(&mut self.rng, self.max_sleep))
+            {
+                break;
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// A uniform random nap below `max`, in whole microseconds.
+pub(crate) fn random_nap(rng: &mut StdRng, max: Duration) -> Duration {
+    let max_us = u64::try_from(max.as_micros()).unwrap_or(u64::MAX);
+    if max_us == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_micros(rng.random_range(0..max_us))
+}
+
+/// Hands out dish sequence numbers unique within the process, a block at a
+/// time, so chefs (and web workers) never share a counter per dish.
+#[derive(Debug, Default)]
+pub(crate) struct IdBlock {
+    next: u64,
+    end: u64,
+}
+
+const ID_BLOCK: u64 = 1 << 16;
+
+impl IdBlock {
+    /// The next unused sequence number of this process.
+    pub fn next(&mut self) -> u64 {
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+        if self.next == self.end {
+            self.next = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            self.end = self.next + ID_BLOCK;
+        }
+        let n = self.next;
+        self.next += 1;
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn id_blocks_never_overlap() {
+        let mut a = IdBlock::default();
+        let mut b = IdBlock::default();
+        let first_a = a.next();
+        let first_b = b.next();
+        assert_ne!(first_a, first_b);
+        assert_eq!(a.next(), first_a + 1);
+        assert!(first_a.abs_diff(first_b) >= ID_BLOCK);
+    }
+
+    #[test]
+    fn naps_stay_below_the_maximum() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let max = Duration::from_millis(3);
+        assert!((0..1000).all(|_| random_nap(&mut rng, max) < max));
+        assert_eq!(random_nap(&mut rng, Duration::ZERO), Duration::ZERO);
+    }
+}

@@ -1,0 +1,86 @@
+//! A diner: takes the oldest dish, eats it (a nap), acknowledges it, again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+
+use crate::dish::now_us;
+use crate::kitchen::chef::random_nap;
+use crate::kitchen::output::Printer;
+use crate::kitchen::stats::{LatencyHistogram, LiveCounters};
+use crate::queue::{Consumer, QueueError, Take};
+use crate::shutdown::Shutdown;
+
+/// Everything one diner thread needs.
+#[derive(Debug)]
+pub(crate) struct Diner {
+    pub slot: usize,
+    /// 1-based number, as printed (`diner-1`).
+    pub number: u32,
+    pub consumer: Consumer,
+    /// Stop taking new dishes (a diner-only process on Ctrl-C, or a failure).
+    pub quit: Shutdown,
+    /// Every producer is done: take what is left, then end.
+    pub finished: Shutdown,
+    pub max_sleep: Duration,
+    pub rng: StdRng,
+    pub printer: Printer,
+    /// Where a closed stdout sends its stop.
+    pub print_stop: Shutdown,
+    pub live: Arc<LiveCounters>,
+}
+
+/// What one diner did.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DinerReport {
+    pub eaten: u64,
+    pub rejected: u64,
+    pub max_depth: u64,
+    pub latency: LatencyHistogram,
+}
+
+impl Diner {
+    /// Eats until the queue closes or `quit`.
+    pub fn eat(mut self) -> Result<DinerReport, QueueError> {
+        let mut r = DinerReport::default();
+        while !self.quit.is_stopped() {
+            match self.consumer.take(&self.finished)? {
+                Take::Dish { dish, depth } => {
+                    if dish.made_at_us != 0 {
+                        r.latency.record(now_us().saturating_sub(dish.made_at_us));
+                    }
+                    r.eaten += 1;
+                    r.max_depth = r.max_depth.max(depth as u64);
+                    self.live.set(self.slot, r.eaten);
+                    if self.printer.enabled() {
+                        self.printer.line(
+                            format_args!(
+                                "diner-{} ate dish {} --- {depth} left to eat",
+                                self.number, dish.number
+                            ),
+                            &self.print_stop,
+                        );
+                    }
+                    // Eating is not interrupted by a stop: a diner finishes its dish.
+                    if !self.max_sleep.is_zero() {
+                        std::thread::sleep(random_nap(&mut self.rng, self.max_sleep));
+                    }
+                    self.consumer.ack(&dish)?;
+                }
+                Take::Rejected { reason } => {
+                    r.rejected += 1;
+                    if self.printer.enabled() {
+                        self.printer.line(
+                            format_args!("diner-{} rejected a payload --- {reason}", self.number),
+                            &self.print_stop,
+                        );
+                    }
+                }
+                Take::Idle => {}
+                Take::Closed => break,
+            }
+        }
+        Ok(r)
+    }
+}

@@ -1,0 +1,113 @@
+//! Per-dish lines on stdout: whole lines only, and a closed pipe is a stop, not a panic.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::shutdown::Shutdown;
+
+/// Where per-dish lines go.
+///
+/// Each line is formatted, then written whole under one lock, so lines from
+/// different threads never interleave mid-line. When the reader goes away
+/// (`kitchen | head`), the first failed write stops the run, as Ctrl-C would,
+/// and later lines are dropped silently.
+#[derive(Clone)]
+pub struct Printer {
+    sink: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    broken: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Printer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Printer")
+            .field("quiet", &self.sink.is_none())
+            .field("broken", &self.broken.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Printer {
+    /// Lines to this process's stdout.
+    pub fn stdout() -> Printer {
+        Printer::to(io::stdout())
+    }
+
+    /// Lines to any writer (tests capture them this way).
+    pub fn to(w: impl Write + Send + 'static) -> Printer {
+        Printer {
+            sink: Some(Arc::new(Mutex::new(Box::new(w)))),
+            broken: Arc::default(),
+        }
+    }
+
+    /// No lines at all (`--quiet`).
+    pub fn quiet() -> Printer {
+        Printer {
+            sink: None,
+            broken: Arc::default(),
+        }
+    }
+
+    /// Whether lines are wanted; check before formatting on hot paths.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.sink.is_some() && !self.broken.load(Ordering::Relaxed)
+    }
+
+    /// Whether the reader went away.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    /// Writes one line; on a write error, stops `stop` and goes silent.
+    pub fn line(&self, args: fmt::Arguments<'_>, stop: &Shutdown) {
+        let Some(sink) = &self.sink else { return };
+        if self.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut buf = Vec::with_capacity(64);
+        // Formatting into a Vec cannot fail.
+        let _ = buf.write_fmt(args);
+        buf.push(b'\n');
+        let mut w = sink.lock();
+        if w.write_all(&buf).and_then(|()| w.flush()).is_err() {
+            self.broken.store(true, Ordering::Relaxed);
+            stop.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_stops_the_run_quietly() {
+        let p = Printer::to(Closed);
+        let stop = Shutdown::new();
+        p.line(format_args!("chef-1 made dish 1"), &stop);
+        assert!(stop.is_stopped());
+        assert!(p.is_broken());
+        assert!(!p.enabled());
+        p.line(format_args!("ignored"), &stop);
+    }
+
+    #[test]
+    fn quiet_prints_nothing() {
+        assert!(!Printer::quiet().enabled());
+    }
+}

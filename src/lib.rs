@@ -1,0 +1,45 @@
+//! kitchen: asynchronous work through a queue.
+//!
+//! Chefs (producers) put dishes on a bounded queue; diners (consumers) take
+//! them off, oldest first. The queue is a backend chosen at run time: an
+//! in-process crossbeam channel, or Redis (list or publish/subscribe), so the
+//! same kitchen shows producer/consumer behaviour in one process and serves
+//! real work across many.
+//!
+//! ```
+//! use std::time::Duration;
+//! use kitchen::{KitchenConfig, Printer, Shutdown, kitchen::run};
+//!
+//! let config = KitchenConfig {
+//!     dishes: Some(1_000),
+//!     max_sleep: Duration::ZERO,
+//!     quiet: true,
+//!     ..KitchenConfig::default()
+//! };
+//! let summary = run(&config, &Shutdown::new(), Printer::quiet()).unwrap();
+//! assert_eq!((summary.made, summary.eaten, summary.left), (1_000, 1_000, 0));
+//! assert!(summary.max_depth <= 10);
+//! ```
+//!
+//! # Layout
+//!
+//! | module | job |
+//! |---|---|
+//! | [`cli`] | clap definitions, validated into a [`cli::Command`] |
+//! | [`app`] | carries out a command and prints its summary |
+//! | [`kitchen`] | chefs, diners, statistics, the summary |
+//! | [`queue`] | the backend enum: the only module that sees both sides |
+//! | [`local`] | the in-process crossbeam backend |
+//! | [`dish`] | the dish and its wire format |
+//! | [`shutdown`] | the stop token every thread watches |
+
+pub mod app;
+pub mod cli;
+pub mod dish;
+pub mod kitchen;
+pub mod local;
+pub mod queue;
+pub mod shutdown;
+
+pub use kitchen::{KitchenConfig, Printer, Role, Summary};
+pub use shutdown::Shutdown;

@@ -1,0 +1,290 @@
+//! The backend enum: the one place that sees both the kitchen and the queues.
+//!
+//! Like crossbeam-channel's `SenderFlavor`, each public method is one `match`
+//! that delegates to a backend module; the kitchen knows nothing of crossbeam
+//! or Redis, and the backends nothing of chefs and diners.
+
+use std::time::Duration;
+
+use crate::dish::Dish;
+use crate::local;
+use crate::shutdown::Shutdown;
+
+/// How many dishes may wait at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    /// At most this many (at least 1).
+    Bounded(usize),
+    /// No limit, as the tutorial's Redis list had.
+    Unbounded,
+}
+
+impl Capacity {
+    /// The bound, if any.
+    pub fn limit(self) -> Option<usize> {
+        match self {
+            Capacity::Bounded(n) => Some(n),
+            Capacity::Unbounded => None,
+        }
+    }
+}
+
+/// Redis's two ways of carrying dishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A list: each dish to exactly one diner, oldest first, nothing lost.
+    List,
+    /// A channel: each dish to every subscribed diner, gone if nobody listens.
+    Pubsub,
+}
+
+/// Where to find Redis and what to call things there.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS.
+    pub url: String,
+    /// List or pub/sub.
+    pub mode: Mode,
+    /// The list key (list mode).
+    pub queue: String,
+    /// The channel (pub/sub mode).
+    pub channel: String,
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password; Debug output ends up in logs.
+        f.debug_struct("RedisOptions")
+            .field("url", &redact_url(&self.url))
+            .field("mode", &self.mode)
+            .field("queue", &self.queue)
+            .field("channel", &self.channel)
+            .finish()
+    }
+}
+
+/// A URL with any password replaced by `***`, safe to print.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{path}")
+            } else {
+                format!("{scheme}://***@{host}{path}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Which backend to open, as the command line chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendConfig {
+    /// The in-process crossbeam channel.
+    Local,
+    /// Redis, in list or pub/sub mode.
+    Redis(RedisOptions),
+}
+
+impl BackendConfig {
+    /// `"local"` or `"redis"`, as the summary names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendConfig::Local => "local",
+            BackendConfig::Redis(_) => "redis",
+        }
+    }
+
+    /// The Redis mode, `None` for local.
+    pub fn mode(&self) -> Option<Mode> {
+        match self {
+            BackendConfig::Local => None,
+            BackendConfig::Redis(o) => Some(o.mode),
+        }
+    }
+}
+
+/// What can go wrong with a queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// `--backend redis` on a build without the `redis` feature.
+    #[error(
+        "the redis backend is not in this build: rebuild with `cargo build --features redis` (on by default)"
+    )]
+    RedisNotCompiled,
+    /// The in-process queue no longer takes new producers.
+    #[error("the local queue is closed to new chefs")]
+    Sealed,
+}
+
+/// The outcome of putting a dish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// On the queue; `depth` dishes wait now, this one included.
+    Queued {
+        /// Queue depth just after the put.
+        depth: usize,
+    },
+    /// Published to `receivers` subscribers; 0 means the dish is lost.
+    Published {
+        /// How many subscribers got it.
+        receivers: usize,
+    },
+    /// Shut down while waiting for room: the dish was never made.
+    Stopped,
+}
+
+/// The outcome of taking a dish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Take {
+    /// A dish to eat; `depth` dishes are left behind it.
+    Dish {
+        /// The dish.
+        dish: Dish,
+        /// Queue depth just after the take.
+        depth: usize,
+    },
+    /// A payload that is not a dish; the backend has set it aside.
+    Rejected {
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Nothing arrived within the backend's poll interval; ask again.
+    Idle,
+    /// Nothing more will ever arrive.
+    Closed,
+}
+
+/// An open backend: hands out producers, consumers and gauges.
+#[derive(Debug)]
+pub enum Backend {
+    /// The in-process channel.
+    Local(local::LocalQueue),
+}
+
+impl Backend {
+    /// Opens the backend that `config` names with room for `capacity`.
+    pub fn open(config: &BackendConfig, capacity: Capacity) -> Result<Backend, QueueError> {
+        match config {
+            BackendConfig::Local => Ok(Backend::Local(local::LocalQueue::new(capacity))),
+            BackendConfig::Redis(_) => Err(QueueError::RedisNotCompiled),
+        }
+    }
+
+    /// A producer for one chef thread. Cheap; any connection opens on first use,
+    /// inside the thread that uses it.
+    pub fn producer(&self) -> Result<Producer, QueueError> {
+        match self {
+            Backend::Local(q) => Ok(Producer::Local(q.producer()?)),
+        }
+    }
+
+    /// A consumer for one diner thread; like [`Backend::producer`], lazy.
+    pub fn consumer(&self) -> Result<Consumer, QueueError> {
+        match self {
+            Backend::Local(q) => Ok(Consumer::Local(q.consumer())),
+        }
+    }
+
+    /// A gauge that reads the queue's depth, for status lines and figures.
+    pub fn gauge(&self) -> Gauge {
+        match self {
+            Backend::Local(q) => Gauge::Local(q.consumer()),
+        }
+    }
+
+    /// Takes no more producers: once those handed out are dropped, consumers
+    /// drain what is left and then see [`Take::Closed`].
+    pub fn seal(&self) {
+        match self {
+            Backend::Local(q) => q.seal(),
+        }
+    }
+}
+
+/// One chef's end of the queue.
+#[derive(Debug)]
+pub enum Producer {
+    /// The in-process channel.
+    Local(local::Producer),
+}
+
+impl Producer {
+    /// Puts `dish`, waiting for room while the queue is full, until `shutdown`.
+    #[inline]
+    pub fn put(&mut self, dish: Dish, shutdown: &Shutdown) -> Result<Put, QueueError> {
+        match self {
+            Producer::Local(p) => Ok(p.put(dish, shutdown)),
+        }
+    }
+}
+
+/// One diner's end of the queue.
+#[derive(Debug)]
+pub enum Consumer {
+    /// The in-process channel.
+    Local(local::Consumer),
+}
+
+impl Consumer {
+    /// Takes the oldest dish, waiting up to the backend's poll interval.
+    ///
+    /// `finished` is stopped once every producer of this run is done: a
+    /// backend that cannot see disconnection (Redis) then answers
+    /// [`Take::Closed`] as soon as the queue is empty.
+    #[inline]
+    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
+        match self {
+            Consumer::Local(c) => Ok(c.take(finished)),
+        }
+    }
+
+    /// Confirms that `dish` was eaten, so the backend may forget it.
+    #[inline]
+    pub fn ack(&mut self, dish: &Dish) -> Result<(), QueueError> {
+        match self {
+            Consumer::Local(_) => {
+                let _ = dish;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reads the queue's depth.
+#[derive(Debug)]
+pub enum Gauge {
+    /// The in-process channel.
+    Local(local::Consumer),
+}
+
+impl Gauge {
+    /// Dishes waiting now.
+    pub fn depth(&mut self) -> Result<usize, QueueError> {
+        match self {
+            Gauge::Local(c) => Ok(c.depth()),
+        }
+    }
+}
+
+/// How long a consumer waits before answering [`Take::Idle`].
+pub const POLL: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact_url("redis://u:secret@h:1/5"), "redis://u:***@h:1/5");
+        assert_eq!(redact_url("redis://:secret@h/5"), "redis://:***@h/5");
+        assert_eq!(redact_url("redis://h:6379/5"), "redis://h:6379/5");
+        assert_eq!(redact_url("rediss://tok@h/0"), "rediss://***@h/0");
+    }
+}
