@@ -165,11 +165,35 @@ pub fn signal(pid: u32, signal: &str) {
 }
 
 /// A child that is killed when the test ends, pass or fail.
-pub struct KillOnDrop(pub Child);
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    /// Takes charge of `child`.
+    pub fn new(child: Child) -> Self {
+        KillOnDrop(Some(child))
+    }
+
+    /// The child's pid.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// The child itself (to take its pipes).
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child already waited for")
+    }
+
+    /// Waits for it to exit within `limit` (killing it and failing otherwise).
+    pub fn wait(mut self, limit: Duration) -> Output {
+        wait_output(self.0.take().expect("child already waited for"), limit)
+    }
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
