@@ -3,7 +3,7 @@
 //!
 //! Benches include this file directly (`#[path = "../tests/support/redis_server.rs"]`), so it
 //! depends on nothing else in `tests/support`.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::net::TcpListener;
