@@ -30,6 +30,9 @@ enum Sub {
     Chef(ChefArgs),
     /// Diners only, the tutorial's listener: eat until Ctrl-C (needs --backend redis).
     Diner(DinerArgs),
+    /// What is in Redis now: queue length and capacity, live diners and what
+    /// each holds, dead letters, channel subscribers (needs --backend redis).
+    Info(InfoArgs),
 }
 
 /// Where the queue lives.
@@ -64,12 +67,33 @@ struct QueueArgs {
     /// The Redis channel that carries dishes in pubsub mode.
     #[arg(long, default_value = "task:pubsub:channel")]
     channel: String,
-    /// The most dishes waiting at once; chefs wait while it is full.
+    /// The most dishes waiting at once; chefs wait while it is full (list
+    /// and local; pubsub holds nothing, so it has no capacity).
     #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
     /// No bound on waiting dishes, as the tutorial's Redis list had.
     #[arg(long, conflicts_with = "capacity")]
     unbounded: bool,
+    /// Redis list: dishes a diner takes per round trip (still at least once).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch: u32,
+    /// Redis list: a diner silent this long is presumed dead and its dishes
+    /// go back on the queue.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    heartbeat_ttl: Duration,
+    /// Redis: how long to keep reconnecting to a server that went away before
+    /// failing the run.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    reconnect_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +167,15 @@ pub enum Command {
         /// Summary as JSON on stdout instead of a table on stderr.
         json: bool,
     },
+    /// Print what is in Redis now.
+    Info {
+        /// Where to look.
+        redis: RedisOptions,
+        /// The capacity chefs keep, to show beside the length.
+        capacity: Capacity,
+        /// JSON instead of a table.
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -155,6 +188,17 @@ impl Cli {
                 kitchen_command(Role::Chef, a.queue, a.pace, a.chefs, 0, a.dishes)
             }
             Some(Sub::Diner(a)) => kitchen_command(Role::Diner, a.queue, a.pace, 0, a.diners, None),
+            Some(Sub::Info(a)) => match a.queue.backend_config()? {
+                BackendConfig::Redis(redis) => Ok(Command::Info {
+                    redis,
+                    capacity: a.queue.capacity(),
+                    json: a.json,
+                }),
+                BackendConfig::Local => Err(usage(
+                    ErrorKind::ArgumentConflict,
+                    "`kitchen info` needs --backend redis: a local queue lives and dies inside one `kitchen run`".into(),
+                )),
+            },
         }
     }
 }
@@ -199,11 +243,7 @@ fn kitchen_command(
             ),
         ));
     }
-    let capacity = if queue.unbounded {
-        Capacity::Unbounded
-    } else {
-        Capacity::Bounded(queue.capacity as usize)
-    };
+    let capacity = queue.capacity();
     Ok(Command::Kitchen {
         config: KitchenConfig {
             role,
@@ -222,6 +262,14 @@ fn kitchen_command(
 }
 
 impl QueueArgs {
+    fn capacity(&self) -> Capacity {
+        if self.unbounded {
+            Capacity::Unbounded
+        } else {
+            Capacity::Bounded(self.capacity as usize)
+        }
+    }
+
     fn backend_config(&self) -> Result<BackendConfig, clap::Error> {
         match self.backend {
             BackendKind::Local => {
@@ -238,6 +286,9 @@ impl QueueArgs {
                 mode: self.mode.unwrap_or(Mode::List),
                 queue: self.queue.clone(),
                 channel: self.channel.clone(),
+                batch: self.batch as usize,
+                heartbeat_ttl: self.heartbeat_ttl,
+                reconnect_for: self.reconnect_timeout,
             })),
         }
     }
@@ -260,7 +311,9 @@ fn usage(kind: ErrorKind, msg: String) -> clap::Error {
 fn whole(s: &str, what: &str, min: u64) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(n) if n >= min => Ok(n),
-        _ => Err(format!("`{s}` is not {what}: use a whole number from {min} up")),
+        _ => Err(format!(
+            "`{s}` is not {what}: use a whole number from {min} up"
+        )),
     }
 }
 
@@ -297,6 +350,8 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
                 .to_owned(),
         );
     }
+    #[cfg(feature = "redis")]
+    crate::redis_mode::validate_url(s)?;
     Ok(s.to_owned())
 }
 

@@ -39,6 +39,8 @@ pub mod dish;
 pub mod kitchen;
 pub mod local;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis_mode;
 pub mod shutdown;
 
 pub use kitchen::{KitchenConfig, Printer, Role, Summary};

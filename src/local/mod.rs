@@ -63,7 +63,11 @@ impl Producer {
         // to look at the shutdown flag costs nothing while the queue moves.
         loop {
             match self.tx.send_timeout(dish, POLL) {
-                Ok(()) => return Put::Queued { depth: self.tx.len() },
+                Ok(()) => {
+                    return Put::Queued {
+                        depth: self.tx.len(),
+                    };
+                }
                 Err(SendTimeoutError::Disconnected(_)) => return Put::Stopped,
                 Err(SendTimeoutError::Timeout(d)) => {
                     if shutdown.is_stopped() {

@@ -1,0 +1,540 @@
+//! List mode: chefs LPUSH, diners move dishes from the right into a
+//! processing list of their own, eat, then acknowledge.
+//!
+//! Keys, all beside the queue `Q` (the tutorial's `task:prodcons:queue`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `Q` | list | waiting dishes, newest on the left (so `LPUSH Q 7` works) |
+//! | `Q:processing:<diner>` | list | what that diner holds, not yet eaten |
+//! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat |
+//! | `Q:diners` | set | diner ids, so live diners can find dead ones |
+//! | `Q:waiters` | list | wake-up keys of chefs waiting for room |
+//! | `Q:room:<chef>` | list | a waiting chef's wake-up token |
+//! | `Q:dead` | list | payloads that are not dishes, for a person to look at |
+//!
+//! **Bounded without polling.** A chef pushes through a script that checks
+//! the length first; when full, the same script records the chef's wake-up key
+//! and the chef blocks on it (BLPOP, [`ROOM_WAIT`]). Each dish a diner takes
+//! pops one waiter and hands it a token, so a waiting chef costs about two
+//! commands per [`ROOM_WAIT`] at most.
+//!
+//! **Nothing lost.** A diner moves dishes into its processing list (a script,
+//! or BLMOVE when the queue is empty) and drops them only when it asks for the
+//! next ones, after eating; so the ack rides on the next take and costs no
+//! round trip. A heartbeat thread refreshes `Q:diner:<id>` and puts back the
+//! dishes of diners whose heartbeat expired. On a reconnect a diner puts its
+//! whole processing list back (at least once: a dish may be eaten twice, never
+//! lost).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use redis::{Connection, RedisError, Script};
+
+use super::{Conn, unique_name};
+use crate::dish::Dish;
+use crate::queue::{Capacity, Put, QueueError, RedisOptions, Take};
+use crate::shutdown::Shutdown;
+
+/// How long a chef blocks waiting for a wake-up token before checking again.
+const ROOM_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a diner blocks in BLMOVE on an empty queue before answering
+/// [`Take::Idle`], so it notices a stop.
+const TAKE_WAIT: Duration = Duration::from_millis(250);
+
+const _: () = assert!(ROOM_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
+const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
+
+/// Pops up to `n` waiting chefs and hands each a wake-up token.
+const WAKE: &str = r"
+local function wake(waiters, n)
+  for i = 1, n do
+    local w = redis.call('RPOP', waiters)
+    if not w then return end
+    redis.call('LPUSH', w, '1')
+    redis.call('PEXPIRE', w, 10000)
+  end
+end
+";
+
+/// KEYS: queue, waiters. ARGV: capacity, my wake-up key, payloads…
+/// Returns {pushed, length}; pushed 0 means full (and the chef is registered).
+const PUT: &str = r"
+local len = redis.call('LLEN', KEYS[1])
+local room = tonumber(ARGV[1]) - len
+if room <= 0 then
+  redis.call('LREM', KEYS[2], 0, ARGV[2])
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  return {0, len}
+end
+local n = math.min(room, #ARGV - 2)
+len = redis.call('LPUSH', KEYS[1], unpack(ARGV, 3, n + 2))
+return {n, len}
+";
+
+/// KEYS: queue, processing, waiters. ARGV: most to take, eaten to drop.
+/// Returns {length, payloads…}.
+const TAKE: &str = r"
+local eaten = tonumber(ARGV[2])
+if eaten > 0 then redis.call('RPOP', KEYS[2], eaten) end
+local out = {0}
+for i = 1, tonumber(ARGV[1]) do
+  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not v then break end
+  out[#out + 1] = v
+end
+out[1] = redis.call('LLEN', KEYS[1])
+if #out > 1 then wake(KEYS[3], #out - 1) end
+return out
+";
+
+/// After BLMOVE took one dish. KEYS: queue, waiters. Returns the length.
+const TOOK: &str = r"
+wake(KEYS[2], 1)
+return redis.call('LLEN', KEYS[1])
+";
+
+/// KEYS: queue, processing, heartbeat, diners. ARGV: eaten to drop, leave?, id.
+/// Drops the eaten dishes, puts the rest back on the queue's right end (next
+/// to be taken, oldest rightmost), and on leave forgets the diner.
+const GIVE_BACK: &str = r"
+local eaten = tonumber(ARGV[1])
+if eaten > 0 then redis.call('RPOP', KEYS[2], eaten) end
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do n = n + 1 end
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[3])
+  redis.call('SREM', KEYS[4], ARGV[3])
+end
+return n
+";
+
+/// KEYS: queue, diners. ARGV: queue name (the key prefix).
+/// Puts back what diners without a heartbeat held; returns how many dishes.
+const RECOVER: &str = r"
+local moved = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('EXISTS', ARGV[1] .. ':diner:' .. id) == 0 then
+    local proc = ARGV[1] .. ':processing:' .. id
+    while redis.call('LMOVE', proc, KEYS[1], 'LEFT', 'RIGHT') do moved = moved + 1 end
+    redis.call('SREM', KEYS[2], id)
+  end
+end
+return moved
+";
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{WAKE}{body}"))
+}
+
+/// The key names of one queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub queue: String,
+    pub waiters: String,
+    pub diners: String,
+    pub dead: String,
+}
+
+impl Keys {
+    pub fn new(queue: &str) -> Keys {
+        Keys {
+            queue: queue.to_owned(),
+            waiters: format!("{queue}:waiters"),
+            diners: format!("{queue}:diners"),
+            dead: dead_key(queue),
+        }
+    }
+
+    pub fn processing(&self, id: &str) -> String {
+        format!("{}:processing:{id}", self.queue)
+    }
+
+    pub fn heartbeat(&self, id: &str) -> String {
+        format!("{}:diner:{id}", self.queue)
+    }
+}
+
+/// Where payloads that are not dishes go.
+pub(crate) fn dead_key(queue: &str) -> String {
+    format!("{queue}:dead")
+}
+
+/// One chef's connection to the list.
+#[derive(Debug)]
+pub struct Producer {
+    conn: Conn,
+    keys: Keys,
+    capacity: Capacity,
+    /// This chef's wake-up key.
+    room: String,
+    put: Script,
+}
+
+impl Producer {
+    pub(crate) fn new(conn: Conn, queue: &str, capacity: Capacity) -> Producer {
+        static CHEFS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = CHEFS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Producer {
+            conn,
+            keys: Keys::new(queue),
+            capacity,
+            room: format!("{queue}:room:{}", unique_name("chef", n)),
+            put: script(PUT),
+        }
+    }
+
+    /// Pushes one dish, waiting (without polling) while the list is full.
+    pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, QueueError> {
+        let payload = dish.encode();
+        let Some(cap) = self.capacity.limit() else {
+            let depth: usize = self.conn.run(|c| {
+                redis::cmd("LPUSH")
+                    .arg(&self.keys.queue)
+                    .arg(&payload)
+                    .query(c)
+            })?;
+            return Ok(Put::Queued { depth });
+        };
+        loop {
+            let (pushed, depth): (usize, usize) = self.conn.run(|c| {
+                self.put
+                    .key(&self.keys.queue)
+                    .key(&self.keys.waiters)
+                    .arg(cap)
+                    .arg(&self.room)
+                    .arg(&payload)
+                    .invoke(c)
+            })?;
+            if pushed > 0 {
+                return Ok(Put::Queued { depth });
+            }
+            if stop.is_stopped() {
+                return Ok(Put::Stopped);
+            }
+            // Full: sleep in Redis until a diner hands us a token (or the wait ends).
+            let _: Option<(String, String)> = self.conn.run(|c| {
+                redis::cmd("BLPOP")
+                    .arg(&self.room)
+                    .arg(ROOM_WAIT.as_secs_f64())
+                    .query(c)
+            })?;
+            if stop.is_stopped() {
+                return Ok(Put::Stopped);
+            }
+        }
+    }
+}
+
+/// One diner's connection to the list.
+#[derive(Debug)]
+pub struct Consumer {
+    conn: Conn,
+    /// The heartbeat thread's connection, until it starts.
+    heart_conn: Option<Conn>,
+    heart: Option<Heart>,
+    keys: Keys,
+    id: String,
+    processing: String,
+    heartbeat: String,
+    batch: usize,
+    ttl: Duration,
+    /// Taken in this batch, not yet handed out (oldest first).
+    buffer: VecDeque<Vec<u8>>,
+    /// Queue depth seen by the last take.
+    depth: usize,
+    /// Dishes of this batch handed out and eaten (or rejected): the rightmost
+    /// entries of the processing list, dropped by the next take.
+    done: usize,
+    /// Handed out, not yet acknowledged.
+    in_hand: bool,
+    scripts: Scripts,
+}
+
+#[derive(Debug)]
+struct Scripts {
+    take: Script,
+    took: Script,
+    give_back: Script,
+}
+
+impl Consumer {
+    pub(crate) fn new(conn: Conn, mut heart_conn: Conn, opts: &RedisOptions) -> Consumer {
+        static DINERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = DINERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let keys = Keys::new(&opts.queue);
+        let id = unique_name("diner", n);
+        // A heartbeat that waits out a long outage would outlive its diner.
+        heart_conn.reconnect_for = Duration::ZERO;
+        Consumer {
+            conn,
+            heart_conn: Some(heart_conn),
+            heart: None,
+            processing: keys.processing(&id),
+            heartbeat: keys.heartbeat(&id),
+            keys,
+            id,
+            batch: opts.batch.max(1),
+            ttl: opts.heartbeat_ttl,
+            buffer: VecDeque::new(),
+            depth: 0,
+            done: 0,
+            in_hand: false,
+            scripts: Scripts {
+                take: script(TAKE),
+                took: script(TOOK),
+                give_back: script(GIVE_BACK),
+            },
+        }
+    }
+
+    /// Connects, registers the diner with a live heartbeat and starts beating.
+    pub fn ready(&mut self) -> Result<(), QueueError> {
+        self.connected()?;
+        if let Some(conn) = self.heart_conn.take() {
+            self.heart = Some(Heart::start(
+                conn,
+                self.keys.clone(),
+                self.id.clone(),
+                self.ttl,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Makes sure the connection is up; after any (re)connect, puts back what
+    /// the processing list holds and registers again.
+    fn connected(&mut self) -> Result<(), QueueError> {
+        self.run(|_| Ok(()))
+    }
+
+    /// Runs `f` on the connection; a fresh connection first gives back the
+    /// processing list (a reply may have been lost with the old one) and
+    /// registers the diner.
+    fn run<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, QueueError> {
+        let (keys, id, processing, heartbeat, ttl) = (
+            &self.keys,
+            &self.id,
+            &self.processing,
+            &self.heartbeat,
+            self.ttl,
+        );
+        let give_back = &self.scripts.give_back;
+        let mut reset = false;
+        let out = self.conn.run_fresh(|c, fresh| {
+            if fresh {
+                give_back
+                    .key(&keys.queue)
+                    .key(processing)
+                    .key(heartbeat)
+                    .key(&keys.diners)
+                    .arg(0)
+                    .arg(0)
+                    .arg(id)
+                    .invoke::<u64>(c)?;
+                register(c, keys, id, ttl)?;
+                reset = true;
+            }
+            f(c)
+        });
+        if reset {
+            // Everything this diner held is back on the queue.
+            self.done = 0;
+            self.buffer.clear();
+        }
+        out
+    }
+
+    /// Takes the next dish: from this batch, else up to `batch` more in one
+    /// round trip, else blocks up to [`TAKE_WAIT`] for one.
+    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
+        if self.heart.is_none() {
+            self.ready()?;
+        }
+        if let Some(p) = self.buffer.pop_front() {
+            return self.hand_out(p);
+        }
+        let (max, done) = (self.batch, self.done);
+        let mut got: Vec<Vec<u8>> = {
+            let (keys, processing, take) = (
+                self.keys.clone(),
+                self.processing.clone(),
+                self.scripts.take.clone(),
+            );
+            self.run(|c| {
+                take.key(&keys.queue)
+                    .key(&processing)
+                    .key(&keys.waiters)
+                    .arg(max)
+                    .arg(done)
+                    .invoke::<Vec<redis::Value>>(c)
+            })
+            .map(|v| self.split(v))?
+        };
+        self.done = 0;
+        if !got.is_empty() {
+            let first = got.remove(0);
+            self.buffer.extend(got);
+            return self.hand_out(first);
+        }
+        if finished.is_stopped() {
+            return Ok(Take::Closed);
+        }
+        let (queue, processing) = (self.keys.queue.clone(), self.processing.clone());
+        let one: Option<Vec<u8>> = self.run(|c| {
+            redis::cmd("BLMOVE")
+                .arg(&queue)
+                .arg(&processing)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(TAKE_WAIT.as_secs_f64())
+                .query(c)
+        })?;
+        let Some(p) = one else { return Ok(Take::Idle) };
+        let (took, waiters) = (self.scripts.took.clone(), self.keys.waiters.clone());
+        self.depth = self.run(|c| took.key(&queue).key(&waiters).invoke::<usize>(c))?;
+        self.hand_out(p)
+    }
+
+    /// `{length, payloads…}` from the take script; remembers the length.
+    fn split(&mut self, v: Vec<redis::Value>) -> Vec<Vec<u8>> {
+        let mut it = v.into_iter();
+        if let Some(redis::Value::Int(n)) = it.next() {
+            self.depth = usize::try_from(n).unwrap_or(0);
+        }
+        it.filter_map(|v| match v {
+            redis::Value::BulkString(b) => Some(b),
+            _ => None,
+        })
+        .collect()
+    }
+
+    fn hand_out(&mut self, payload: Vec<u8>) -> Result<Take, QueueError> {
+        match Dish::decode(&payload) {
+            Ok(dish) => {
+                self.in_hand = true;
+                Ok(Take::Dish {
+                    dish,
+                    depth: self.depth,
+                })
+            }
+            Err(e) => {
+                let dead = self.keys.dead.clone();
+                self.run(|c| redis::cmd("LPUSH").arg(&dead).arg(&payload).query::<u64>(c))?;
+                // Set aside: the next take drops it from the processing list.
+                self.done += 1;
+                Ok(Take::Rejected {
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Marks the dish in hand as eaten; the next take tells Redis.
+    pub fn ack(&mut self, _dish: &Dish) -> Result<(), QueueError> {
+        if std::mem::take(&mut self.in_hand) {
+            self.done += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Consumer {
+    /// Leaves cleanly: drops what was eaten, puts back what was not (the
+    /// batch not handed out, a dish not acknowledged), forgets the diner.
+    fn drop(&mut self) {
+        let Some(heart) = self.heart.take() else {
+            return;
+        };
+        heart.stop();
+        // One attempt: a diner on its way out does not wait for Redis.
+        self.conn.reconnect_for = Duration::ZERO;
+        let s = &self.scripts.give_back;
+        let _ = self.conn.run(|c| {
+            s.key(&self.keys.queue)
+                .key(&self.processing)
+                .key(&self.heartbeat)
+                .key(&self.keys.diners)
+                .arg(self.done)
+                .arg(1)
+                .arg(&self.id)
+                .invoke::<u64>(c)
+        });
+    }
+}
+
+/// Registers `id` with a live heartbeat, atomically, so a recovering diner
+/// never sees the member without its heartbeat.
+fn register(c: &mut Connection, keys: &Keys, id: &str, ttl: Duration) -> Result<(), RedisError> {
+    redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(keys.heartbeat(id))
+        .arg(format!("pid {}", std::process::id()))
+        .arg("PX")
+        .arg(ttl_ms(ttl))
+        .ignore()
+        .cmd("SADD")
+        .arg(&keys.diners)
+        .arg(id)
+        .ignore()
+        .exec(c)
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// A diner's heartbeat thread: refreshes the heartbeat and recovers dead
+/// diners' dishes, every fifth of the TTL.
+#[derive(Debug)]
+struct Heart {
+    stop: Shutdown,
+    done: Receiver<()>,
+}
+
+impl Heart {
+    fn start(mut conn: Conn, keys: Keys, id: String, ttl: Duration) -> Result<Heart, QueueError> {
+        let stop = Shutdown::new();
+        let (tx, done) = crossbeam_channel::bounded::<()>(1);
+        let beat = (ttl / 5).max(Duration::from_millis(20));
+        let token = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("heartbeat-{id}"))
+            .spawn(move || {
+                let recover = Script::new(RECOVER);
+                loop {
+                    // Errors here are the diner thread's to report; keep beating.
+                    let _ = conn.run(|c| {
+                        register(c, &keys, &id, ttl)?;
+                        recover
+                            .key(&keys.queue)
+                            .key(&keys.diners)
+                            .arg(&keys.queue)
+                            .invoke::<u64>(c)
+                    });
+                    if token.sleep(beat) {
+                        break;
+                    }
+                }
+                drop(tx);
+            })
+            .map_err(|e| QueueError::Redis {
+                url: String::new(),
+                detail: format!("cannot start the heartbeat thread: {e}"),
+            })?;
+        Ok(Heart { stop, done })
+    }
+
+    /// Stops beating; waits briefly so a last beat cannot follow the goodbye.
+    fn stop(self) {
+        self.stop.stop();
+        let _ = self.done.recv_timeout(Duration::from_secs(1));
+    }
+}
