@@ -257,7 +257,7 @@ pub enum Backend {
     Local(local::LocalQueue),
     /// A Redis list or channel.
     #[cfg(feature = "redis")]
-    Redis(redis_mode::RedisQueue),
+    Redis(Box<redis_mode::RedisQueue>),
 }
 
 impl Backend {
@@ -266,10 +266,10 @@ impl Backend {
         match config {
             BackendConfig::Local => Ok(Backend::Local(local::LocalQueue::new(capacity))),
             #[cfg(feature = "redis")]
-            BackendConfig::Redis(o) => Ok(Backend::Redis(redis_mode::RedisQueue::open(
+            BackendConfig::Redis(o) => Ok(Backend::Redis(Box::new(redis_mode::RedisQueue::open(
                 o.clone(),
                 capacity,
-            )?)),
+            )?))),
             #[cfg(not(feature = "redis"))]
             BackendConfig::Redis(_) => Err(QueueError::RedisNotCompiled),
         }
@@ -281,7 +281,7 @@ impl Backend {
         match self {
             Backend::Local(q) => Ok(Producer::Local(q.producer()?)),
             #[cfg(feature = "redis")]
-            Backend::Redis(q) => Ok(Producer::Redis(q.producer())),
+            Backend::Redis(q) => Ok(Producer::Redis(Box::new(q.producer()))),
         }
     }
 
@@ -290,7 +290,7 @@ impl Backend {
         match self {
             Backend::Local(q) => Ok(Consumer::Local(q.consumer())),
             #[cfg(feature = "redis")]
-            Backend::Redis(q) => Ok(Consumer::Redis(q.consumer())),
+            Backend::Redis(q) => Ok(Consumer::Redis(Box::new(q.consumer()))),
         }
     }
 
@@ -299,7 +299,7 @@ impl Backend {
         match self {
             Backend::Local(q) => Gauge::Local(q.consumer()),
             #[cfg(feature = "redis")]
-            Backend::Redis(q) => Gauge::Redis(q.gauge()),
+            Backend::Redis(q) => Gauge::Redis(Box::new(q.gauge())),
         }
     }
 
@@ -322,7 +322,7 @@ pub enum Producer {
     Local(local::Producer),
     /// A Redis list or channel.
     #[cfg(feature = "redis")]
-    Redis(redis_mode::Producer),
+    Redis(Box<redis_mode::Producer>),
 }
 
 impl Producer {
@@ -344,7 +344,7 @@ pub enum Consumer {
     Local(local::Consumer),
     /// A Redis list or channel.
     #[cfg(feature = "redis")]
-    Redis(redis_mode::Consumer),
+    Redis(Box<redis_mode::Consumer>),
 }
 
 impl Consumer {
@@ -393,7 +393,7 @@ pub enum Gauge {
     Local(local::Consumer),
     /// A Redis list (always 0 for a channel, which holds nothing).
     #[cfg(feature = "redis")]
-    Redis(redis_mode::Gauge),
+    Redis(Box<redis_mode::Gauge>),
 }
 
 impl Gauge {

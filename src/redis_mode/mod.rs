@@ -124,6 +124,8 @@ impl Producer {
 
 /// One diner's end of Redis.
 #[derive(Debug)]
+// One per diner thread, boxed by the backend enum: size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Consumer {
     /// Takes from the list.
     List(list::Consumer),
