@@ -57,7 +57,6 @@ struct QueueArgs {
         long,
         env = "REDIS_URL",
         default_value = "redis://127.0.0.1:6379/5",
-        value_parser = parse_redis_url,
         hide_env_values = true
     )]
     redis_url: String,
@@ -282,7 +281,15 @@ impl QueueArgs {
                 Ok(BackendConfig::Local)
             }
             BackendKind::Redis => Ok(BackendConfig::Redis(RedisOptions {
-                url: self.redis_url.clone(),
+                url: {
+                    check_redis_url(&self.redis_url).map_err(|e| {
+                        usage(
+                            ErrorKind::ValueValidation,
+                            format!("invalid --redis-url: {e}"),
+                        )
+                    })?;
+                    self.redis_url.clone()
+                },
                 mode: self.mode.unwrap_or(Mode::List),
                 queue: self.queue.clone(),
                 channel: self.channel.clone(),
@@ -340,7 +347,9 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` seconds is too long"))
 }
 
-fn parse_redis_url(s: &str) -> Result<String, String> {
+/// Checks `--redis-url`. Done after parsing, not as a clap value parser,
+/// because clap's message would echo the URL, password included.
+fn check_redis_url(s: &str) -> Result<(), String> {
     let ok_scheme = ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
         .any(|p| s.starts_with(p));
@@ -352,7 +361,7 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
     }
     #[cfg(feature = "redis")]
     crate::redis_mode::validate_url(s)?;
-    Ok(s.to_owned())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -192,7 +192,7 @@ pub enum QueueError {
     },
     /// A key kitchen uses holds another type.
     #[error(
-        "redis key `{key}` holds a {found}, not a {want}: choose another --queue, or delete the key (`redis-cli -n DB DEL {key}`)"
+        "redis key `{key}` holds a {found}, not a {want}: choose another --queue, or delete the key (`redis-cli -n {db} DEL {key}`)"
     )]
     WrongType {
         /// The key.
@@ -201,6 +201,8 @@ pub enum QueueError {
         found: String,
         /// The type kitchen needs.
         want: &'static str,
+        /// The database number, for the hint.
+        db: i64,
     },
     /// Any other answer from Redis that kitchen cannot work with.
     #[error("redis at {url} failed: {detail}")]

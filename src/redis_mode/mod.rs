@@ -235,12 +235,28 @@ impl Conn {
                 Err(e) => Err(e),
             };
             let err = match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if let Some(since) = failing_since {
+                        eprintln!(
+                            "kitchen: reconnected to redis at {} after {:.1} s",
+                            redact_url(&self.url),
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    return Ok(v);
+                }
                 Err(e) if is_transient(&e) => e,
                 Err(e) => return Err(classify(e, &self.url, &self.key)),
             };
             // The connection may be half-way through a reply: never reuse it.
             self.con = None;
+            if failing_since.is_none() && !self.reconnect_for.is_zero() {
+                eprintln!(
+                    "kitchen: lost redis at {} ({err}); reconnecting for up to {} s",
+                    redact_url(&self.url),
+                    self.reconnect_for.as_secs()
+                );
+            }
             let since = *failing_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= self.reconnect_for {
                 return Err(QueueError::Gone {
@@ -274,11 +290,14 @@ pub(crate) fn client(url: &str) -> Result<Client, QueueError> {
             detail: TLS_MISSING.to_owned(),
         });
     }
-    Client::open(url).map_err(|e| QueueError::Redis {
+    Client::open(url).map_err(|_| QueueError::Redis {
         url: redact_url(url),
-        detail: format!("the URL is not usable ({})", e.kind_name()),
+        detail: URL_SHAPE.to_owned(),
     })
 }
+
+/// What a Redis URL looks like.
+const URL_SHAPE: &str = "use redis://[user:password@]host[:port][/db]";
 
 /// Why `rediss://` is refused.
 pub const TLS_MISSING: &str = "rediss:// (TLS) is not supported by this build of kitchen; use redis:// on a trusted network, or a TLS tunnel (stunnel, ssh -L) to the server";
@@ -288,27 +307,17 @@ pub fn validate_url(url: &str) -> Result<(), String> {
     if url.starts_with("rediss://") {
         return Err(TLS_MISSING.to_owned());
     }
+    // The crate's own message may echo the URL, password and all: ours does not.
     redis::IntoConnectionInfo::into_connection_info(url)
         .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "`{}` is not a Redis URL ({})",
-                redact_url(url),
-                e.kind_name()
-            )
-        })
+        .map_err(|_| format!("`{}` is not a Redis URL: {URL_SHAPE}", redact_url(url)))
 }
 
-trait KindName {
-    fn kind_name(&self) -> String;
-}
-
-impl KindName for RedisError {
-    /// The error without anything that could echo the URL back.
-    fn kind_name(&self) -> String {
-        self.detail()
-            .map_or_else(|| format!("{:?}", self.kind()), str::to_owned)
-    }
+/// The database number in a URL (`…/5`), 0 when absent.
+fn db_of(url: &str) -> i64 {
+    url.rsplit_once('/')
+        .and_then(|(_, db)| db.split('?').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn connect(client: &Client) -> Result<Connection, RedisError> {
@@ -345,6 +354,7 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> QueueError {
             key: key.to_owned(),
             found: "value of another type".to_owned(),
             want: "list (or one of its companion keys)",
+            db: db_of(&url),
         };
     }
     if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
@@ -373,6 +383,7 @@ fn check_list(con: &mut Connection, url: &str, key: &str) -> Result<(), QueueErr
             key: key.to_owned(),
             found,
             want: "list",
+            db: db_of(url),
         }),
     }
 }
@@ -384,4 +395,25 @@ pub(crate) fn unique_name(prefix: &str, n: u64) -> String {
         std::process::id(),
         crate::dish::DishId::process_origin() as u32
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_without_echoing_passwords() {
+        assert!(validate_url("redis://127.0.0.1:6379/5").is_ok());
+        assert!(validate_url("redis://u:pw@127.0.0.1/5").is_ok());
+        let bad = validate_url("redis://u:pw@127.0.0.1:x/5").unwrap_err();
+        assert!(!bad.contains("pw@"), "{bad}");
+        assert!(validate_url("rediss://h/0").unwrap_err().contains("TLS"));
+    }
+
+    #[test]
+    fn the_database_number_comes_from_the_path() {
+        assert_eq!(db_of("redis://h:1/5"), 5);
+        assert_eq!(db_of("redis://h:1"), 0);
+        assert_eq!(db_of("redis://h:1/"), 0);
+    }
 }

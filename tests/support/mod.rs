@@ -2,6 +2,8 @@
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 #[cfg(feature = "redis")]
+pub mod redis_kitchen;
+#[cfg(feature = "redis")]
 pub mod redis_server;
 
 use std::io::{BufRead, BufReader, Read};
