@@ -337,6 +337,40 @@ impl Producer {
             Producer::Redis(p) => p.put(dish, shutdown),
         }
     }
+
+    /// How many dishes one round trip should carry (`--batch`); 1 for local.
+    pub fn batch(&self) -> usize {
+        match self {
+            Producer::Local(_) => 1,
+            #[cfg(feature = "redis")]
+            Producer::Redis(p) => p.batch(),
+        }
+    }
+
+    /// Puts `dishes` in order, as few round trips as the backend allows, still
+    /// waiting for room while full. One outcome per dish put; fewer than
+    /// `dishes` (the last being [`Put::Stopped`]) when `shutdown` came first.
+    pub fn put_all(
+        &mut self,
+        dishes: &[Dish],
+        shutdown: &Shutdown,
+    ) -> Result<Vec<Put>, QueueError> {
+        match self {
+            #[cfg(feature = "redis")]
+            Producer::Redis(p) => p.put_all(dishes, shutdown),
+            _ => {
+                let mut out = Vec::with_capacity(dishes.len());
+                for d in dishes {
+                    let put = self.put(*d, shutdown)?;
+                    out.push(put);
+                    if put == Put::Stopped {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// One diner's end of the queue.

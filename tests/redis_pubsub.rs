@@ -40,6 +40,31 @@ fn every_diner_gets_every_dish_and_none_is_lost() {
 }
 
 #[test]
+fn batched_publishing_still_reaches_every_diner() {
+    let server = RedisServer::start();
+    let s = run_json(
+        &server,
+        "run",
+        &[
+            "--mode",
+            "pubsub",
+            "--dishes",
+            "500",
+            "--batch",
+            "32",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+        ],
+    );
+    assert_eq!(
+        (num(&s, "made"), num(&s, "eaten"), num(&s, "lost")),
+        (500, 1000, 0),
+        "{s}"
+    );
+}
+
+#[test]
 fn dishes_published_to_nobody_are_counted_lost() {
     let server = RedisServer::start();
     let s = run_json(

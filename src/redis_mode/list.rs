@@ -9,20 +9,21 @@
 //! | `Q:processing:<diner>` | list | what that diner holds, not yet eaten |
 //! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat |
 //! | `Q:diners` | set | diner ids, so live diners can find dead ones |
-//! | `Q:waiters` | list | wake-up keys of chefs waiting for room |
-//! | `Q:room:<chef>` | list | a waiting chef's wake-up token |
+//! | `Q:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
 //! | `Q:dead` | list | payloads that are not dishes, for a person to look at |
 //!
 //! **Bounded without polling.** A chef pushes through a script that checks
-//! the length first; when full, the same script records the chef's wake-up key
-//! and the chef blocks on it (BLPOP, [`ROOM_WAIT`]). Each dish a diner takes
-//! pops one waiter and hands it a token, so a waiting chef costs about two
-//! commands per [`ROOM_WAIT`] at most.
+//! the length first (the only script on the hot path: a check-and-push must be
+//! atomic across processes). When full, the chef blocks on `Q:room` (BLPOP,
+//! [`ROOM_WAIT`]); every dish a diner takes drops a token there, which wakes
+//! one waiting chef. Tokens are trimmed to [`MAX_TOKENS`], so stale ones cost a
+//! few spurious wake-ups at most, and a chef blocked with no diner about costs
+//! two commands per [`ROOM_WAIT`].
 //!
-//! **Nothing lost.** A diner moves dishes into its processing list (a script,
-//! or BLMOVE when the queue is empty) and drops them only when it asks for the
-//! next ones, after eating; so the ack rides on the next take and costs no
-//! round trip. A heartbeat thread refreshes `Q:diner:<id>` and puts back the
+//! **Nothing lost.** A diner moves dishes into its processing list (LMOVE in
+//! a pipeline, or BLMOVE when the queue is empty) and drops them only when it
+//! asks for the next ones, after eating; so the ack rides on the next take and
+//! costs no round trip. A heartbeat thread refreshes `Q:diner:<id>` and puts back the
 //! dishes of diners whose heartbeat expired. On a reconnect a diner puts its
 //! whole processing list back (at least once: a dish may be eaten twice, never
 //! lost).
@@ -48,54 +49,19 @@ const TAKE_WAIT: Duration = Duration::from_millis(250);
 const _: () = assert!(ROOM_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 
-/// Pops up to `n` waiting chefs and hands each a wake-up token.
-const WAKE: &str = r"
-local function wake(waiters, n)
-  for i = 1, n do
-    local w = redis.call('RPOP', waiters)
-    if not w then return end
-    redis.call('LPUSH', w, '1')
-    redis.call('PEXPIRE', w, 10000)
-  end
-end
-";
-
-/// KEYS: queue, waiters. ARGV: capacity, my wake-up key, payloads…
-/// Returns {pushed, length}; pushed 0 means full (and the chef is registered).
+/// KEYS: queue. ARGV: capacity, payloads…
+/// Returns {pushed, length}; pushed 0 means full.
 const PUT: &str = r"
 local len = redis.call('LLEN', KEYS[1])
 local room = tonumber(ARGV[1]) - len
-if room <= 0 then
-  redis.call('LREM', KEYS[2], 0, ARGV[2])
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  return {0, len}
-end
-local n = math.min(room, #ARGV - 2)
-len = redis.call('LPUSH', KEYS[1], unpack(ARGV, 3, n + 2))
+if room <= 0 then return {0, len} end
+local n = math.min(room, #ARGV - 1)
+len = redis.call('LPUSH', KEYS[1], unpack(ARGV, 2, n + 1))
 return {n, len}
 ";
 
-/// KEYS: queue, processing, waiters. ARGV: most to take, eaten to drop.
-/// Returns {length, payloads…}.
-const TAKE: &str = r"
-local eaten = tonumber(ARGV[2])
-if eaten > 0 then redis.call('RPOP', KEYS[2], eaten) end
-local out = {0}
-for i = 1, tonumber(ARGV[1]) do
-  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-  if not v then break end
-  out[#out + 1] = v
-end
-out[1] = redis.call('LLEN', KEYS[1])
-if #out > 1 then wake(KEYS[3], #out - 1) end
-return out
-";
-
-/// After BLMOVE took one dish. KEYS: queue, waiters. Returns the length.
-const TOOK: &str = r"
-wake(KEYS[2], 1)
-return redis.call('LLEN', KEYS[1])
-";
+/// The most wake-up tokens kept in `Q:room`.
+pub const MAX_TOKENS: usize = 16;
 
 /// KEYS: queue, processing, heartbeat, diners. ARGV: eaten to drop, leave?, id.
 /// Drops the eaten dishes, puts the rest back on the queue's right end (next
@@ -126,15 +92,11 @@ end
 return moved
 ";
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{WAKE}{body}"))
-}
-
 /// The key names of one queue.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub queue: String,
-    pub waiters: String,
+    pub room: String,
     pub diners: String,
     pub dead: String,
 }
@@ -143,7 +105,7 @@ impl Keys {
     pub fn new(queue: &str) -> Keys {
         Keys {
             queue: queue.to_owned(),
-            waiters: format!("{queue}:waiters"),
+            room: format!("{queue}:room"),
             diners: format!("{queue}:diners"),
             dead: dead_key(queue),
         }
@@ -169,64 +131,78 @@ pub struct Producer {
     conn: Conn,
     keys: Keys,
     capacity: Capacity,
-    /// This chef's wake-up key.
-    room: String,
+    /// Dishes per round trip.
+    pub(crate) batch: usize,
     put: Script,
 }
 
 impl Producer {
-    pub(crate) fn new(conn: Conn, queue: &str, capacity: Capacity) -> Producer {
-        static CHEFS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let n = CHEFS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub(crate) fn new(conn: Conn, opts: &RedisOptions, capacity: Capacity) -> Producer {
         Producer {
             conn,
-            keys: Keys::new(queue),
+            keys: Keys::new(&opts.queue),
             capacity,
-            room: format!("{queue}:room:{}", unique_name("chef", n)),
-            put: script(PUT),
+            batch: opts.batch.max(1),
+            put: Script::new(PUT),
         }
     }
 
     /// Pushes one dish, waiting (without polling) while the list is full.
     pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, QueueError> {
-        let payload = dish.encode();
+        let puts = self.put_all(std::slice::from_ref(&dish), stop)?;
+        Ok(puts.first().copied().unwrap_or(Put::Stopped))
+    }
+
+    /// Pushes dishes in order, as many per round trip as there is room for,
+    /// waiting (without polling) while the list is full.
+    pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, QueueError> {
+        let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
+        let mut out = Vec::with_capacity(dishes.len());
         let Some(cap) = self.capacity.limit() else {
             let depth: usize = self.conn.run(|c| {
                 redis::cmd("LPUSH")
                     .arg(&self.keys.queue)
-                    .arg(&payload)
+                    .arg(&payloads)
                     .query(c)
             })?;
-            return Ok(Put::Queued { depth });
+            out.extend(queued(depth, payloads.len()));
+            return Ok(out);
         };
-        loop {
-            let (pushed, depth): (usize, usize) = self.conn.run(|c| {
-                self.put
-                    .key(&self.keys.queue)
-                    .key(&self.keys.waiters)
-                    .arg(cap)
-                    .arg(&self.room)
-                    .arg(&payload)
-                    .invoke(c)
-            })?;
+        let mut rest = &payloads[..];
+        while !rest.is_empty() {
+            let (pushed, depth): (usize, usize) = self
+                .conn
+                .run(|c| self.put.key(&self.keys.queue).arg(cap).arg(rest).invoke(c))?;
             if pushed > 0 {
-                return Ok(Put::Queued { depth });
+                out.extend(queued(depth, pushed));
+                rest = &rest[pushed.min(rest.len())..];
+                continue;
             }
             if stop.is_stopped() {
-                return Ok(Put::Stopped);
+                out.push(Put::Stopped);
+                break;
             }
             // Full: sleep in Redis until a diner hands us a token (or the wait ends).
             let _: Option<(String, String)> = self.conn.run(|c| {
                 redis::cmd("BLPOP")
-                    .arg(&self.room)
+                    .arg(&self.keys.room)
                     .arg(ROOM_WAIT.as_secs_f64())
                     .query(c)
             })?;
             if stop.is_stopped() {
-                return Ok(Put::Stopped);
+                out.push(Put::Stopped);
+                break;
             }
         }
+        Ok(out)
     }
+}
+
+/// The outcomes of `n` dishes pushed at once, the list `depth` long after.
+fn queued(depth: usize, n: usize) -> impl Iterator<Item = Put> {
+    (0..n).map(move |i| Put::Queued {
+        depth: (depth + i + 1).saturating_sub(n),
+    })
 }
 
 /// One diner's connection to the list.
@@ -256,8 +232,6 @@ pub struct Consumer {
 
 #[derive(Debug)]
 struct Scripts {
-    take: Script,
-    took: Script,
     give_back: Script,
 }
 
@@ -284,9 +258,7 @@ impl Consumer {
             done: 0,
             in_hand: false,
             scripts: Scripts {
-                take: script(TAKE),
-                took: script(TOOK),
-                give_back: script(GIVE_BACK),
+                give_back: Script::new(GIVE_BACK),
             },
         }
     }
@@ -361,35 +333,42 @@ impl Consumer {
             return self.hand_out(p);
         }
         let (max, done) = (self.batch, self.done);
-        let mut got: Vec<Vec<u8>> = {
-            let (keys, processing, take) = (
-                self.keys.clone(),
-                self.processing.clone(),
-                self.scripts.take.clone(),
-            );
-            self.run(|c| {
-                take.key(&keys.queue)
-                    .key(&processing)
-                    .key(&keys.waiters)
-                    .arg(max)
-                    .arg(done)
-                    .invoke::<Vec<redis::Value>>(c)
-            })
-            .map(|v| self.split(v))?
-        };
+        let (keys, processing) = (self.keys.clone(), self.processing.clone());
+        // One round trip: drop what was eaten, move up to `max` dishes into
+        // the processing list, read the length, wake as many chefs.
+        let mut pipe = redis::pipe();
+        if done > 0 {
+            pipe.cmd("RPOP").arg(&processing).arg(done).ignore();
+        }
+        for _ in 0..max {
+            pipe.cmd("LMOVE")
+                .arg(&keys.queue)
+                .arg(&processing)
+                .arg("RIGHT")
+                .arg("LEFT");
+        }
+        pipe.cmd("LLEN").arg(&keys.queue);
+        wake(&mut pipe, &keys.room, max);
+        let mut got: Vec<redis::Value> = self.run(|c| pipe.query(c))?;
         self.done = 0;
-        if !got.is_empty() {
-            let first = got.remove(0);
+        self.depth = match got.pop() {
+            Some(redis::Value::Int(n)) => usize::try_from(n).unwrap_or(0),
+            _ => 0,
+        };
+        let mut got = got.into_iter().filter_map(|v| match v {
+            redis::Value::BulkString(b) => Some(b),
+            _ => None,
+        });
+        if let Some(first) = got.next() {
             self.buffer.extend(got);
             return self.hand_out(first);
         }
         if finished.is_stopped() {
             return Ok(Take::Closed);
         }
-        let (queue, processing) = (self.keys.queue.clone(), self.processing.clone());
         let one: Option<Vec<u8>> = self.run(|c| {
             redis::cmd("BLMOVE")
-                .arg(&queue)
+                .arg(&keys.queue)
                 .arg(&processing)
                 .arg("RIGHT")
                 .arg("LEFT")
@@ -397,22 +376,12 @@ impl Consumer {
                 .query(c)
         })?;
         let Some(p) = one else { return Ok(Take::Idle) };
-        let (took, waiters) = (self.scripts.took.clone(), self.keys.waiters.clone());
-        self.depth = self.run(|c| took.key(&queue).key(&waiters).invoke::<usize>(c))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("LLEN").arg(&keys.queue);
+        wake(&mut pipe, &keys.room, 1);
+        let (depth,): (usize,) = self.run(|c| pipe.query(c))?;
+        self.depth = depth;
         self.hand_out(p)
-    }
-
-    /// `{length, payloads…}` from the take script; remembers the length.
-    fn split(&mut self, v: Vec<redis::Value>) -> Vec<Vec<u8>> {
-        let mut it = v.into_iter();
-        if let Some(redis::Value::Int(n)) = it.next() {
-            self.depth = usize::try_from(n).unwrap_or(0);
-        }
-        it.filter_map(|v| match v {
-            redis::Value::BulkString(b) => Some(b),
-            _ => None,
-        })
-        .collect()
     }
 
     fn hand_out(&mut self, payload: Vec<u8>) -> Result<Take, QueueError> {
@@ -468,6 +437,28 @@ impl Drop for Consumer {
         });
     }
 }
+
+/// Adds `n` wake-up tokens for waiting chefs, keeping at most [`MAX_TOKENS`].
+fn wake(pipe: &mut redis::Pipeline, room: &str, n: usize) {
+    pipe.cmd("LPUSH").arg(room);
+    for _ in 0..n.min(MAX_TOKENS) {
+        pipe.arg(1);
+    }
+    pipe.ignore()
+        .cmd("LTRIM")
+        .arg(room)
+        .arg(0)
+        .arg(MAX_TOKENS - 1)
+        .ignore()
+        // Tokens nobody waited for go stale: let them vanish.
+        .cmd("PEXPIRE")
+        .arg(room)
+        .arg(ROOM_TTL_MS)
+        .ignore();
+}
+
+/// How long unclaimed wake-up tokens live.
+const ROOM_TTL_MS: u64 = 10_000;
 
 /// Registers `id` with a live heartbeat, atomically, so a recovering diner
 /// never sees the member without its heartbeat.

@@ -71,14 +71,10 @@ impl RedisQueue {
     /// A producer for one chef thread; connects on first use.
     pub fn producer(&self) -> Producer {
         match self.opts.mode {
-            Mode::List => Producer::List(list::Producer::new(
-                self.conn(),
-                &self.opts.queue,
-                self.capacity,
-            )),
-            Mode::Pubsub => {
-                Producer::Pubsub(pubsub::Producer::new(self.conn(), &self.opts.channel))
+            Mode::List => {
+                Producer::List(list::Producer::new(self.conn(), &self.opts, self.capacity))
             }
+            Mode::Pubsub => Producer::Pubsub(pubsub::Producer::new(self.conn(), &self.opts)),
         }
     }
 
@@ -118,6 +114,22 @@ impl Producer {
         match self {
             Producer::List(p) => p.put(dish, stop),
             Producer::Pubsub(p) => p.put(dish),
+        }
+    }
+
+    /// Dishes per round trip.
+    pub fn batch(&self) -> usize {
+        match self {
+            Producer::List(p) => p.batch,
+            Producer::Pubsub(p) => p.batch,
+        }
+    }
+
+    /// Puts several dishes in few round trips (see [`crate::queue::Producer::put_all`]).
+    pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, QueueError> {
+        match self {
+            Producer::List(p) => p.put_all(dishes, stop),
+            Producer::Pubsub(p) => p.put_all(dishes),
         }
     }
 }

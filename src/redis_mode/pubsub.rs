@@ -38,14 +38,30 @@ const MARKER_WAIT: Duration = Duration::from_secs(5);
 pub struct Producer {
     conn: Conn,
     channel: String,
+    /// Dishes per round trip.
+    pub(crate) batch: usize,
 }
 
 impl Producer {
-    pub(crate) fn new(conn: Conn, channel: &str) -> Producer {
+    pub(crate) fn new(conn: Conn, opts: &RedisOptions) -> Producer {
         Producer {
             conn,
-            channel: channel.to_owned(),
+            channel: opts.channel.clone(),
+            batch: opts.batch.max(1),
         }
+    }
+
+    /// Publishes several dishes in one pipelined round trip.
+    pub fn put_all(&mut self, dishes: &[Dish]) -> Result<Vec<Put>, QueueError> {
+        let mut pipe = redis::pipe();
+        for d in dishes {
+            pipe.cmd("PUBLISH").arg(&self.channel).arg(d.encode());
+        }
+        let receivers: Vec<usize> = self.conn.run(|c| pipe.query(c))?;
+        Ok(receivers
+            .into_iter()
+            .map(|receivers| Put::Published { receivers })
+            .collect())
     }
 
     /// Publishes one dish; `receivers: 0` means nobody got it.
