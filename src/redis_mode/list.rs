@@ -60,6 +60,26 @@ len = redis.call('LPUSH', KEYS[1], unpack(ARGV, 2, n + 1))
 return {n, len}
 ";
 
+/// A batched take. KEYS: queue, processing, room. ARGV: most to take, eaten
+/// to drop, most tokens, token TTL in ms. A few list commands whatever the
+/// batch, where a pipeline would send one LMOVE per dish; wakes as many chefs
+/// as dishes were taken. Returns {length, payloads oldest first…}.
+const TAKE_MANY: &str = r"
+local eaten = tonumber(ARGV[2])
+if eaten > 0 then redis.call('RPOP', KEYS[2], eaten) end
+local got = redis.call('RPOP', KEYS[1], tonumber(ARGV[1]))
+if got then
+  redis.call('LPUSH', KEYS[2], unpack(got))
+  for i = 1, math.min(#got, tonumber(ARGV[3])) do redis.call('LPUSH', KEYS[3], '1') end
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+else
+  got = {}
+end
+table.insert(got, 1, redis.call('LLEN', KEYS[1]))
+return got
+";
+
 /// The most wake-up tokens kept in `Q:room`.
 pub const MAX_TOKENS: usize = 16;
 
@@ -233,6 +253,7 @@ pub struct Consumer {
 #[derive(Debug)]
 struct Scripts {
     give_back: Script,
+    take_many: Script,
 }
 
 impl Consumer {
@@ -259,6 +280,7 @@ impl Consumer {
             in_hand: false,
             scripts: Scripts {
                 give_back: Script::new(GIVE_BACK),
+                take_many: Script::new(TAKE_MANY),
             },
         }
     }
@@ -336,25 +358,44 @@ impl Consumer {
         let (keys, processing) = (self.keys.clone(), self.processing.clone());
         // One round trip: drop what was eaten, move up to `max` dishes into
         // the processing list, read the length, wake as many chefs.
-        let mut pipe = redis::pipe();
-        if done > 0 {
-            pipe.cmd("RPOP").arg(&processing).arg(done).ignore();
-        }
-        for _ in 0..max {
+        let mut got: Vec<redis::Value> = if max == 1 {
+            let mut pipe = redis::pipe();
+            if done > 0 {
+                pipe.cmd("RPOP").arg(&processing).arg(done).ignore();
+            }
             pipe.cmd("LMOVE")
                 .arg(&keys.queue)
                 .arg(&processing)
                 .arg("RIGHT")
                 .arg("LEFT");
-        }
-        pipe.cmd("LLEN").arg(&keys.queue);
-        wake(&mut pipe, &keys.room, max);
-        let mut got: Vec<redis::Value> = self.run(|c| pipe.query(c))?;
+            pipe.cmd("LLEN").arg(&keys.queue);
+            wake(&mut pipe, &keys.room, max);
+            let mut v: Vec<redis::Value> = self.run(|c| pipe.query(c))?;
+            // {dish or nil, length} → {length, dish?}, as the script answers.
+            v.rotate_right(1);
+            v
+        } else {
+            let take_many = self.scripts.take_many.clone();
+            self.run(|c| {
+                take_many
+                    .key(&keys.queue)
+                    .key(&processing)
+                    .key(&keys.room)
+                    .arg(max)
+                    .arg(done)
+                    .arg(MAX_TOKENS)
+                    .arg(ROOM_TTL_MS)
+                    .invoke(c)
+            })?
+        };
         self.done = 0;
-        self.depth = match got.pop() {
-            Some(redis::Value::Int(n)) => usize::try_from(n).unwrap_or(0),
+        self.depth = match got.first() {
+            Some(redis::Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
             _ => 0,
         };
+        if !got.is_empty() {
+            got.remove(0);
+        }
         let mut got = got.into_iter().filter_map(|v| match v {
             redis::Value::BulkString(b) => Some(b),
             _ => None,
