@@ -8,7 +8,10 @@ fn refused(args: &[&str], hint: &str) {
     let out = run(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(stderr.contains(hint), "{args:?}: expected {hint:?} in {stderr}");
+    assert!(
+        stderr.contains(hint),
+        "{args:?}: expected {hint:?} in {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
 }
@@ -26,7 +29,10 @@ fn negative_and_non_numeric_values_are_refused() {
     refused(&["--chefs", "-2"], "-2 is not in 1..=4096");
     refused(&["--diners", "5000"], "5000 is not in 1..=4096");
     refused(&["--capacity", "-3"], "-3 is not in 1..");
-    refused(&["--capacity", "2000000"], "at most 1000000, or --unbounded");
+    refused(
+        &["--capacity", "2000000"],
+        "at most 1000000, or --unbounded",
+    );
     refused(&["--capacity", "ten"], "invalid digit");
     refused(&["--max-sleep-ms", "-1"], "use a whole number from 0 up");
     refused(&["--dishes", "-1"], "use a whole number from 1 up");
@@ -44,7 +50,10 @@ fn unknown_flags_values_and_conflicts_are_refused() {
     refused(&["--mode", "pubsub"], "--mode applies to --backend redis");
     refused(&["chef"], "needs --backend redis");
     refused(&["diner"], "needs --backend redis");
-    refused(&["--backend", "redis", "--redis-url", "http://x"], "redis://");
+    refused(
+        &["--backend", "redis", "--redis-url", "http://x"],
+        "redis://",
+    );
 }
 
 #[test]
@@ -52,7 +61,16 @@ fn help_names_every_role_and_option() {
     let out = run(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for want in ["run", "chef", "diner", "--backend", "--capacity", "--dishes", "--json", "--seed"] {
+    for want in [
+        "run",
+        "chef",
+        "diner",
+        "--backend",
+        "--capacity",
+        "--dishes",
+        "--json",
+        "--seed",
+    ] {
         assert!(help.contains(want), "--help lacks {want}:\n{help}");
     }
 }

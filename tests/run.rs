@@ -23,8 +23,17 @@ fn exact_accounting_across_chef_diner_capacity_mixes() {
     for (chefs, diners, cap) in [(1, 1, 1), (3, 2, 10), (2, 5, 1), (4, 4, 100)] {
         let (c, d, k) = (chefs.to_string(), diners.to_string(), cap.to_string());
         let s = json_run(&[
-            "--chefs", &c, "--diners", &d, "--capacity", &k, "--dishes", "20000",
-            "--max-sleep-ms", "0", "--quiet",
+            "--chefs",
+            &c,
+            "--diners",
+            &d,
+            "--capacity",
+            &k,
+            "--dishes",
+            "20000",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
         ]);
         let mix = format!("{chefs} chefs / {diners} diners / capacity {cap}");
         assert_eq!(num(&s, "made"), 20_000, "{mix}: made");
@@ -32,21 +41,43 @@ fn exact_accounting_across_chef_diner_capacity_mixes() {
         assert_eq!(num(&s, "left"), 0, "{mix}: left");
         assert_eq!(num(&s, "lost"), 0, "{mix}: lost");
         assert_eq!(num(&s, "rejected"), 0, "{mix}: rejected");
-        assert!(num(&s, "max_depth") <= cap, "{mix}: max_depth {}", s["max_depth"]);
-        assert_eq!((num(&s, "chefs"), num(&s, "diners")), (chefs, diners), "{mix}");
+        assert!(
+            num(&s, "max_depth") <= cap,
+            "{mix}: max_depth {}",
+            s["max_depth"]
+        );
+        assert_eq!(
+            (num(&s, "chefs"), num(&s, "diners")),
+            (chefs, diners),
+            "{mix}"
+        );
     }
 }
 
 #[test]
 fn seven_chefs_one_diner_fill_a_queue_of_three_but_never_overflow_it() {
     let out = run(&[
-        "run", "--chefs", "7", "--diners", "1", "--capacity", "3", "--dishes", "200",
-        "--max-sleep-ms", "2", "--json",
+        "run",
+        "--chefs",
+        "7",
+        "--diners",
+        "1",
+        "--capacity",
+        "3",
+        "--dishes",
+        "200",
+        "--max-sleep-ms",
+        "2",
+        "--json",
     ]);
     assert!(out.status.success());
     let s = summary(&out);
     assert_eq!((num(&s, "made"), num(&s, "eaten")), (200, 200));
-    assert_eq!(num(&s, "max_depth"), 3, "the queue should fill to exactly its capacity");
+    assert_eq!(
+        num(&s, "max_depth"),
+        3,
+        "the queue should fill to exactly its capacity"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let depths: Vec<u64> = stdout
         .lines()
@@ -75,7 +106,9 @@ fn dishes_is_a_total_not_per_chef_and_every_dish_gets_its_lines() {
 fn is_chef_line(l: &str) -> bool {
     let w: Vec<&str> = l.split(' ').collect();
     w.len() == 8
-        && w[0].strip_prefix("chef-").is_some_and(|n| n.parse::<u32>().is_ok())
+        && w[0]
+            .strip_prefix("chef-")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
         && w[1..3] == ["made", "dish"]
         && w[3].parse::<u8>().is_ok_and(|d| d <= 9)
         && w[4] == "---"
@@ -87,7 +120,9 @@ fn is_chef_line(l: &str) -> bool {
 fn is_diner_line(l: &str) -> bool {
     let w: Vec<&str> = l.split(' ').collect();
     w.len() == 9
-        && w[0].strip_prefix("diner-").is_some_and(|n| n.parse::<u32>().is_ok())
+        && w[0]
+            .strip_prefix("diner-")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
         && w[1..3] == ["ate", "dish"]
         && w[3].parse::<u8>().is_ok_and(|d| d <= 9)
         && w[4] == "---"
@@ -108,7 +143,15 @@ fn dishes_by_chef(stdout: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn seeded(seed: &str) -> BTreeMap<String, Vec<u8>> {
-    let out = run(&["run", "--seed", seed, "--dishes", "60", "--max-sleep-ms", "3"]);
+    let out = run(&[
+        "run",
+        "--seed",
+        seed,
+        "--dishes",
+        "60",
+        "--max-sleep-ms",
+        "3",
+    ]);
     assert!(out.status.success());
     dishes_by_chef(&String::from_utf8_lossy(&out.stdout))
 }
@@ -122,11 +165,22 @@ fn a_seed_reproduces_each_chefs_dishes() {
     for (chef, xs) in &a {
         let ys = &b[chef];
         let n = xs.len().min(ys.len());
-        assert!(n >= 5, "{chef} made too few dishes to compare: {xs:?} / {ys:?}");
-        assert_eq!(xs[..n], ys[..n], "{chef} drew differently under the same seed");
+        assert!(
+            n >= 5,
+            "{chef} made too few dishes to compare: {xs:?} / {ys:?}"
+        );
+        assert_eq!(
+            xs[..n],
+            ys[..n],
+            "{chef} drew differently under the same seed"
+        );
     }
     let c = seeded("43");
-    assert_ne!(a["chef-1"][..5], c["chef-1"][..5], "another seed, other dishes");
+    assert_ne!(
+        a["chef-1"][..5],
+        c["chef-1"][..5],
+        "another seed, other dishes"
+    );
 }
 
 #[test]
@@ -136,14 +190,36 @@ fn json_summary_has_every_field_with_its_type() {
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
     let mut want = [
-            "backend", "mode", "chefs", "diners", "capacity", "made", "eaten", "left", "lost",
-            "rejected", "max_depth", "elapsed_s", "dishes_per_s", "latency_us"
-        ];
+        "backend",
+        "mode",
+        "chefs",
+        "diners",
+        "capacity",
+        "made",
+        "eaten",
+        "left",
+        "lost",
+        "rejected",
+        "max_depth",
+        "elapsed_s",
+        "dishes_per_s",
+        "latency_us",
+    ];
     want.sort_unstable();
     assert_eq!(keys, want);
     assert_eq!(s["backend"], "local");
     assert!(s["mode"].is_null());
-    for k in ["chefs", "diners", "capacity", "made", "eaten", "left", "lost", "rejected", "max_depth"] {
+    for k in [
+        "chefs",
+        "diners",
+        "capacity",
+        "made",
+        "eaten",
+        "left",
+        "lost",
+        "rejected",
+        "max_depth",
+    ] {
         assert!(s[k].is_u64(), "{k} should be an integer: {s}");
     }
     assert!(s["elapsed_s"].as_f64().is_some_and(|x| x > 0.0), "{s}");
@@ -177,7 +253,14 @@ fn duration_stops_an_endless_run_and_drains() {
 
 #[test]
 fn unbounded_runs_report_a_null_capacity() {
-    let s = json_run(&["--unbounded", "--dishes", "1000", "--max-sleep-ms", "0", "--quiet"]);
+    let s = json_run(&[
+        "--unbounded",
+        "--dishes",
+        "1000",
+        "--max-sleep-ms",
+        "0",
+        "--quiet",
+    ]);
     assert!(s["capacity"].is_null(), "{s}");
     assert_eq!(num(&s, "eaten"), 1000);
 }

@@ -32,11 +32,19 @@ fn drains_on(sig: &str) {
     signal(child.id(), sig);
     let all = lines.rest(LIMIT);
     let out = child.wait(LIMIT);
-    assert!(out.status.success(), "exit after SIG{sig}: {:?}", out.status);
+    assert!(
+        out.status.success(),
+        "exit after SIG{sig}: {:?}",
+        out.status
+    );
     let last = all.last().expect("a summary line");
     let s: serde_json::Value = serde_json::from_str(last).expect("JSON summary");
     assert!(num(&s, "made") >= 5);
-    assert_eq!(num(&s, "made"), num(&s, "eaten"), "SIG{sig}: the diners finish what was queued");
+    assert_eq!(
+        num(&s, "made"),
+        num(&s, "eaten"),
+        "SIG{sig}: the diners finish what was queued"
+    );
     assert_eq!(num(&s, "left"), 0);
     let made_lines = all.iter().filter(|l| l.contains(" made dish ")).count();
     assert_eq!(made_lines as u64, num(&s, "made"), "one line per dish made");
@@ -57,7 +65,16 @@ fn a_second_ctrl_c_exits_at_once_without_a_summary() {
     // Long naps: after the first Ctrl-C the single diner still has minutes of
     // eating ahead, so only the second Ctrl-C can end the process.
     let (mut child, _lines) = started(
-        &["run", "--diners", "1", "--max-sleep-ms", "600000", "--seed", "7", "--json"],
+        &[
+            "run",
+            "--diners",
+            "1",
+            "--max-sleep-ms",
+            "600000",
+            "--seed",
+            "7",
+            "--json",
+        ],
         " ate dish ",
         1,
     );
@@ -69,7 +86,10 @@ fn a_second_ctrl_c_exits_at_once_without_a_summary() {
     let out = child.wait(LIMIT);
     assert_eq!(out.status.code(), Some(130), "{:?}", out.status);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains("\"made\""), "no summary after the second Ctrl-C: {stdout}");
+    assert!(
+        !stdout.contains("\"made\""),
+        "no summary after the second Ctrl-C: {stdout}"
+    );
 }
 
 #[test]
@@ -113,7 +133,10 @@ fn a_quiet_run_on_a_terminal_shows_a_live_status_line() {
         .expect("run script");
     assert!(out.status.success());
     let screen = String::from_utf8_lossy(&out.stdout);
-    assert!(screen.contains("queued"), "no status line on the terminal: {screen:?}");
+    assert!(
+        screen.contains("queued"),
+        "no status line on the terminal: {screen:?}"
+    );
     assert!(screen.contains("dishes/s"), "{screen:?}");
 }
 

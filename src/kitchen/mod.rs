@@ -127,7 +127,7 @@ impl Drop for Reporter {
 
 /// Salts that keep chef and diner random streams apart under one seed.
 const CHEF_SALT: u64 = 0x6368_6566;
-const DINER_SALT: u64 = 0x6469_6e65_72;
+const DINER_SALT: u64 = 0x0064_696e_6572;
 
 fn rng_for(seed: Option<u64>, salt: u64, index: usize) -> StdRng {
     match seed {
@@ -159,7 +159,10 @@ pub fn run(
     } else {
         config.diners
     };
-    let backend = Backend::open(&config.backend, config.capacity)?;
+    let mut backend = Backend::open(&config.backend, config.capacity)?;
+    if config.quiet {
+        backend.relax_depth();
+    }
     let producers = (0..chefs)
         .map(|_| backend.producer())
         .collect::<Result<Vec<_>, _>>()?;

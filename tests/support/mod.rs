@@ -43,8 +43,12 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
     };
     Output {
         status,
-        stdout: out.map(|h| h.join().expect("stdout reader")).unwrap_or_default(),
-        stderr: err.map(|h| h.join().expect("stderr reader")).unwrap_or_default(),
+        stdout: out
+            .map(|h| h.join().expect("stdout reader"))
+            .unwrap_or_default(),
+        stderr: err
+            .map(|h| h.join().expect("stderr reader"))
+            .unwrap_or_default(),
     }
 }
 
@@ -79,7 +83,10 @@ pub fn num(v: &serde_json::Value, key: &str) -> u64 {
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -104,7 +111,10 @@ impl Lines {
                 }
             }
         });
-        Lines { rx, seen: Vec::new() }
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits up to `limit` for a line satisfying `pred`; returns it.
@@ -119,7 +129,10 @@ impl Lines {
                         return line;
                     }
                 }
-                Err(e) => panic!("no matching line within {limit:?} ({e}); saw {:?}", self.seen),
+                Err(e) => panic!(
+                    "no matching line within {limit:?} ({e}); saw {:?}",
+                    self.seen
+                ),
             }
         }
     }
