@@ -309,7 +309,14 @@ fn ceiling(p: usize, c: usize, cap: usize, n: u64) -> Outcome {
         let hs: Vec<_> = (0..c)
             .map(|_| {
                 let rx = rx.clone();
-                s.spawn(move || rx.iter().map(|v| black_box(v) & 0 | 1).sum::<u64>())
+                s.spawn(move || {
+                    rx.iter()
+                        .map(|v| {
+                            black_box(v);
+                            1
+                        })
+                        .sum::<u64>()
+                })
             })
             .collect();
         hs.into_iter().map(|h| h.join().expect("consumer")).sum()
