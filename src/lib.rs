@@ -30,6 +30,7 @@
 //! | [`kitchen`] | chefs, diners, statistics, the summary |
 //! | [`queue`] | the backend enum: the only module that sees both sides |
 //! | [`local`] | the in-process crossbeam backend |
+//! | `redis_mode` | the Redis backend, list and pub/sub (feature `redis`) |
 //! | [`dish`] | the dish and its wire format |
 //! | [`shutdown`] | the stop token every thread watches |
 
