@@ -2,7 +2,7 @@
 //! lost) or a pub/sub channel (each dish to every subscribed diner).
 //!
 //! Every producer, consumer and gauge owns one connection, opened lazily in
-//! the thread that uses it (see [`Conn`]), which reconnects with backoff when
+//! the thread that uses it (see `Conn`), which reconnects with backoff when
 //! Redis goes away and gives up only after [`RedisOptions::reconnect_for`].
 //!
 //! | file | job |

@@ -1,7 +1,7 @@
 //! Kitchen processes against a test redis-server: arguments and spawned children.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use super::redis_server::RedisServer;
@@ -23,16 +23,20 @@ pub fn args(server: &RedisServer, role: &str, rest: &[&str]) -> Vec<String> {
     v
 }
 
-/// Runs `kitchen ROLE --backend redis … ARGS` to completion.
-pub fn run(server: &RedisServer, role: &str, rest: &[&str]) -> Output {
-    let child = kitchen()
+/// Starts `kitchen ROLE --backend redis … ARGS` with its output piped.
+fn start(server: &RedisServer, role: &str, rest: &[&str]) -> Child {
+    kitchen()
         .args(args(server, role, rest))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn kitchen");
-    wait_output(child, LIMIT)
+        .expect("spawn kitchen")
+}
+
+/// Runs `kitchen ROLE --backend redis … ARGS` to completion.
+pub fn run(server: &RedisServer, role: &str, rest: &[&str]) -> Output {
+    wait_output(start(server, role, rest), LIMIT)
 }
 
 /// Runs it and returns its JSON summary (it must succeed).
@@ -53,14 +57,7 @@ pub fn run_json(server: &RedisServer, role: &str, rest: &[&str]) -> serde_json::
 /// Starts `kitchen ROLE --backend redis … ARGS` in the background, its
 /// stdout as lines; killed when dropped.
 pub fn spawn(server: &RedisServer, role: &str, rest: &[&str]) -> (KillOnDrop, Lines) {
-    let child = kitchen()
-        .args(args(server, role, rest))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kitchen");
-    let mut child = KillOnDrop::new(child);
+    let mut child = KillOnDrop::new(start(server, role, rest));
     let lines = Lines::new(child.child().stdout.take().expect("stdout"));
     (child, lines)
 }
