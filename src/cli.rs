@@ -52,7 +52,8 @@ struct QueueArgs {
     /// Redis mode [default: list]. Capacity does not apply to pubsub.
     #[arg(long, value_enum)]
     mode: Option<Mode>,
-    /// Redis server, database, user and password; rediss:// for TLS.
+    /// Redis server, database, user and password: redis://[user:password@]host[:port][/db]
+    /// (rediss://, TLS, is not built in).
     #[arg(
         long,
         env = "REDIS_URL",
@@ -73,7 +74,8 @@ struct QueueArgs {
     /// No bound on waiting dishes, as the tutorial's Redis list had.
     #[arg(long, conflicts_with = "capacity")]
     unbounded: bool,
-    /// Redis list: dishes a diner takes per round trip (still at least once).
+    /// Redis: dishes per round trip. List: chefs push and diners take up to N
+    /// (still bounded, still at least once). Pubsub: chefs publish up to N.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     batch: u32,
     /// Redis list: a diner silent this long is presumed dead and its dishes

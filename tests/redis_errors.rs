@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::redis_kitchen::{LIMIT, run, spawn, stderr};
 use support::redis_server::{RedisServer, free_port};
-use support::signal;
+use support::{signal, wait_until};
 
 /// Runs `kitchen ARGS` (no test server involved).
 fn kitchen(args: &[&str]) -> std::process::Output {
@@ -151,7 +151,16 @@ fn info_shows_the_queue_its_diners_and_dead_letters() {
     let (diner, mut lines) = spawn(
         &server,
         "diner",
-        &["--diners", "1", "--max-sleep-ms", "600000", "--seed", "3"],
+        &[
+            "--diners",
+            "1",
+            "--max-sleep-ms",
+            "600000",
+            "--seed",
+            "3",
+            "--heartbeat-ttl",
+            "1",
+        ],
     );
     lines.wait_for(LIMIT, |l| l.contains("ate dish 1 "));
     let _: u64 = server.query(&["LPUSH", "task:prodcons:queue:dead", "older junk"]);
@@ -170,5 +179,12 @@ fn info_shows_the_queue_its_diners_and_dead_letters() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("waiting      1 of 10"), "{text}");
     assert!(text.contains("1 live, 1 registered"), "{text}");
+    // Killed, its heartbeat (1 s) runs out; with no live diner to put its
+    // dish back, info shows it dead and still holding the dish.
     signal(diner.id(), "KILL");
+    wait_until(LIMIT, "the diner to show dead", || {
+        let out = run(&server, "info", &["--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info JSON");
+        v["diners"][0]["alive"] == false && v["diners"][0]["holding"] == serde_json::json!(["1"])
+    });
 }
