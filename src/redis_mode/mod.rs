@@ -15,6 +15,7 @@ mod info;
 mod list;
 mod pubsub;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, RedisError};
@@ -196,8 +197,6 @@ impl Gauge {
 pub(crate) struct Conn {
     client: Client,
     con: Option<Connection>,
-    /// How many connections were opened so far, so callers can tell a reconnect.
-    pub opened: u64,
     url: String,
     key: String,
     pub(crate) reconnect_for: Duration,
@@ -217,7 +216,6 @@ impl Conn {
         Conn {
             client,
             con: None,
-            opened: 0,
             url: opts.url.clone(),
             key: opts.queue.clone(),
             reconnect_for: opts.reconnect_for,
@@ -248,7 +246,9 @@ impl Conn {
             };
             let err = match result {
                 Ok(v) => {
-                    if let Some(since) = failing_since {
+                    if let Some(since) = failing_since
+                        && OUTAGE.swap(false, Ordering::Relaxed)
+                    {
                         eprintln!(
                             "kitchen: reconnected to redis at {} after {:.1} s",
                             redact_url(&self.url),
@@ -262,7 +262,11 @@ impl Conn {
             };
             // The connection may be half-way through a reply: never reuse it.
             self.con = None;
-            if failing_since.is_none() && !self.reconnect_for.is_zero() {
+            // One notice per outage, not one per connection.
+            if failing_since.is_none()
+                && !self.reconnect_for.is_zero()
+                && !OUTAGE.swap(true, Ordering::Relaxed)
+            {
                 eprintln!(
                     "kitchen: lost redis at {} ({err}); reconnecting for up to {} s",
                     redact_url(&self.url),
@@ -285,7 +289,6 @@ impl Conn {
     fn connection(&mut self) -> Result<&mut Connection, RedisError> {
         if self.con.is_none() {
             self.con = Some(connect(&self.client)?);
-            self.opened += 1;
         }
         // Just filled in above; `Option::insert` would borrow twice.
         self.con
@@ -293,6 +296,9 @@ impl Conn {
             .ok_or_else(|| RedisError::from(std::io::Error::other("no connection")))
     }
 }
+
+/// Whether an outage was announced on stderr and its end not yet.
+static OUTAGE: AtomicBool = AtomicBool::new(false);
 
 /// Parses a Redis URL into a client; refuses TLS, which this build lacks.
 pub(crate) fn client(url: &str) -> Result<Client, QueueError> {
