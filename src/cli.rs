@@ -76,8 +76,9 @@ struct QueueArgs {
     unbounded: bool,
     /// Redis: dishes per round trip. List: chefs push and diners take up to N
     /// (still bounded, still at least once). Pubsub: chefs publish up to N.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    batch: u32,
+    /// [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch: Option<u32>,
     /// Redis list: a diner silent this long is presumed dead and its dishes
     /// go back on the queue.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
@@ -280,6 +281,12 @@ impl QueueArgs {
                         "--mode applies to --backend redis; the local backend is a queue".into(),
                     ));
                 }
+                if self.batch.is_some() {
+                    return Err(usage(
+                        ErrorKind::ArgumentConflict,
+                        "--batch applies to --backend redis, where it saves round trips; the local queue has none to save".into(),
+                    ));
+                }
                 Ok(BackendConfig::Local)
             }
             BackendKind::Redis => Ok(BackendConfig::Redis(RedisOptions {
@@ -295,7 +302,7 @@ impl QueueArgs {
                 mode: self.mode.unwrap_or(Mode::List),
                 queue: self.queue.clone(),
                 channel: self.channel.clone(),
-                batch: self.batch as usize,
+                batch: self.batch.unwrap_or(1) as usize,
                 heartbeat_ttl: self.heartbeat_ttl,
                 reconnect_for: self.reconnect_timeout,
             })),
@@ -433,6 +440,8 @@ mod tests {
             &["--backend", "kafka"],
             &["--capacity", "3", "--unbounded"],
             &["--mode", "pubsub"],
+            &["--batch", "8"],
+            &["--backend", "redis", "--batch", "0"],
             &["chef"],
             &["diner"],
             &["--redis-url", "http://x", "--backend", "redis"],
