@@ -247,6 +247,8 @@ pub struct Consumer {
     done: usize,
     /// Handed out, not yet acknowledged.
     in_hand: bool,
+    /// The last blocking wait found nothing: wait again straight away.
+    idle: bool,
     scripts: Scripts,
 }
 
@@ -278,6 +280,7 @@ impl Consumer {
             depth: 0,
             done: 0,
             in_hand: false,
+            idle: false,
             scripts: Scripts {
                 give_back: Script::new(GIVE_BACK),
                 take_many: Script::new(TAKE_MANY),
@@ -356,16 +359,54 @@ impl Consumer {
         }
         let (max, done) = (self.batch, self.done);
         let (keys, processing) = (self.keys.clone(), self.processing.clone());
+        // An idle diner goes straight back to its blocking wait: a few
+        // commands a second, and no wake-up tokens for nobody.
+        if !(self.idle && done == 0 && !finished.is_stopped()) {
+            if let Some(take) = self.take_now(max, done, &keys, &processing)? {
+                return Ok(take);
+            }
+            if finished.is_stopped() {
+                return Ok(Take::Closed);
+            }
+        }
+        let one: Option<Vec<u8>> = self.run(|c| {
+            redis::cmd("BLMOVE")
+                .arg(&keys.queue)
+                .arg(&processing)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(TAKE_WAIT.as_secs_f64())
+                .query(c)
+        })?;
+        self.idle = one.is_none();
+        let Some(p) = one else { return Ok(Take::Idle) };
+        let mut pipe = redis::pipe();
+        pipe.cmd("LLEN").arg(&keys.queue);
+        wake(&mut pipe, &keys.room, 1);
+        let (depth,): (usize,) = self.run(|c| pipe.query(c))?;
+        self.depth = depth;
+        self.hand_out(p)
+    }
+
+    /// Without blocking: drops what was eaten and takes up to `max` dishes,
+    /// handing out the first; `None` when the queue is empty.
+    fn take_now(
+        &mut self,
+        max: usize,
+        done: usize,
+        keys: &Keys,
+        processing: &str,
+    ) -> Result<Option<Take>, QueueError> {
         // One round trip: drop what was eaten, move up to `max` dishes into
         // the processing list, read the length, wake as many chefs.
         let mut got: Vec<redis::Value> = if max == 1 {
             let mut pipe = redis::pipe();
             if done > 0 {
-                pipe.cmd("RPOP").arg(&processing).arg(done).ignore();
+                pipe.cmd("RPOP").arg(processing).arg(done).ignore();
             }
             pipe.cmd("LMOVE")
                 .arg(&keys.queue)
-                .arg(&processing)
+                .arg(processing)
                 .arg("RIGHT")
                 .arg("LEFT");
             pipe.cmd("LLEN").arg(&keys.queue);
@@ -379,7 +420,7 @@ impl Consumer {
             self.run(|c| {
                 take_many
                     .key(&keys.queue)
-                    .key(&processing)
+                    .key(processing)
                     .key(&keys.room)
                     .arg(max)
                     .arg(done)
@@ -400,29 +441,11 @@ impl Consumer {
             redis::Value::BulkString(b) => Some(b),
             _ => None,
         });
-        if let Some(first) = got.next() {
-            self.buffer.extend(got);
-            return self.hand_out(first);
-        }
-        if finished.is_stopped() {
-            return Ok(Take::Closed);
-        }
-        let one: Option<Vec<u8>> = self.run(|c| {
-            redis::cmd("BLMOVE")
-                .arg(&keys.queue)
-                .arg(&processing)
-                .arg("RIGHT")
-                .arg("LEFT")
-                .arg(TAKE_WAIT.as_secs_f64())
-                .query(c)
-        })?;
-        let Some(p) = one else { return Ok(Take::Idle) };
-        let mut pipe = redis::pipe();
-        pipe.cmd("LLEN").arg(&keys.queue);
-        wake(&mut pipe, &keys.room, 1);
-        let (depth,): (usize,) = self.run(|c| pipe.query(c))?;
-        self.depth = depth;
-        self.hand_out(p)
+        let Some(first) = got.next() else {
+            return Ok(None);
+        };
+        self.buffer.extend(got);
+        self.hand_out(first).map(Some)
     }
 
     fn hand_out(&mut self, payload: Vec<u8>) -> Result<Take, QueueError> {
