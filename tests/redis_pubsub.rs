@@ -10,30 +10,36 @@ use support::{signal, wait_until};
 
 const CHANNEL: &str = "task:pubsub:channel";
 
-#[test]
-fn every_diner_gets_every_dish_and_none_is_lost() {
-    let server = RedisServer::start();
+/// `kitchen run --mode pubsub` at full speed: `dishes` made, `diners` subscribed.
+fn fan_out(server: &RedisServer, dishes: u64, diners: u64, batch: u64) -> serde_json::Value {
+    let (dishes_s, diners_s, batch_s) = (dishes.to_string(), diners.to_string(), batch.to_string());
     let s = run_json(
-        &server,
+        server,
         "run",
         &[
             "--mode",
             "pubsub",
             "--dishes",
-            "200",
+            &dishes_s,
             "--diners",
-            "3",
+            &diners_s,
+            "--batch",
+            &batch_s,
             "--max-sleep-ms",
             "0",
             "--quiet",
         ],
     );
     assert_eq!(s["mode"], "pubsub");
-    assert_eq!(
-        (num(&s, "made"), num(&s, "eaten"), num(&s, "lost")),
-        (200, 600, 0),
-        "{s}"
-    );
+    let got = (num(&s, "made"), num(&s, "eaten"), num(&s, "lost"));
+    assert_eq!(got, (dishes, dishes * diners, 0), "{s}");
+    s
+}
+
+#[test]
+fn every_diner_gets_every_dish_and_none_is_lost() {
+    let server = RedisServer::start();
+    let s = fan_out(&server, 200, 3, 1);
     assert!(s["capacity"].is_null(), "capacity does not apply: {s}");
     let subscribers: (String, u64) = server.query(&["PUBSUB", "NUMSUB", CHANNEL]);
     assert_eq!(subscribers.1, 0, "diners unsubscribe when done");
@@ -42,26 +48,7 @@ fn every_diner_gets_every_dish_and_none_is_lost() {
 #[test]
 fn batched_publishing_still_reaches_every_diner() {
     let server = RedisServer::start();
-    let s = run_json(
-        &server,
-        "run",
-        &[
-            "--mode",
-            "pubsub",
-            "--dishes",
-            "500",
-            "--batch",
-            "32",
-            "--max-sleep-ms",
-            "0",
-            "--quiet",
-        ],
-    );
-    assert_eq!(
-        (num(&s, "made"), num(&s, "eaten"), num(&s, "lost")),
-        (500, 1000, 0),
-        "{s}"
-    );
+    fan_out(&server, 500, 2, 32);
 }
 
 #[test]
