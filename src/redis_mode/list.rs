@@ -14,17 +14,18 @@
 //!
 //! **Bounded without polling.** A chef pushes through a script that checks
 //! the length first (the only script on the hot path: a check-and-push must be
-//! atomic across processes). When full, the chef blocks on `Q:room` (BLPOP,
+//! atomic across processes; diners take with plain commands). When full, the chef blocks on `Q:room` (BLPOP,
 //! [`ROOM_WAIT`]); every dish a diner takes drops a token there, which wakes
 //! one waiting chef. Tokens are trimmed to [`MAX_TOKENS`], so stale ones cost a
 //! few spurious wake-ups at most, and a chef blocked with no diner about costs
 //! two commands per [`ROOM_WAIT`].
 //!
 //! **Nothing lost.** A diner moves dishes into its processing list (LMOVE in
-//! a pipeline, or BLMOVE when the queue is empty) and drops them only when it
-//! asks for the next ones, after eating; so the ack rides on the next take and
-//! costs no round trip. A heartbeat thread refreshes `Q:diner:<id>` and puts back the
-//! dishes of diners whose heartbeat expired. On a reconnect a diner puts its
+//! a pipeline; a script for `--batch` > 1; BLMOVE when the queue is empty) and
+//! drops them only when it asks for the next ones, after eating; so the ack
+//! rides on the next take and costs no round trip. A heartbeat thread
+//! refreshes `Q:diner:<id>` and puts back the dishes of diners whose heartbeat
+//! expired. On a reconnect a diner puts its
 //! whole processing list back (at least once: a dish may be eaten twice, never
 //! lost).
 
