@@ -168,7 +168,8 @@ fn info_shows_the_queue_its_diners_and_dead_letters() {
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info JSON");
     assert_eq!(v["length"], 1, "{v}");
-    assert_eq!(v["capacity"], 7, "{v}");
+    assert_eq!(v["capacity"], 7, "no chef has run: the flag's {v}");
+    assert_eq!(v["capacity_from_chefs"], false, "{v}");
     assert_eq!(v["dead"], 1, "{v}");
     let diners = v["diners"].as_array().expect("diners");
     assert_eq!(diners.len(), 1, "{v}");

@@ -12,11 +12,11 @@ use support::{num, signal, wait_until};
 
 const Q: &str = "task:prodcons:queue";
 
-/// Every key kitchen may leave behind besides the queue, dead letters and
-/// wake-up tokens (which expire on their own).
+/// Every key kitchen may leave behind besides the queue, dead letters, the
+/// recorded capacity and wake-up tokens (which expire on their own).
 fn leftovers(server: &RedisServer) -> Vec<String> {
     let mut keys: Vec<String> = server.query(&["KEYS", &format!("{Q}:*")]);
-    keys.retain(|k| !k.ends_with(":dead") && !k.ends_with(":room"));
+    keys.retain(|k| !k.ends_with(":dead") && !k.ends_with(":room") && !k.ends_with(":capacity"));
     keys.sort();
     keys
 }
@@ -142,6 +142,15 @@ fn capacity_holds_across_chef_processes_and_blocked_chefs_stay_quiet() {
     // Two blocked chefs, each one script plus one BLPOP per half second.
     assert!(per_s <= 10.0, "blocked chefs sent {per_s:.1} commands/s");
     assert_eq!(server.llen(Q), 5, "never more than the capacity");
+    // `kitchen info` reports the bound the chefs keep, whatever its own flag.
+    let info = run(&server, "info", &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).expect("info JSON");
+    assert_eq!(
+        (v["length"].as_u64(), v["capacity"].as_u64()),
+        (Some(5), Some(5)),
+        "{v}"
+    );
+    assert_eq!(v["capacity_from_chefs"], true, "{v}");
     let (diner, mut dl) = spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]);
     let (s1, s2) = (last_json(&l1.rest(LIMIT)), last_json(&l2.rest(LIMIT)));
     assert!(c1.wait(LIMIT).status.success());

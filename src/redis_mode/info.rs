@@ -17,8 +17,11 @@ pub struct Info {
     pub queue: String,
     /// Dishes waiting in the list.
     pub length: u64,
-    /// The bound chefs keep (from `--capacity`); `null` when unbounded.
+    /// The bound chefs keep, as the last chef to start recorded it (else
+    /// `--capacity`); `null` when unbounded.
     pub capacity: Option<usize>,
+    /// Whether `capacity` was recorded by a chef (else it is the flag's).
+    pub capacity_from_chefs: bool,
     /// Payloads set aside in `<queue>:dead`.
     pub dead: u64,
     /// Registered diners, live or presumed dead.
@@ -47,7 +50,8 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, QueueError>
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
     let mut con = connect(&client).map_err(fail)?;
     let keys = Keys::new(&opts.queue);
-    let (length, dead, ids, numsub): (u64, u64, Vec<String>, (String, u64)) = redis::pipe()
+    type Snapshot = (u64, u64, Vec<String>, (String, u64), Option<String>);
+    let (length, dead, ids, numsub, recorded): Snapshot = redis::pipe()
         .cmd("LLEN")
         .arg(&keys.queue)
         .cmd("LLEN")
@@ -57,6 +61,8 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, QueueError>
         .cmd("PUBSUB")
         .arg("NUMSUB")
         .arg(&opts.channel)
+        .cmd("GET")
+        .arg(&keys.capacity)
         .query(&mut con)
         .map_err(fail)?;
     let mut diners = Vec::with_capacity(ids.len());
@@ -78,7 +84,12 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, QueueError>
         url: redact_url(&opts.url),
         queue: opts.queue.clone(),
         length,
-        capacity: capacity.limit(),
+        capacity: match recorded.as_deref() {
+            Some(super::list::UNBOUNDED) => None,
+            Some(n) => n.parse().ok().or(capacity.limit()),
+            None => capacity.limit(),
+        },
+        capacity_from_chefs: recorded.is_some(),
         dead,
         diners,
         channel: opts.channel.clone(),
@@ -102,7 +113,16 @@ impl Info {
         let mut out = format!("kitchen info ({})\n", self.url);
         // Writing to a String cannot fail.
         let _ = writeln!(out, "  queue        {}", self.queue);
-        let _ = writeln!(out, "  waiting      {} of {capacity}", self.length);
+        let source = if self.capacity_from_chefs {
+            "as chefs keep it"
+        } else {
+            "from --capacity: no chef has run"
+        };
+        let _ = writeln!(
+            out,
+            "  waiting      {} of {capacity} ({source})",
+            self.length
+        );
         let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, self.queue);
         let _ = writeln!(
             out,

@@ -11,6 +11,7 @@
 //! | `Q:diners` | set | diner ids, so live diners can find dead ones |
 //! | `Q:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
 //! | `Q:dead` | list | payloads that are not dishes, for a person to look at |
+//! | `Q:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
 //!
 //! **Bounded without polling.** A chef pushes through a script that checks
 //! the length first (the only script on the hot path: a check-and-push must be
@@ -118,6 +119,7 @@ return moved
 pub(crate) struct Keys {
     pub queue: String,
     pub room: String,
+    pub capacity: String,
     pub diners: String,
     pub dead: String,
 }
@@ -127,6 +129,7 @@ impl Keys {
         Keys {
             queue: queue.to_owned(),
             room: format!("{queue}:room"),
+            capacity: format!("{queue}:capacity"),
             diners: format!("{queue}:diners"),
             dead: dead_key(queue),
         }
@@ -140,6 +143,9 @@ impl Keys {
         format!("{}:diner:{id}", self.queue)
     }
 }
+
+/// What `Q:capacity` holds for chefs that run `--unbounded`.
+pub(crate) const UNBOUNDED: &str = "unbounded";
 
 /// Where payloads that are not dishes go.
 pub(crate) fn dead_key(queue: &str) -> String {
@@ -155,6 +161,8 @@ pub struct Producer {
     /// Dishes per round trip.
     pub(crate) batch: usize,
     put: Script,
+    /// Whether this chef has written its capacity to `Q:capacity`.
+    announced: bool,
 }
 
 impl Producer {
@@ -165,6 +173,7 @@ impl Producer {
             capacity,
             batch: opts.batch.max(1),
             put: Script::new(PUT),
+            announced: false,
         }
     }
 
@@ -177,6 +186,17 @@ impl Producer {
     /// Pushes dishes in order, as many per round trip as there is room for,
     /// waiting (without polling) while the list is full.
     pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, QueueError> {
+        if !self.announced {
+            // For `kitchen info`: the bound chefs keep is not otherwise in Redis.
+            let value = self
+                .capacity
+                .limit()
+                .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
+            let key = self.keys.capacity.clone();
+            self.conn
+                .run(|c| redis::cmd("SET").arg(&key).arg(&value).query::<()>(c))?;
+            self.announced = true;
+        }
         let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
         let mut out = Vec::with_capacity(dishes.len());
         let Some(cap) = self.capacity.limit() else {
