@@ -115,6 +115,10 @@ struct PaceArgs {
     /// Print the summary as one JSON object on stdout (the last line).
     #[arg(long)]
     json: bool,
+    /// End each per-dish line with the dish's id (` [id 0123456789abcdef-5]`),
+    /// to follow a dish across processes.
+    #[arg(long)]
+    ids: bool,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +262,7 @@ fn kitchen_command(
             max_sleep: Duration::from_millis(pace.max_sleep_ms),
             seed: pace.seed,
             quiet: pace.quiet,
+            ids: pace.ids,
         },
         json: pace.json,
     })
@@ -422,6 +427,7 @@ mod tests {
         assert_eq!(c.max_sleep, Duration::ZERO);
         assert_eq!(c.duration, Some(Duration::from_millis(1500)));
         assert_eq!(config(&["--unbounded"]).capacity, Capacity::Unbounded);
+        assert!(config(&["--ids"]).ids && !config(&[]).ids);
     }
 
     #[test]

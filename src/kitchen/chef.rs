@@ -8,7 +8,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::dish::{Dish, MAX_DISH};
-use crate::kitchen::output::Printer;
+use crate::kitchen::output::{IdTag, Printer};
 use crate::kitchen::stats::{LiveCounters, Tickets};
 use crate::queue::{Producer, Put, QueueError};
 use crate::shutdown::Shutdown;
@@ -29,6 +29,8 @@ pub(crate) struct Chef {
     pub max_sleep: Duration,
     pub rng: StdRng,
     pub printer: Printer,
+    /// Add each dish's id to its line (`--ids`).
+    pub ids: bool,
     pub live: Arc<LiveCounters>,
 }
 
@@ -60,7 +62,7 @@ impl Chef {
                 let number = self.rng.random_range(0..=MAX_DISH);
                 let dish = Dish::new(ids.next(), number, self.number);
                 let put = self.producer.put(dish, &self.stop)?;
-                (!self.record(&mut r, number, put), 1)
+                (!self.record(&mut r, &dish, put), 1)
             } else {
                 dishes.clear();
                 for _ in 0..budget.min(per_trip) {
@@ -70,7 +72,7 @@ impl Chef {
                 let puts = self.producer.put_all(&dishes, &self.stop)?;
                 let mut stopped = puts.len() < dishes.len();
                 for (dish, put) in dishes.iter().zip(puts) {
-                    stopped |= !self.record(&mut r, dish.number, put);
+                    stopped |= !self.record(&mut r, dish, put);
                 }
                 (stopped, dishes.len() as u64)
             };
@@ -89,14 +91,15 @@ impl Chef {
     }
 
     /// Counts and prints one put; `false` when it was stopped instead.
-    fn record(&mut self, r: &mut ChefReport, number: u8, put: Put) -> bool {
+    fn record(&mut self, r: &mut ChefReport, dish: &Dish, put: Put) -> bool {
+        let (number, id) = (dish.number, IdTag(self.ids.then_some(dish.id)));
         match put {
             Put::Queued { depth } => {
                 r.max_depth = r.max_depth.max(depth as u64);
                 if self.printer.enabled() {
                     self.printer.line(
                         format_args!(
-                            "chef-{} made dish {number} --- {depth} left unsold",
+                            "chef-{} made dish {number} --- {depth} left unsold{id}",
                             self.number
                         ),
                         &self.stop,
@@ -110,7 +113,7 @@ impl Chef {
                 if self.printer.enabled() {
                     self.printer.line(
                         format_args!(
-                            "chef-{} made dish {number} --- served to {receivers} diners",
+                            "chef-{} made dish {number} --- served to {receivers} diners{id}",
                             self.number
                         ),
                         &self.stop,

@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 
 use crate::dish::now_us;
 use crate::kitchen::chef::random_nap;
-use crate::kitchen::output::Printer;
+use crate::kitchen::output::{IdTag, Printer};
 use crate::kitchen::stats::{LatencyHistogram, LiveCounters};
 use crate::queue::{Consumer, QueueError, Take};
 use crate::shutdown::Shutdown;
@@ -28,6 +28,8 @@ pub(crate) struct Diner {
     pub max_sleep: Duration,
     pub rng: StdRng,
     pub printer: Printer,
+    /// Add each dish's id to its line (`--ids`).
+    pub ids: bool,
     /// Where a closed stdout sends its stop.
     pub print_stop: Shutdown,
     pub live: Arc<LiveCounters>,
@@ -62,8 +64,10 @@ impl Diner {
                     if self.printer.enabled() {
                         self.printer.line(
                             format_args!(
-                                "diner-{} ate dish {} --- {depth} left to eat",
-                                self.number, dish.number
+                                "diner-{} ate dish {} --- {depth} left to eat{}",
+                                self.number,
+                                dish.number,
+                                IdTag(self.ids.then_some(dish.id))
                             ),
                             &self.print_stop,
                         );

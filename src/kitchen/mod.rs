@@ -62,6 +62,8 @@ pub struct KitchenConfig {
     pub seed: Option<u64>,
     /// Print per-dish lines (else a live status line on a terminal).
     pub quiet: bool,
+    /// End each per-dish line with the dish's id (`--ids`).
+    pub ids: bool,
 }
 
 impl Default for KitchenConfig {
@@ -78,6 +80,7 @@ impl Default for KitchenConfig {
             max_sleep: Duration::from_secs(1),
             seed: None,
             quiet: false,
+            ids: false,
         }
     }
 }
@@ -243,6 +246,7 @@ pub fn run(
             max_sleep: config.max_sleep,
             rng: rng_for(config.seed, DINER_SALT, i),
             printer: printer.clone(),
+            ids: config.ids,
             print_stop: stop_chefs.clone(),
             live: eaten_live.clone(),
         };
@@ -270,6 +274,7 @@ pub fn run(
             max_sleep: config.max_sleep,
             rng: rng_for(config.seed, CHEF_SALT, i),
             printer: printer.clone(),
+            ids: config.ids,
             live: made_live.clone(),
         };
         let name = reporter.name.clone();

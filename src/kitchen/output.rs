@@ -7,7 +7,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::dish::DishId;
 use crate::shutdown::Shutdown;
+
+/// A dish's id as the end of a per-dish line (` [id 0123456789abcdef-5]`),
+/// or nothing: `--ids` lets a test or an operator follow one dish from the
+/// chef that made it to every diner that ate it.
+#[derive(Debug, Clone, Copy)]
+pub struct IdTag(pub Option<DishId>);
+
+impl fmt::Display for IdTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, " [id {id}]"),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Where per-dish lines go.
 ///
@@ -104,6 +120,13 @@ mod tests {
         assert!(p.is_broken());
         assert!(!p.enabled());
         p.line(format_args!("ignored"), &stop);
+    }
+
+    #[test]
+    fn id_tags_end_the_line_or_are_empty() {
+        let id = DishId { origin: 0xab, seq: 5 };
+        assert_eq!(IdTag(Some(id)).to_string(), " [id 00000000000000ab-5]");
+        assert_eq!(IdTag(None).to_string(), "");
     }
 
     #[test]

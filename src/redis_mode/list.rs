@@ -382,11 +382,15 @@ impl Consumer {
         let (keys, processing) = (self.keys.clone(), self.processing.clone());
         // An idle diner goes straight back to its blocking wait: a few
         // commands a second, and no wake-up tokens for nobody.
-        if !(self.idle && done == 0 && !finished.is_stopped()) {
+        // Read before looking at the queue: a chef's last push may land
+        // between an empty look and a later read of `finished`, and closing
+        // then would leave that dish behind.
+        let was_finished = finished.is_stopped();
+        if !(self.idle && done == 0 && !was_finished) {
             if let Some(take) = self.take_now(max, done, &keys, &processing)? {
                 return Ok(take);
             }
-            if finished.is_stopped() {
+            if was_finished {
                 return Ok(Take::Closed);
             }
         }

@@ -72,3 +72,50 @@ pub fn last_json(lines: &[String]) -> serde_json::Value {
     let last = lines.last().expect("a summary line");
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{last:?} is not JSON: {e}"))
 }
+
+/// The tutorial's list key, kitchen's default `--queue`.
+pub const QUEUE: &str = "task:prodcons:queue";
+
+/// What Redis holds of one list-mode queue, by where it sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    /// Waiting in the queue.
+    pub queue: u64,
+    /// Held by diners, in their processing lists.
+    pub processing: u64,
+    /// Set aside as not dishes.
+    pub dead: u64,
+    /// Registered diners.
+    pub diners: u64,
+}
+
+impl Holdings {
+    /// Dishes (and payloads) still in Redis, wherever they sit.
+    pub fn total(&self) -> u64 {
+        self.queue + self.processing + self.dead
+    }
+}
+
+/// Reads [`Holdings`] of `queue` from Redis itself.
+pub fn holdings(server: &RedisServer, queue: &str) -> Holdings {
+    let processing = server
+        .keys(&format!("{queue}:processing:*"))
+        .iter()
+        .map(|k| server.llen(k))
+        .sum();
+    Holdings {
+        queue: server.llen(queue),
+        processing,
+        dead: server.llen(&format!("{queue}:dead")),
+        diners: server.query(&["SCARD", &format!("{queue}:diners")]),
+    }
+}
+
+/// What the diners of process `pid` hold in their processing lists.
+pub fn held_by(server: &RedisServer, queue: &str, pid: u32) -> u64 {
+    server
+        .keys(&format!("{queue}:processing:diner-{pid}-*"))
+        .iter()
+        .map(|k| server.llen(k))
+        .sum()
+}

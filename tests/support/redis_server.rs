@@ -33,6 +33,16 @@ impl RedisServer {
         RedisServer::start_with(&["--requirepass", password])
     }
 
+    /// Starts a server that loses nothing it acknowledged, even to SIGKILL:
+    /// every write is in the append-only file before Redis replies
+    /// (`appendonly yes`, `appendfsync always`), and a restart on the same
+    /// dir reads it back. Extra arguments as for [`RedisServer::start_with`].
+    pub fn durable(extra: &[&str]) -> RedisServer {
+        let mut args = vec!["--appendonly", "yes", "--appendfsync", "always"];
+        args.extend_from_slice(extra);
+        RedisServer::start_with(&args)
+    }
+
     /// Starts a server with extra `redis-server` arguments (`["--maxclients", "5"]`).
     pub fn start_with(extra: &[&str]) -> RedisServer {
         let dir = tempfile::Builder::new()
@@ -180,6 +190,13 @@ impl RedisServer {
     /// `LLEN key`.
     pub fn llen(&self, key: &str) -> u64 {
         self.query(&["LLEN", key])
+    }
+
+    /// `KEYS pattern`, sorted.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self.query(&["KEYS", pattern]);
+        keys.sort();
+        keys
     }
 
     /// `LRANGE key 0 -1`.

@@ -1,0 +1,161 @@
+//! Faults: diners killed with SIGKILL mid-dish, 20 times in a run of 2 000
+//! dishes; every dish made is eaten at least once, duplicates are counted.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Instant;
+
+use support::ledger::{Ledger, id_of};
+use support::redis_kitchen::{LIMIT, QUEUE, held_by, holdings, last_json, spawn, stderr};
+use support::redis_server::RedisServer;
+use support::{num, signal, wait_until};
+
+const DISHES: u64 = 2_000;
+const KILLS: usize = 20;
+/// Dishes each doomed diner process eats before it is killed.
+const EATEN_BEFORE_KILL: usize = 40;
+
+#[test]
+fn twenty_diners_killed_mid_dish_lose_nothing() {
+    let server = RedisServer::start();
+    let started = Instant::now();
+    // A short heartbeat, so a dead diner's dishes come back quickly.
+    let diner_args = [
+        "--diners",
+        "2",
+        "--max-sleep-ms",
+        "20",
+        "--heartbeat-ttl",
+        "1",
+        "--ids",
+        "--json",
+    ];
+    let (chef, mut chef_lines) = spawn(
+        &server,
+        "chef",
+        &[
+            "--chefs",
+            "2",
+            "--dishes",
+            &DISHES.to_string(),
+            "--capacity",
+            "50",
+            "--max-sleep-ms",
+            "0",
+            "--ids",
+            "--json",
+        ],
+    );
+    let mut ledger = Ledger::new();
+    let mut held_at_kill = Vec::new();
+    let mut last_kill = Instant::now();
+    let mut last_pid = 0;
+    for _ in 0..KILLS {
+        let (mut diner, mut lines) = spawn(&server, "diner", &diner_args);
+        for _ in 0..EATEN_BEFORE_KILL {
+            lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
+        }
+        // Mid-dish: the last line is a dish taken and not yet acknowledged.
+        signal(diner.id(), "KILL");
+        last_kill = Instant::now();
+        last_pid = diner.id();
+        let _ = diner.child().wait();
+        // What it held is still in Redis, in its processing lists.
+        held_at_kill.push(held_by(&server, QUEUE, diner.id()));
+        ledger.read(&lines.rest(LIMIT));
+    }
+    assert!(
+        held_at_kill.iter().all(|&n| n >= 1),
+        "every diner died holding a dish: {held_at_kill:?}"
+    );
+    // One last diner eats the rest, its heartbeat thread recovering what the
+    // dead held.
+    let (last, mut last_lines) = spawn(&server, "diner", &diner_args);
+    wait_until(LIMIT, "the last killed diner's dishes to come back", || {
+        held_by(&server, QUEUE, last_pid) == 0
+    });
+    let recovery = last_kill.elapsed();
+    let chef_all = chef_lines.rest(LIMIT);
+    let chef_out = chef.wait(LIMIT);
+    assert!(chef_out.status.success(), "{}", stderr(&chef_out));
+    let chef_summary = last_json(&chef_all);
+    assert_eq!(num(&chef_summary, "made"), DISHES, "{chef_summary}");
+    wait_until(LIMIT, "every dish to be eaten", || {
+        let h = holdings(&server, QUEUE);
+        h.queue == 0 && h.processing == 0
+    });
+    signal(last.id(), "INT");
+    let last_all = last_lines.rest(LIMIT);
+    let out = last.wait(LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let last_summary = last_json(&last_all);
+    ledger.read(&chef_all);
+    ledger.read(&last_all);
+
+    // Conservation, from the processes' lines and summaries...
+    assert_eq!(ledger.made(), DISHES, "{ledger}");
+    assert!(ledger.unknown().is_empty(), "{:?}", ledger.unknown());
+    assert_eq!(ledger.uneaten(), Vec::<String>::new(), "lost dishes; {ledger}");
+    assert!(
+        ledger.duplicates() >= KILLS as u64,
+        "each killed diner's dish in hand is eaten again: {ledger}"
+    );
+    // ...and from Redis: nothing waiting, held, dead or registered.
+    let h = holdings(&server, QUEUE);
+    assert_eq!(h.total(), 0, "{h:?}");
+    assert_eq!(h.diners, 0, "{h:?}");
+    assert_eq!(num(&last_summary, "rejected"), 0, "{last_summary}");
+    eprintln!(
+        "faults: killed diners: {KILLS} SIGKILLs, {ledger}, lost 0, dead 0; \
+         held at kill {held_at_kill:?}; last recovery {:.2} s (heartbeat TTL 1 s); \
+         wall {:.1} s",
+        recovery.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn the_ledger_reads_ids_from_the_end_of_a_line() {
+    assert_eq!(
+        id_of("diner-1 ate dish 7 --- 3 left to eat [id 00000000000000ab-5]"),
+        Some("00000000000000ab-5")
+    );
+    assert_eq!(id_of("diner-1 ate dish 7 --- 3 left to eat"), None);
+    let mut l = Ledger::new();
+    l.read(&[
+        "chef-1 made dish 1 --- 1 left unsold [id a-1]".into(),
+        "chef-1 made dish 2 --- 2 left unsold [id a-2]".into(),
+        "diner-1 ate dish 1 --- 1 left to eat [id a-1]".into(),
+        "diner-2 ate dish 1 --- 1 left to eat [id a-1]".into(),
+    ]);
+    assert_eq!((l.made(), l.eaten(), l.duplicates()), (2, 1, 1));
+    assert_eq!(l.uneaten(), ["a-2"]);
+}
+
+#[test]
+fn ids_on_lines_match_across_a_chef_and_a_diner() {
+    // The feature the ledger rests on: `--ids` prints the same id on both sides.
+    let server = RedisServer::start();
+    let (diner, mut dl) = spawn(
+        &server,
+        "diner",
+        &["--diners", "1", "--max-sleep-ms", "0", "--ids", "--json"],
+    );
+    let (chef, mut cl) = spawn(
+        &server,
+        "chef",
+        &["--dishes", "5", "--max-sleep-ms", "0", "--ids", "--json"],
+    );
+    let chef_lines = cl.rest(LIMIT);
+    assert!(chef.wait(LIMIT).status.success());
+    for _ in 0..5 {
+        dl.wait_for(LIMIT, |l| l.contains(" ate dish "));
+    }
+    signal(diner.id(), "INT");
+    let mut ledger = Ledger::new();
+    ledger.read(&chef_lines);
+    ledger.read(&dl.rest(LIMIT));
+    assert!(diner.wait(LIMIT).status.success());
+    assert_eq!((ledger.made(), ledger.eaten(), ledger.duplicates()), (5, 5, 0));
+}

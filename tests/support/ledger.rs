@@ -1,0 +1,97 @@
+//! Following dishes by id through `--ids` lines: what was made, what was eaten, how often.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// The id at the end of a `--ids` per-dish line (`… [id 0123456789abcdef-5]`).
+pub fn id_of(line: &str) -> Option<&str> {
+    let (_, tail) = line.rsplit_once(" [id ")?;
+    tail.strip_suffix(']')
+}
+
+/// Every dish seen made and eaten, by id, with how many times.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    made: HashMap<String, u64>,
+    eaten: HashMap<String, u64>,
+}
+
+impl Ledger {
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// Reads a process's stdout lines: chefs' `made dish` and diners' `ate dish` lines.
+    pub fn read(&mut self, lines: &[String]) {
+        for line in lines {
+            let Some(id) = id_of(line) else { continue };
+            let book = if line.contains(" made dish ") {
+                &mut self.made
+            } else if line.contains(" ate dish ") {
+                &mut self.eaten
+            } else {
+                continue;
+            };
+            *book.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Distinct dishes made.
+    pub fn made(&self) -> u64 {
+        self.made.len() as u64
+    }
+
+    /// Distinct dishes eaten at least once.
+    pub fn eaten(&self) -> u64 {
+        self.eaten.len() as u64
+    }
+
+    /// Every `ate dish` line: deliveries, duplicates included.
+    pub fn deliveries(&self) -> u64 {
+        self.eaten.values().sum()
+    }
+
+    /// Deliveries beyond the first of each dish.
+    pub fn duplicates(&self) -> u64 {
+        self.deliveries() - self.eaten()
+    }
+
+    /// Dishes made and never eaten, sorted.
+    pub fn uneaten(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .made
+            .keys()
+            .filter(|id| !self.eaten.contains_key(*id))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Dishes eaten that no chef line made (should be none).
+    pub fn unknown(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .eaten
+            .keys()
+            .filter(|id| !self.made.contains_key(*id))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl fmt::Display for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "made {}, eaten {} ({} deliveries, {} duplicates), uneaten {}",
+            self.made(),
+            self.eaten(),
+            self.deliveries(),
+            self.duplicates(),
+            self.uneaten().len()
+        )
+    }
+}
