@@ -96,7 +96,11 @@ fn twenty_diners_killed_mid_dish_lose_nothing() {
     // Conservation, from the processes' lines and summaries...
     assert_eq!(ledger.made(), DISHES, "{ledger}");
     assert!(ledger.unknown().is_empty(), "{:?}", ledger.unknown());
-    assert_eq!(ledger.uneaten(), Vec::<String>::new(), "lost dishes; {ledger}");
+    assert_eq!(
+        ledger.uneaten(),
+        Vec::<String>::new(),
+        "lost dishes; {ledger}"
+    );
     assert!(
         ledger.duplicates() >= KILLS as u64,
         "each killed diner's dish in hand is eaten again: {ledger}"
@@ -157,5 +161,8 @@ fn ids_on_lines_match_across_a_chef_and_a_diner() {
     ledger.read(&chef_lines);
     ledger.read(&dl.rest(LIMIT));
     assert!(diner.wait(LIMIT).status.success());
-    assert_eq!((ledger.made(), ledger.eaten(), ledger.duplicates()), (5, 5, 0));
+    assert_eq!(
+        (ledger.made(), ledger.eaten(), ledger.duplicates()),
+        (5, 5, 0)
+    );
 }

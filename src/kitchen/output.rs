@@ -124,7 +124,10 @@ mod tests {
 
     #[test]
     fn id_tags_end_the_line_or_are_empty() {
-        let id = DishId { origin: 0xab, seq: 5 };
+        let id = DishId {
+            origin: 0xab,
+            seq: 5,
+        };
         assert_eq!(IdTag(Some(id)).to_string(), " [id 00000000000000ab-5]");
         assert_eq!(IdTag(None).to_string(), "");
     }

@@ -95,3 +95,17 @@ impl fmt::Display for Ledger {
         )
     }
 }
+
+/// The ids of JSON dishes as Redis holds them (`LRANGE`), sorted.
+pub fn payload_ids(payloads: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = payloads
+        .iter()
+        .map(|p| {
+            let dish: serde_json::Value =
+                serde_json::from_str(p).unwrap_or_else(|e| panic!("{p:?} is not a dish: {e}"));
+            dish["id"].as_str().expect("a dish id").to_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,139 @@
+//! Faults: redis-server killed and restarted (append-only file, fsync on
+//! every write) twice in the middle of a run: chefs, diners and `run`
+//! reconnect and finish, and no dish is lost.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Instant;
+
+use support::ledger::Ledger;
+use support::redis_kitchen::{LIMIT, QUEUE, holdings, last_json, spawn, stderr};
+use support::redis_server::RedisServer;
+use support::{Lines, num, signal, wait_until};
+
+const DISHES: u64 = 1_500;
+const RUN_QUEUE: &str = "faults:run";
+
+#[test]
+fn two_redis_restarts_lose_nothing() {
+    let mut server = RedisServer::durable(&[]);
+    let aof: (String, String) = server.query(&["CONFIG", "GET", "appendfsync"]);
+    assert_eq!(aof.1, "always");
+    let started = Instant::now();
+    let dishes = DISHES.to_string();
+    let (mut chef, mut chef_out) = spawn(
+        &server,
+        "chef",
+        &[
+            "--chefs",
+            "2",
+            "--dishes",
+            &dishes,
+            "--capacity",
+            "50",
+            "--max-sleep-ms",
+            "4",
+            "--ids",
+            "--json",
+        ],
+    );
+    let (mut diner, mut diner_out) = spawn(
+        &server,
+        "diner",
+        &["--diners", "2", "--max-sleep-ms", "2", "--ids", "--json"],
+    );
+    // Chefs and diners in one process too, on a queue of their own.
+    let (mut run, mut run_out) = spawn(
+        &server,
+        "run",
+        &[
+            "--queue",
+            RUN_QUEUE,
+            "--dishes",
+            &dishes,
+            "--max-sleep-ms",
+            "4",
+            "--ids",
+            "--json",
+        ],
+    );
+    let mut errs: Vec<Lines> = [&mut chef, &mut diner, &mut run]
+        .into_iter()
+        .map(|c| Lines::new(c.child().stderr.take().expect("stderr")))
+        .collect();
+    let (mut recoveries, mut outages) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        // Mid-run: the diners are eating.
+        for _ in 0..100 {
+            diner_out.wait_for(LIMIT, |l| l.contains(" ate dish "));
+            run_out.wait_for(LIMIT, |l| l.contains(" ate dish "));
+        }
+        server.stop();
+        let down = Instant::now();
+        for e in &mut errs {
+            e.wait_for(LIMIT, |l| l.contains("lost redis"));
+        }
+        server.restart();
+        let back = Instant::now();
+        outages.push(back.duration_since(down).as_secs_f64());
+        let mut worst = 0.0f64;
+        for e in &mut errs {
+            e.wait_for(LIMIT, |l| l.contains("reconnected to redis"));
+            worst = worst.max(back.elapsed().as_secs_f64());
+        }
+        recoveries.push(worst);
+    }
+    let chef_lines = chef_out.rest(LIMIT);
+    let out = chef.wait(LIMIT);
+    assert!(out.status.success(), "chef: {}", stderr(&out));
+    assert_eq!(num(&last_json(&chef_lines), "made"), DISHES);
+    let run_lines = run_out.rest(LIMIT);
+    let out = run.wait(LIMIT);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let run_summary = last_json(&run_lines);
+    wait_until(LIMIT, "the diners to empty the queue", || {
+        let h = holdings(&server, QUEUE);
+        h.queue == 0 && h.processing == 0
+    });
+    signal(diner.id(), "TERM");
+    let diner_lines = diner_out.rest(LIMIT);
+    let out = diner.wait(LIMIT);
+    assert!(out.status.success(), "diner: {}", stderr(&out));
+
+    let mut apart = Ledger::new();
+    apart.read(&chef_lines);
+    apart.read(&diner_lines);
+    let mut together = Ledger::new();
+    together.read(&run_lines);
+    for (name, ledger) in [("chef+diner", &apart), ("run", &together)] {
+        assert_eq!(ledger.made(), DISHES, "{name}: {ledger}");
+        assert!(
+            ledger.unknown().is_empty(),
+            "{name}: {:?}",
+            ledger.unknown()
+        );
+        assert_eq!(
+            ledger.uneaten(),
+            Vec::<String>::new(),
+            "{name} lost dishes: {ledger}"
+        );
+    }
+    // `run`'s own summary agrees: everything made was eaten, nothing left.
+    assert_eq!(num(&run_summary, "made"), DISHES, "{run_summary}");
+    assert_eq!(
+        num(&run_summary, "eaten"),
+        together.deliveries(),
+        "{run_summary}"
+    );
+    assert_eq!(num(&run_summary, "left"), 0, "{run_summary}");
+    for q in [QUEUE, RUN_QUEUE] {
+        let h = holdings(&server, q);
+        assert_eq!((h.total(), h.diners), (0, 0), "{q}: {h:?}");
+    }
+    eprintln!(
+        "faults: redis restarts: 2 SIGKILL+restart (appendfsync always); chef+diner: {apart}; \
+         run: {together}; lost 0; down {outages:.2?} s; every process reconnected within {recoveries:.2?} s of each restart; wall {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
