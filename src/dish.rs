@@ -22,9 +22,20 @@ pub struct DishId {
     pub seq: u64,
 }
 
+/// Sequence numbers are handed out in blocks of this many, one block to one
+/// producer thread at a time (block `k` spans `1 + k·ID_BLOCK ..= (k+1)·ID_BLOCK`).
+pub const ID_BLOCK: u64 = 1 << 16;
+
 impl DishId {
     /// The id given to a dish that arrived as a bare integer.
     pub const NONE: DishId = DishId { origin: 0, seq: 0 };
+
+    /// The block this id belongs to: ids of one block are made by one
+    /// producer thread, one after another, so a gap inside a block seen on a
+    /// pub/sub channel is dishes that never arrived.
+    pub fn block(&self) -> (u64, u64) {
+        (self.origin, self.seq.saturating_sub(1) / ID_BLOCK)
+    }
 
     /// This process's random origin.
     pub fn process_origin() -> u64 {
@@ -195,6 +206,14 @@ mod tests {
         assert_eq!(Dish::decode(b"-1"), Err(DecodeError::OutOfRange(-1)));
         let bad_id = br#"{"id":"x","dish":1,"made_at":0}"#;
         assert_eq!(Dish::decode(bad_id), Err(DecodeError::BadId));
+    }
+
+    #[test]
+    fn blocks_start_at_one() {
+        let id = |seq| DishId { origin: 1, seq };
+        assert_eq!(id(1).block(), (1, 0));
+        assert_eq!(id(ID_BLOCK).block(), (1, 0));
+        assert_eq!(id(ID_BLOCK + 1).block(), (1, 1));
     }
 
     #[test]

@@ -434,6 +434,18 @@ impl Consumer {
     }
 }
 
+impl Consumer {
+    /// Dishes this consumer can show were sent to it and never arrived (a
+    /// dropped pub/sub subscription); 0 for queues, which lose nothing.
+    pub fn lost(&self) -> u64 {
+        match self {
+            Consumer::Local(_) => 0,
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => c.lost(),
+        }
+    }
+}
+
 /// Reads the queue's depth.
 #[derive(Debug)]
 pub enum Gauge {

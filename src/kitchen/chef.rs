@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::dish::{Dish, MAX_DISH};
+use crate::dish::{Dish, ID_BLOCK, MAX_DISH};
 use crate::kitchen::output::{IdTag, Printer};
 use crate::kitchen::stats::{LiveCounters, Tickets};
 use crate::queue::{Producer, Put, QueueError};
@@ -144,11 +144,10 @@ pub(crate) struct IdBlock {
     end: u64,
 }
 
-const ID_BLOCK: u64 = 1 << 16;
-
 impl IdBlock {
     /// The next unused sequence number of this process.
     pub fn next(&mut self) -> u64 {
+        // Blocks start at 1 (0 is "no id"): see `DishId::block`.
         static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
         if self.next == self.end {
             self.next = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);

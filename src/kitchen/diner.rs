@@ -39,6 +39,8 @@ pub(crate) struct Diner {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct DinerReport {
     pub eaten: u64,
+    /// Dishes shown never to have arrived (a dropped pub/sub subscription).
+    pub lost: u64,
     pub rejected: u64,
     pub max_depth: u64,
     pub latency: LatencyHistogram,
@@ -91,6 +93,7 @@ impl Diner {
                 Take::Closed => break,
             }
         }
+        r.lost = self.consumer.lost();
         Ok(r)
     }
 }

@@ -315,6 +315,7 @@ pub fn run(
             }
             Report::Diner(Ok(r)) => {
                 ate.eaten += r.eaten;
+                ate.lost += r.lost;
                 ate.rejected += r.rejected;
                 ate.max_depth = ate.max_depth.max(r.max_depth);
                 ate.latency.merge(&r.latency);
@@ -357,7 +358,8 @@ pub fn run(
         made: made.made,
         eaten: ate.eaten,
         left,
-        lost: made.lost,
+        // Published to nobody (chefs), or shown missing by a diner.
+        lost: made.lost + ate.lost,
         rejected: ate.rejected,
         max_depth: made.max_depth.max(ate.max_depth),
         elapsed_s: secs,

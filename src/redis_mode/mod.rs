@@ -170,6 +170,14 @@ impl Consumer {
             Consumer::Pubsub(_) => Ok(()),
         }
     }
+
+    /// Dishes shown never to have arrived (pub/sub); a list loses none.
+    pub fn lost(&self) -> u64 {
+        match self {
+            Consumer::List(_) => 0,
+            Consumer::Pubsub(c) => c.lost(),
+        }
+    }
 }
 
 /// Reads the list's length.

@@ -5,12 +5,22 @@
 //! `redis` crate's `PubSub` borrows the connection for its lifetime) and
 //! hands payloads over a channel.
 //!
+//! **Dropped subscriptions.** Redis closes a subscriber that falls behind
+//! (`client-output-buffer-limit pubsub`), and a restart closes them all. The
+//! reader notices (the read fails), says so on stderr and subscribes again;
+//! whatever was published meanwhile is gone. The diner counts it: ids of one
+//! block come from one chef thread in order (see [`DishId::block`]), so a gap
+//! inside a block is dishes that never arrived, reported as `lost`. (A lower
+//! bound: a gap at the very end of a chef's stream, or across two blocks, has
+//! no later dish to reveal it.)
+//!
 //! **End of a run.** When every chef of the run is done, each diner publishes
 //! an end marker unique to it; Redis delivers a connection's messages in
 //! order, and every chef's PUBLISH had returned before, so once a diner reads
 //! its own marker it has read every dish of the run. Markers start with
 //! [`END_MARKER`] and are skipped by every kitchen diner.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +29,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::Client;
 
 use super::{CONNECT_TIMEOUT, Conn, READ_TIMEOUT, classify, connect, unique_name};
-use crate::dish::Dish;
+use crate::dish::{Dish, DishId};
 use crate::queue::{POLL, Put, QueueError, RedisOptions, Take, redact_url};
 use crate::shutdown::Shutdown;
 
@@ -90,6 +100,35 @@ pub struct Consumer {
     reader: Option<Reader>,
     /// When the end marker went out.
     marker_sent: Option<Instant>,
+    /// Dishes that never arrived, found by their ids.
+    gaps: Gaps,
+}
+
+/// Finds dishes missing from each chef thread's stream of ids.
+#[derive(Debug, Default)]
+struct Gaps {
+    /// The last sequence number seen in each id block.
+    last: HashMap<(u64, u64), u64>,
+    missed: u64,
+}
+
+impl Gaps {
+    /// Notes a dish received; counts the ids skipped since the last one of its block.
+    fn saw(&mut self, id: DishId) {
+        if id == DishId::NONE {
+            return; // a bare integer: no stream to follow
+        }
+        match self.last.get_mut(&id.block()) {
+            Some(last) if id.seq > *last => {
+                self.missed += id.seq - *last - 1;
+                *last = id.seq;
+            }
+            Some(_) => {} // a repeat (a chef's retry after a reconnect)
+            None => {
+                self.last.insert(id.block(), id.seq);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -117,6 +156,7 @@ impl Consumer {
             marker: format!("{END_MARKER}{}", unique_name("diner", n)),
             reader: None,
             marker_sent: None,
+            gaps: Gaps::default(),
         }
     }
 
@@ -154,6 +194,11 @@ impl Consumer {
         }
     }
 
+    /// Dishes this diner can show it never received (see the module docs).
+    pub fn lost(&self) -> u64 {
+        self.gaps.missed
+    }
+
     /// The next delivery; [`Take::Closed`] once `finished` and this diner's
     /// end marker came back.
     pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
@@ -187,7 +232,10 @@ impl Consumer {
                 continue; // another diner's end of run
             }
             return Ok(match Dish::decode(&payload) {
-                Ok(dish) => Take::Dish { dish, depth: 0 },
+                Ok(dish) => {
+                    self.gaps.saw(dish.id);
+                    Take::Dish { dish, depth: 0 }
+                }
                 Err(e) => Take::Rejected {
                     reason: e.to_string(),
                 },
@@ -229,6 +277,13 @@ impl Listener {
                 }
                 return;
             }
+            if failing_since.is_none() {
+                eprintln!(
+                    "kitchen: the subscription to {} at {} dropped ({err}); resubscribing: dishes published meanwhile are lost to this diner and counted as lost",
+                    self.channel,
+                    redact_url(&self.url)
+                );
+            }
             let since = *failing_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= self.reconnect_for {
                 let _ = self.tx.send(Err(QueueError::Gone {
@@ -257,7 +312,13 @@ impl Listener {
         if std::mem::take(first) {
             let _ = ready.send(Ok(()));
         }
-        *failing_since = None;
+        if let Some(since) = failing_since.take() {
+            eprintln!(
+                "kitchen: resubscribed to {} after {:.1} s",
+                self.channel,
+                since.elapsed().as_secs_f64()
+            );
+        }
         while !self.stop.load(Ordering::Relaxed) {
             match sub.get_message() {
                 Ok(msg) => {
@@ -270,5 +331,30 @@ impl Listener {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(origin: u64, seq: u64) -> DishId {
+        DishId { origin, seq }
+    }
+
+    #[test]
+    fn gaps_inside_a_chefs_stream_are_counted() {
+        let mut g = Gaps::default();
+        for seq in [5, 6, 7, 11, 12, 12, 20] {
+            g.saw(id(1, seq));
+        }
+        // 8-10 and 13-19 never came; the repeated 12 is not a gap.
+        assert_eq!(g.missed, 3 + 7);
+        // Another chef's stream, and bare integers, start their own count.
+        g.saw(id(2, 100));
+        g.saw(id(2, 101));
+        g.saw(DishId::NONE);
+        g.saw(id(1, crate::dish::ID_BLOCK + 9));
+        assert_eq!(g.missed, 10);
     }
 }

@@ -1,0 +1,122 @@
+//! Faults: a pub/sub diner that stalls (SIGSTOP) past Redis's output-buffer
+//! limit is disconnected by Redis; it notices, resubscribes, and counts what
+//! it missed as `lost`: made = eaten + lost, nothing hidden.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Instant;
+
+use support::redis_kitchen::{LIMIT, last_json, spawn, stderr};
+use support::redis_server::RedisServer;
+use support::{Lines, num, signal, wait_until};
+
+const CHANNEL: &str = "task:pubsub:channel";
+
+fn subscribers(server: &RedisServer) -> u64 {
+    server
+        .query::<(String, u64)>(&["PUBSUB", "NUMSUB", CHANNEL])
+        .1
+}
+
+#[test]
+fn a_stalled_subscriber_is_dropped_resubscribes_and_counts_its_loss() {
+    // A small limit, so the stall overflows it quickly.
+    let server = RedisServer::start_with(&["--client-output-buffer-limit", "pubsub 256kb 0 0"]);
+    let (mut diner, mut lines) = spawn(
+        &server,
+        "diner",
+        &[
+            "--mode",
+            "pubsub",
+            "--diners",
+            "1",
+            "--max-sleep-ms",
+            "0",
+            "--json",
+        ],
+    );
+    let mut diner_err = Lines::new(diner.child().stderr.take().expect("stderr"));
+    wait_until(LIMIT, "the diner to subscribe", || {
+        subscribers(&server) == 1
+    });
+    // One chef thread, paced so a running diner keeps up: its ids form one
+    // unbroken stream, so every gap the diner sees is a real loss.
+    let (chef, mut chef_lines) = spawn(
+        &server,
+        "chef",
+        &[
+            "--mode",
+            "pubsub",
+            "--chefs",
+            "1",
+            "--batch",
+            "10",
+            "--max-sleep-ms",
+            "2",
+            "--quiet",
+            "--json",
+        ],
+    );
+    for _ in 0..200 {
+        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
+    }
+    signal(diner.id(), "STOP");
+    let stalled = Instant::now();
+    wait_until(LIMIT, "redis to drop the stalled subscriber", || {
+        subscribers(&server) == 0
+    });
+    let dropped_after = stalled.elapsed();
+    signal(diner.id(), "CONT");
+    let resumed = Instant::now();
+    diner_err.wait_for(LIMIT, |l| l.contains("resubscribed to"));
+    let resubscribed_after = resumed.elapsed();
+    assert!(
+        diner_err.seen.iter().any(|l| l.contains("dropped")),
+        "{:?}",
+        diner_err.seen
+    );
+    // Dishes after the gap reveal it.
+    for _ in 0..200 {
+        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
+    }
+    signal(chef.id(), "INT");
+    let chef_summary = last_json(&chef_lines.rest(LIMIT));
+    let out = chef.wait(LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Published after every dish of the chef: once the diner has it, it has
+    // had everything it will ever get.
+    let _: u64 = server.query(&["PUBLISH", CHANNEL, "end of test"]);
+    lines.wait_for(LIMIT, |l| l.contains("rejected a payload"));
+    signal(diner.id(), "INT");
+    let s = last_json(&lines.rest(LIMIT));
+    let out = diner.wait(LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let (made, eaten, lost) = (
+        num(&chef_summary, "made"),
+        num(&s, "eaten"),
+        num(&s, "lost"),
+    );
+    assert!(lost > 0, "the dropped dishes are counted: {s}");
+    assert!(
+        made < kitchen::dish::ID_BLOCK,
+        "one id block, one stream: {chef_summary}"
+    );
+    assert_eq!(
+        made,
+        eaten + lost,
+        "made = eaten + lost: {chef_summary} {s}"
+    );
+    assert!(
+        server.log().contains("output buffer limits"),
+        "redis says why it closed the subscriber"
+    );
+    eprintln!(
+        "faults: slow subscriber: made {made}, eaten {eaten}, lost {lost} (counted by the diner), \
+         chef saw {} published to nobody; dropped {:.2} s into the stall, resubscribed {:.2} s after it ended",
+        num(&chef_summary, "lost"),
+        dropped_after.as_secs_f64(),
+        resubscribed_after.as_secs_f64()
+    );
+}
