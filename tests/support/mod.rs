@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod redis_kitchen;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+pub mod slow_proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
