@@ -7,7 +7,9 @@ mod support;
 
 use rand::{Rng, SeedableRng};
 use redis::Commands;
-use support::redis_kitchen::{LIMIT, QUEUE, holdings, last_json, spawn, stderr};
+use support::redis_kitchen::{
+    CHANNEL, LIMIT, QUEUE, holdings, last_json, spawn, spawn_subscriber, stderr,
+};
 use support::redis_server::RedisServer;
 use support::{num, signal, wait_until};
 
@@ -117,32 +119,13 @@ fn garbage_is_dead_lettered_and_diners_live_on() {
 #[test]
 fn garbage_on_the_channel_is_counted_and_subscribers_live_on() {
     let server = RedisServer::start();
-    let channel = "task:pubsub:channel";
-    let (diner, mut lines) = spawn(
-        &server,
-        "diner",
-        &[
-            "--mode",
-            "pubsub",
-            "--diners",
-            "1",
-            "--max-sleep-ms",
-            "0",
-            "--json",
-        ],
-    );
-    wait_until(LIMIT, "a subscriber", || {
-        server
-            .query::<(String, u64)>(&["PUBSUB", "NUMSUB", channel])
-            .1
-            == 1
-    });
+    let (diner, mut lines, _) = spawn_subscriber(&server, &[]);
     let junk = garbage();
     let mut con = server.connection();
     for g in &junk {
-        let _: u64 = con.publish(channel, g.as_slice()).unwrap();
+        let _: u64 = con.publish(CHANNEL, g.as_slice()).unwrap();
     }
-    let _: u64 = con.publish(channel, "7").unwrap();
+    let _: u64 = con.publish(CHANNEL, "7").unwrap();
     lines.wait_for(LIMIT, |l| l.contains("ate dish 7 "));
     signal(diner.id(), "INT");
     let s = last_json(&lines.rest(LIMIT));

@@ -8,7 +8,10 @@ mod support;
 use std::time::Instant;
 
 use support::ledger::Ledger;
-use support::redis_kitchen::{LIMIT, QUEUE, holdings, last_json, spawn, stderr};
+use support::redis_kitchen::{
+    LIMIT, QUEUE, finish_pubsub, holdings, last_json, spawn, spawn_publisher, spawn_subscriber,
+    stderr,
+};
 use support::redis_server::RedisServer;
 use support::{Lines, num, signal, wait_until};
 
@@ -146,42 +149,8 @@ fn two_redis_restarts_lose_nothing() {
 #[test]
 fn a_redis_restart_under_pubsub_is_counted_as_lost_not_hidden() {
     let mut server = RedisServer::durable(&[]);
-    let channel = "task:pubsub:channel";
-    let (mut diner, mut lines) = spawn(
-        &server,
-        "diner",
-        &[
-            "--mode",
-            "pubsub",
-            "--diners",
-            "1",
-            "--max-sleep-ms",
-            "0",
-            "--ids",
-            "--json",
-        ],
-    );
-    let mut diner_err = Lines::new(diner.child().stderr.take().expect("stderr"));
-    wait_until(LIMIT, "the diner to subscribe", || {
-        server
-            .query::<(String, u64)>(&["PUBSUB", "NUMSUB", channel])
-            .1
-            == 1
-    });
-    let (chef, mut chef_out) = spawn(
-        &server,
-        "chef",
-        &[
-            "--mode",
-            "pubsub",
-            "--chefs",
-            "1",
-            "--max-sleep-ms",
-            "2",
-            "--quiet",
-            "--json",
-        ],
-    );
+    let (diner, mut lines, mut diner_err) = spawn_subscriber(&server, &["--ids"]);
+    let chef = spawn_publisher(&server, &["--max-sleep-ms", "2"]);
     for _ in 0..100 {
         lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
     }
@@ -195,16 +164,7 @@ fn a_redis_restart_under_pubsub_is_counted_as_lost_not_hidden() {
     for _ in 0..100 {
         lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
     }
-    signal(chef.id(), "INT");
-    let chef_summary = last_json(&chef_out.rest(LIMIT));
-    assert!(chef.wait(LIMIT).status.success());
-    // After every dish of the chef: once the diner has it, it has had all.
-    let _: u64 = server.query(&["PUBLISH", channel, "end of test"]);
-    lines.wait_for(LIMIT, |l| l.contains("rejected a payload"));
-    signal(diner.id(), "INT");
-    let all = lines.rest(LIMIT);
-    let out = diner.wait(LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (chef_summary, all) = finish_pubsub(&server, chef, (diner, lines));
     let s = last_json(&all);
     let mut ledger = Ledger::new();
     ledger.read(&all);

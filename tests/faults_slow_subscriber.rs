@@ -7,57 +7,20 @@ mod support;
 
 use std::time::Instant;
 
-use support::redis_kitchen::{LIMIT, last_json, spawn, stderr};
+use support::redis_kitchen::{
+    LIMIT, finish_pubsub, last_json, spawn_publisher, spawn_subscriber, subscribers,
+};
 use support::redis_server::RedisServer;
-use support::{Lines, num, signal, wait_until};
-
-const CHANNEL: &str = "task:pubsub:channel";
-
-fn subscribers(server: &RedisServer) -> u64 {
-    server
-        .query::<(String, u64)>(&["PUBSUB", "NUMSUB", CHANNEL])
-        .1
-}
+use support::{num, signal, wait_until};
 
 #[test]
 fn a_stalled_subscriber_is_dropped_resubscribes_and_counts_its_loss() {
     // A small limit, so the stall overflows it quickly.
     let server = RedisServer::start_with(&["--client-output-buffer-limit", "pubsub 256kb 0 0"]);
-    let (mut diner, mut lines) = spawn(
-        &server,
-        "diner",
-        &[
-            "--mode",
-            "pubsub",
-            "--diners",
-            "1",
-            "--max-sleep-ms",
-            "0",
-            "--json",
-        ],
-    );
-    let mut diner_err = Lines::new(diner.child().stderr.take().expect("stderr"));
-    wait_until(LIMIT, "the diner to subscribe", || {
-        subscribers(&server) == 1
-    });
+    let (diner, mut lines, mut diner_err) = spawn_subscriber(&server, &[]);
     // One chef thread, paced so a running diner keeps up: its ids form one
     // unbroken stream, so every gap the diner sees is a real loss.
-    let (chef, mut chef_lines) = spawn(
-        &server,
-        "chef",
-        &[
-            "--mode",
-            "pubsub",
-            "--chefs",
-            "1",
-            "--batch",
-            "10",
-            "--max-sleep-ms",
-            "2",
-            "--quiet",
-            "--json",
-        ],
-    );
+    let chef = spawn_publisher(&server, &["--batch", "10", "--max-sleep-ms", "2"]);
     for _ in 0..200 {
         lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
     }
@@ -80,18 +43,8 @@ fn a_stalled_subscriber_is_dropped_resubscribes_and_counts_its_loss() {
     for _ in 0..200 {
         lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
     }
-    signal(chef.id(), "INT");
-    let chef_summary = last_json(&chef_lines.rest(LIMIT));
-    let out = chef.wait(LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
-    // Published after every dish of the chef: once the diner has it, it has
-    // had everything it will ever get.
-    let _: u64 = server.query(&["PUBLISH", CHANNEL, "end of test"]);
-    lines.wait_for(LIMIT, |l| l.contains("rejected a payload"));
-    signal(diner.id(), "INT");
-    let s = last_json(&lines.rest(LIMIT));
-    let out = diner.wait(LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (chef_summary, all) = finish_pubsub(&server, chef, (diner, lines));
+    let s = last_json(&all);
 
     let (made, eaten, lost) = (
         num(&chef_summary, "made"),

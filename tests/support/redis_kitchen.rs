@@ -119,3 +119,65 @@ pub fn held_by(server: &RedisServer, queue: &str, pid: u32) -> u64 {
         .map(|k| server.llen(k))
         .sum()
 }
+
+/// The tutorial's channel, kitchen's default `--channel`.
+pub const CHANNEL: &str = "task:pubsub:channel";
+
+/// Subscribers of [`CHANNEL`] now.
+pub fn subscribers(server: &RedisServer) -> u64 {
+    server
+        .query::<(String, u64)>(&["PUBSUB", "NUMSUB", CHANNEL])
+        .1
+}
+
+/// A pub/sub diner process with one diner thread (`--max-sleep-ms 0 --json`
+/// and `extra`), once it has subscribed: the child, its stdout and its stderr.
+pub fn spawn_subscriber(server: &RedisServer, extra: &[&str]) -> (KillOnDrop, Lines, Lines) {
+    let mut rest = vec![
+        "--mode",
+        "pubsub",
+        "--diners",
+        "1",
+        "--max-sleep-ms",
+        "0",
+        "--json",
+    ];
+    rest.extend_from_slice(extra);
+    let before = subscribers(server);
+    let (mut child, out) = spawn(server, "diner", &rest);
+    let err = Lines::new(child.child().stderr.take().expect("stderr"));
+    super::wait_until(LIMIT, "the diner to subscribe", || {
+        subscribers(server) > before
+    });
+    (child, out, err)
+}
+
+/// A pub/sub chef process with one chef thread (one unbroken stream of ids),
+/// `--quiet --json` and `extra`.
+pub fn spawn_publisher(server: &RedisServer, extra: &[&str]) -> (KillOnDrop, Lines) {
+    let mut rest = vec!["--mode", "pubsub", "--chefs", "1", "--quiet", "--json"];
+    rest.extend_from_slice(extra);
+    spawn(server, "chef", &rest)
+}
+
+/// Ends a pub/sub scenario: Ctrl-C to the chef, then a marker published
+/// after all its dishes; once the diner has read the marker it has had every
+/// dish it will ever get, and gets its Ctrl-C. Both must exit 0. Returns the
+/// chef's summary and the diner's stdout.
+pub fn finish_pubsub(
+    server: &RedisServer,
+    (chef, mut chef_out): (KillOnDrop, Lines),
+    (diner, mut diner_out): (KillOnDrop, Lines),
+) -> (serde_json::Value, Vec<String>) {
+    super::signal(chef.id(), "INT");
+    let chef_summary = last_json(&chef_out.rest(LIMIT));
+    let out = chef.wait(LIMIT);
+    assert!(out.status.success(), "chef: {}", stderr(&out));
+    let _: u64 = server.query(&["PUBLISH", CHANNEL, "end of test"]);
+    diner_out.wait_for(LIMIT, |l| l.contains("rejected a payload"));
+    super::signal(diner.id(), "INT");
+    let lines = diner_out.rest(LIMIT);
+    let out = diner.wait(LIMIT);
+    assert!(out.status.success(), "diner: {}", stderr(&out));
+    (chef_summary, lines)
+}
