@@ -51,8 +51,12 @@ fn twenty_diners_killed_mid_dish_lose_nothing() {
     let mut held_at_kill = Vec::new();
     let mut last_kill = Instant::now();
     let mut last_pid = 0;
-    for _ in 0..KILLS {
-        let (mut diner, mut lines) = spawn(&server, "diner", &diner_args);
+    for kill in 0..KILLS {
+        // Every other diner takes batches of 5, so it dies holding several.
+        let batch = if kill % 2 == 0 { "1" } else { "5" };
+        let mut args = diner_args.to_vec();
+        args.extend(["--batch", batch]);
+        let (mut diner, mut lines) = spawn(&server, "diner", &args);
         for _ in 0..EATEN_BEFORE_KILL {
             lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
         }
