@@ -432,9 +432,7 @@ impl Consumer {
             Consumer::Redis(c) => c.ack(dish),
         }
     }
-}
 
-impl Consumer {
     /// Dishes this consumer can show were sent to it and never arrived (a
     /// dropped pub/sub subscription); 0 for queues, which lose nothing.
     pub fn lost(&self) -> u64 {
