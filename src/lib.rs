@@ -30,6 +30,7 @@
 //! | [`kitchen`] | chefs, diners, statistics, the summary |
 //! | [`queue`] | the backend enum: the only module that sees both sides |
 //! | [`local`] | the in-process crossbeam backend |
+//! | [`serve`] | the web entry, `kitchen serve` |
 //! | [`dish`] | the dish and its wire format |
 //! | [`shutdown`] | the stop token every thread watches |
 
@@ -39,6 +40,7 @@ pub mod dish;
 pub mod kitchen;
 pub mod local;
 pub mod queue;
+pub mod serve;
 pub mod shutdown;
 
 pub use kitchen::{KitchenConfig, Printer, Role, Summary};

@@ -223,6 +223,17 @@ impl Producer {
             Producer::Local(p) => Ok(p.put(dish, shutdown)),
         }
     }
+
+    /// Puts `dish` only if there is room now; `None` when the queue is full.
+    ///
+    /// For callers that must answer at once (the web entry's `503`) rather
+    /// than wait as a chef does.
+    #[inline]
+    pub fn try_put(&mut self, dish: Dish) -> Result<Option<Put>, QueueError> {
+        match self {
+            Producer::Local(p) => Ok(p.try_put(dish)),
+        }
+    }
 }
 
 /// One diner's end of the queue.

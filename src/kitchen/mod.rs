@@ -22,6 +22,7 @@ use rand::rngs::StdRng;
 
 use crate::queue::{Backend, BackendConfig, Capacity, QueueError};
 use crate::shutdown::Shutdown;
+pub(crate) use chef::{IdBlock, random_nap};
 use chef::{Chef, ChefReport};
 use diner::{Diner, DinerReport};
 pub use output::Printer;

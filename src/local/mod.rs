@@ -78,6 +78,20 @@ impl Producer {
     }
 }
 
+impl Producer {
+    /// Puts `dish` if there is room now; `None` when full.
+    #[inline]
+    pub fn try_put(&mut self, dish: Dish) -> Option<Put> {
+        match self.tx.try_send(dish) {
+            Ok(()) => Some(Put::Queued {
+                depth: self.tx.len(),
+            }),
+            Err(TrySendError::Disconnected(_)) => Some(Put::Stopped),
+            Err(TrySendError::Full(_)) => None,
+        }
+    }
+}
+
 /// A diner's receiver (also used as a depth gauge).
 #[derive(Debug)]
 pub struct Consumer {
@@ -141,5 +155,14 @@ mod tests {
         stop.stop();
         assert_eq!(t.join().expect("chef thread"), Put::Stopped);
         assert_eq!(q.consumer().depth(), 1, "the refused dish never entered");
+    }
+
+    #[test]
+    fn try_put_answers_full_at_once() {
+        let q = LocalQueue::new(Capacity::Bounded(1));
+        let mut p = q.producer().expect("producer");
+        assert_eq!(p.try_put(Dish::new(1, 0, 1)), Some(Put::Queued { depth: 1 }));
+        assert_eq!(p.try_put(Dish::new(2, 0, 1)), None);
+        assert_eq!(q.consumer().depth(), 1);
     }
 }

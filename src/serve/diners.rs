@@ -1,0 +1,61 @@
+//! The web entry's own diners (local backend): eat, and record what became of each dish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+
+use crate::dish::now_us;
+use crate::kitchen::random_nap;
+use crate::queue::{Consumer, QueueError, Take};
+use crate::serve::Shared;
+use crate::serve::metrics::Metrics;
+use crate::serve::results::Status;
+use crate::shutdown::Shutdown;
+
+/// One in-process diner of `kitchen serve`.
+#[derive(Debug)]
+pub(crate) struct WebDiner {
+    pub name: String,
+    pub consumer: Consumer,
+    pub shared: Arc<Shared>,
+    pub max_sleep: Duration,
+    pub rng: StdRng,
+}
+
+impl WebDiner {
+    /// Eats until the queue closes (every web worker gone and the queue empty).
+    pub fn eat(mut self) -> Result<(), QueueError> {
+        // The local queue closes by disconnection; this token is for backends
+        // that need telling, which have no in-process diners here.
+        let finished = Shutdown::new();
+        let m = &self.shared.metrics;
+        loop {
+            match self.consumer.take(&finished)? {
+                Take::Dish { dish, .. } => {
+                    let results = &self.shared.results;
+                    results.update(dish.id, |r| {
+                        r.status = Status::Eating;
+                        r.diner = Some(self.name.clone());
+                    });
+                    if !self.max_sleep.is_zero() {
+                        std::thread::sleep(random_nap(&mut self.rng, self.max_sleep));
+                    }
+                    self.consumer.ack(&dish)?;
+                    let eaten_at = now_us();
+                    results.update(dish.id, |r| {
+                        r.status = Status::Eaten;
+                        r.eaten_at = Some(eaten_at);
+                    });
+                    Metrics::bump(&m.eaten);
+                    if dish.made_at_us != 0 {
+                        m.record_latency(eaten_at.saturating_sub(dish.made_at_us));
+                    }
+                }
+                Take::Rejected { .. } => Metrics::bump(&m.rejected),
+                Take::Idle => {}
+                Take::Closed => return Ok(()),
+            }
+        }
+    }
+}

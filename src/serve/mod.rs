@@ -1,0 +1,156 @@
+//! The web entry, `kitchen serve`: the tutorial's Flask app as a threaded, blocking HTTP server.
+//!
+//! [`run`] takes a listener the caller has bound and the caller's stop token,
+//! as mini-redis's `server::run` does, so tests bind `127.0.0.1:0` and stop
+//! the server when they are done.
+//!
+//! | module | job |
+//! |---|---|
+//! | `server` | the listener loop and the fixed pool of workers; timeouts |
+//! | [`http`] | parsing a request head, writing a response; size limits |
+//! | `routes` | what each route does |
+//! | `page` | the "Redis Message Queue" page |
+//! | [`results`] | what became of each dish, in bounded memory |
+//! | [`metrics`] | counters, `/stats` JSON and `/metrics` Prometheus text |
+//! | `diners` | the in-process diners of the local backend |
+
+mod diners;
+pub mod http;
+pub mod metrics;
+mod page;
+pub mod results;
+mod routes;
+mod server;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::queue::{Backend, BackendConfig, Capacity, QueueError};
+use crate::shutdown::Shutdown;
+use diners::WebDiner;
+use metrics::Metrics;
+use results::LocalResults;
+use routes::Web;
+
+/// A validated description of one web server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    /// Where the queue lives.
+    pub backend: BackendConfig,
+    /// The most dishes waiting at once; a put beyond it is a `503`.
+    pub capacity: Capacity,
+    /// In-process diner threads (local backend; 0 = none, dishes wait).
+    pub diners: usize,
+    /// Web worker threads: how many connections are served at once.
+    pub workers: usize,
+    /// In-process diners nap a uniform random time below this per dish.
+    pub max_sleep: Duration,
+    /// How long the result of a dish can be looked up.
+    pub result_ttl: Duration,
+    /// The most results kept in memory (local backend); the oldest go first.
+    pub max_results: usize,
+    /// The most a client gets to send one request, or to idle between two.
+    pub client_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            backend: BackendConfig::Local,
+            capacity: Capacity::Bounded(10),
+            diners: 2,
+            workers: 16,
+            max_sleep: Duration::ZERO,
+            result_ttl: Duration::from_secs(24 * 60 * 60),
+            max_results: 100_000,
+            client_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What stops the web entry.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}; choose another address with --bind")]
+    Bind {
+        /// What `--bind` said.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound listener cannot be used.
+    #[error("the listening socket failed: {0}")]
+    Listener(#[source] std::io::Error),
+    /// The queue cannot be opened.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The operating system refused a thread.
+    #[error("cannot start a thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// State every worker and diner of one server shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: ServeConfig,
+    pub metrics: Metrics,
+    pub results: LocalResults,
+    pub started: Instant,
+}
+
+/// Serves HTTP on `listener` until `shutdown`; then finishes the requests in
+/// flight, lets the in-process diners eat what is queued, and returns.
+pub fn run(
+    listener: TcpListener,
+    config: &ServeConfig,
+    shutdown: &Shutdown,
+) -> Result<(), ServeError> {
+    let backend = Backend::open(&config.backend, config.capacity)?;
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        metrics: Metrics::default(),
+        results: LocalResults::new(config.result_ttl, config.max_results),
+        started: Instant::now(),
+    });
+    let workers = (0..config.workers.max(1))
+        .map(|_| Ok(Web::new(shared.clone(), backend.producer()?, backend.gauge())))
+        .collect::<Result<Vec<_>, QueueError>>()?;
+    let diners = match config.backend {
+        BackendConfig::Local => config.diners,
+        // Diners of a shared queue are `kitchen diner` processes.
+        BackendConfig::Redis(_) => 0,
+    };
+    let mut eaters = Vec::with_capacity(diners);
+    for i in 0..diners {
+        let diner = WebDiner {
+            name: format!("diner-{}", i + 1),
+            consumer: backend.consumer()?,
+            shared: shared.clone(),
+            max_sleep: config.max_sleep,
+            rng: StdRng::from_os_rng(),
+        };
+        let handle = thread::Builder::new()
+            .name(diner.name.clone())
+            .spawn(move || diner.eat())
+            .map_err(ServeError::Spawn)?;
+        eaters.push(handle);
+    }
+    // The queue closes once the workers (its producers) are gone.
+    backend.seal();
+    let served = server::run(listener, workers, config.client_timeout, shutdown);
+    let mut first_error = None;
+    for h in eaters {
+        if let Ok(Err(e)) = h.join() {
+            first_error.get_or_insert(e);
+        }
+    }
+    served?;
+    first_error.map_or(Ok(()), |e| Err(e.into()))
+}

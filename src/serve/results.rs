@@ -1,0 +1,173 @@
+//! What became of each dish queued through the API, kept for a while in bounded memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::dish::{Dish, DishId};
+
+/// Where a dish is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting on the queue.
+    Queued,
+    /// A diner has it.
+    Eating,
+    /// Done.
+    Eaten,
+    /// A diner could not read it.
+    Rejected,
+}
+
+/// The record `GET /dishes/{id}` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DishResult {
+    /// The dish id.
+    pub id: String,
+    /// The dish number.
+    pub dish: u8,
+    /// Where it is.
+    pub status: Status,
+    /// Which diner has or had it (`diner-1`), once one does.
+    pub diner: Option<String>,
+    /// When it was made, microseconds since the Unix epoch.
+    pub made_at: u64,
+    /// When it was eaten, microseconds since the Unix epoch.
+    pub eaten_at: Option<u64>,
+}
+
+impl DishResult {
+    /// A dish just queued.
+    pub fn queued(dish: &Dish) -> DishResult {
+        DishResult {
+            id: dish.id.to_string(),
+            dish: dish.number,
+            status: Status::Queued,
+            diner: None,
+            made_at: dish.made_at_us,
+            eaten_at: None,
+        }
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> String {
+        // Strings and numbers only: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Results of the local backend, in memory: each kept for `ttl`, and at most
+/// `max` at once (the oldest go first), so memory stays bounded whatever the
+/// request rate.
+///
+/// Only dishes queued through `POST /dishes` are tracked; the tutorial's
+/// `/prodcons` dishes have no id anybody could ask about, so they cost nothing.
+#[derive(Debug)]
+pub struct LocalResults {
+    ttl: Duration,
+    max: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<DishId, (DishResult, Instant)>,
+    // Insertion order, for expiry and eviction without scanning the map.
+    order: VecDeque<(DishId, Instant)>,
+}
+
+impl LocalResults {
+    /// An empty store.
+    pub fn new(ttl: Duration, max: usize) -> LocalResults {
+        LocalResults {
+            ttl,
+            max: max.max(1),
+            inner: Mutex::default(),
+        }
+    }
+
+    /// Starts tracking `dish` as queued.
+    pub fn insert(&self, dish: &Dish) {
+        let now = Instant::now();
+        let mut g = self.inner.lock();
+        let Inner { map, order } = &mut *g;
+        while let Some(&(id, at)) = order.front() {
+            if now.duration_since(at) < self.ttl && map.len() < self.max {
+                break;
+            }
+            order.pop_front();
+            // Only forget the entry this order slot was made for.
+            if map.get(&id).is_some_and(|(_, t)| *t == at) {
+                map.remove(&id);
+            }
+        }
+        map.insert(dish.id, (DishResult::queued(dish), now));
+        order.push_back((dish.id, now));
+    }
+
+    /// Forgets `id` (its dish never made it onto the queue).
+    pub fn remove(&self, id: DishId) {
+        self.inner.lock().map.remove(&id);
+    }
+
+    /// Updates a tracked dish; untracked ones are ignored.
+    pub fn update(&self, id: DishId, f: impl FnOnce(&mut DishResult)) {
+        if let Some((r, _)) = self.inner.lock().map.get_mut(&id) {
+            f(r);
+        }
+    }
+
+    /// The record of `id`, unless unknown or expired.
+    pub fn get(&self, id: DishId) -> Option<DishResult> {
+        let g = self.inner.lock();
+        let (r, at) = g.map.get(&id)?;
+        (at.elapsed() < self.ttl).then(|| r.clone())
+    }
+
+    /// How many records are held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_updates_and_ignores_strangers() {
+        let r = LocalResults::new(Duration::from_secs(60), 10);
+        let d = Dish::new(1, 4, 0);
+        r.insert(&d);
+        r.update(d.id, |x| x.status = Status::Eaten);
+        assert_eq!(r.get(d.id).map(|x| x.status), Some(Status::Eaten));
+        let stranger = Dish::new(2, 1, 0);
+        r.update(stranger.id, |x| x.status = Status::Eaten);
+        assert_eq!(r.get(stranger.id), None);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_count_and_time() {
+        let r = LocalResults::new(Duration::from_secs(60), 3);
+        let dishes: Vec<Dish> = (0..10).map(|i| Dish::new(100 + i, 0, 0)).collect();
+        for d in &dishes {
+            r.insert(d);
+        }
+        assert_eq!(r.len(), 3);
+        assert!(r.get(dishes[9].id).is_some());
+        assert!(r.get(dishes[0].id).is_none());
+        let short = LocalResults::new(Duration::ZERO, 100);
+        short.insert(&dishes[0]);
+        assert_eq!(short.get(dishes[0].id), None, "expired at once");
+        short.insert(&dishes[1]);
+        assert_eq!(short.len(), 1, "expired entries are dropped on insert");
+    }
+}
