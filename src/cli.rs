@@ -68,7 +68,7 @@ struct QueueArgs {
     #[arg(long, default_value = "task:pubsub:channel")]
     channel: String,
     /// The most dishes waiting at once; chefs wait while it is full.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
     /// No bound on waiting dishes, as the tutorial's Redis list had.
     #[arg(long, conflicts_with = "capacity")]
@@ -78,13 +78,13 @@ struct QueueArgs {
 #[derive(Debug, Args)]
 struct PaceArgs {
     /// Stop after this many seconds (fractions allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = parse_secs)]
     duration: Option<Duration>,
     /// After each dish, chefs and diners nap a uniform random time below MS; 0 = no naps.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    #[arg(long, value_name = "MS", default_value_t = 1000, allow_negative_numbers = true, value_parser = parse_ms)]
     max_sleep_ms: u64,
     /// Seed for reproducible dish numbers and naps.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = parse_seed)]
     seed: Option<u64>,
     /// No per-dish lines (a live status line on a terminal instead).
     #[arg(long, short)]
@@ -97,13 +97,13 @@ struct PaceArgs {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Chef threads.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = threads())]
     chefs: u32,
     /// Diner threads.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = threads())]
     diners: u32,
     /// Stop after N dishes made in total (else run until Ctrl-C).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_dishes)]
     dishes: Option<u64>,
     #[command(flatten)]
     queue: QueueArgs,
@@ -114,10 +114,10 @@ struct RunArgs {
 #[derive(Debug, Args)]
 struct ChefArgs {
     /// Chef threads.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = threads())]
     chefs: u32,
     /// Stop after N dishes made in total (else run until Ctrl-C).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_dishes)]
     dishes: Option<u64>,
     #[command(flatten)]
     queue: QueueArgs,
@@ -128,7 +128,7 @@ struct ChefArgs {
 #[derive(Debug, Args)]
 struct DinerArgs {
     /// Diner threads.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = threads())]
     diners: u32,
     #[command(flatten)]
     queue: QueueArgs,
@@ -206,11 +206,13 @@ impl ServeArgs {
                     .into(),
             ));
         }
+        let backend = self.queue.backend_config()?;
+        let capacity = self.queue.capacity(&backend)?;
         Ok(Command::Serve {
             bind: self.bind,
             config: ServeConfig {
-                backend: self.queue.backend_config()?,
-                capacity: self.queue.capacity(),
+                backend,
+                capacity,
                 diners: self.diners as usize,
                 workers: self.workers as usize,
                 max_sleep: Duration::from_millis(self.max_sleep_ms),
@@ -253,7 +255,7 @@ fn kitchen_command(
             ),
         ));
     }
-    let capacity = queue.capacity();
+    let capacity = queue.capacity(&backend)?;
     Ok(Command::Kitchen {
         config: KitchenConfig {
             role,
@@ -272,12 +274,21 @@ fn kitchen_command(
 }
 
 impl QueueArgs {
-    fn capacity(&self) -> Capacity {
-        if self.unbounded {
+    fn capacity(&self, backend: &BackendConfig) -> Result<Capacity, clap::Error> {
+        if *backend == BackendConfig::Local && self.capacity > MAX_LOCAL_CAPACITY {
+            return Err(usage(
+                ErrorKind::ValueValidation,
+                format!(
+                    "--capacity {} is too large for the local queue, which allocates every slot up front: use at most {MAX_LOCAL_CAPACITY}, or --unbounded",
+                    self.capacity
+                ),
+            ));
+        }
+        Ok(if self.unbounded {
             Capacity::Unbounded
         } else {
             Capacity::Bounded(self.capacity as usize)
-        }
+        })
     }
 
     fn backend_config(&self) -> Result<BackendConfig, clap::Error> {
@@ -301,8 +312,39 @@ impl QueueArgs {
     }
 }
 
+/// The most chef or diner threads one process starts.
+pub const MAX_THREADS: u32 = 4096;
+
+/// The largest in-process queue: crossbeam allocates every slot up front.
+pub const MAX_LOCAL_CAPACITY: u32 = 1_000_000;
+
+fn threads() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=i64::from(MAX_THREADS))
+}
+
 fn usage(kind: ErrorKind, msg: String) -> clap::Error {
     Cli::command().error(kind, msg)
+}
+
+fn whole(s: &str, what: &str, min: u64) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not {what}: use a whole number from {min} up"
+        )),
+    }
+}
+
+fn parse_ms(s: &str) -> Result<u64, String> {
+    whole(s, "a number of milliseconds", 0)
+}
+
+fn parse_dishes(s: &str) -> Result<u64, String> {
+    whole(s, "a number of dishes", 1)
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    whole(s, "a seed", 0)
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -433,7 +475,10 @@ mod tests {
             "0.5",
         ]);
         assert_eq!(bind, "127.0.0.1:0");
-        assert_eq!((c.workers, c.diners, c.capacity), (3, 0, Capacity::Bounded(4)));
+        assert_eq!(
+            (c.workers, c.diners, c.capacity),
+            (3, 0, Capacity::Bounded(4))
+        );
         assert_eq!(c.result_ttl, Duration::from_secs(60));
         assert_eq!(c.client_timeout, Duration::from_millis(500));
         for bad in [

@@ -22,8 +22,8 @@ use rand::rngs::StdRng;
 
 use crate::queue::{Backend, BackendConfig, Capacity, QueueError};
 use crate::shutdown::Shutdown;
-pub(crate) use chef::{IdBlock, random_nap};
 use chef::{Chef, ChefReport};
+pub(crate) use chef::{IdBlock, random_nap};
 use diner::{Diner, DinerReport};
 pub use output::Printer;
 use stats::{LatencyHistogram, LiveCounters, Tickets};
@@ -128,7 +128,7 @@ impl Drop for Reporter {
 
 /// Salts that keep chef and diner random streams apart under one seed.
 const CHEF_SALT: u64 = 0x6368_6566;
-const DINER_SALT: u64 = 0x6469_6e65_72;
+const DINER_SALT: u64 = 0x0064_696e_6572;
 
 fn rng_for(seed: Option<u64>, salt: u64, index: usize) -> StdRng {
     match seed {

@@ -1,6 +1,6 @@
 //! The in-process backend: a crossbeam bounded channel shared by threads.
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 
 use crate::dish::Dish;
@@ -57,28 +57,28 @@ pub struct Producer {
 impl Producer {
     /// Puts `dish`, blocking while full until there is room or `shutdown`.
     #[inline]
-    pub fn put(&mut self, dish: Dish, shutdown: &Shutdown) -> Put {
-        let dish = match self.tx.try_send(dish) {
-            Ok(()) => {
-                return Put::Queued {
-                    depth: self.tx.len(),
-                };
+    pub fn put(&mut self, mut dish: Dish, shutdown: &Shutdown) -> Put {
+        // crossbeam's own blocking send (spin, then park) is far cheaper than a
+        // `select!` over the queue and the shutdown channel; waking every POLL
+        // to look at the shutdown flag costs nothing while the queue moves.
+        loop {
+            match self.tx.send_timeout(dish, POLL) {
+                Ok(()) => {
+                    return Put::Queued {
+                        depth: self.tx.len(),
+                    };
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return Put::Stopped,
+                Err(SendTimeoutError::Timeout(d)) => {
+                    if shutdown.is_stopped() {
+                        return Put::Stopped;
+                    }
+                    dish = d;
+                }
             }
-            Err(TrySendError::Disconnected(_)) => return Put::Stopped,
-            Err(TrySendError::Full(d)) => d,
-        };
-        // Full: wait for room, but wake at once on shutdown.
-        select! {
-            send(self.tx, dish) -> sent => match sent {
-                Ok(()) => Put::Queued { depth: self.tx.len() },
-                Err(_) => Put::Stopped,
-            },
-            recv(shutdown.receiver()) -> _ => Put::Stopped,
         }
     }
-}
 
-impl Producer {
     /// Puts `dish` if there is room now; `None` when full.
     #[inline]
     pub fn try_put(&mut self, dish: Dish) -> Option<Put> {
@@ -103,12 +103,7 @@ impl Consumer {
     /// the channel is empty.
     #[inline]
     pub fn take(&mut self, _finished: &Shutdown) -> Take {
-        let got = match self.rx.try_recv() {
-            Ok(d) => Ok(d),
-            Err(TryRecvError::Disconnected) => return Take::Closed,
-            Err(TryRecvError::Empty) => self.rx.recv_timeout(POLL),
-        };
-        match got {
+        match self.rx.recv_timeout(POLL) {
             Ok(dish) => Take::Dish {
                 dish,
                 depth: self.rx.len(),
@@ -161,7 +156,10 @@ mod tests {
     fn try_put_answers_full_at_once() {
         let q = LocalQueue::new(Capacity::Bounded(1));
         let mut p = q.producer().expect("producer");
-        assert_eq!(p.try_put(Dish::new(1, 0, 1)), Some(Put::Queued { depth: 1 }));
+        assert_eq!(
+            p.try_put(Dish::new(1, 0, 1)),
+            Some(Put::Queued { depth: 1 })
+        );
         assert_eq!(p.try_put(Dish::new(2, 0, 1)), None);
         assert_eq!(q.consumer().depth(), 1);
     }

@@ -40,7 +40,11 @@ pub struct Response {
 
 impl Response {
     /// A response with `body` of type `content_type`.
-    pub fn new(status: u16, content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+    pub fn new(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Self {
         Response {
             status,
             content_type,
@@ -272,7 +276,10 @@ mod tests {
     #[test]
     fn incomplete_then_limits() {
         assert_eq!(head("GET / HTTP/1.1\r\nHost"), Ok(None));
-        assert!(matches!(head("NOT HTTP\r\n\r\n"), Err(HeadError::Malformed(_))));
+        assert!(matches!(
+            head("NOT HTTP\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
         let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
         assert_eq!(head(&big), Err(HeadError::TooLarge));
         let body = "POST /dishes HTTP/1.1\r\nContent-Length: 70000\r\n\r\n";
@@ -291,7 +298,10 @@ mod tests {
             .write_to(&mut out, false, false);
         let s = String::from_utf8(out).expect("utf-8");
         assert!(s.starts_with("HTTP/1.1 302 Found\r\n"), "{s}");
-        assert!(s.contains("Location: /\r\nConnection: close\r\n\r\nto /\n"), "{s}");
+        assert!(
+            s.contains("Location: /\r\nConnection: close\r\n\r\nto /\n"),
+            "{s}"
+        );
         assert!(s.contains("Content-Length: 5\r\n"), "{s}");
     }
 }

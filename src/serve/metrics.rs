@@ -93,9 +93,17 @@ impl Metrics {
     pub fn prometheus(&self, snap: &Snapshot) -> String {
         let mut out = String::with_capacity(2048);
         let counters = [
-            ("made", snap.made, "Dishes put on the queue or published by this server."),
+            (
+                "made",
+                snap.made,
+                "Dishes put on the queue or published by this server.",
+            ),
             ("eaten", snap.eaten, "Dishes eaten by this server's diners."),
-            ("rejected", snap.rejected, "Payloads this server's diners could not read."),
+            (
+                "rejected",
+                snap.rejected,
+                "Payloads this server's diners could not read.",
+            ),
             ("lost", snap.lost, "Dishes published with no subscriber."),
         ];
         // Writing to a String cannot fail.
@@ -106,7 +114,11 @@ impl Metrics {
         }
         out.push_str("# HELP kitchen_refused_total Requests refused with 503, by reason.\n");
         out.push_str("# TYPE kitchen_refused_total counter\n");
-        let _ = writeln!(out, "kitchen_refused_total{{reason=\"full\"}} {}", snap.refused_full);
+        let _ = writeln!(
+            out,
+            "kitchen_refused_total{{reason=\"full\"}} {}",
+            snap.refused_full
+        );
         let _ = writeln!(
             out,
             "kitchen_refused_total{{reason=\"unavailable\"}} {}",
@@ -128,7 +140,10 @@ impl Metrics {
         for le in BUCKETS_S {
             let le_us = (le * 1e6) as u64;
             let n = h.count_at_most(le_us);
-            let _ = writeln!(out, "kitchen_dish_latency_seconds_bucket{{le=\"{le}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "kitchen_dish_latency_seconds_bucket{{le=\"{le}\"}} {n}"
+            );
         }
         let _ = writeln!(
             out,

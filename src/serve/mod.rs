@@ -120,7 +120,13 @@ pub fn run(
         started: Instant::now(),
     });
     let workers = (0..config.workers.max(1))
-        .map(|_| Ok(Web::new(shared.clone(), backend.producer()?, backend.gauge())))
+        .map(|_| {
+            Ok(Web::new(
+                shared.clone(),
+                backend.producer()?,
+                backend.gauge(),
+            ))
+        })
         .collect::<Result<Vec<_>, QueueError>>()?;
     let diners = match config.backend {
         BackendConfig::Local => config.diners,

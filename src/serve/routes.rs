@@ -214,7 +214,11 @@ impl Handler for Web {
             "/metrics" => only("GET, HEAD", get, &mut || {
                 let snap = self.snapshot();
                 let text = self.shared.metrics.prometheus(&snap);
-                Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
+                Response::new(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text.into_bytes(),
+                )
             }),
             "/healthz" => only("GET, HEAD", get, &mut || self.healthz()),
             path => match path.strip_prefix("/dishes/") {

@@ -182,10 +182,11 @@ impl<H: Handler> Worker<H> {
                 }
             };
             let end = head.len + head.body_len;
-            if head.expect_continue && self.buf.len() < end {
-                if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
-                    return;
-                }
+            if head.expect_continue
+                && self.buf.len() < end
+                && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
+            {
+                return;
             }
             while self.buf.len() < end {
                 match self.read_until(&mut stream, deadline) {
@@ -218,7 +219,10 @@ impl<H: Handler> Worker<H> {
         let req = Request {
             method,
             path: text(head.path),
-            body: self.buf.get(head.len..head.len + head.body_len).unwrap_or(&[]),
+            body: self
+                .buf
+                .get(head.len..head.len + head.body_len)
+                .unwrap_or(&[]),
         };
         let head_only = method == "HEAD";
         let handler = &mut self.handler;

@@ -1,5 +1,5 @@
 //! Shared test harness: the real `kitchen` binary, and waiting on conditions with a deadline.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
@@ -43,8 +43,12 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
     };
     Output {
         status,
-        stdout: out.map(|h| h.join().expect("stdout reader")).unwrap_or_default(),
-        stderr: err.map(|h| h.join().expect("stderr reader")).unwrap_or_default(),
+        stdout: out
+            .map(|h| h.join().expect("stdout reader"))
+            .unwrap_or_default(),
+        stderr: err
+            .map(|h| h.join().expect("stderr reader"))
+            .unwrap_or_default(),
     }
 }
 
@@ -79,7 +83,10 @@ pub fn num(v: &serde_json::Value, key: &str) -> u64 {
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -104,7 +111,10 @@ impl Lines {
                 }
             }
         });
-        Lines { rx, seen: Vec::new() }
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits up to `limit` for a line satisfying `pred`; returns it.
@@ -119,7 +129,10 @@ impl Lines {
                         return line;
                     }
                 }
-                Err(e) => panic!("no matching line within {limit:?} ({e}); saw {:?}", self.seen),
+                Err(e) => panic!(
+                    "no matching line within {limit:?} ({e}); saw {:?}",
+                    self.seen
+                ),
             }
         }
     }
@@ -149,11 +162,35 @@ pub fn signal(pid: u32, signal: &str) {
 }
 
 /// A child that is killed when the test ends, pass or fail.
-pub struct KillOnDrop(pub Child);
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    /// Takes charge of `child`.
+    pub fn new(child: Child) -> Self {
+        KillOnDrop(Some(child))
+    }
+
+    /// The child's pid.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// The child itself (to take its pipes).
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child already waited for")
+    }
+
+    /// Waits for it to exit within `limit` (killing it and failing otherwise).
+    pub fn wait(mut self, limit: Duration) -> Output {
+        wait_output(self.0.take().expect("child already waited for"), limit)
+    }
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
