@@ -92,10 +92,17 @@ impl Web {
     }
 
     fn create(&mut self, body: &[u8]) -> Response {
-        let number = if body.trim_ascii().is_empty() {
+        let body = body.trim_ascii();
+        let number = if body.is_empty() {
             None
         } else {
-            match serde_json::from_slice::<NewDish>(body) {
+            // serde would read a struct from an array too; the API takes objects.
+            let parsed = if body.starts_with(b"{") {
+                serde_json::from_slice::<NewDish>(body).map_err(|e| e.to_string())
+            } else {
+                Err("not a JSON object".to_owned())
+            };
+            match parsed {
                 Ok(d) => d.dish,
                 Err(e) => {
                     return Response::json_error(

@@ -1,6 +1,8 @@
 //! Shared test harness: the real `kitchen` binary, and waiting on conditions with a deadline.
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod web;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
