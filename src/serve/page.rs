@@ -10,7 +10,7 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
     let figure = |v: Option<usize>| v.map_or_else(|| "–".to_owned(), |n| n.to_string());
     let capacity = snap
         .capacity
-        .map_or_else(|| "unbounded".to_owned(), |c| format!("of {c}"));
+        .map_or_else(|| "unbounded".to_owned(), |c| c.to_string());
     let note = pubsub_note
         .map(|n| format!(r#"<span class="note">{n}</span>"#))
         .unwrap_or_default();

@@ -105,9 +105,43 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) 
     raw.push_str("\r\n");
     let mut bytes = raw.into_bytes();
     bytes.extend_from_slice(body.unwrap_or_default());
-    let replies = exchange(addr, &bytes);
-    assert_eq!(replies.len(), 1, "one response to {method} {path}");
-    replies.into_iter().next().expect("one reply")
+    let mut s = connect(addr);
+    s.write_all(&bytes).expect("send request");
+    read_one(&mut s, method == "HEAD")
+}
+
+/// Reads one whole response, framed by `Content-Length` (some servers keep
+/// the connection open whatever `Connection: close` asked).
+pub fn read_one(s: &mut TcpStream, head_only: bool) -> Reply {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let mut reply = parse_all(&got[..end + 4]).remove(0);
+            let len: usize = if head_only {
+                0
+            } else {
+                reply
+                    .header("content-length")
+                    .map_or(0, |v| v.parse().expect("length"))
+            };
+            if got.len() >= end + 4 + len {
+                reply.body = got[end + 4..end + 4 + len].to_vec();
+                return reply;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "connection closed mid-response: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "reading the response: {e}; got so far {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
 }
 
 /// Connects with read and write limits.
