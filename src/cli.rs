@@ -68,7 +68,7 @@ struct QueueArgs {
     #[arg(long, default_value = "task:pubsub:channel")]
     channel: String,
     /// The most dishes waiting at once; chefs wait while it is full.
-    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
     /// No bound on waiting dishes, as the tutorial's Redis list had.
     #[arg(long, conflicts_with = "capacity")]
@@ -97,10 +97,10 @@ struct PaceArgs {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Chef threads.
-    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = threads())]
+    #[arg(long, value_name = "N", default_value_t = 3, allow_negative_numbers = true, value_parser = threads())]
     chefs: u32,
     /// Diner threads.
-    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = threads())]
+    #[arg(long, value_name = "N", default_value_t = 2, allow_negative_numbers = true, value_parser = threads())]
     diners: u32,
     /// Stop after N dishes made in total (else run until Ctrl-C).
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_dishes)]
@@ -114,7 +114,7 @@ struct RunArgs {
 #[derive(Debug, Args)]
 struct ChefArgs {
     /// Chef threads.
-    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = threads())]
+    #[arg(long, value_name = "N", default_value_t = 3, allow_negative_numbers = true, value_parser = threads())]
     chefs: u32,
     /// Stop after N dishes made in total (else run until Ctrl-C).
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_dishes)]
@@ -128,7 +128,7 @@ struct ChefArgs {
 #[derive(Debug, Args)]
 struct DinerArgs {
     /// Diner threads.
-    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = threads())]
+    #[arg(long, value_name = "N", default_value_t = 2, allow_negative_numbers = true, value_parser = threads())]
     diners: u32,
     #[command(flatten)]
     queue: QueueArgs,

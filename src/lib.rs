@@ -34,6 +34,9 @@
 //! | [`dish`] | the dish and its wire format |
 //! | [`shutdown`] | the stop token every thread watches |
 
+// No unwrap or expect where I/O or user input can reach; tests may.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod app;
 pub mod cli;
 pub mod dish;

@@ -1,5 +1,8 @@
 //! The `kitchen` binary: parse, install the Ctrl-C handler, hand over, report.
 
+// No unwrap or expect where I/O or user input can reach; tests may.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 

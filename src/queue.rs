@@ -199,6 +199,15 @@ impl Backend {
         }
     }
 
+    /// Lets producers and consumers made from now on report a sampled depth
+    /// instead of reading it on every operation, where that reading is costly
+    /// (the local channel). For runs that print no per-dish lines.
+    pub fn relax_depth(&mut self) {
+        match self {
+            Backend::Local(q) => q.relax_depth(),
+        }
+    }
+
     /// Takes no more producers: once those handed out are dropped, consumers
     /// drain what is left and then see [`Take::Closed`].
     pub fn seal(&self) {

@@ -160,7 +160,10 @@ pub fn run(
     } else {
         config.diners
     };
-    let backend = Backend::open(&config.backend, config.capacity)?;
+    let mut backend = Backend::open(&config.backend, config.capacity)?;
+    if config.quiet {
+        backend.relax_depth();
+    }
     let producers = (0..chefs)
         .map(|_| backend.producer())
         .collect::<Result<Vec<_>, _>>()?;

@@ -1,5 +1,5 @@
 //! Shared test harness: the real `kitchen` binary, and waiting on conditions with a deadline.
-#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, missing_docs)]
 
 pub mod web;
 
