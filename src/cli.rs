@@ -159,6 +159,9 @@ struct ServeArgs {
     /// Seconds a client gets to send a whole request, or to idle between two.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     client_timeout: Duration,
+    /// How long a request waits for room in a full queue before its 503 (at most 1000).
+    #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    full_wait_ms: u64,
     #[command(flatten)]
     queue: QueueArgs,
 }
@@ -219,6 +222,7 @@ impl ServeArgs {
                 result_ttl: self.result_ttl,
                 max_results: usize::try_from(self.max_results).unwrap_or(usize::MAX),
                 client_timeout: self.client_timeout,
+                full_wait: Duration::from_millis(self.full_wait_ms),
             },
         })
     }

@@ -233,14 +233,15 @@ impl Producer {
         }
     }
 
-    /// Puts `dish` only if there is room now; `None` when the queue is full.
+    /// Puts `dish` if there is room within `wait`; `None` when the queue is
+    /// still full then.
     ///
-    /// For callers that must answer at once (the web entry's `503`) rather
-    /// than wait as a chef does.
+    /// For callers that must answer soon (the web entry's `503`) rather than
+    /// wait as long as a chef does.
     #[inline]
-    pub fn try_put(&mut self, dish: Dish) -> Result<Option<Put>, QueueError> {
+    pub fn try_put(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, QueueError> {
         match self {
-            Producer::Local(p) => Ok(p.try_put(dish)),
+            Producer::Local(p) => Ok(p.try_put(dish, wait)),
         }
     }
 }

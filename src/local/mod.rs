@@ -4,6 +4,7 @@ use crossbeam_channel::{
     Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError, TrySendError,
 };
 use parking_lot::Mutex;
+use std::time::Duration;
 
 use crate::dish::Dish;
 use crate::queue::{Capacity, POLL, Put, QueueError, Take};
@@ -157,15 +158,24 @@ impl Producer {
         }
     }
 
-    /// Puts `dish` if there is room now; `None` when full.
+    /// Puts `dish` if there is room within `wait`; `None` when still full.
     #[inline]
-    pub fn try_put(&mut self, dish: Dish) -> Option<Put> {
-        match self.tx.try_send(dish) {
+    pub fn try_put(&mut self, dish: Dish, wait: Duration) -> Option<Put> {
+        let dish = match self.tx.try_send(dish) {
+            Ok(()) => {
+                return Some(Put::Queued {
+                    depth: self.tx.len(),
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => return Some(Put::Stopped),
+            Err(TrySendError::Full(d)) => d,
+        };
+        match self.tx.send_timeout(dish, wait) {
             Ok(()) => Some(Put::Queued {
                 depth: self.tx.len(),
             }),
-            Err(TrySendError::Disconnected(_)) => Some(Put::Stopped),
-            Err(TrySendError::Full(_)) => None,
+            Err(SendTimeoutError::Disconnected(_)) => Some(Put::Stopped),
+            Err(SendTimeoutError::Timeout(_)) => None,
         }
     }
 }
@@ -276,10 +286,13 @@ mod tests {
         let q = LocalQueue::new(Capacity::Bounded(1));
         let mut p = q.producer().expect("producer");
         assert_eq!(
-            p.try_put(Dish::new(1, 0, 1)),
+            p.try_put(Dish::new(1, 0, 1), Duration::ZERO),
             Some(Put::Queued { depth: 1 })
         );
-        assert_eq!(p.try_put(Dish::new(2, 0, 1)), None);
+        assert_eq!(
+            p.try_put(Dish::new(2, 0, 1), Duration::from_millis(1)),
+            None
+        );
         assert_eq!(q.consumer().depth(), 1);
     }
 }

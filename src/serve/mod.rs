@@ -56,6 +56,9 @@ pub struct ServeConfig {
     pub max_results: usize,
     /// The most a client gets to send one request, or to idle between two.
     pub client_timeout: Duration,
+    /// How long a request waits for room in a full queue before its `503`:
+    /// enough to ride out a burst, far below the second a client may wait.
+    pub full_wait: Duration,
 }
 
 impl Default for ServeConfig {
@@ -69,6 +72,7 @@ impl Default for ServeConfig {
             result_ttl: Duration::from_secs(24 * 60 * 60),
             max_results: 100_000,
             client_timeout: Duration::from_secs(5),
+            full_wait: Duration::from_millis(250),
         }
     }
 }

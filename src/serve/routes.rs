@@ -56,7 +56,7 @@ impl Web {
     fn put(&mut self, number: u8) -> Result<Dish, Response> {
         let dish = Dish::new(self.ids.next(), number, 0);
         let m = &self.shared.metrics;
-        match self.producer.try_put(dish) {
+        match self.producer.try_put(dish, self.shared.config.full_wait) {
             Ok(Some(Put::Queued { .. } | Put::Published { .. })) => {
                 Metrics::bump(&m.made);
                 Ok(dish)
@@ -129,7 +129,7 @@ impl Web {
         let results = &self.shared.results;
         results.insert(&dish);
         let m = &self.shared.metrics;
-        let refused = match self.producer.try_put(dish) {
+        let refused = match self.producer.try_put(dish, self.shared.config.full_wait) {
             Ok(Some(Put::Queued { .. } | Put::Published { .. })) => None,
             Ok(None) => {
                 Metrics::bump(&m.full);
