@@ -36,9 +36,9 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
             Ok(())
         }
         Command::Serve { bind, config } => {
-            let listener = TcpListener::bind(&bind).map_err(|source| ServeError::Bind {
+            let listener = TcpListener::bind(&bind).map_err(|error| ServeError::Bind {
                 addr: bind.clone(),
-                source,
+                error,
             })?;
             let addr = listener.local_addr().map_err(ServeError::Listener)?;
             let diners = match config.backend {

@@ -81,23 +81,24 @@ impl Default for ServeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}; choose another address with --bind")]
+    // The cause is part of the message (not a `source`), as `main` prints
+    // the whole chain and would say it twice.
+    #[error("cannot listen on {addr}: {error}; choose another address with --bind")]
     Bind {
         /// What `--bind` said.
         addr: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bound listener cannot be used.
     #[error("the listening socket failed: {0}")]
-    Listener(#[source] std::io::Error),
+    Listener(std::io::Error),
     /// The queue cannot be opened.
     #[error(transparent)]
     Queue(#[from] QueueError),
     /// The operating system refused a thread.
     #[error("cannot start a thread: {0}")]
-    Spawn(#[source] std::io::Error),
+    Spawn(std::io::Error),
 }
 
 /// State every worker and diner of one server shares.
