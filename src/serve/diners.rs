@@ -33,6 +33,11 @@ impl WebDiner {
         loop {
             match self.consumer.take(&finished)? {
                 Take::Dish { dish, .. } => {
+                    // Latency ends when a diner takes the dish, as in the
+                    // kitchen's summary: the nap is eating, not waiting.
+                    if dish.made_at_us != 0 {
+                        m.record_latency(now_us().saturating_sub(dish.made_at_us));
+                    }
                     let results = &self.shared.results;
                     results.update(dish.id, |r| {
                         r.status = Status::Eating;
@@ -48,9 +53,6 @@ impl WebDiner {
                         r.eaten_at = Some(eaten_at);
                     });
                     Metrics::bump(&m.eaten);
-                    if dish.made_at_us != 0 {
-                        m.record_latency(eaten_at.saturating_sub(dish.made_at_us));
-                    }
                 }
                 Take::Rejected { .. } => Metrics::bump(&m.rejected),
                 Take::Idle => {}

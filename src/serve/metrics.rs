@@ -63,7 +63,7 @@ pub struct Snapshot {
     pub workers: usize,
     /// Seconds since the server started.
     pub uptime_s: f64,
-    /// Made→eaten latency of dishes eaten in this process.
+    /// Made→taken latency of dishes eaten in this process.
     pub latency_us: Latency,
 }
 
@@ -74,7 +74,7 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records one made→eaten latency.
+    /// Records one made→taken latency.
     pub fn record_latency(&self, us: u64) {
         self.latency.lock().record(us);
     }
@@ -133,7 +133,7 @@ impl Metrics {
             None => out.push_str("kitchen_queue_depth NaN\n"),
         }
         out.push_str(
-            "# HELP kitchen_dish_latency_seconds Time from made to eaten, for dishes eaten here.\n",
+            "# HELP kitchen_dish_latency_seconds Time from made to taken by a diner of this process.\n",
         );
         out.push_str("# TYPE kitchen_dish_latency_seconds histogram\n");
         let h = self.latency.lock();
