@@ -12,7 +12,7 @@ use support::{KillOnDrop, Lines, kitchen, run, signal};
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// Starts `kitchen serve ARGS --bind 127.0.0.1:0`; returns it and its address.
-pub fn serve(args: &[&str]) -> (KillOnDrop, SocketAddr, Lines) {
+fn serve(args: &[&str]) -> (KillOnDrop, SocketAddr, Lines) {
     let child = kitchen()
         .arg("serve")
         .args(["--bind", "127.0.0.1:0"])
