@@ -31,6 +31,7 @@
 //! | [`queue`] | the backend enum: the only module that sees both sides |
 //! | [`local`] | the in-process crossbeam backend |
 //! | [`serve`] | the web entry, `kitchen serve` |
+//! | [`results`] | what became of each dish queued through the web API |
 //! | [`dish`] | the dish and its wire format |
 //! | [`shutdown`] | the stop token every thread watches |
 
@@ -43,6 +44,7 @@ pub mod dish;
 pub mod kitchen;
 pub mod local;
 pub mod queue;
+pub mod results;
 pub mod serve;
 pub mod shutdown;
 

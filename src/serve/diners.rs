@@ -8,9 +8,9 @@ use rand::rngs::StdRng;
 use crate::dish::now_us;
 use crate::kitchen::random_nap;
 use crate::queue::{Consumer, QueueError, Take};
+use crate::results::Status;
 use crate::serve::Shared;
 use crate::serve::metrics::Metrics;
-use crate::serve::results::Status;
 use crate::shutdown::Shutdown;
 
 /// One in-process diner of `kitchen serve`.
@@ -39,19 +39,23 @@ impl WebDiner {
                         m.record_latency(now_us().saturating_sub(dish.made_at_us));
                     }
                     let results = &self.shared.results;
-                    results.update(dish.id, |r| {
-                        r.status = Status::Eating;
-                        r.diner = Some(self.name.clone());
-                    });
+                    if dish.track {
+                        results.update(dish.id, |r| {
+                            r.status = Status::Eating;
+                            r.diner = Some(self.name.clone());
+                        });
+                    }
                     if !self.max_sleep.is_zero() {
                         std::thread::sleep(random_nap(&mut self.rng, self.max_sleep));
                     }
                     self.consumer.ack(&dish)?;
-                    let eaten_at = now_us();
-                    results.update(dish.id, |r| {
-                        r.status = Status::Eaten;
-                        r.eaten_at = Some(eaten_at);
-                    });
+                    if dish.track {
+                        let eaten_at = now_us();
+                        results.update(dish.id, |r| {
+                            r.status = Status::Eaten;
+                            r.eaten_at = Some(eaten_at);
+                        });
+                    }
                     Metrics::bump(&m.eaten);
                 }
                 Take::Rejected { .. } => Metrics::bump(&m.rejected),

@@ -10,7 +10,6 @@
 //! | [`http`] | parsing a request head, writing a response; size limits |
 //! | `routes` | what each route does |
 //! | `page` | the "Redis Message Queue" page |
-//! | [`results`] | what became of each dish, in bounded memory |
 //! | [`metrics`] | counters, `/stats` JSON and `/metrics` Prometheus text |
 //! | `diners` | the in-process diners of the local backend |
 
@@ -18,7 +17,6 @@ mod diners;
 pub mod http;
 pub mod metrics;
 mod page;
-pub mod results;
 mod routes;
 mod server;
 
@@ -31,10 +29,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::queue::{Backend, BackendConfig, Capacity, QueueError};
+use crate::results::LocalResults;
 use crate::shutdown::Shutdown;
 use diners::WebDiner;
 use metrics::Metrics;
-use results::LocalResults;
 use routes::Web;
 
 /// A validated description of one web server.

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::dish::{Dish, DishId, MAX_DISH};
 use crate::kitchen::IdBlock;
 use crate::queue::{Gauge, Producer, Put};
+use crate::results::Status;
 use crate::serve::Shared;
 use crate::serve::http::{Request, Response};
 use crate::serve::metrics::{Metrics, Snapshot};
@@ -27,6 +28,15 @@ pub(crate) struct Web {
     gauge: Gauge,
     rng: SmallRng,
     ids: IdBlock,
+}
+
+/// The answer to `POST /dishes`.
+#[derive(Debug, Serialize)]
+struct Accepted<'a> {
+    id: String,
+    dish: u8,
+    status: Status,
+    location: &'a str,
 }
 
 /// The body of `POST /dishes`; `{}` or no body picks a random dish.
@@ -125,7 +135,8 @@ impl Web {
             },
         };
         // Tracked before it is queued, so a quick diner finds the record.
-        let dish = Dish::new(self.ids.next(), number, 0);
+        let mut dish = Dish::new(self.ids.next(), number, 0);
+        dish.track = true;
         let results = &self.shared.results;
         results.insert(&dish);
         let m = &self.shared.metrics;
@@ -147,13 +158,15 @@ impl Web {
         }
         Metrics::bump(&m.made);
         let location = format!("/dishes/{}", dish.id);
-        let body = serde_json::json!({
-            "id": dish.id.to_string(),
-            "dish": dish.number,
-            "status": "queued",
-            "location": location,
-        });
-        Response::json(202, body.to_string()).with("Location", location)
+        let body = Accepted {
+            id: dish.id.to_string(),
+            dish: dish.number,
+            status: Status::Queued,
+            location: &location,
+        };
+        // Strings and numbers only: serializing cannot fail.
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        Response::json(202, body).with("Location", location)
     }
 
     fn lookup(&self, id: &str) -> Response {

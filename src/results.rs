@@ -1,4 +1,4 @@
-//! What became of each dish queued through the API, kept for a while in bounded memory.
+//! What became of each dish queued through the web API, kept for a while in bounded memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
