@@ -1,0 +1,484 @@
+//! Every in-process queue design on the same scenarios, beside its ceiling.
+//!
+//! Scenarios are named as crossbeam-channel names them: `spsc` (1 chef,
+//! 1 diner), `mpsc` (3, 1), `mpmc` (3, 2: the kitchen), each at capacity 10
+//! and 1024, no naps. Backends:
+//!
+//! - `kitchen`: `kitchen run --quiet --max-sleep-ms 0` itself (crossbeam inside);
+//! - `crossbeam`, `std_sync_channel`, `mutex_condvar` (a `parking_lot` Mutex +
+//!   Condvar around a `VecDeque`, which is how Python's `queue.Queue` works),
+//!   all driven by one harness loop that does the kitchen's work per dish
+//!   (timestamp, latency histogram, duplicate check);
+//! - `ceiling`: a bare crossbeam loop moving integers, nothing else.
+//!
+//! Criterion measures throughput; then one accounting pass per scenario and
+//! backend prints dishes/s, p50/p99 latency and made/eaten/lost/duplicated as
+//! Markdown tables, and writes them with an SVG chart to
+//! `target/kitchen-bench/`.
+//!
+//! Run: `cargo bench --bench backends` (`-- --quick` for a fast look).
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kitchen::kitchen::stats::LatencyHistogram;
+use kitchen::queue::Capacity;
+use kitchen::{KitchenConfig, Printer, Shutdown};
+use parking_lot::{Condvar, Mutex};
+
+/// Dishes per criterion iteration.
+const DISHES: u64 = 100_000;
+/// Dishes per accounting pass.
+const REPORT_DISHES: u64 = 300_000;
+
+const SCENARIOS: [(&str, usize, usize); 3] = [("spsc", 1, 1), ("mpsc", 3, 1), ("mpmc", 3, 2)];
+const CAPACITIES: [usize; 2] = [10, 1024];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Design {
+    Ceiling,
+    Kitchen,
+    Crossbeam,
+    StdSyncChannel,
+    MutexCondvar,
+}
+
+const DESIGNS: [Design; 5] = [
+    Design::Ceiling,
+    Design::Kitchen,
+    Design::Crossbeam,
+    Design::StdSyncChannel,
+    Design::MutexCondvar,
+];
+
+impl Design {
+    fn name(self) -> &'static str {
+        match self {
+            Design::Ceiling => "ceiling (bare crossbeam)",
+            Design::Kitchen => "kitchen (local)",
+            Design::Crossbeam => "crossbeam",
+            Design::StdSyncChannel => "std sync_channel",
+            Design::MutexCondvar => "Mutex+Condvar",
+        }
+    }
+
+    fn id(self) -> &'static str {
+        match self {
+            Design::Ceiling => "ceiling",
+            Design::Kitchen => "kitchen",
+            Design::Crossbeam => "crossbeam",
+            Design::StdSyncChannel => "std_sync_channel",
+            Design::MutexCondvar => "mutex_condvar",
+        }
+    }
+}
+
+/// What one run moved, and how.
+#[derive(Debug, Default)]
+struct Outcome {
+    elapsed: Duration,
+    made: u64,
+    eaten: u64,
+    lost: u64,
+    duplicated: u64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+/// A dish as the harness moves it: its id and when it was made.
+#[derive(Clone, Copy)]
+struct Item {
+    id: u64,
+    made: Instant,
+}
+
+/// Python's `queue.Queue`: a lock, two condition variables, a deque.
+struct CondvarQueue {
+    state: Mutex<(VecDeque<Item>, usize)>, // items, producers still open
+    not_empty: Condvar,
+    not_full: Condvar,
+    cap: usize,
+}
+
+impl CondvarQueue {
+    fn send(&self, item: Item) {
+        let mut s = self.state.lock();
+        while s.0.len() >= self.cap {
+            self.not_full.wait(&mut s);
+        }
+        s.0.push_back(item);
+        self.not_empty.notify_one();
+    }
+
+    fn recv(&self) -> Option<Item> {
+        let mut s = self.state.lock();
+        loop {
+            if let Some(item) = s.0.pop_front() {
+                self.not_full.notify_one();
+                return Some(item);
+            }
+            if s.1 == 0 {
+                return None;
+            }
+            self.not_empty.wait(&mut s);
+        }
+    }
+
+    fn close_one(&self) {
+        let mut s = self.state.lock();
+        s.1 -= 1;
+        if s.1 == 0 {
+            self.not_empty.notify_all();
+        }
+    }
+}
+
+/// One producer's and one consumer's ends, whatever the design.
+enum Tx {
+    Crossbeam(crossbeam_channel::Sender<Item>),
+    Std(mpsc::SyncSender<Item>),
+    Condvar(Arc<CondvarQueue>),
+}
+
+enum Rx {
+    Crossbeam(crossbeam_channel::Receiver<Item>),
+    // std's receiver is single-consumer: several diners share it behind a lock.
+    Std(Arc<Mutex<mpsc::Receiver<Item>>>),
+    Condvar(Arc<CondvarQueue>),
+}
+
+impl Tx {
+    fn send(&self, item: Item) {
+        match self {
+            Tx::Crossbeam(t) => {
+                let _ = t.send(item);
+            }
+            Tx::Std(t) => {
+                let _ = t.send(item);
+            }
+            Tx::Condvar(q) => q.send(item),
+        }
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Tx::Condvar(q) = self {
+            q.close_one();
+        }
+    }
+}
+
+impl Rx {
+    fn recv(&self) -> Option<Item> {
+        match self {
+            Rx::Crossbeam(r) => r.recv().ok(),
+            Rx::Std(r) => r.lock().recv().ok(),
+            Rx::Condvar(q) => q.recv(),
+        }
+    }
+}
+
+fn ends(design: Design, p: usize, c: usize, cap: usize) -> (Vec<Tx>, Vec<Rx>) {
+    match design {
+        Design::StdSyncChannel => {
+            let (tx, rx) = mpsc::sync_channel(cap);
+            let rx = Arc::new(Mutex::new(rx));
+            (
+                (0..p).map(|_| Tx::Std(tx.clone())).collect(),
+                (0..c).map(|_| Rx::Std(rx.clone())).collect(),
+            )
+        }
+        Design::MutexCondvar => {
+            let q = Arc::new(CondvarQueue {
+                state: Mutex::new((VecDeque::with_capacity(cap), p)),
+                not_empty: Condvar::new(),
+                not_full: Condvar::new(),
+                cap,
+            });
+            (
+                (0..p).map(|_| Tx::Condvar(q.clone())).collect(),
+                (0..c).map(|_| Rx::Condvar(q.clone())).collect(),
+            )
+        }
+        _ => {
+            let (tx, rx) = crossbeam_channel::bounded(cap);
+            (
+                (0..p).map(|_| Tx::Crossbeam(tx.clone())).collect(),
+                (0..c).map(|_| Rx::Crossbeam(rx.clone())).collect(),
+            )
+        }
+    }
+}
+
+/// Moves `n` dishes through `design` with `p` chefs and `c` diners.
+fn run(design: Design, p: usize, c: usize, cap: usize, n: u64) -> Outcome {
+    match design {
+        Design::Ceiling => ceiling(p, c, cap, n),
+        Design::Kitchen => kitchen_run(p, c, cap, n),
+        _ => harness(design, p, c, cap, n),
+    }
+}
+
+fn harness(design: Design, p: usize, c: usize, cap: usize, n: u64) -> Outcome {
+    let (txs, rxs) = ends(design, p, c, cap);
+    let start = Instant::now();
+    let results = thread::scope(|s| {
+        for (i, tx) in txs.into_iter().enumerate() {
+            s.spawn(move || {
+                let mut id = i as u64;
+                while id < n {
+                    tx.send(Item {
+                        id,
+                        made: Instant::now(),
+                    });
+                    id += p as u64;
+                }
+            });
+        }
+        let diners: Vec<_> = rxs
+            .into_iter()
+            .map(|rx| {
+                s.spawn(move || {
+                    let mut seen = vec![0u64; (n as usize).div_ceil(64)];
+                    let mut hist = LatencyHistogram::new();
+                    let mut dup = 0;
+                    while let Some(item) = rx.recv() {
+                        hist.record(item.made.elapsed().as_micros() as u64);
+                        let (w, b) = ((item.id / 64) as usize, item.id % 64);
+                        if seen[w] & (1 << b) != 0 {
+                            dup += 1;
+                        }
+                        seen[w] |= 1 << b;
+                    }
+                    (seen, hist, dup)
+                })
+            })
+            .collect();
+        diners
+            .into_iter()
+            .map(|h| h.join().expect("diner"))
+            .collect::<Vec<_>>()
+    });
+    let elapsed = start.elapsed();
+    let mut seen = vec![0u64; (n as usize).div_ceil(64)];
+    let mut hist = LatencyHistogram::new();
+    let mut out = Outcome {
+        elapsed,
+        made: n,
+        ..Outcome::default()
+    };
+    for (s, h, dup) in results {
+        out.duplicated += dup;
+        for (w, x) in seen.iter_mut().zip(&s) {
+            // A dish two diners both ate is a duplicate too.
+            out.duplicated += u64::from((*w & x).count_ones());
+            *w |= x;
+        }
+        hist.merge(&h);
+    }
+    out.eaten = hist.len();
+    out.lost = n - seen.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
+    let l = hist.latency();
+    (out.p50_us, out.p99_us) = (l.p50, l.p99);
+    out
+}
+
+/// The ceiling: integers through a bare crossbeam channel, nothing else.
+fn ceiling(p: usize, c: usize, cap: usize, n: u64) -> Outcome {
+    let (tx, rx) = crossbeam_channel::bounded::<u64>(cap);
+    let start = Instant::now();
+    let eaten: u64 = thread::scope(|s| {
+        for i in 0..p as u64 {
+            let tx = tx.clone();
+            s.spawn(move || {
+                let mut k = i;
+                while k < n {
+                    let _ = tx.send(k);
+                    k += p as u64;
+                }
+            });
+        }
+        drop(tx);
+        let hs: Vec<_> = (0..c)
+            .map(|_| {
+                let rx = rx.clone();
+                s.spawn(move || {
+                    rx.iter()
+                        .map(|v| {
+                            black_box(v);
+                            1
+                        })
+                        .sum::<u64>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("consumer")).sum()
+    });
+    Outcome {
+        elapsed: start.elapsed(),
+        made: n,
+        eaten,
+        lost: n.saturating_sub(eaten),
+        ..Outcome::default()
+    }
+}
+
+fn kitchen_run(p: usize, c: usize, cap: usize, n: u64) -> Outcome {
+    let config = KitchenConfig {
+        chefs: p,
+        diners: c,
+        capacity: Capacity::Bounded(cap),
+        dishes: Some(n),
+        max_sleep: Duration::ZERO,
+        quiet: true,
+        ..KitchenConfig::default()
+    };
+    let start = Instant::now();
+    let s = kitchen::kitchen::run(&config, &Shutdown::new(), Printer::quiet())
+        .unwrap_or_else(|e| panic!("kitchen run failed: {e}"));
+    Outcome {
+        elapsed: start.elapsed(),
+        made: s.made,
+        eaten: s.eaten,
+        lost: s.made - s.eaten.min(s.made) + s.lost,
+        // The local backend hands each dish to exactly one diner.
+        duplicated: s.eaten.saturating_sub(s.made),
+        p50_us: s.latency_us.p50,
+        p99_us: s.latency_us.p99,
+    }
+}
+
+fn throughput(c: &mut Criterion) {
+    for (scenario, p, d) in SCENARIOS {
+        for cap in CAPACITIES {
+            let mut g = c.benchmark_group(format!("{scenario}_cap{cap}"));
+            g.throughput(Throughput::Elements(DISHES));
+            g.sample_size(10);
+            g.warm_up_time(Duration::from_millis(500));
+            g.measurement_time(Duration::from_secs(2));
+            for design in DESIGNS {
+                g.bench_function(BenchmarkId::from_parameter(design.id()), |b| {
+                    b.iter(|| run(design, p, d, cap, DISHES))
+                });
+            }
+            g.finish();
+        }
+    }
+}
+
+/// One pass per scenario and backend for what criterion does not show.
+fn report(_: &mut Criterion) {
+    let mut md = String::new();
+    let mut bars = Vec::new();
+    for (scenario, p, d) in SCENARIOS {
+        for cap in CAPACITIES {
+            let _ = writeln!(
+                md,
+                "\n### `{scenario}` ({p} chef{}, {d} diner{}), capacity {cap}\n",
+                if p == 1 { "" } else { "s" },
+                if d == 1 { "" } else { "s" }
+            );
+            md.push_str(
+                "| backend | dishes/s | p50 µs | p99 µs | made | eaten | lost | duplicated |\n",
+            );
+            md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+            for design in DESIGNS {
+                // Best of three: the machine's noise only ever slows a run down.
+                let o = (0..3)
+                    .map(|_| run(design, p, d, cap, REPORT_DISHES))
+                    .min_by_key(|o| o.elapsed)
+                    .unwrap_or_default();
+                let rate = o.eaten as f64 / o.elapsed.as_secs_f64();
+                let latency = if design == Design::Ceiling {
+                    ("–".to_owned(), "–".to_owned())
+                } else {
+                    (o.p50_us.to_string(), o.p99_us.to_string())
+                };
+                let flag = if o.lost > 0 || o.duplicated > 0 {
+                    " ⚠"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    md,
+                    "| {}{flag} | {} | {} | {} | {} | {} | {} | {} |",
+                    design.name(),
+                    kitchen::kitchen::summary::human_rate(rate),
+                    latency.0,
+                    latency.1,
+                    o.made,
+                    o.eaten,
+                    o.lost,
+                    o.duplicated
+                );
+                bars.push((format!("{scenario} cap {cap}"), design.name(), rate));
+            }
+        }
+    }
+    println!("{md}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kitchen-bench");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("local.md"), &md);
+    let _ = std::fs::write(dir.join("local.svg"), chart(&bars));
+    println!("wrote {}", dir.join("local.{md,svg}").display());
+}
+
+/// A grouped horizontal bar chart of throughput, readable at a glance.
+fn chart(bars: &[(String, &str, f64)]) -> String {
+    let max = bars.iter().map(|b| b.2).fold(1.0, f64::max);
+    let (row, label_w, plot_w) = (16.0, 230.0, 520.0);
+    let mut groups: Vec<&str> = Vec::new();
+    for b in bars {
+        if !groups.contains(&b.0.as_str()) {
+            groups.push(&b.0);
+        }
+    }
+    let per_group = bars.len() / groups.len().max(1);
+    let height = 40.0 + groups.len() as f64 * ((per_group as f64 + 1.5) * row);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="11">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="20" font-size="14" font-weight="bold">Dishes per second by backend (longer is faster)</text>
+"#,
+        w = label_w + plot_w + 90.0
+    );
+    let colours = [
+        "#888", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+    ];
+    let mut y = 40.0;
+    for g in &groups {
+        let _ = writeln!(
+            svg,
+            r#"<text x="10" y="{}" font-weight="bold">{g}</text>"#,
+            y + 11.0
+        );
+        y += row;
+        for (i, b) in bars.iter().filter(|b| &b.0 == g).enumerate() {
+            let w = (b.2 / max * plot_w).max(1.0);
+            let _ = writeln!(
+                svg,
+                r#"<text x="20" y="{ty}">{name}</text><rect x="{label_w}" y="{y}" width="{w:.1}" height="{h}" fill="{c}"/><text x="{tx:.1}" y="{ty}">{rate}/s</text>"#,
+                ty = y + 11.0,
+                name = b.1,
+                h = row - 3.0,
+                c = colours[i % colours.len()],
+                tx = label_w + w + 4.0,
+                rate = kitchen::kitchen::summary::human_rate(b.2),
+            );
+            y += row;
+        }
+        y += row / 2.0;
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+criterion_group!(benches, throughput, report);
+criterion_main!(benches);
