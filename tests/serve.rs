@@ -273,6 +273,13 @@ fn keep_alive_and_pipelined_requests_are_served_in_order() {
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200, 202, 404]);
     assert_eq!(replies[1].json()["dish"], 3);
+    // An HTTP/1.0 client that asks for keep-alive is told it got it.
+    let raw = "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+               GET /healthz HTTP/1.0\r\n\r\n";
+    let replies = exchange(s.addr, raw.as_bytes());
+    assert_eq!(replies.len(), 2);
+    assert_eq!(replies[0].header("connection"), Some("keep-alive"));
+    assert_eq!(replies[1].header("connection"), Some("close"));
     // Expect: 100-continue gets its interim answer, then the real one.
     let raw = "POST /dishes HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 10\r\nConnection: close\r\n\r\n";
     let mut c = connect(s.addr);

@@ -78,8 +78,10 @@ impl Response {
         self
     }
 
-    /// Serializes the response into `out`; no body for `HEAD`.
-    pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) {
+    /// Serializes the response into `out` with a `Connection: …` header when
+    /// one is given (`close`, or `keep-alive` for an HTTP/1.0 client that
+    /// asked); no body for `HEAD`.
+    pub fn write_to(&self, out: &mut Vec<u8>, connection: Option<&str>, head_only: bool) {
         // Writing into a Vec cannot fail, so the results are ignored.
         let mut s = String::with_capacity(128);
         let _ = write!(
@@ -93,8 +95,8 @@ impl Response {
         for (name, value) in &self.headers {
             let _ = write!(s, "{name}: {value}\r\n");
         }
-        if !keep_alive {
-            s.push_str("Connection: close\r\n");
+        if let Some(c) = connection {
+            let _ = write!(s, "Connection: {c}\r\n");
         }
         s.push_str("\r\n");
         out.extend_from_slice(s.as_bytes());
@@ -138,6 +140,8 @@ pub struct Head {
     pub body_len: usize,
     /// Whether the connection may serve another request after this one.
     pub keep_alive: bool,
+    /// An HTTP/1.0 request: keep-alive must then be said in the response.
+    pub http10: bool,
     /// Whether the client waits for `100 Continue` before sending the body.
     pub expect_continue: bool,
 }
@@ -238,6 +242,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         path: offsets(buf, path),
         body_len: body_len as usize,
         keep_alive,
+        http10: version == 0,
         expect_continue,
     }))
 }
@@ -295,7 +300,7 @@ mod tests {
         let mut out = Vec::new();
         Response::text(302, "to /")
             .with("Location", "/")
-            .write_to(&mut out, false, false);
+            .write_to(&mut out, Some("close"), false);
         let s = String::from_utf8(out).expect("utf-8");
         assert!(s.starts_with("HTTP/1.1 302 Found\r\n"), "{s}");
         assert!(

@@ -117,7 +117,7 @@ fn refuse_busy(mut stream: TcpStream) {
     let mut out = Vec::new();
     Response::json_error(503, "the server is busy; retry in a second")
         .with("Retry-After", "1")
-        .write_to(&mut out, false, false);
+        .write_to(&mut out, Some("close"), false);
     let _ = stream.set_nonblocking(true);
     let _ = stream.write_all(&out);
 }
@@ -230,7 +230,12 @@ impl<H: Handler> Worker<H> {
             Response::json_error(500, "internal error (a bug in kitchen; please report it)")
         });
         self.out.clear();
-        resp.write_to(&mut self.out, keep_alive, head_only);
+        let connection = match (keep_alive, head.http10) {
+            (false, _) => Some("close"),
+            (true, true) => Some("keep-alive"),
+            (true, false) => None,
+        };
+        resp.write_to(&mut self.out, connection, head_only);
     }
 
     /// Waits for the first bytes of a request on an idle connection. Gives
@@ -269,7 +274,7 @@ impl<H: Handler> Worker<H> {
     /// Sends an error response, then closes without resetting the client.
     fn fail(&mut self, mut stream: TcpStream, resp: Response) {
         self.out.clear();
-        resp.write_to(&mut self.out, false, false);
+        resp.write_to(&mut self.out, Some("close"), false);
         if stream.write_all(&self.out).is_err() {
             return;
         }
