@@ -55,5 +55,35 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
             serve::run(listener, &config, shutdown)?;
             Ok(())
         }
+        Command::Info {
+            redis,
+            capacity,
+            json,
+        } => Ok(info(&redis, capacity, json)?),
     }
+}
+
+#[cfg(feature = "redis")]
+fn info(
+    redis: &crate::queue::RedisOptions,
+    capacity: crate::queue::Capacity,
+    json: bool,
+) -> Result<(), KitchenError> {
+    let info = crate::redis_mode::info(redis, capacity)?;
+    let text = if json {
+        info.to_json() + "\n"
+    } else {
+        info.to_table()
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+fn info(
+    _: &crate::queue::RedisOptions,
+    _: crate::queue::Capacity,
+    _: bool,
+) -> Result<(), KitchenError> {
+    Err(crate::queue::QueueError::RedisNotCompiled.into())
 }

@@ -33,6 +33,9 @@ enum Sub {
     Diner(DinerArgs),
     /// The web entry: the tutorial's page, /prodcons and /pubsub, and a JSON API.
     Serve(ServeArgs),
+    /// What is in Redis now: queue length and capacity, live diners and what
+    /// each holds, dead letters, channel subscribers (needs --backend redis).
+    Info(InfoArgs),
 }
 
 /// Where the queue lives.
@@ -52,12 +55,12 @@ struct QueueArgs {
     /// Redis mode [default: list]. Capacity does not apply to pubsub.
     #[arg(long, value_enum)]
     mode: Option<Mode>,
-    /// Redis server, database, user and password; rediss:// for TLS.
+    /// Redis server, database, user and password: redis://[user:password@]host[:port][/db]
+    /// (rediss://, TLS, is not built in).
     #[arg(
         long,
         env = "REDIS_URL",
         default_value = "redis://127.0.0.1:6379/5",
-        value_parser = parse_redis_url,
         hide_env_values = true
     )]
     redis_url: String,
@@ -67,12 +70,35 @@ struct QueueArgs {
     /// The Redis channel that carries dishes in pubsub mode.
     #[arg(long, default_value = "task:pubsub:channel")]
     channel: String,
-    /// The most dishes waiting at once; chefs wait while it is full.
+    /// The most dishes waiting at once; chefs wait while it is full (list
+    /// and local; pubsub holds nothing, so it has no capacity).
     #[arg(long, value_name = "N", default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
     /// No bound on waiting dishes, as the tutorial's Redis list had.
     #[arg(long, conflicts_with = "capacity")]
     unbounded: bool,
+    /// Redis: dishes per round trip. List: chefs push and diners take up to N
+    /// (still bounded, still at least once). Pubsub: chefs publish up to N.
+    /// [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch: Option<u32>,
+    /// Redis list: a diner silent this long is presumed dead and its dishes
+    /// go back on the queue.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    heartbeat_ttl: Duration,
+    /// Redis: how long to keep reconnecting to a server that went away before
+    /// failing the run.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    reconnect_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +209,15 @@ pub enum Command {
         /// The server.
         config: ServeConfig,
     },
+    /// Print what is in Redis now.
+    Info {
+        /// Where to look.
+        redis: RedisOptions,
+        /// The capacity chefs keep, to show beside the length.
+        capacity: Capacity,
+        /// JSON instead of a table.
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -196,6 +231,17 @@ impl Cli {
             }
             Some(Sub::Diner(a)) => kitchen_command(Role::Diner, a.queue, a.pace, 0, a.diners, None),
             Some(Sub::Serve(a)) => a.into_command(),
+            Some(Sub::Info(a)) => match a.queue.backend_config()? {
+                BackendConfig::Redis(redis) => Ok(Command::Info {
+                    capacity: a.queue.capacity(&BackendConfig::Redis(redis.clone()))?,
+                    redis,
+                    json: a.json,
+                }),
+                BackendConfig::Local => Err(usage(
+                    ErrorKind::ArgumentConflict,
+                    "`kitchen info` needs --backend redis: a local queue lives and dies inside one `kitchen run`".into(),
+                )),
+            },
         }
     }
 }
@@ -304,13 +350,30 @@ impl QueueArgs {
                         "--mode applies to --backend redis; the local backend is a queue".into(),
                     ));
                 }
+                if self.batch.is_some() {
+                    return Err(usage(
+                        ErrorKind::ArgumentConflict,
+                        "--batch applies to --backend redis, where it saves round trips; the local queue has none to save".into(),
+                    ));
+                }
                 Ok(BackendConfig::Local)
             }
             BackendKind::Redis => Ok(BackendConfig::Redis(RedisOptions {
-                url: self.redis_url.clone(),
+                url: {
+                    check_redis_url(&self.redis_url).map_err(|e| {
+                        usage(
+                            ErrorKind::ValueValidation,
+                            format!("invalid --redis-url: {e}"),
+                        )
+                    })?;
+                    self.redis_url.clone()
+                },
                 mode: self.mode.unwrap_or(Mode::List),
                 queue: self.queue.clone(),
                 channel: self.channel.clone(),
+                batch: self.batch.unwrap_or(1) as usize,
+                heartbeat_ttl: self.heartbeat_ttl,
+                reconnect_for: self.reconnect_timeout,
             })),
         }
     }
@@ -362,7 +425,9 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` seconds is too long"))
 }
 
-fn parse_redis_url(s: &str) -> Result<String, String> {
+/// Checks `--redis-url`. Done after parsing, not as a clap value parser,
+/// because clap's message would echo the URL, password included.
+fn check_redis_url(s: &str) -> Result<(), String> {
     let ok_scheme = ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
         .any(|p| s.starts_with(p));
@@ -372,7 +437,9 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
                 .to_owned(),
         );
     }
-    Ok(s.to_owned())
+    #[cfg(feature = "redis")]
+    crate::redis_mode::validate_url(s)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -442,6 +509,8 @@ mod tests {
             &["--backend", "kafka"],
             &["--capacity", "3", "--unbounded"],
             &["--mode", "pubsub"],
+            &["--batch", "8"],
+            &["--backend", "redis", "--batch", "0"],
             &["chef"],
             &["diner"],
             &["--redis-url", "http://x", "--backend", "redis"],

@@ -32,6 +32,7 @@
 //! | [`local`] | the in-process crossbeam backend |
 //! | [`serve`] | the web entry, `kitchen serve` |
 //! | [`results`] | what became of each dish queued through the web API |
+//! | `redis_mode` | the Redis backend, list and pub/sub (feature `redis`) |
 //! | [`dish`] | the dish and its wire format |
 //! | [`shutdown`] | the stop token every thread watches |
 
@@ -46,6 +47,8 @@ pub mod local;
 pub mod queue;
 pub mod results;
 pub mod serve;
+#[cfg(feature = "redis")]
+pub mod redis_mode;
 pub mod shutdown;
 
 pub use kitchen::{KitchenConfig, Printer, Role, Summary};

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::dish::Dish;
 use crate::local;
+#[cfg(feature = "redis")]
+use crate::redis_mode;
 use crate::shutdown::Shutdown;
 
 /// How many dishes may wait at once.
@@ -50,7 +52,39 @@ pub struct RedisOptions {
     pub queue: String,
     /// The channel (pub/sub mode).
     pub channel: String,
+    /// Dishes a diner takes per round trip (list mode).
+    pub batch: usize,
+    /// How long a diner's heartbeat lives: a diner silent this long is
+    /// presumed dead and its dishes go back on the queue.
+    pub heartbeat_ttl: Duration,
+    /// How long to keep reconnecting to a Redis that went away before giving up.
+    pub reconnect_for: Duration,
 }
+
+impl RedisOptions {
+    /// The tutorial's names on the given URL, with kitchen's default timings.
+    pub fn new(url: impl Into<String>, mode: Mode) -> RedisOptions {
+        RedisOptions {
+            url: url.into(),
+            mode,
+            queue: DEFAULT_QUEUE.to_owned(),
+            channel: DEFAULT_CHANNEL.to_owned(),
+            batch: 1,
+            heartbeat_ttl: DEFAULT_HEARTBEAT_TTL,
+            reconnect_for: DEFAULT_RECONNECT_FOR,
+        }
+    }
+}
+
+/// The tutorial's list key.
+pub const DEFAULT_QUEUE: &str = "task:prodcons:queue";
+/// The tutorial's channel.
+pub const DEFAULT_CHANNEL: &str = "task:pubsub:channel";
+/// A diner's heartbeat lifetime: a SIGKILLed diner's dish is back on the
+/// queue within this (plus one heartbeat) under default settings.
+pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+/// How long a run rides out a Redis outage before failing.
+pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,6 +94,9 @@ impl std::fmt::Debug for RedisOptions {
             .field("mode", &self.mode)
             .field("queue", &self.queue)
             .field("channel", &self.channel)
+            .field("batch", &self.batch)
+            .field("heartbeat_ttl", &self.heartbeat_ttl)
+            .field("reconnect_for", &self.reconnect_for)
             .finish()
     }
 }
@@ -121,6 +158,60 @@ pub enum QueueError {
     /// The in-process queue no longer takes new producers.
     #[error("the local queue is closed to new chefs")]
     Sealed,
+    /// Redis did not answer at all.
+    #[error(
+        "cannot reach redis at {url} ({detail}): start it with `redis-server` (Debian: `sudo apt-get install redis-server`) or point --redis-url at a running server"
+    )]
+    Unreachable {
+        /// The server, password redacted.
+        url: String,
+        /// What the connection attempt said.
+        detail: String,
+    },
+    /// Redis went away during the run and did not come back in time.
+    #[error(
+        "lost redis at {url} and could not reconnect within {secs} s ({detail}): check that redis-server is running"
+    )]
+    Gone {
+        /// The server, password redacted.
+        url: String,
+        /// How long kitchen kept trying.
+        secs: u64,
+        /// The last error seen.
+        detail: String,
+    },
+    /// Redis refused the user or password.
+    #[error(
+        "redis at {url} refused the credentials ({detail}): check the user and password in --redis-url or REDIS_URL"
+    )]
+    Auth {
+        /// The server, password redacted.
+        url: String,
+        /// Redis's own words (never the password).
+        detail: String,
+    },
+    /// A key kitchen uses holds another type.
+    #[error(
+        "redis key `{key}` holds a {found}, not a {want}: choose another --queue, or delete the key (`redis-cli -n {db} DEL {key}`)"
+    )]
+    WrongType {
+        /// The key.
+        key: String,
+        /// The type it holds (or "value of another type").
+        found: String,
+        /// The type kitchen needs.
+        want: &'static str,
+        /// The database number, for the hint.
+        db: i64,
+    },
+    /// Any other answer from Redis that kitchen cannot work with.
+    #[error("redis at {url} failed: {detail}")]
+    Redis {
+        /// The server, password redacted.
+        url: String,
+        /// Redis's message.
+        detail: String,
+    },
 }
 
 /// The outcome of putting a dish.
@@ -166,6 +257,9 @@ pub enum Take {
 pub enum Backend {
     /// The in-process channel.
     Local(local::LocalQueue),
+    /// A Redis list or channel.
+    #[cfg(feature = "redis")]
+    Redis(Box<redis_mode::RedisQueue>),
 }
 
 impl Backend {
@@ -173,6 +267,12 @@ impl Backend {
     pub fn open(config: &BackendConfig, capacity: Capacity) -> Result<Backend, QueueError> {
         match config {
             BackendConfig::Local => Ok(Backend::Local(local::LocalQueue::new(capacity))),
+            #[cfg(feature = "redis")]
+            BackendConfig::Redis(o) => Ok(Backend::Redis(Box::new(redis_mode::RedisQueue::open(
+                o.clone(),
+                capacity,
+            )?))),
+            #[cfg(not(feature = "redis"))]
             BackendConfig::Redis(_) => Err(QueueError::RedisNotCompiled),
         }
     }
@@ -182,6 +282,8 @@ impl Backend {
     pub fn producer(&self) -> Result<Producer, QueueError> {
         match self {
             Backend::Local(q) => Ok(Producer::Local(q.producer()?)),
+            #[cfg(feature = "redis")]
+            Backend::Redis(q) => Ok(Producer::Redis(Box::new(q.producer()))),
         }
     }
 
@@ -189,6 +291,8 @@ impl Backend {
     pub fn consumer(&self) -> Result<Consumer, QueueError> {
         match self {
             Backend::Local(q) => Ok(Consumer::Local(q.consumer())),
+            #[cfg(feature = "redis")]
+            Backend::Redis(q) => Ok(Consumer::Redis(Box::new(q.consumer()))),
         }
     }
 
@@ -196,6 +300,8 @@ impl Backend {
     pub fn gauge(&self) -> Gauge {
         match self {
             Backend::Local(q) => Gauge::Local(q.consumer()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(q) => Gauge::Redis(Box::new(q.gauge())),
         }
     }
 
@@ -205,6 +311,9 @@ impl Backend {
     pub fn relax_depth(&mut self) {
         match self {
             Backend::Local(q) => q.relax_depth(),
+            // Redis answers the depth with the same round trip that moves the dish.
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => {}
         }
     }
 
@@ -213,6 +322,9 @@ impl Backend {
     pub fn seal(&self) {
         match self {
             Backend::Local(q) => q.seal(),
+            // Redis is shared with other processes: it never closes.
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => {}
         }
     }
 }
@@ -222,6 +334,9 @@ impl Backend {
 pub enum Producer {
     /// The in-process channel.
     Local(local::Producer),
+    /// A Redis list or channel.
+    #[cfg(feature = "redis")]
+    Redis(Box<redis_mode::Producer>),
 }
 
 impl Producer {
@@ -230,6 +345,42 @@ impl Producer {
     pub fn put(&mut self, dish: Dish, shutdown: &Shutdown) -> Result<Put, QueueError> {
         match self {
             Producer::Local(p) => Ok(p.put(dish, shutdown)),
+            #[cfg(feature = "redis")]
+            Producer::Redis(p) => p.put(dish, shutdown),
+        }
+    }
+
+    /// How many dishes one round trip should carry (`--batch`); 1 for local.
+    pub fn batch(&self) -> usize {
+        match self {
+            Producer::Local(_) => 1,
+            #[cfg(feature = "redis")]
+            Producer::Redis(p) => p.batch(),
+        }
+    }
+
+    /// Puts `dishes` in order, as few round trips as the backend allows, still
+    /// waiting for room while full. One outcome per dish put; fewer than
+    /// `dishes` (the last being [`Put::Stopped`]) when `shutdown` came first.
+    pub fn put_all(
+        &mut self,
+        dishes: &[Dish],
+        shutdown: &Shutdown,
+    ) -> Result<Vec<Put>, QueueError> {
+        match self {
+            #[cfg(feature = "redis")]
+            Producer::Redis(p) => p.put_all(dishes, shutdown),
+            _ => {
+                let mut out = Vec::with_capacity(dishes.len());
+                for d in dishes {
+                    let put = self.put(*d, shutdown)?;
+                    out.push(put);
+                    if put == Put::Stopped {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
         }
     }
 
@@ -242,6 +393,24 @@ impl Producer {
     pub fn try_put(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, QueueError> {
         match self {
             Producer::Local(p) => Ok(p.try_put(dish, wait)),
+            // A bounded Redis put waits for room in 500 ms naps, too coarse
+            // for `wait`: with a token already stopped it tries once, and
+            // the tries are repeated here every few milliseconds until `wait`.
+            #[cfg(feature = "redis")]
+            Producer::Redis(p) => {
+                let deadline = std::time::Instant::now() + wait;
+                loop {
+                    match p.put(dish, stopped())? {
+                        Put::Stopped => {}
+                        put => return Ok(Some(put)),
+                    }
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(10)));
+                }
+            }
         }
     }
 }
@@ -251,9 +420,22 @@ impl Producer {
 pub enum Consumer {
     /// The in-process channel.
     Local(local::Consumer),
+    /// A Redis list or channel.
+    #[cfg(feature = "redis")]
+    Redis(Box<redis_mode::Consumer>),
 }
 
 impl Consumer {
+    /// Gets ready to receive: connects and, in pub/sub mode, subscribes, so
+    /// that a dish published after this returns reaches this consumer.
+    pub fn ready(&mut self) -> Result<(), QueueError> {
+        match self {
+            Consumer::Local(_) => Ok(()),
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => c.ready(),
+        }
+    }
+
     /// Takes the oldest dish, waiting up to the backend's poll interval.
     ///
     /// `finished` is stopped once every producer of this run is done: a
@@ -263,6 +445,8 @@ impl Consumer {
     pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
         match self {
             Consumer::Local(c) => Ok(c.take(finished)),
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => c.take(finished),
         }
     }
 
@@ -274,6 +458,8 @@ impl Consumer {
                 let _ = dish;
                 Ok(())
             }
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => c.ack(dish),
         }
     }
 }
@@ -283,6 +469,9 @@ impl Consumer {
 pub enum Gauge {
     /// The in-process channel.
     Local(local::Consumer),
+    /// A Redis list (always 0 for a channel, which holds nothing).
+    #[cfg(feature = "redis")]
+    Redis(Box<redis_mode::Gauge>),
 }
 
 impl Gauge {
@@ -290,8 +479,21 @@ impl Gauge {
     pub fn depth(&mut self) -> Result<usize, QueueError> {
         match self {
             Gauge::Local(c) => Ok(c.depth()),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.depth(),
         }
     }
+}
+
+/// A token stopped from the start: "do not wait".
+#[cfg(feature = "redis")]
+fn stopped() -> &'static Shutdown {
+    static STOPPED: std::sync::OnceLock<Shutdown> = std::sync::OnceLock::new();
+    STOPPED.get_or_init(|| {
+        let s = Shutdown::new();
+        s.stop();
+        s
+    })
 }
 
 /// How long a consumer waits before answering [`Take::Idle`].

@@ -46,46 +46,38 @@ impl Chef {
         let mut r = ChefReport::default();
         let mut ids = IdBlock::default();
         let mut budget = 0u64;
+        // Dishes per round trip (`--batch`); 1 puts one dish at a time.
+        let per_trip = self.producer.batch().max(1) as u64;
+        let mut dishes = Vec::with_capacity(per_trip as usize);
         while !self.stop.is_stopped() {
             if budget == 0 {
-                budget = self.tickets.claim(self.batch);
+                budget = self.tickets.claim(self.batch.max(per_trip));
                 if budget == 0 {
                     break;
                 }
             }
-            let number = self.rng.random_range(0..=MAX_DISH);
-            let dish = Dish::new(ids.next(), number, self.number);
-            match self.producer.put(dish, &self.stop)? {
-                Put::Queued { depth } => {
-                    r.max_depth = r.max_depth.max(depth as u64);
-                    if self.printer.enabled() {
-                        self.printer.line(
-                            format_args!(
-                                "chef-{} made dish {number} --- {depth} left unsold",
-                                self.number
-                            ),
-                            &self.stop,
-                        );
-                    }
+            let (stopped, n) = if per_trip == 1 {
+                let number = self.rng.random_range(0..=MAX_DISH);
+                let dish = Dish::new(ids.next(), number, self.number);
+                let put = self.producer.put(dish, &self.stop)?;
+                (!self.record(&mut r, number, put), 1)
+            } else {
+                dishes.clear();
+                for _ in 0..budget.min(per_trip) {
+                    let number = self.rng.random_range(0..=MAX_DISH);
+                    dishes.push(Dish::new(ids.next(), number, self.number));
                 }
-                Put::Published { receivers } => {
-                    if receivers == 0 {
-                        r.lost += 1;
-                    }
-                    if self.printer.enabled() {
-                        self.printer.line(
-                            format_args!(
-                                "chef-{} made dish {number} --- served to {receivers} diners",
-                                self.number
-                            ),
-                            &self.stop,
-                        );
-                    }
+                let puts = self.producer.put_all(&dishes, &self.stop)?;
+                let mut stopped = puts.len() < dishes.len();
+                for (dish, put) in dishes.iter().zip(puts) {
+                    stopped |= !self.record(&mut r, dish.number, put);
                 }
-                Put::Stopped => break,
+                (stopped, dishes.len() as u64)
+            };
+            if stopped {
+                break;
             }
-            budget -= 1;
-            r.made += 1;
+            budget -= n;
             self.live.set(self.slot, r.made);
             if !self.max_sleep.is_zero()
                 && self.stop.sleep(random_nap(&mut self.rng, self.max_sleep))
@@ -94,6 +86,41 @@ impl Chef {
             }
         }
         Ok(r)
+    }
+
+    /// Counts and prints one put; `false` when it was stopped instead.
+    fn record(&mut self, r: &mut ChefReport, number: u8, put: Put) -> bool {
+        match put {
+            Put::Queued { depth } => {
+                r.max_depth = r.max_depth.max(depth as u64);
+                if self.printer.enabled() {
+                    self.printer.line(
+                        format_args!(
+                            "chef-{} made dish {number} --- {depth} left unsold",
+                            self.number
+                        ),
+                        &self.stop,
+                    );
+                }
+            }
+            Put::Published { receivers } => {
+                if receivers == 0 {
+                    r.lost += 1;
+                }
+                if self.printer.enabled() {
+                    self.printer.line(
+                        format_args!(
+                            "chef-{} made dish {number} --- served to {receivers} diners",
+                            self.number
+                        ),
+                        &self.stop,
+                    );
+                }
+            }
+            Put::Stopped => return false,
+        }
+        r.made += 1;
+        true
     }
 }
 

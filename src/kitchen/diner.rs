@@ -23,6 +23,8 @@ pub(crate) struct Diner {
     pub quit: Shutdown,
     /// Every producer is done: take what is left, then end.
     pub finished: Shutdown,
+    /// Told once the consumer is ready (dropped unsent if it fails first).
+    pub ready: Option<crossbeam_channel::Sender<()>>,
     pub max_sleep: Duration,
     pub rng: StdRng,
     pub printer: Printer,
@@ -44,6 +46,10 @@ impl Diner {
     /// Eats until the queue closes or `quit`.
     pub fn eat(mut self) -> Result<DinerReport, QueueError> {
         let mut r = DinerReport::default();
+        self.consumer.ready()?;
+        if let Some(tx) = self.ready.take() {
+            let _ = tx.send(());
+        }
         while !self.quit.is_stopped() {
             match self.consumer.take(&self.finished)? {
                 Take::Dish { dish, depth } => {

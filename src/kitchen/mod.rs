@@ -226,7 +226,37 @@ pub fn run(
 
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut handles = Vec::new();
-    for (i, producer) in producers.into_iter().enumerate() {
+    // Diners first, and chefs only once every diner is ready (subscribed, in
+    // pub/sub mode), so that no dish of this run is published to nobody.
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(diners);
+    for (i, consumer) in consumers.into_iter().enumerate() {
+        let reporter = Reporter {
+            name: format!("diner-{}", i + 1),
+            tx: Some(tx.clone()),
+        };
+        let diner = Diner {
+            slot: i,
+            number: i as u32 + 1,
+            consumer,
+            quit: diner_quit.clone(),
+            finished: finished.clone(),
+            ready: Some(ready_tx.clone()),
+            max_sleep: config.max_sleep,
+            rng: rng_for(config.seed, DINER_SALT, i),
+            printer: printer.clone(),
+            print_stop: stop_chefs.clone(),
+            live: eaten_live.clone(),
+        };
+        let name = reporter.name.clone();
+        handles.push(spawn(&name, move || {
+            reporter.send(Report::Diner(diner.eat()))
+        })?);
+    }
+    drop(ready_tx);
+    // A diner that fails before it is ready drops its sender without sending.
+    let all_ready = (0..diners).all(|_| ready_rx.recv().is_ok());
+    let chefs_started = if all_ready { chefs } else { 0 };
+    for (i, producer) in producers.into_iter().take(chefs_started).enumerate() {
         let reporter = Reporter {
             name: format!("chef-{}", i + 1),
             tx: Some(tx.clone()),
@@ -248,34 +278,12 @@ pub fn run(
             reporter.send(Report::Chef(chef.cook()))
         })?);
     }
-    for (i, consumer) in consumers.into_iter().enumerate() {
-        let reporter = Reporter {
-            name: format!("diner-{}", i + 1),
-            tx: Some(tx.clone()),
-        };
-        let diner = Diner {
-            slot: i,
-            number: i as u32 + 1,
-            consumer,
-            quit: diner_quit.clone(),
-            finished: finished.clone(),
-            max_sleep: config.max_sleep,
-            rng: rng_for(config.seed, DINER_SALT, i),
-            printer: printer.clone(),
-            print_stop: stop_chefs.clone(),
-            live: eaten_live.clone(),
-        };
-        let name = reporter.name.clone();
-        handles.push(spawn(&name, move || {
-            reporter.send(Report::Diner(diner.eat()))
-        })?);
-    }
     drop(tx);
 
     let mut made = ChefReport::default();
     let mut ate = DinerReport::default();
     let mut first_error: Option<KitchenError> = None;
-    let mut chefs_left = chefs;
+    let mut chefs_left = chefs_started;
     if chefs_left == 0 && config.role != Role::Diner {
         finished.stop();
     }
@@ -336,7 +344,12 @@ pub fn run(
         mode: config.backend.mode(),
         chefs,
         diners,
-        capacity: config.capacity.limit(),
+        // A channel holds nothing, so a bound means nothing there.
+        capacity: if config.backend.mode() == Some(crate::queue::Mode::Pubsub) {
+            None
+        } else {
+            config.capacity.limit()
+        },
         made: made.made,
         eaten: ate.eaten,
         left,

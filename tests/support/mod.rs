@@ -1,5 +1,10 @@
 //! Shared test harness: the real `kitchen` binary, and waiting on conditions with a deadline.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+#[cfg(feature = "redis")]
+pub mod redis_kitchen;
+#[cfg(feature = "redis")]
+pub mod redis_server;
 
 pub mod web;
 

@@ -1,0 +1,616 @@
+//! List mode: chefs LPUSH, diners move dishes from the right into a
+//! processing list of their own, eat, then acknowledge.
+//!
+//! Keys, all beside the queue `Q` (the tutorial's `task:prodcons:queue`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `Q` | list | waiting dishes, newest on the left (so `LPUSH Q 7` works) |
+//! | `Q:processing:<diner>` | list | what that diner holds, not yet eaten |
+//! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat |
+//! | `Q:diners` | set | diner ids, so live diners can find dead ones |
+//! | `Q:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
+//! | `Q:dead` | list | payloads that are not dishes, for a person to look at |
+//! | `Q:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
+//!
+//! **Bounded without polling.** A chef pushes through a script that checks
+//! the length first (the only script on the hot path: a check-and-push must be
+//! atomic across processes; diners take with plain commands). When full, the chef blocks on `Q:room` (BLPOP,
+//! [`ROOM_WAIT`]); every dish a diner takes drops a token there, which wakes
+//! one waiting chef. Tokens are trimmed to [`MAX_TOKENS`], so stale ones cost a
+//! few spurious wake-ups at most, and a chef blocked with no diner about costs
+//! two commands per [`ROOM_WAIT`].
+//!
+//! **Nothing lost.** A diner moves dishes into its processing list (LMOVE in
+//! a pipeline; a script for `--batch` > 1; BLMOVE when the queue is empty) and
+//! drops them only when it asks for the next ones, after eating; so the ack
+//! rides on the next take and costs no round trip. A heartbeat thread
+//! refreshes `Q:diner:<id>` and puts back the dishes of diners whose heartbeat
+//! expired. On a reconnect a diner puts its
+//! whole processing list back (at least once: a dish may be eaten twice, never
+//! lost).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use redis::{Connection, RedisError, Script};
+
+use super::{Conn, unique_name};
+use crate::dish::Dish;
+use crate::queue::{Capacity, Put, QueueError, RedisOptions, Take};
+use crate::shutdown::Shutdown;
+
+/// How long a chef blocks waiting for a wake-up token before checking again.
+const ROOM_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a diner blocks in BLMOVE on an empty queue before answering
+/// [`Take::Idle`], so it notices a stop.
+const TAKE_WAIT: Duration = Duration::from_millis(250);
+
+const _: () = assert!(ROOM_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
+const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
+
+/// KEYS: queue. ARGV: capacity, payloads…
+/// Returns {pushed, length}; pushed 0 means full.
+const PUT: &str = r"
+local len = redis.call('LLEN', KEYS[1])
+local room = tonumber(ARGV[1]) - len
+if room <= 0 then return {0, len} end
+local n = math.min(room, #ARGV - 1)
+len = redis.call('LPUSH', KEYS[1], unpack(ARGV, 2, n + 1))
+return {n, len}
+";
+
+/// A batched take. KEYS: queue, processing, room. ARGV: most to take, eaten
+/// to drop, most tokens, token TTL in ms. A few list commands whatever the
+/// batch, where a pipeline would send one LMOVE per dish; wakes as many chefs
+/// as dishes were taken. Returns {length, payloads oldest first…}.
+const TAKE_MANY: &str = r"
+local eaten = tonumber(ARGV[2])
+if eaten > 0 then redis.call('RPOP', KEYS[2], eaten) end
+local got = redis.call('RPOP', KEYS[1], tonumber(ARGV[1]))
+if got then
+  redis.call('LPUSH', KEYS[2], unpack(got))
+  for i = 1, math.min(#got, tonumber(ARGV[3])) do redis.call('LPUSH', KEYS[3], '1') end
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+else
+  got = {}
+end
+table.insert(got, 1, redis.call('LLEN', KEYS[1]))
+return got
+";
+
+/// The most wake-up tokens kept in `Q:room`.
+pub const MAX_TOKENS: usize = 16;
+
+/// KEYS: queue, processing, heartbeat, diners. ARGV: eaten to drop, leave?, id.
+/// Drops the eaten dishes, puts the rest back on the queue's right end (next
+/// to be taken, oldest rightmost), and on leave forgets the diner.
+const GIVE_BACK: &str = r"
+local eaten = tonumber(ARGV[1])
+if eaten > 0 then redis.call('RPOP', KEYS[2], eaten) end
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do n = n + 1 end
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[3])
+  redis.call('SREM', KEYS[4], ARGV[3])
+end
+return n
+";
+
+/// KEYS: queue, diners. ARGV: queue name (the key prefix).
+/// Puts back what diners without a heartbeat held; returns how many dishes.
+const RECOVER: &str = r"
+local moved = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('EXISTS', ARGV[1] .. ':diner:' .. id) == 0 then
+    local proc = ARGV[1] .. ':processing:' .. id
+    while redis.call('LMOVE', proc, KEYS[1], 'LEFT', 'RIGHT') do moved = moved + 1 end
+    redis.call('SREM', KEYS[2], id)
+  end
+end
+return moved
+";
+
+/// The key names of one queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub queue: String,
+    pub room: String,
+    pub capacity: String,
+    pub diners: String,
+    pub dead: String,
+}
+
+impl Keys {
+    pub fn new(queue: &str) -> Keys {
+        Keys {
+            queue: queue.to_owned(),
+            room: format!("{queue}:room"),
+            capacity: format!("{queue}:capacity"),
+            diners: format!("{queue}:diners"),
+            dead: dead_key(queue),
+        }
+    }
+
+    pub fn processing(&self, id: &str) -> String {
+        format!("{}:processing:{id}", self.queue)
+    }
+
+    pub fn heartbeat(&self, id: &str) -> String {
+        format!("{}:diner:{id}", self.queue)
+    }
+}
+
+/// What `Q:capacity` holds for chefs that run `--unbounded`.
+pub(crate) const UNBOUNDED: &str = "unbounded";
+
+/// Where payloads that are not dishes go.
+pub(crate) fn dead_key(queue: &str) -> String {
+    format!("{queue}:dead")
+}
+
+/// One chef's connection to the list.
+#[derive(Debug)]
+pub struct Producer {
+    conn: Conn,
+    keys: Keys,
+    capacity: Capacity,
+    /// Dishes per round trip.
+    pub(crate) batch: usize,
+    put: Script,
+    /// Whether this chef has written its capacity to `Q:capacity`.
+    announced: bool,
+}
+
+impl Producer {
+    pub(crate) fn new(conn: Conn, opts: &RedisOptions, capacity: Capacity) -> Producer {
+        Producer {
+            conn,
+            keys: Keys::new(&opts.queue),
+            capacity,
+            batch: opts.batch.max(1),
+            put: Script::new(PUT),
+            announced: false,
+        }
+    }
+
+    /// Pushes one dish, waiting (without polling) while the list is full.
+    pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, QueueError> {
+        let puts = self.put_all(std::slice::from_ref(&dish), stop)?;
+        Ok(puts.first().copied().unwrap_or(Put::Stopped))
+    }
+
+    /// Pushes dishes in order, as many per round trip as there is room for,
+    /// waiting (without polling) while the list is full.
+    pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, QueueError> {
+        if !self.announced {
+            // For `kitchen info`: the bound chefs keep is not otherwise in Redis.
+            let value = self
+                .capacity
+                .limit()
+                .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
+            let key = self.keys.capacity.clone();
+            self.conn
+                .run(|c| redis::cmd("SET").arg(&key).arg(&value).query::<()>(c))?;
+            self.announced = true;
+        }
+        let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
+        let mut out = Vec::with_capacity(dishes.len());
+        let Some(cap) = self.capacity.limit() else {
+            let depth: usize = self.conn.run(|c| {
+                redis::cmd("LPUSH")
+                    .arg(&self.keys.queue)
+                    .arg(&payloads)
+                    .query(c)
+            })?;
+            out.extend(queued(depth, payloads.len()));
+            return Ok(out);
+        };
+        let mut rest = &payloads[..];
+        while !rest.is_empty() {
+            let (pushed, depth): (usize, usize) = self
+                .conn
+                .run(|c| self.put.key(&self.keys.queue).arg(cap).arg(rest).invoke(c))?;
+            if pushed > 0 {
+                out.extend(queued(depth, pushed));
+                rest = &rest[pushed.min(rest.len())..];
+                continue;
+            }
+            if stop.is_stopped() {
+                out.push(Put::Stopped);
+                break;
+            }
+            // Full: sleep in Redis until a diner hands us a token (or the wait ends).
+            let _: Option<(String, String)> = self.conn.run(|c| {
+                redis::cmd("BLPOP")
+                    .arg(&self.keys.room)
+                    .arg(ROOM_WAIT.as_secs_f64())
+                    .query(c)
+            })?;
+            if stop.is_stopped() {
+                out.push(Put::Stopped);
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The outcomes of `n` dishes pushed at once, the list `depth` long after.
+fn queued(depth: usize, n: usize) -> impl Iterator<Item = Put> {
+    (0..n).map(move |i| Put::Queued {
+        depth: (depth + i + 1).saturating_sub(n),
+    })
+}
+
+/// One diner's connection to the list.
+#[derive(Debug)]
+pub struct Consumer {
+    conn: Conn,
+    /// The heartbeat thread's connection, until it starts.
+    heart_conn: Option<Conn>,
+    heart: Option<Heart>,
+    keys: Keys,
+    id: String,
+    processing: String,
+    heartbeat: String,
+    batch: usize,
+    ttl: Duration,
+    /// Taken in this batch, not yet handed out (oldest first).
+    buffer: VecDeque<Vec<u8>>,
+    /// Queue depth seen by the last take.
+    depth: usize,
+    /// Dishes of this batch handed out and eaten (or rejected): the rightmost
+    /// entries of the processing list, dropped by the next take.
+    done: usize,
+    /// Handed out, not yet acknowledged.
+    in_hand: bool,
+    /// The last blocking wait found nothing: wait again straight away.
+    idle: bool,
+    scripts: Scripts,
+}
+
+#[derive(Debug)]
+struct Scripts {
+    give_back: Script,
+    take_many: Script,
+}
+
+impl Consumer {
+    pub(crate) fn new(conn: Conn, mut heart_conn: Conn, opts: &RedisOptions) -> Consumer {
+        static DINERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = DINERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let keys = Keys::new(&opts.queue);
+        let id = unique_name("diner", n);
+        // A heartbeat that waits out a long outage would outlive its diner.
+        heart_conn.reconnect_for = Duration::ZERO;
+        Consumer {
+            conn,
+            heart_conn: Some(heart_conn),
+            heart: None,
+            processing: keys.processing(&id),
+            heartbeat: keys.heartbeat(&id),
+            keys,
+            id,
+            batch: opts.batch.max(1),
+            ttl: opts.heartbeat_ttl,
+            buffer: VecDeque::new(),
+            depth: 0,
+            done: 0,
+            in_hand: false,
+            idle: false,
+            scripts: Scripts {
+                give_back: Script::new(GIVE_BACK),
+                take_many: Script::new(TAKE_MANY),
+            },
+        }
+    }
+
+    /// Connects, registers the diner with a live heartbeat and starts beating.
+    pub fn ready(&mut self) -> Result<(), QueueError> {
+        self.connected()?;
+        if let Some(conn) = self.heart_conn.take() {
+            self.heart = Some(Heart::start(
+                conn,
+                self.keys.clone(),
+                self.id.clone(),
+                self.ttl,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Makes sure the connection is up; after any (re)connect, puts back what
+    /// the processing list holds and registers again.
+    fn connected(&mut self) -> Result<(), QueueError> {
+        self.run(|_| Ok(()))
+    }
+
+    /// Runs `f` on the connection; a fresh connection first gives back the
+    /// processing list (a reply may have been lost with the old one) and
+    /// registers the diner.
+    fn run<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, QueueError> {
+        let (keys, id, processing, heartbeat, ttl) = (
+            &self.keys,
+            &self.id,
+            &self.processing,
+            &self.heartbeat,
+            self.ttl,
+        );
+        let give_back = &self.scripts.give_back;
+        let mut reset = false;
+        let out = self.conn.run_fresh(|c, fresh| {
+            if fresh {
+                give_back
+                    .key(&keys.queue)
+                    .key(processing)
+                    .key(heartbeat)
+                    .key(&keys.diners)
+                    .arg(0)
+                    .arg(0)
+                    .arg(id)
+                    .invoke::<u64>(c)?;
+                register(c, keys, id, ttl)?;
+                reset = true;
+            }
+            f(c)
+        });
+        if reset {
+            // Everything this diner held is back on the queue.
+            self.done = 0;
+            self.buffer.clear();
+        }
+        out
+    }
+
+    /// Takes the next dish: from this batch, else up to `batch` more in one
+    /// round trip, else blocks up to [`TAKE_WAIT`] for one.
+    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
+        if self.heart.is_none() {
+            self.ready()?;
+        }
+        if let Some(p) = self.buffer.pop_front() {
+            return self.hand_out(p);
+        }
+        let (max, done) = (self.batch, self.done);
+        let (keys, processing) = (self.keys.clone(), self.processing.clone());
+        // An idle diner goes straight back to its blocking wait: a few
+        // commands a second, and no wake-up tokens for nobody.
+        if !(self.idle && done == 0 && !finished.is_stopped()) {
+            if let Some(take) = self.take_now(max, done, &keys, &processing)? {
+                return Ok(take);
+            }
+            if finished.is_stopped() {
+                return Ok(Take::Closed);
+            }
+        }
+        let one: Option<Vec<u8>> = self.run(|c| {
+            redis::cmd("BLMOVE")
+                .arg(&keys.queue)
+                .arg(&processing)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(TAKE_WAIT.as_secs_f64())
+                .query(c)
+        })?;
+        self.idle = one.is_none();
+        let Some(p) = one else { return Ok(Take::Idle) };
+        let mut pipe = redis::pipe();
+        pipe.cmd("LLEN").arg(&keys.queue);
+        wake(&mut pipe, &keys.room, 1);
+        let (depth,): (usize,) = self.run(|c| pipe.query(c))?;
+        self.depth = depth;
+        self.hand_out(p)
+    }
+
+    /// Without blocking: drops what was eaten and takes up to `max` dishes,
+    /// handing out the first; `None` when the queue is empty.
+    fn take_now(
+        &mut self,
+        max: usize,
+        done: usize,
+        keys: &Keys,
+        processing: &str,
+    ) -> Result<Option<Take>, QueueError> {
+        // One round trip: drop what was eaten, move up to `max` dishes into
+        // the processing list, read the length, wake as many chefs.
+        let mut got: Vec<redis::Value> = if max == 1 {
+            let mut pipe = redis::pipe();
+            if done > 0 {
+                pipe.cmd("RPOP").arg(processing).arg(done).ignore();
+            }
+            pipe.cmd("LMOVE")
+                .arg(&keys.queue)
+                .arg(processing)
+                .arg("RIGHT")
+                .arg("LEFT");
+            pipe.cmd("LLEN").arg(&keys.queue);
+            wake(&mut pipe, &keys.room, max);
+            let mut v: Vec<redis::Value> = self.run(|c| pipe.query(c))?;
+            // {dish or nil, length} → {length, dish?}, as the script answers.
+            v.rotate_right(1);
+            v
+        } else {
+            let take_many = self.scripts.take_many.clone();
+            self.run(|c| {
+                take_many
+                    .key(&keys.queue)
+                    .key(processing)
+                    .key(&keys.room)
+                    .arg(max)
+                    .arg(done)
+                    .arg(MAX_TOKENS)
+                    .arg(ROOM_TTL_MS)
+                    .invoke(c)
+            })?
+        };
+        self.done = 0;
+        self.depth = match got.first() {
+            Some(redis::Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
+            _ => 0,
+        };
+        if !got.is_empty() {
+            got.remove(0);
+        }
+        let mut got = got.into_iter().filter_map(|v| match v {
+            redis::Value::BulkString(b) => Some(b),
+            _ => None,
+        });
+        let Some(first) = got.next() else {
+            return Ok(None);
+        };
+        self.buffer.extend(got);
+        self.hand_out(first).map(Some)
+    }
+
+    fn hand_out(&mut self, payload: Vec<u8>) -> Result<Take, QueueError> {
+        match Dish::decode(&payload) {
+            Ok(dish) => {
+                self.in_hand = true;
+                Ok(Take::Dish {
+                    dish,
+                    depth: self.depth,
+                })
+            }
+            Err(e) => {
+                let dead = self.keys.dead.clone();
+                self.run(|c| redis::cmd("LPUSH").arg(&dead).arg(&payload).query::<u64>(c))?;
+                // Set aside: the next take drops it from the processing list.
+                self.done += 1;
+                Ok(Take::Rejected {
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Marks the dish in hand as eaten; the next take tells Redis.
+    pub fn ack(&mut self, _dish: &Dish) -> Result<(), QueueError> {
+        if std::mem::take(&mut self.in_hand) {
+            self.done += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Consumer {
+    /// Leaves cleanly: drops what was eaten, puts back what was not (the
+    /// batch not handed out, a dish not acknowledged), forgets the diner.
+    fn drop(&mut self) {
+        let Some(heart) = self.heart.take() else {
+            return;
+        };
+        heart.stop();
+        // One attempt: a diner on its way out does not wait for Redis.
+        self.conn.reconnect_for = Duration::ZERO;
+        let s = &self.scripts.give_back;
+        let _ = self.conn.run(|c| {
+            s.key(&self.keys.queue)
+                .key(&self.processing)
+                .key(&self.heartbeat)
+                .key(&self.keys.diners)
+                .arg(self.done)
+                .arg(1)
+                .arg(&self.id)
+                .invoke::<u64>(c)
+        });
+    }
+}
+
+/// Adds `n` wake-up tokens for waiting chefs, keeping at most [`MAX_TOKENS`].
+fn wake(pipe: &mut redis::Pipeline, room: &str, n: usize) {
+    pipe.cmd("LPUSH").arg(room);
+    for _ in 0..n.min(MAX_TOKENS) {
+        pipe.arg(1);
+    }
+    pipe.ignore()
+        .cmd("LTRIM")
+        .arg(room)
+        .arg(0)
+        .arg(MAX_TOKENS - 1)
+        .ignore()
+        // Tokens nobody waited for go stale: let them vanish.
+        .cmd("PEXPIRE")
+        .arg(room)
+        .arg(ROOM_TTL_MS)
+        .ignore();
+}
+
+/// How long unclaimed wake-up tokens live.
+const ROOM_TTL_MS: u64 = 10_000;
+
+/// Registers `id` with a live heartbeat, atomically, so a recovering diner
+/// never sees the member without its heartbeat.
+fn register(c: &mut Connection, keys: &Keys, id: &str, ttl: Duration) -> Result<(), RedisError> {
+    redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(keys.heartbeat(id))
+        .arg(format!("pid {}", std::process::id()))
+        .arg("PX")
+        .arg(ttl_ms(ttl))
+        .ignore()
+        .cmd("SADD")
+        .arg(&keys.diners)
+        .arg(id)
+        .ignore()
+        .exec(c)
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// A diner's heartbeat thread: refreshes the heartbeat and recovers dead
+/// diners' dishes, every fifth of the TTL.
+#[derive(Debug)]
+struct Heart {
+    stop: Shutdown,
+    done: Receiver<()>,
+}
+
+impl Heart {
+    fn start(mut conn: Conn, keys: Keys, id: String, ttl: Duration) -> Result<Heart, QueueError> {
+        let stop = Shutdown::new();
+        let (tx, done) = crossbeam_channel::bounded::<()>(1);
+        let beat = (ttl / 5).max(Duration::from_millis(20));
+        let token = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("heartbeat-{id}"))
+            .spawn(move || {
+                let recover = Script::new(RECOVER);
+                loop {
+                    // Errors here are the diner thread's to report; keep beating.
+                    let _ = conn.run(|c| {
+                        register(c, &keys, &id, ttl)?;
+                        recover
+                            .key(&keys.queue)
+                            .key(&keys.diners)
+                            .arg(&keys.queue)
+                            .invoke::<u64>(c)
+                    });
+                    if token.sleep(beat) {
+                        break;
+                    }
+                }
+                drop(tx);
+            })
+            .map_err(|e| QueueError::Redis {
+                url: String::new(),
+                detail: format!("cannot start the heartbeat thread: {e}"),
+            })?;
+        Ok(Heart { stop, done })
+    }
+
+    /// Stops beating; waits briefly so a last beat cannot follow the goodbye.
+    fn stop(self) {
+        self.stop.stop();
+        let _ = self.done.recv_timeout(Duration::from_secs(1));
+    }
+}

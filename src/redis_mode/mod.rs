@@ -1,0 +1,437 @@
+//! The Redis backend: a list (each dish to one diner, oldest first, nothing
+//! lost) or a pub/sub channel (each dish to every subscribed diner).
+//!
+//! Every producer, consumer and gauge owns one connection, opened lazily in
+//! the thread that uses it (see `Conn`), which reconnects with backoff when
+//! Redis goes away and gives up only after [`RedisOptions::reconnect_for`].
+//!
+//! | file | job |
+//! |---|---|
+//! | `list.rs` | list mode: bounded push, take into a processing list, ack, heartbeats, recovery |
+//! | `pubsub.rs` | pub/sub mode: publish, subscribe, end-of-run markers |
+//! | `info.rs` | `kitchen info`: what an operator asks first |
+
+mod info;
+mod list;
+mod pubsub;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::{Client, Connection, RedisError};
+
+use crate::dish::Dish;
+use crate::queue::{Capacity, Mode, Put, QueueError, RedisOptions, Take, redact_url};
+use crate::shutdown::Shutdown;
+
+pub use info::{Info, InfoDiner, info};
+
+/// How long a connection attempt may take before Redis counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest any blocking command (BLMOVE, BLPOP) waits inside Redis.
+const MAX_BLOCK: Duration = Duration::from_secs(1);
+
+/// Every read waits this long for a reply. The `redis` crate drops a reply
+/// that arrives after the read timeout, while Redis has already acted on the
+/// command (a popped dish would be gone), so this must stay well above
+/// [`MAX_BLOCK`].
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+const _: () = assert!(READ_TIMEOUT.as_millis() >= MAX_BLOCK.as_millis() + 2_000);
+
+/// An open Redis backend: validated options and a checked server.
+#[derive(Debug)]
+pub struct RedisQueue {
+    opts: RedisOptions,
+    capacity: Capacity,
+    client: Client,
+}
+
+impl RedisQueue {
+    /// Parses the URL, connects once and checks that the queue key is usable,
+    /// so that a wrong address, password or key fails before any thread starts.
+    pub fn open(opts: RedisOptions, capacity: Capacity) -> Result<RedisQueue, QueueError> {
+        let client = client(&opts.url)?;
+        let mut con = connect(&client).map_err(|e| classify(e, &opts.url, &opts.queue))?;
+        if opts.mode == Mode::List {
+            check_list(&mut con, &opts.url, &opts.queue)?;
+            check_list(&mut con, &opts.url, &list::dead_key(&opts.queue))?;
+        }
+        Ok(RedisQueue {
+            opts,
+            capacity,
+            client,
+        })
+    }
+
+    fn conn(&self) -> Conn {
+        Conn::new(self.client.clone(), &self.opts)
+    }
+
+    /// A producer for one chef thread; connects on first use.
+    pub fn producer(&self) -> Producer {
+        match self.opts.mode {
+            Mode::List => {
+                Producer::List(list::Producer::new(self.conn(), &self.opts, self.capacity))
+            }
+            Mode::Pubsub => Producer::Pubsub(pubsub::Producer::new(self.conn(), &self.opts)),
+        }
+    }
+
+    /// A consumer for one diner thread; connects on first use.
+    pub fn consumer(&self) -> Consumer {
+        match self.opts.mode {
+            Mode::List => Consumer::List(list::Consumer::new(self.conn(), self.conn(), &self.opts)),
+            Mode::Pubsub => Consumer::Pubsub(pubsub::Consumer::new(
+                self.client.clone(),
+                self.conn(),
+                &self.opts,
+            )),
+        }
+    }
+
+    /// A depth gauge; connects on first use.
+    pub fn gauge(&self) -> Gauge {
+        Gauge {
+            conn: self.conn(),
+            key: (self.opts.mode == Mode::List).then(|| self.opts.queue.clone()),
+        }
+    }
+}
+
+/// One chef's end of Redis.
+#[derive(Debug)]
+pub enum Producer {
+    /// Pushes onto the list.
+    List(list::Producer),
+    /// Publishes on the channel.
+    Pubsub(pubsub::Producer),
+}
+
+impl Producer {
+    /// Puts one dish (see [`crate::queue::Producer::put`]).
+    pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, QueueError> {
+        match self {
+            Producer::List(p) => p.put(dish, stop),
+            Producer::Pubsub(p) => p.put(dish),
+        }
+    }
+
+    /// Dishes per round trip.
+    pub fn batch(&self) -> usize {
+        match self {
+            Producer::List(p) => p.batch,
+            Producer::Pubsub(p) => p.batch,
+        }
+    }
+
+    /// Puts several dishes in few round trips (see [`crate::queue::Producer::put_all`]).
+    pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, QueueError> {
+        match self {
+            Producer::List(p) => p.put_all(dishes, stop),
+            Producer::Pubsub(p) => p.put_all(dishes),
+        }
+    }
+}
+
+/// One diner's end of Redis.
+#[derive(Debug)]
+// One per diner thread, boxed by the backend enum: size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Consumer {
+    /// Takes from the list.
+    List(list::Consumer),
+    /// Listens on the channel.
+    Pubsub(pubsub::Consumer),
+}
+
+impl Consumer {
+    /// Connects (and subscribes, in pub/sub mode).
+    pub fn ready(&mut self) -> Result<(), QueueError> {
+        match self {
+            Consumer::List(c) => c.ready(),
+            Consumer::Pubsub(c) => c.ready(),
+        }
+    }
+
+    /// Takes the next dish (see [`crate::queue::Consumer::take`]).
+    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
+        match self {
+            Consumer::List(c) => c.take(finished),
+            Consumer::Pubsub(c) => c.take(finished),
+        }
+    }
+
+    /// Confirms that `dish` was eaten.
+    pub fn ack(&mut self, dish: &Dish) -> Result<(), QueueError> {
+        match self {
+            Consumer::List(c) => c.ack(dish),
+            Consumer::Pubsub(_) => Ok(()),
+        }
+    }
+}
+
+/// Reads the list's length.
+#[derive(Debug)]
+pub struct Gauge {
+    conn: Conn,
+    /// The list; `None` for a channel, which holds nothing.
+    key: Option<String>,
+}
+
+impl Gauge {
+    /// Dishes waiting now.
+    pub fn depth(&mut self) -> Result<usize, QueueError> {
+        let Some(key) = &self.key else { return Ok(0) };
+        self.conn
+            .run(|c| redis::cmd("LLEN").arg(key).query::<usize>(c))
+    }
+}
+
+/// A connection that opens on first use and comes back after Redis does.
+///
+/// [`Conn::run`] retries a command on connection errors with exponential
+/// backoff (50 ms doubling to 1 s) until [`RedisOptions::reconnect_for`] has
+/// passed without success; any other error returns at once.
+pub(crate) struct Conn {
+    client: Client,
+    con: Option<Connection>,
+    url: String,
+    key: String,
+    pub(crate) reconnect_for: Duration,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("url", &redact_url(&self.url))
+            .field("connected", &self.con.is_some())
+            .finish()
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(client: Client, opts: &RedisOptions) -> Conn {
+        Conn {
+            client,
+            con: None,
+            url: opts.url.clone(),
+            key: opts.queue.clone(),
+            reconnect_for: opts.reconnect_for,
+        }
+    }
+
+    /// Runs `f` on a live connection, reconnecting as needed.
+    pub(crate) fn run<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, QueueError> {
+        self.run_fresh(|c, _| f(c))
+    }
+
+    /// Like [`Conn::run`], but tells `f` whether the connection is new, so a
+    /// caller can first set things right after a reconnect.
+    pub(crate) fn run_fresh<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Connection, bool) -> Result<T, RedisError>,
+    ) -> Result<T, QueueError> {
+        let mut failing_since: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let fresh = self.con.is_none();
+            let result = match self.connection() {
+                Ok(c) => f(c, fresh),
+                Err(e) => Err(e),
+            };
+            let err = match result {
+                Ok(v) => {
+                    if let Some(since) = failing_since
+                        && OUTAGE.swap(false, Ordering::Relaxed)
+                    {
+                        eprintln!(
+                            "kitchen: reconnected to redis at {} after {:.1} s",
+                            redact_url(&self.url),
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    return Ok(v);
+                }
+                Err(e) if is_transient(&e) => e,
+                Err(e) => return Err(classify(e, &self.url, &self.key)),
+            };
+            // The connection may be half-way through a reply: never reuse it.
+            self.con = None;
+            // One notice per outage, not one per connection.
+            if failing_since.is_none()
+                && !self.reconnect_for.is_zero()
+                && !OUTAGE.swap(true, Ordering::Relaxed)
+            {
+                eprintln!(
+                    "kitchen: lost redis at {} ({err}); reconnecting for up to {} s",
+                    redact_url(&self.url),
+                    self.reconnect_for.as_secs()
+                );
+            }
+            let since = *failing_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.reconnect_for {
+                return Err(QueueError::Gone {
+                    url: redact_url(&self.url),
+                    secs: self.reconnect_for.as_secs(),
+                    detail: err.to_string(),
+                });
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, RedisError> {
+        if self.con.is_none() {
+            self.con = Some(connect(&self.client)?);
+        }
+        // Just filled in above; `Option::insert` would borrow twice.
+        self.con
+            .as_mut()
+            .ok_or_else(|| RedisError::from(std::io::Error::other("no connection")))
+    }
+}
+
+/// Whether an outage was announced on stderr and its end not yet.
+static OUTAGE: AtomicBool = AtomicBool::new(false);
+
+/// Parses a Redis URL into a client; refuses TLS, which this build lacks.
+pub(crate) fn client(url: &str) -> Result<Client, QueueError> {
+    if url.starts_with("rediss://") {
+        return Err(QueueError::Redis {
+            url: redact_url(url),
+            detail: TLS_MISSING.to_owned(),
+        });
+    }
+    Client::open(url).map_err(|_| QueueError::Redis {
+        url: redact_url(url),
+        detail: URL_SHAPE.to_owned(),
+    })
+}
+
+/// What a Redis URL looks like.
+const URL_SHAPE: &str = "use redis://[user:password@]host[:port][/db]";
+
+/// Why `rediss://` is refused.
+pub const TLS_MISSING: &str = "rediss:// (TLS) is not supported by this build of kitchen; use redis:// on a trusted network, or a TLS tunnel (stunnel, ssh -L) to the server";
+
+/// Checks a URL at parse time: `Err` is the usage error clap prints.
+pub fn validate_url(url: &str) -> Result<(), String> {
+    if url.starts_with("rediss://") {
+        return Err(TLS_MISSING.to_owned());
+    }
+    // The crate's own message may echo the URL, password and all: ours does not.
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .map(|_| ())
+        .map_err(|_| format!("`{}` is not a Redis URL: {URL_SHAPE}", redact_url(url)))
+}
+
+/// The database number in a URL (`…/5`), 0 when absent.
+fn db_of(url: &str) -> i64 {
+    url.rsplit_once('/')
+        .and_then(|(_, db)| db.split('?').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn connect(client: &Client) -> Result<Connection, RedisError> {
+    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+    con.set_read_timeout(Some(READ_TIMEOUT))?;
+    con.set_write_timeout(Some(READ_TIMEOUT))?;
+    Ok(con)
+}
+
+/// Errors after which a new connection may succeed.
+fn is_transient(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(e.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"))
+}
+
+/// Turns a Redis error into one line that says what to do.
+pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> QueueError {
+    let url = redact_url(url);
+    let code = e.code().unwrap_or_default().to_owned();
+    let text = e.to_string();
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(code.as_str(), "WRONGPASS" | "NOAUTH" | "NOPERM")
+    {
+        return QueueError::Auth {
+            url,
+            detail: code_or(&code, "authentication failed"),
+        };
+    }
+    if code == "WRONGTYPE" || text.contains("WRONGTYPE") {
+        return QueueError::WrongType {
+            key: key.to_owned(),
+            found: "value of another type".to_owned(),
+            want: "list (or one of its companion keys)",
+            db: db_of(&url),
+        };
+    }
+    if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
+        return QueueError::Unreachable { url, detail: text };
+    }
+    QueueError::Redis { url, detail: text }
+}
+
+fn code_or(code: &str, default: &str) -> String {
+    if code.is_empty() {
+        default.to_owned()
+    } else {
+        code.to_owned()
+    }
+}
+
+/// Fails unless `key` is a list or absent.
+fn check_list(con: &mut Connection, url: &str, key: &str) -> Result<(), QueueError> {
+    let found: String = redis::cmd("TYPE")
+        .arg(key)
+        .query(con)
+        .map_err(|e| classify(e, url, key))?;
+    match found.as_str() {
+        "list" | "none" => Ok(()),
+        _ => Err(QueueError::WrongType {
+            key: key.to_owned(),
+            found,
+            want: "list",
+            db: db_of(url),
+        }),
+    }
+}
+
+/// A name unique to this process and `n`, for diner and chef ids.
+pub(crate) fn unique_name(prefix: &str, n: u64) -> String {
+    format!(
+        "{prefix}-{}-{:08x}-{n}",
+        std::process::id(),
+        crate::dish::DishId::process_origin() as u32
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_without_echoing_passwords() {
+        assert!(validate_url("redis://127.0.0.1:6379/5").is_ok());
+        assert!(validate_url("redis://u:pw@127.0.0.1/5").is_ok());
+        let bad = validate_url("redis://u:pw@127.0.0.1:x/5").unwrap_err();
+        assert!(!bad.contains("pw@"), "{bad}");
+        assert!(validate_url("rediss://h/0").unwrap_err().contains("TLS"));
+    }
+
+    #[test]
+    fn the_database_number_comes_from_the_path() {
+        assert_eq!(db_of("redis://h:1/5"), 5);
+        assert_eq!(db_of("redis://h:1"), 0);
+        assert_eq!(db_of("redis://h:1/"), 0);
+    }
+}

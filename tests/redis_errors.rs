@@ -1,0 +1,191 @@
+//! Redis failures: each ends in one clear line (exit 1), a usage error (exit 2),
+//! or a reconnect; never a panic, never a password on screen.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::redis_kitchen::{LIMIT, run, spawn, stderr};
+use support::redis_server::{RedisServer, free_port};
+use support::{signal, wait_until};
+
+/// Runs `kitchen ARGS` (no test server involved).
+fn kitchen(args: &[&str]) -> std::process::Output {
+    support::run(args)
+}
+
+/// The one line a runtime error prints.
+fn one_error_line(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got {err:?}");
+    assert!(lines[0].starts_with("kitchen: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn an_unreachable_redis_fails_fast_naming_the_address() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/5");
+    for role in ["run", "chef", "diner"] {
+        let started = Instant::now();
+        let out = kitchen(&[role, "--backend", "redis", "--redis-url", &url]);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let line = one_error_line(&out);
+        assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+        assert!(line.contains("redis-server"), "{line}");
+    }
+}
+
+#[test]
+fn a_wrong_password_is_refused_without_showing_it() {
+    let server = RedisServer::with_password("right-horse");
+    let url = format!("redis://:wrong-battery@127.0.0.1:{}/5", server.port());
+    for role in ["run", "info"] {
+        let out = kitchen(&[role, "--backend", "redis", "--redis-url", &url]);
+        let line = one_error_line(&out);
+        assert!(line.contains("password"), "{line}");
+        assert!(!line.contains("wrong-battery"), "{line}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("wrong-battery"));
+    }
+    // The right password works, and is not printed either.
+    let out = run(
+        &server,
+        "run",
+        &["--dishes", "5", "--max-sleep-ms", "0", "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!all.contains("right-horse"), "{all}");
+    let out = run(&server, "info", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(":***@127.0.0.1"), "{text}");
+    assert!(!text.contains("right-horse"), "{text}");
+}
+
+#[test]
+fn a_queue_key_of_another_type_is_named() {
+    let server = RedisServer::start();
+    let _: () = server.query(&["SET", "task:prodcons:queue", "oops"]);
+    let out = run(&server, "run", &["--dishes", "5"]);
+    let line = one_error_line(&out);
+    assert!(line.contains("task:prodcons:queue"), "{line}");
+    assert!(line.contains("holds a string, not a list"), "{line}");
+    assert_eq!(
+        server.query::<String>(&["GET", "task:prodcons:queue"]),
+        "oops"
+    );
+}
+
+#[test]
+fn a_malformed_url_is_a_usage_error() {
+    for url in [
+        "http://127.0.0.1/5",
+        "redis://127.0.0.1:notaport/5",
+        "redis://127.0.0.1:6379/notadb",
+        "rediss://127.0.0.1:6379/5",
+        "redis://:hunter2@127.0.0.1:x/5",
+    ] {
+        let out = kitchen(&["run", "--backend", "redis", "--redis-url", url]);
+        assert_eq!(out.status.code(), Some(2), "{url}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--redis-url"), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_run_rides_out_a_redis_restart_and_gives_up_on_a_lasting_outage() {
+    let mut server = RedisServer::start();
+    let (kitchen, mut lines) = spawn(
+        &server,
+        "run",
+        &["--max-sleep-ms", "5", "--reconnect-timeout", "30", "--json"],
+    );
+    lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
+    server.stop();
+    // While it is down, nothing gets eaten; then it comes back.
+    std::thread::sleep(Duration::from_millis(500));
+    server.restart();
+    let before = lines.seen.len();
+    for _ in 0..20 {
+        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
+    }
+    assert!(lines.seen.len() >= before + 20);
+    signal(kitchen.id(), "INT");
+    lines.rest(LIMIT);
+    let out = kitchen.wait(LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reconnected to redis"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A lasting outage: a clear error after the reconnect timeout.
+    let (kitchen, mut lines) = spawn(
+        &server,
+        "run",
+        &["--max-sleep-ms", "5", "--reconnect-timeout", "2"],
+    );
+    lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
+    server.stop();
+    let out = kitchen.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("could not reconnect within 2 s"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn info_shows_the_queue_its_diners_and_dead_letters() {
+    let server = RedisServer::start();
+    for p in ["1", "junk"] {
+        let _: u64 = server.query(&["LPUSH", "task:prodcons:queue", p]);
+    }
+    // A diner that holds dish 1 for a long nap (seeded); junk waits behind it.
+    let (diner, mut lines) = spawn(
+        &server,
+        "diner",
+        &[
+            "--diners",
+            "1",
+            "--max-sleep-ms",
+            "600000",
+            "--seed",
+            "3",
+            "--heartbeat-ttl",
+            "1",
+        ],
+    );
+    lines.wait_for(LIMIT, |l| l.contains("ate dish 1 "));
+    let _: u64 = server.query(&["LPUSH", "task:prodcons:queue:dead", "older junk"]);
+    let out = run(&server, "info", &["--json", "--capacity", "7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info JSON");
+    assert_eq!(v["length"], 1, "{v}");
+    assert_eq!(v["capacity"], 7, "no chef has run: the flag's {v}");
+    assert_eq!(v["capacity_from_chefs"], false, "{v}");
+    assert_eq!(v["dead"], 1, "{v}");
+    let diners = v["diners"].as_array().expect("diners");
+    assert_eq!(diners.len(), 1, "{v}");
+    assert_eq!(diners[0]["alive"], true, "{v}");
+    assert_eq!(diners[0]["holding"], serde_json::json!(["1"]), "{v}");
+    assert_eq!(v["subscribers"], 0, "{v}");
+    let table = run(&server, "info", &[]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("waiting      1 of 10"), "{text}");
+    assert!(text.contains("1 live, 1 registered"), "{text}");
+    // Killed, its heartbeat (1 s) runs out; with no live diner to put its
+    // dish back, info shows it dead and still holding the dish.
+    signal(diner.id(), "KILL");
+    wait_until(LIMIT, "the diner to show dead", || {
+        let out = run(&server, "info", &["--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info JSON");
+        v["diners"][0]["alive"] == false && v["diners"][0]["holding"] == serde_json::json!(["1"])
+    });
+}

@@ -1,0 +1,345 @@
+//! Redis list mode against a real redis-server: accounting, capacity across
+//! processes, order, payloads, recovery of a killed diner, idle diners, Ctrl-C.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Duration;
+
+use support::redis_kitchen::{LIMIT, last_json, run, run_json, spawn, stderr};
+use support::redis_server::RedisServer;
+use support::{num, signal, wait_until};
+
+const Q: &str = "task:prodcons:queue";
+
+/// Every key kitchen may leave behind besides the queue, dead letters, the
+/// recorded capacity and wake-up tokens (which expire on their own).
+fn leftovers(server: &RedisServer) -> Vec<String> {
+    let mut keys: Vec<String> = server.query(&["KEYS", &format!("{Q}:*")]);
+    keys.retain(|k| !k.ends_with(":dead") && !k.ends_with(":room") && !k.ends_with(":capacity"));
+    keys.sort();
+    keys
+}
+
+#[test]
+fn one_process_eats_every_dish_and_leaves_nothing() {
+    let server = RedisServer::start();
+    let s = run_json(
+        &server,
+        "run",
+        &["--dishes", "300", "--max-sleep-ms", "0", "--quiet"],
+    );
+    assert_eq!(s["backend"], "redis");
+    assert_eq!(s["mode"], "list");
+    assert_eq!((num(&s, "made"), num(&s, "eaten")), (300, 300), "{s}");
+    assert_eq!(
+        (num(&s, "left"), num(&s, "lost"), num(&s, "rejected")),
+        (0, 0, 0)
+    );
+    assert!(num(&s, "max_depth") <= 10, "{s}");
+    assert_eq!(server.llen(Q), 0);
+    assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
+}
+
+#[test]
+fn batched_diners_account_for_every_dish() {
+    let server = RedisServer::start();
+    let s = run_json(
+        &server,
+        "run",
+        &[
+            "--dishes",
+            "500",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+            "--batch",
+            "8",
+            "--capacity",
+            "20",
+        ],
+    );
+    assert_eq!(
+        (num(&s, "made"), num(&s, "eaten"), num(&s, "left")),
+        (500, 500, 0)
+    );
+    assert!(num(&s, "max_depth") <= 20, "{s}");
+    assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
+}
+
+#[test]
+fn one_chef_process_feeds_two_diner_processes() {
+    let server = RedisServer::start();
+    let diner = |seed: &str| {
+        spawn(
+            &server,
+            "diner",
+            &["--max-sleep-ms", "2", "--seed", seed, "--json"],
+        )
+    };
+    let (d1, mut l1) = diner("1");
+    let (d2, mut l2) = diner("2");
+    let chef = run_json(
+        &server,
+        "chef",
+        &["--dishes", "200", "--max-sleep-ms", "1", "--quiet"],
+    );
+    assert_eq!((num(&chef, "made"), num(&chef, "eaten")), (200, 0));
+    assert!(num(&chef, "max_depth") <= 10, "{chef}");
+    wait_until(LIMIT, "the queue to empty", || server.llen(Q) == 0);
+    signal(d1.id(), "INT");
+    signal(d2.id(), "INT");
+    let (s1, s2) = (last_json(&l1.rest(LIMIT)), last_json(&l2.rest(LIMIT)));
+    for (d, s) in [(d1, &s1), (d2, &s2)] {
+        let out = d.wait(LIMIT);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!((num(s, "made"), num(s, "left")), (0, 0), "{s}");
+    }
+    assert_eq!(num(&s1, "eaten") + num(&s2, "eaten"), 200, "{s1} {s2}");
+    assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
+}
+
+#[test]
+fn capacity_holds_across_chef_processes_and_blocked_chefs_stay_quiet() {
+    let server = RedisServer::start();
+    let chef = || {
+        spawn(
+            &server,
+            "chef",
+            &[
+                "--chefs",
+                "1",
+                "--dishes",
+                "20",
+                "--capacity",
+                "5",
+                "--max-sleep-ms",
+                "0",
+                "--quiet",
+                "--json",
+            ],
+        )
+    };
+    let (c1, mut l1) = chef();
+    let (c2, mut l2) = chef();
+    wait_until(LIMIT, "the queue to fill", || server.llen(Q) == 5);
+    // Both chefs are blocked now: a window of their traffic, bounded by a
+    // condition (several BLPOP rounds), not by a sleep.
+    let sent = |s: &RedisServer| {
+        let c = s.command_calls();
+        // What the clients send (commands run inside scripts count apart).
+        ["evalsha", "eval", "blpop"]
+            .iter()
+            .map(|k| c.get(*k).copied().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let blpops = |s: &RedisServer| s.command_calls().get("blpop").copied().unwrap_or(0);
+    let (sent0, blpop0) = (sent(&server), blpops(&server));
+    let started = std::time::Instant::now();
+    wait_until(LIMIT, "six BLPOP rounds", || blpops(&server) >= blpop0 + 6);
+    let secs = started.elapsed().as_secs_f64();
+    let per_s = (sent(&server) - sent0) as f64 / secs;
+    // Two blocked chefs, each one script plus one BLPOP per half second.
+    assert!(per_s <= 10.0, "blocked chefs sent {per_s:.1} commands/s");
+    assert_eq!(server.llen(Q), 5, "never more than the capacity");
+    // `kitchen info` reports the bound the chefs keep, whatever its own flag.
+    let info = run(&server, "info", &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).expect("info JSON");
+    assert_eq!(
+        (v["length"].as_u64(), v["capacity"].as_u64()),
+        (Some(5), Some(5)),
+        "{v}"
+    );
+    assert_eq!(v["capacity_from_chefs"], true, "{v}");
+    let (diner, mut dl) = spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]);
+    let (s1, s2) = (last_json(&l1.rest(LIMIT)), last_json(&l2.rest(LIMIT)));
+    assert!(c1.wait(LIMIT).status.success());
+    assert!(c2.wait(LIMIT).status.success());
+    assert_eq!(num(&s1, "made") + num(&s2, "made"), 40);
+    assert!(
+        num(&s1, "max_depth") <= 5 && num(&s2, "max_depth") <= 5,
+        "{s1} {s2}"
+    );
+    wait_until(LIMIT, "the queue to empty", || server.llen(Q) == 0);
+    signal(diner.id(), "INT");
+    let d = last_json(&dl.rest(LIMIT));
+    assert_eq!(num(&d, "eaten"), 40);
+    assert!(num(&d, "max_depth") <= 5, "{d}");
+}
+
+#[test]
+fn each_chef_is_served_oldest_first() {
+    let server = RedisServer::start();
+    // A client that pushes as the tutorial does: LPUSH, oldest on the right.
+    for n in ["1", "2", "3", "4", "5"] {
+        let _: u64 = server.query(&["LPUSH", Q, n]);
+    }
+    let (diner, mut lines) = spawn(&server, "diner", &["--diners", "1", "--max-sleep-ms", "0"]);
+    for want in ["1", "2", "3", "4", "5"] {
+        let line = lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
+        assert!(line.contains(&format!("ate dish {want} ")), "{line}");
+    }
+    signal(diner.id(), "INT");
+    assert!(diner.wait(LIMIT).status.success());
+    // One chef's JSON dishes: ids count up from the right end.
+    let s = run_json(
+        &server,
+        "chef",
+        &[
+            "--chefs",
+            "1",
+            "--dishes",
+            "30",
+            "--unbounded",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+        ],
+    );
+    assert_eq!(num(&s, "made"), 30);
+    let mut list = server.lrange(Q);
+    list.reverse();
+    let seqs: Vec<u64> = list
+        .iter()
+        .map(|p| {
+            let v: serde_json::Value = serde_json::from_str(p).expect("a JSON dish");
+            let id = v["id"].as_str().expect("an id");
+            id.rsplit('-').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+#[test]
+fn bare_integers_are_eaten_and_garbage_is_set_aside() {
+    let server = RedisServer::start();
+    for p in ["7", "soup", "12", "{\"dish\":3}", "4"] {
+        let _: u64 = server.query(&["LPUSH", Q, p]);
+    }
+    let (diner, mut lines) = spawn(
+        &server,
+        "diner",
+        &["--diners", "1", "--max-sleep-ms", "0", "--json"],
+    );
+    lines.wait_for(LIMIT, |l| l.contains("ate dish 4 "));
+    signal(diner.id(), "INT");
+    let s = last_json(&lines.rest(LIMIT));
+    assert!(diner.wait(LIMIT).status.success());
+    assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (2, 3), "{s}");
+    let mut dead = server.lrange(&format!("{Q}:dead"));
+    dead.reverse();
+    assert_eq!(dead, ["soup", "12", "{\"dish\":3}"]);
+    assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
+}
+
+#[test]
+fn a_killed_diners_dish_is_eaten_by_another_within_15_s() {
+    let server = RedisServer::start();
+    let _: u64 = server.query(&["LPUSH", Q, "7"]);
+    // Default heartbeat settings; the nap (below 10 minutes, seeded) keeps
+    // the first diner holding its dish until it is killed.
+    let (mut a, mut la) = spawn(
+        &server,
+        "diner",
+        &["--diners", "1", "--max-sleep-ms", "600000", "--seed", "3"],
+    );
+    la.wait_for(LIMIT, |l| l.contains("ate dish 7 "));
+    signal(a.id(), "KILL");
+    let _ = a.child().wait();
+    assert_eq!(server.llen(Q), 0, "the dish is held, not queued");
+    let started = std::time::Instant::now();
+    let (b, mut lb) = spawn(
+        &server,
+        "diner",
+        &["--diners", "1", "--max-sleep-ms", "0", "--json"],
+    );
+    lb.wait_for(Duration::from_secs(15), |l| l.contains("ate dish 7 "));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    signal(b.id(), "INT");
+    let s = last_json(&lb.rest(LIMIT));
+    assert_eq!(num(&s, "eaten"), 1, "{s}");
+    assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
+}
+
+#[test]
+fn a_diner_idle_past_the_blocking_timeout_loses_nothing() {
+    let server = RedisServer::start();
+    let (diner, mut lines) = spawn(
+        &server,
+        "diner",
+        &["--diners", "1", "--max-sleep-ms", "0", "--json"],
+    );
+    // Several BLMOVE timeouts go by with nothing to take.
+    wait_until(LIMIT, "idle BLMOVE rounds", || {
+        server.command_calls().get("blmove").copied().unwrap_or(0) >= 6
+    });
+    let _: u64 = server.query(&["LPUSH", Q, "3"]);
+    lines.wait_for(LIMIT, |l| l.contains("ate dish 3 "));
+    signal(diner.id(), "INT");
+    let s = last_json(&lines.rest(LIMIT));
+    assert_eq!(num(&s, "eaten"), 1);
+    assert_eq!(server.llen(Q), 0);
+    assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
+}
+
+#[test]
+fn ctrl_c_on_a_diner_finishes_its_dish_and_puts_back_the_rest() {
+    let server = RedisServer::start();
+    for n in ["1", "2", "3", "4"] {
+        let _: u64 = server.query(&["LPUSH", Q, n]);
+    }
+    // A batch of 4 in hand, naps up to 2 s each.
+    let (diner, mut lines) = spawn(
+        &server,
+        "diner",
+        &[
+            "--diners",
+            "1",
+            "--batch",
+            "4",
+            "--max-sleep-ms",
+            "2000",
+            "--seed",
+            "5",
+            "--json",
+        ],
+    );
+    lines.wait_for(LIMIT, |l| l.contains("ate dish 1 "));
+    assert_eq!(server.llen(Q), 0, "the whole batch is in the diner's hands");
+    signal(diner.id(), "INT");
+    let s = last_json(&lines.rest(LIMIT));
+    let out = diner.wait(LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let eaten = num(&s, "eaten");
+    assert!(eaten >= 1, "{s}");
+    assert_eq!(eaten + server.llen(Q), 4, "{s}");
+    // What went back is still oldest-first.
+    let mut back = server.lrange(Q);
+    back.reverse();
+    let want: Vec<String> = (eaten + 1..=4).map(|n| n.to_string()).collect();
+    assert_eq!(back, want);
+    assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
+}
+
+#[test]
+fn a_run_stops_at_duration_and_reports_what_is_left() {
+    let server = RedisServer::start();
+    let out = run(
+        &server,
+        "chef",
+        &[
+            "--duration",
+            "0.3",
+            "--capacity",
+            "4",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = support::summary(&out);
+    assert_eq!(num(&s, "left"), 4);
+    assert_eq!(num(&s, "made"), 4);
+}

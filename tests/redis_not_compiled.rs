@@ -1,0 +1,22 @@
+//! A build without the `redis` feature runs the local kitchen and refuses Redis clearly.
+#![cfg(not(feature = "redis"))]
+
+mod support;
+
+#[test]
+fn redis_is_refused_naming_the_feature() {
+    for args in [
+        &["run", "--backend", "redis", "--dishes", "3"][..],
+        &["chef", "--backend", "redis"],
+        &["diner", "--backend", "redis"],
+        &["info", "--backend", "redis"],
+    ] {
+        let out = support::run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--features redis"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let out = support::run(&["run", "--dishes", "10", "--max-sleep-ms", "0", "--json"]);
+    assert!(out.status.success());
+}

@@ -1,0 +1,232 @@
+//! A real, disposable `redis-server` for tests and benches: a free loopback port, no
+//! persistence, its log in a temp dir (printed if the test panicked), killed on Drop.
+//!
+//! Benches include this file directly (`#[path = "../tests/support/redis_server.rs"]`), so it
+//! depends on nothing else in `tests/support`.
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis::FromRedisValue;
+
+/// One redis-server process, owned by one test.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    password: Option<String>,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server with the default settings.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts a server that requires `password` from the default user.
+    pub fn with_password(password: &str) -> RedisServer {
+        RedisServer::start_with(&["--requirepass", password])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (`["--maxclients", "5"]`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("kitchen-redis-")
+            .tempdir()
+            .expect("temp dir for redis-server");
+        let password = extra
+            .iter()
+            .position(|a| *a == "--requirepass")
+            .and_then(|i| extra.get(i + 1))
+            .map(|p| (*p).to_owned());
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            password,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            dir,
+        };
+        // Another test may grab the free port between our probe and the server's bind:
+        // try a few ports before giving up.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start; log:\n{}", server.log());
+    }
+
+    /// Starts the server again on the same port (after [`RedisServer::stop`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart a stopped server only");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The old socket may linger briefly; retry the same port until it binds.
+        while !self.spawn() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not restart on port {}; log:\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server (SIGKILL), as a crash or a pulled cable would.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn spawn(&mut self) -> bool {
+        let log = self.log_path();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "cannot run redis-server ({e}); install it (apt-get install redis-server) or run scripts/test"
+            ),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false; // exited: most likely the port was taken
+            }
+            if self.try_ping() {
+                self.child = Some(child);
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn try_ping(&self) -> bool {
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+            return false;
+        };
+        redis::cmd("PING").query::<String>(&mut con).is_ok()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The port it listens on (loopback only).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL kitchen should use: database 5, as the tutorial's, with the password if any.
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/5", self.port),
+            None => format!("redis://127.0.0.1:{}/5", self.port),
+        }
+    }
+
+    /// A fresh connection to database 5.
+    pub fn connection(&self) -> redis::Connection {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let con = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("connect to the test redis-server");
+        con.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        con
+    }
+
+    /// Runs one command (`["LPUSH", "q", "7"]`) on database 5 and converts the reply.
+    pub fn query<T: FromRedisValue>(&self, args: &[&str]) -> T {
+        let (name, rest) = args.split_first().expect("a command");
+        let mut c = redis::cmd(name);
+        for a in rest {
+            c.arg(*a);
+        }
+        c.query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+    }
+
+    /// `LLEN key`.
+    pub fn llen(&self, key: &str) -> u64 {
+        self.query(&["LLEN", key])
+    }
+
+    /// `LRANGE key 0 -1`.
+    pub fn lrange(&self, key: &str) -> Vec<String> {
+        self.query(&["LRANGE", key, "0", "-1"])
+    }
+
+    /// How often each command has been called, from `INFO commandstats`
+    /// (`"lpush" -> 12`), for tests that bound how chatty a client is.
+    pub fn command_calls(&self) -> HashMap<String, u64> {
+        let info: String = self.query(&["INFO", "commandstats"]);
+        info.lines()
+            .filter_map(|l| {
+                let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .collect()
+    }
+
+    /// The sum of all command calls so far.
+    pub fn total_calls(&self) -> u64 {
+        self.command_calls().values().sum()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- redis-server log (port {}) ---\n{}--- end of log ---",
+                self.port,
+                self.log()
+            );
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
