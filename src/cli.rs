@@ -90,6 +90,10 @@ struct QueueArgs {
     /// failing the run.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     reconnect_timeout: Duration,
+    /// How long the result of a dish queued with `POST /dishes` can be looked
+    /// up (diners record it; `kitchen serve` keeps it on the local backend).
+    #[arg(long, value_name = "SECS", default_value = "86400", value_parser = parse_secs)]
+    result_ttl: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -176,9 +180,6 @@ struct ServeArgs {
     /// In-process diners nap a uniform random time below MS per dish; 0 = no naps.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     max_sleep_ms: u64,
-    /// How long a dish's result can be looked up with GET /dishes/{id}.
-    #[arg(long, value_name = "SECS", default_value = "86400", value_parser = parse_secs)]
-    result_ttl: Duration,
     /// The most results kept in memory on the local backend; the oldest go first.
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_results: u64,
@@ -265,7 +266,7 @@ impl ServeArgs {
                 diners: self.diners as usize,
                 workers: self.workers as usize,
                 max_sleep: Duration::from_millis(self.max_sleep_ms),
-                result_ttl: self.result_ttl,
+                result_ttl: self.queue.result_ttl,
                 max_results: usize::try_from(self.max_results).unwrap_or(usize::MAX),
                 client_timeout: self.client_timeout,
                 full_wait: Duration::from_millis(self.full_wait_ms),
@@ -374,6 +375,7 @@ impl QueueArgs {
                 batch: self.batch.unwrap_or(1) as usize,
                 heartbeat_ttl: self.heartbeat_ttl,
                 reconnect_for: self.reconnect_timeout,
+                result_ttl: self.result_ttl,
             })),
         }
     }

@@ -59,6 +59,8 @@ pub struct RedisOptions {
     pub heartbeat_ttl: Duration,
     /// How long to keep reconnecting to a Redis that went away before giving up.
     pub reconnect_for: Duration,
+    /// How long diners keep the result of a tracked dish (`POST /dishes`).
+    pub result_ttl: Duration,
 }
 
 impl RedisOptions {
@@ -72,6 +74,7 @@ impl RedisOptions {
             batch: 1,
             heartbeat_ttl: DEFAULT_HEARTBEAT_TTL,
             reconnect_for: DEFAULT_RECONNECT_FOR,
+            result_ttl: DEFAULT_RESULT_TTL,
         }
     }
 }
@@ -85,6 +88,8 @@ pub const DEFAULT_CHANNEL: &str = "task:pubsub:channel";
 pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 /// How long a run rides out a Redis outage before failing.
 pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(30);
+/// How long the result of a tracked dish can be looked up: a day.
+pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl std::fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,6 +102,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("batch", &self.batch)
             .field("heartbeat_ttl", &self.heartbeat_ttl)
             .field("reconnect_for", &self.reconnect_for)
+            .field("result_ttl", &self.result_ttl)
             .finish()
     }
 }

@@ -1,15 +1,23 @@
-//! What became of each dish queued through the web API, kept for a while in bounded memory.
+//! What became of each dish queued through the web API (`POST /dishes`).
+//!
+//! Only dishes with [`Dish::track`] set are recorded, so the tutorial's
+//! `/prodcons` dishes and the kitchen's own cost nothing here. Records live
+//! for a TTL: in the web entry's memory on the local backend
+//! ([`LocalResults`], also bounded in count), or in Redis beside the queue,
+//! written by whichever diner process eats the dish (`RedisResults`, key
+//! `<queue>:result:<id>`, a JSON [`DishResult`] with `PX <ttl>`).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::dish::{Dish, DishId};
+use crate::dish::{Dish, DishId, now_us};
+use crate::queue::QueueError;
 
 /// Where a dish is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Waiting on the queue.
@@ -23,7 +31,7 @@ pub enum Status {
 }
 
 /// The record `GET /dishes/{id}` returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DishResult {
     /// The dish id.
     pub id: String,
@@ -49,6 +57,24 @@ impl DishResult {
             diner: None,
             made_at: dish.made_at_us,
             eaten_at: None,
+        }
+    }
+
+    /// `dish` in a diner's hands.
+    pub fn eating(dish: &Dish, diner: &str) -> DishResult {
+        DishResult {
+            status: Status::Eating,
+            diner: Some(diner.to_owned()),
+            ..DishResult::queued(dish)
+        }
+    }
+
+    /// `dish` eaten just now.
+    pub fn eaten(dish: &Dish, diner: &str) -> DishResult {
+        DishResult {
+            status: Status::Eaten,
+            eaten_at: Some(now_us()),
+            ..DishResult::eating(dish, diner)
         }
     }
 
@@ -135,6 +161,149 @@ impl LocalResults {
     /// Whether none are.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Where a diner records what became of tracked dishes.
+#[derive(Debug)]
+pub enum Recorder {
+    /// In the web entry's memory (its own diners, local backend).
+    Local(std::sync::Arc<LocalResults>),
+    /// In Redis, for the web entry of any process to read.
+    #[cfg(feature = "redis")]
+    Redis(Box<RedisResults>),
+}
+
+impl Recorder {
+    /// `dish` is in `diner`'s hands.
+    pub fn eating(&mut self, dish: &Dish, diner: &str) -> Result<(), QueueError> {
+        match self {
+            Recorder::Local(r) => {
+                r.update(dish.id, |x| {
+                    x.status = Status::Eating;
+                    x.diner = Some(diner.to_owned());
+                });
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.put(&DishResult::eating(dish, diner)),
+        }
+    }
+
+    /// `diner` has eaten `dish`.
+    pub fn eaten(&mut self, dish: &Dish, diner: &str) -> Result<(), QueueError> {
+        match self {
+            Recorder::Local(r) => {
+                let eaten_at = now_us();
+                r.update(dish.id, |x| {
+                    x.status = Status::Eaten;
+                    x.diner = Some(diner.to_owned());
+                    x.eaten_at = Some(eaten_at);
+                });
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.put(&DishResult::eaten(dish, diner)),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+pub use redis_results::RedisResults;
+
+#[cfg(feature = "redis")]
+mod redis_results {
+    use std::time::Duration;
+
+    use super::DishResult;
+    use crate::dish::DishId;
+    use crate::queue::{QueueError, RedisOptions};
+    use crate::redis_mode::{Conn, client};
+
+    /// Results in Redis: one string key per dish, `<queue>:result:<id>`,
+    /// expiring after the TTL, so Redis memory does not grow without bound.
+    ///
+    /// One connection, opened on first use and reopened after Redis returns
+    /// (within `reconnect_for` of the options it was made from). The web
+    /// entry also asks its health check and subscriber count over it.
+    #[derive(Debug)]
+    pub struct RedisResults {
+        conn: Conn,
+        prefix: String,
+        ttl_ms: u64,
+        channel: String,
+    }
+
+    impl RedisResults {
+        /// Results beside `opts.queue`, kept for `opts.result_ttl`.
+        pub fn new(opts: &RedisOptions) -> Result<RedisResults, QueueError> {
+            Ok(RedisResults {
+                conn: Conn::new(client(&opts.url)?, opts),
+                prefix: format!("{}:result:", opts.queue),
+                ttl_ms: u64::try_from(opts.result_ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+                channel: opts.channel.clone(),
+            })
+        }
+
+        fn key(&self, id: &str) -> String {
+            format!("{}{id}", self.prefix)
+        }
+
+        /// Writes (or overwrites) a record, with a fresh TTL.
+        pub fn put(&mut self, r: &DishResult) -> Result<(), QueueError> {
+            let (key, value, ttl) = (self.key(&r.id), r.to_json(), self.ttl_ms);
+            self.conn.run(|c| {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query::<()>(c)
+            })
+        }
+
+        /// Forgets a record (its dish never made it onto the queue).
+        pub fn remove(&mut self, id: DishId) -> Result<(), QueueError> {
+            let key = self.key(&id.to_string());
+            self.conn
+                .run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))
+        }
+
+        /// The record of `id`, unless unknown or expired. A record that is
+        /// not ours to read counts as unknown.
+        pub fn get(&mut self, id: DishId) -> Result<Option<DishResult>, QueueError> {
+            let key = self.key(&id.to_string());
+            let raw: Option<String> = self
+                .conn
+                .run(|c| redis::cmd("GET").arg(&key).query(c))?;
+            Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+        }
+
+        /// Whether Redis answers.
+        pub fn ping(&mut self) -> Result<(), QueueError> {
+            self.conn
+                .run(|c| redis::cmd("PING").query::<String>(c))
+                .map(|_| ())
+        }
+
+        /// Clients subscribed to the channel now.
+        pub fn subscribers(&mut self) -> Result<usize, QueueError> {
+            let channel = &self.channel;
+            let (_, n): (String, usize) = self.conn.run(|c| {
+                redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(channel)
+                    .query(c)
+            })?;
+            Ok(n)
+        }
+
+        /// How long records live.
+        pub fn ttl(&self) -> Duration {
+            Duration::from_millis(self.ttl_ms)
+        }
     }
 }
 

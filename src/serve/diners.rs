@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use crate::dish::now_us;
 use crate::kitchen::random_nap;
 use crate::queue::{Consumer, QueueError, Take};
-use crate::results::Status;
+use crate::results::Recorder;
 use crate::serve::Shared;
 use crate::serve::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -19,6 +19,7 @@ pub(crate) struct WebDiner {
     pub name: String,
     pub consumer: Consumer,
     pub shared: Arc<Shared>,
+    pub results: Recorder,
     pub max_sleep: Duration,
     pub rng: StdRng,
 }
@@ -38,23 +39,15 @@ impl WebDiner {
                     if dish.made_at_us != 0 {
                         m.record_latency(now_us().saturating_sub(dish.made_at_us));
                     }
-                    let results = &self.shared.results;
                     if dish.track {
-                        results.update(dish.id, |r| {
-                            r.status = Status::Eating;
-                            r.diner = Some(self.name.clone());
-                        });
+                        self.results.eating(&dish, &self.name)?;
                     }
                     if !self.max_sleep.is_zero() {
                         std::thread::sleep(random_nap(&mut self.rng, self.max_sleep));
                     }
                     self.consumer.ack(&dish)?;
                     if dish.track {
-                        let eaten_at = now_us();
-                        results.update(dish.id, |r| {
-                            r.status = Status::Eaten;
-                            r.eaten_at = Some(eaten_at);
-                        });
+                        self.results.eaten(&dish, &self.name)?;
                     }
                     Metrics::bump(&m.eaten);
                 }

@@ -45,10 +45,10 @@ pub struct Snapshot {
     pub queued: Option<usize>,
     /// See [`Metrics::made`].
     pub made: u64,
-    /// See [`Metrics::eaten`].
-    pub eaten: u64,
-    /// See [`Metrics::rejected`].
-    pub rejected: u64,
+    /// See [`Metrics::eaten`]; `null` where the diners are other processes.
+    pub eaten: Option<u64>,
+    /// See [`Metrics::rejected`]; `null` where the diners are other processes.
+    pub rejected: Option<u64>,
     /// See [`Metrics::lost`].
     pub lost: u64,
     /// See [`Metrics::full`].
@@ -95,7 +95,7 @@ impl Metrics {
         let counters = [
             (
                 "made",
-                snap.made,
+                Some(snap.made),
                 "Dishes put on the queue or published by this server.",
             ),
             ("eaten", snap.eaten, "Dishes eaten by this server's diners."),
@@ -104,10 +104,12 @@ impl Metrics {
                 snap.rejected,
                 "Payloads this server's diners could not read.",
             ),
-            ("lost", snap.lost, "Dishes published with no subscriber."),
+            ("lost", Some(snap.lost), "Dishes published with no subscriber."),
         ];
-        // Writing to a String cannot fail.
+        // Writing to a String cannot fail. A figure this server cannot know
+        // (its diners are other processes) is left out, not reported as 0.
         for (name, value, help) in counters {
+            let Some(value) = value else { continue };
             let _ = writeln!(out, "# HELP kitchen_dishes_{name}_total {help}");
             let _ = writeln!(out, "# TYPE kitchen_dishes_{name}_total counter");
             let _ = writeln!(out, "kitchen_dishes_{name}_total {value}");
@@ -171,8 +173,8 @@ mod tests {
             capacity: Some(10),
             queued: Some(3),
             made: Metrics::get(&m.made),
-            eaten: 2,
-            rejected: 0,
+            eaten: Some(2),
+            rejected: Some(0),
             lost: 0,
             refused_full: 0,
             refused_unavailable: 0,

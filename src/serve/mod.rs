@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::queue::{Backend, BackendConfig, Capacity, QueueError};
-use crate::results::LocalResults;
+use crate::queue::{Backend, BackendConfig, Capacity, Mode, QueueError, RedisOptions};
+use crate::results::{LocalResults, Recorder};
 use crate::shutdown::Shutdown;
 use diners::WebDiner;
 use metrics::Metrics;
-use routes::Web;
+use routes::{Web, WebRedis};
 
 /// A validated description of one web server.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,8 @@ pub struct ServeConfig {
     pub workers: usize,
     /// In-process diners nap a uniform random time below this per dish.
     pub max_sleep: Duration,
-    /// How long the result of a dish can be looked up.
+    /// How long the result of a dish can be looked up (local backend; with
+    /// Redis, diners keep results for their `--result-ttl`).
     pub result_ttl: Duration,
     /// The most results kept in memory (local backend); the oldest go first.
     pub max_results: usize,
@@ -104,33 +105,59 @@ pub enum ServeError {
 pub(crate) struct Shared {
     pub config: ServeConfig,
     pub metrics: Metrics,
-    pub results: LocalResults,
+    /// Results of the local backend (unused with Redis, where diners write them).
+    pub results: Arc<LocalResults>,
     pub started: Instant,
 }
 
 /// Serves HTTP on `listener` until `shutdown`; then finishes the requests in
 /// flight, lets the in-process diners eat what is queued, and returns.
+///
+/// With Redis, every request fails fast (no reconnect loop) so that a Redis
+/// outage is a `503` at once; the next request connects again, so the
+/// server recovers by itself when Redis returns.
 pub fn run(
     listener: TcpListener,
     config: &ServeConfig,
     shutdown: &Shutdown,
 ) -> Result<(), ServeError> {
-    let backend = Backend::open(&config.backend, config.capacity)?;
+    let (queue, channel) = match &config.backend {
+        BackendConfig::Local => (BackendConfig::Local, None),
+        BackendConfig::Redis(o) => {
+            let mut list = o.clone();
+            list.reconnect_for = Duration::ZERO;
+            list.mode = Mode::List;
+            let pubsub = RedisOptions {
+                mode: Mode::Pubsub,
+                ..list.clone()
+            };
+            (BackendConfig::Redis(list), Some(pubsub))
+        }
+    };
+    let backend = Backend::open(&queue, config.capacity)?;
+    let publish = match &channel {
+        Some(o) => Some(Backend::open(&BackendConfig::Redis(o.clone()), config.capacity)?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         config: config.clone(),
         metrics: Metrics::default(),
-        results: LocalResults::new(config.result_ttl, config.max_results),
+        results: Arc::new(LocalResults::new(config.result_ttl, config.max_results)),
         started: Instant::now(),
     });
-    let workers = (0..config.workers.max(1))
-        .map(|_| {
-            Ok(Web::new(
-                shared.clone(),
-                backend.producer()?,
-                backend.gauge(),
-            ))
-        })
-        .collect::<Result<Vec<_>, QueueError>>()?;
+    let mut workers = Vec::with_capacity(config.workers.max(1));
+    for _ in 0..config.workers.max(1) {
+        let redis = match (&publish, &channel) {
+            (Some(p), Some(o)) => Some(web_redis(p, o)?),
+            _ => None,
+        };
+        workers.push(Web::new(
+            shared.clone(),
+            backend.producer()?,
+            backend.gauge(),
+            redis,
+        ));
+    }
     let diners = match config.backend {
         BackendConfig::Local => config.diners,
         // Diners of a shared queue are `kitchen diner` processes.
@@ -142,6 +169,7 @@ pub fn run(
             name: format!("diner-{}", i + 1),
             consumer: backend.consumer()?,
             shared: shared.clone(),
+            results: Recorder::Local(shared.results.clone()),
             max_sleep: config.max_sleep,
             rng: StdRng::from_os_rng(),
         };
@@ -162,4 +190,18 @@ pub fn run(
     }
     served?;
     first_error.map_or(Ok(()), |e| Err(e.into()))
+}
+
+/// One worker's publisher and results connection.
+#[cfg(feature = "redis")]
+fn web_redis(publish: &Backend, opts: &RedisOptions) -> Result<WebRedis, QueueError> {
+    Ok(WebRedis {
+        publisher: publish.producer()?,
+        results: crate::results::RedisResults::new(opts)?,
+    })
+}
+
+#[cfg(not(feature = "redis"))]
+fn web_redis(_: &Backend, _: &RedisOptions) -> Result<WebRedis, QueueError> {
+    Err(QueueError::RedisNotCompiled)
 }

@@ -82,7 +82,7 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
         backend = snap.backend,
         queued = figure(snap.queued),
         made = snap.made,
-        eaten = snap.eaten,
+        eaten = figure(snap.eaten.map(|n| n as usize)),
         subscribers = figure(snap.subscribers),
     );
     page

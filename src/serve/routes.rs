@@ -1,6 +1,7 @@
 //! The routes: what each path and method does, for one web worker.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -8,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::dish::{Dish, DishId, MAX_DISH};
 use crate::kitchen::IdBlock;
-use crate::queue::{Gauge, Producer, Put};
+use crate::queue::{Gauge, Producer, Put, QueueError};
+#[cfg(feature = "redis")]
+use crate::results::RedisResults;
 use crate::results::Status;
 use crate::serve::Shared;
 use crate::serve::http::{Request, Response};
@@ -19,15 +22,28 @@ use crate::serve::server::Handler;
 /// What the page says under the pub/sub link when there is no pub/sub.
 const LOCAL_PUBSUB_NOTE: &str = "needs --backend redis";
 
-/// One web worker's state: its own producer, gauge and random numbers, so
-/// requests on different workers share nothing but atomic counters.
+/// One web worker's state: its own producer, gauge, Redis connections and
+/// random numbers, so requests on different workers share nothing but
+/// atomic counters.
 #[derive(Debug)]
 pub(crate) struct Web {
     shared: Arc<Shared>,
+    /// Onto the queue (the local channel, or the Redis list).
     producer: Producer,
     gauge: Gauge,
+    redis: Option<WebRedis>,
     rng: SmallRng,
     ids: IdBlock,
+}
+
+/// What a worker needs beyond the queue when the backend is Redis.
+#[derive(Debug)]
+pub(crate) struct WebRedis {
+    /// Onto the pub/sub channel, for `/pubsub`.
+    pub publisher: Producer,
+    /// Results written by the diners; also the health check and subscribers.
+    #[cfg(feature = "redis")]
+    pub results: RedisResults,
 }
 
 /// The answer to `POST /dishes`.
@@ -47,29 +63,46 @@ struct NewDish {
 }
 
 impl Web {
-    pub(crate) fn new(shared: Arc<Shared>, producer: Producer, gauge: Gauge) -> Web {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        producer: Producer,
+        gauge: Gauge,
+        redis: Option<WebRedis>,
+    ) -> Web {
         Web {
             shared,
             producer,
             gauge,
+            redis,
             rng: SmallRng::from_os_rng(),
             ids: IdBlock::default(),
         }
     }
 
-    fn random_dish(&mut self) -> u8 {
-        self.rng.random_range(0..=MAX_DISH)
+    fn dish(&mut self, number: Option<u8>) -> Dish {
+        let number = number.unwrap_or_else(|| self.rng.random_range(0..=MAX_DISH));
+        Dish::new(self.ids.next(), number, 0)
     }
 
-    /// Queues dish `number` without waiting: a full queue or a failing
-    /// backend is an immediate `503` with `Retry-After`.
-    fn put(&mut self, number: u8) -> Result<Dish, Response> {
-        let dish = Dish::new(self.ids.next(), number, 0);
+    /// Queues `dish`, waiting at most `--full-wait-ms` for room: a queue
+    /// still full, or a backend that fails, is a `503` with `Retry-After`.
+    fn put(&mut self, dish: Dish) -> Result<(), Response> {
+        let wait = self.shared.config.full_wait;
+        let put = self.producer.try_put(dish, wait);
+        self.count(put).map(|_| ())
+    }
+
+    /// Counts the outcome of a put and turns a refusal into its response.
+    fn count(&self, put: Result<Option<Put>, QueueError>) -> Result<Put, Response> {
         let m = &self.shared.metrics;
-        match self.producer.try_put(dish, self.shared.config.full_wait) {
-            Ok(Some(Put::Queued { .. } | Put::Published { .. })) => {
+        match put {
+            Ok(Some(Put::Stopped)) => Err(unavailable("the server is shutting down")),
+            Ok(Some(put)) => {
                 Metrics::bump(&m.made);
-                Ok(dish)
+                if put == (Put::Published { receivers: 0 }) {
+                    Metrics::bump(&m.lost);
+                }
+                Ok(put)
             }
             Ok(None) => {
                 Metrics::bump(&m.full);
@@ -78,7 +111,6 @@ impl Web {
                     "the queue is full ({cap} dishes waiting); retry in a second"
                 )))
             }
-            Ok(Some(Put::Stopped)) => Err(unavailable("the server is shutting down")),
             Err(e) => {
                 Metrics::bump(&m.unavailable);
                 Err(unavailable(&format!("the queue is unavailable: {e}")))
@@ -87,76 +119,45 @@ impl Web {
     }
 
     fn prodcons(&mut self) -> Response {
-        let number = self.random_dish();
-        match self.put(number) {
-            Ok(_) => see_page(),
+        let dish = self.dish(None);
+        match self.put(dish) {
+            Ok(()) => see_page(),
             Err(resp) => resp,
         }
     }
 
     fn pubsub(&mut self) -> Response {
-        Response::json_error(
-            501,
-            "publish/subscribe needs a channel: start `kitchen serve --backend redis`; the local backend is a queue (use /prodcons)",
-        )
+        let dish = self.dish(None);
+        let Some(redis) = &mut self.redis else {
+            return Response::json_error(
+                501,
+                "publish/subscribe needs a channel: start `kitchen serve --backend redis`; the local backend is a queue (use /prodcons)",
+            );
+        };
+        // Publishing never waits for room: a channel holds nothing.
+        let put = redis.publisher.try_put(dish, Duration::ZERO);
+        match self.count(put) {
+            Ok(_) => see_page(),
+            Err(resp) => resp,
+        }
     }
 
     fn create(&mut self, body: &[u8]) -> Response {
-        let body = body.trim_ascii();
-        let number = if body.is_empty() {
-            None
-        } else {
-            // serde would read a struct from an array too; the API takes objects.
-            let parsed = if body.starts_with(b"{") {
-                serde_json::from_slice::<NewDish>(body).map_err(|e| e.to_string())
-            } else {
-                Err("not a JSON object".to_owned())
-            };
-            match parsed {
-                Ok(d) => d.dish,
-                Err(e) => {
-                    return Response::json_error(
-                        400,
-                        &format!("body is not {{\"dish\": 0-{MAX_DISH}}}: {e}"),
-                    );
-                }
-            }
+        let number = match parse_new_dish(body) {
+            Ok(n) => n,
+            Err(resp) => return resp,
         };
-        let number = match number {
-            None => self.random_dish(),
-            Some(n) => match u8::try_from(n).ok().filter(|&d| d <= MAX_DISH) {
-                Some(d) => d,
-                None => {
-                    return Response::json_error(
-                        400,
-                        &format!("dish {n} is out of range 0-{MAX_DISH}"),
-                    );
-                }
-            },
-        };
-        // Tracked before it is queued, so a quick diner finds the record.
-        let mut dish = Dish::new(self.ids.next(), number, 0);
+        let mut dish = self.dish(number);
         dish.track = true;
-        let results = &self.shared.results;
-        results.insert(&dish);
-        let m = &self.shared.metrics;
-        let refused = match self.producer.try_put(dish, self.shared.config.full_wait) {
-            Ok(Some(Put::Queued { .. } | Put::Published { .. })) => None,
-            Ok(None) => {
-                Metrics::bump(&m.full);
-                Some("the queue is full; retry in a second".to_owned())
-            }
-            Ok(Some(Put::Stopped)) => Some("the server is shutting down".to_owned()),
-            Err(e) => {
-                Metrics::bump(&m.unavailable);
-                Some(format!("the queue is unavailable: {e}"))
-            }
-        };
-        if let Some(why) = refused {
-            results.remove(dish.id);
-            return unavailable(&why);
+        // Recorded before it is queued, so a quick diner finds the record.
+        if let Err(e) = self.record_queued(&dish) {
+            Metrics::bump(&self.shared.metrics.unavailable);
+            return unavailable(&format!("the queue is unavailable: {e}"));
         }
-        Metrics::bump(&m.made);
+        if let Err(resp) = self.put(dish) {
+            self.forget(dish.id);
+            return resp;
+        }
         let location = format!("/dishes/{}", dish.id);
         let body = Accepted {
             id: dish.id.to_string(),
@@ -169,46 +170,125 @@ impl Web {
         Response::json(202, body).with("Location", location)
     }
 
-    fn lookup(&self, id: &str) -> Response {
-        let found = id
-            .parse::<DishId>()
-            .ok()
-            .and_then(|id| self.shared.results.get(id));
+    fn record_queued(&mut self, dish: &Dish) -> Result<(), QueueError> {
+        match &mut self.redis {
+            #[cfg(feature = "redis")]
+            Some(r) => r.results.put(&crate::results::DishResult::queued(dish)),
+            _ => {
+                self.shared.results.insert(dish);
+                Ok(())
+            }
+        }
+    }
+
+    fn forget(&mut self, id: DishId) {
+        match &mut self.redis {
+            // Best effort: a record left behind expires with its TTL.
+            #[cfg(feature = "redis")]
+            Some(r) => {
+                let _ = r.results.remove(id);
+            }
+            _ => self.shared.results.remove(id),
+        }
+    }
+
+    fn lookup(&mut self, id: &str) -> Response {
+        let found: Result<_, QueueError> = match id.parse::<DishId>() {
+            Err(_) => Ok(None),
+            Ok(id) => match &mut self.redis {
+                #[cfg(feature = "redis")]
+                Some(r) => r.results.get(id),
+                _ => Ok(self.shared.results.get(id)),
+            },
+        };
         match found {
-            Some(r) => Response::json(200, r.to_json()),
-            None => Response::json_error(
+            Ok(Some(r)) => Response::json(200, r.to_json()),
+            Ok(None) => Response::json_error(
                 404,
                 &format!("no dish {id}: never queued here, or its result has expired"),
             ),
+            Err(e) => unavailable(&format!("results are unavailable: {e}")),
         }
     }
 
     fn snapshot(&mut self) -> Snapshot {
+        let subscribers = self.subscribers();
+        let queued = self.gauge.depth().ok();
         let m = &self.shared.metrics;
         let c = &self.shared.config;
+        let local = self.redis.is_none();
+        // Diners of a Redis queue are other processes: their counts are theirs.
+        let here = |n| local.then_some(n);
         Snapshot {
             backend: c.backend.name(),
             capacity: c.capacity.limit(),
-            queued: self.gauge.depth().ok(),
+            queued,
             made: Metrics::get(&m.made),
-            eaten: Metrics::get(&m.eaten),
-            rejected: Metrics::get(&m.rejected),
+            eaten: here(Metrics::get(&m.eaten)),
+            rejected: here(Metrics::get(&m.rejected)),
             lost: Metrics::get(&m.lost),
             refused_full: Metrics::get(&m.full),
             refused_unavailable: Metrics::get(&m.unavailable),
-            subscribers: None,
-            diners: c.diners,
+            subscribers,
+            diners: if local { c.diners } else { 0 },
             workers: c.workers,
             uptime_s: self.shared.started.elapsed().as_secs_f64(),
             latency_us: m.latency(),
         }
     }
 
+    fn subscribers(&mut self) -> Option<usize> {
+        match &mut self.redis {
+            #[cfg(feature = "redis")]
+            Some(r) => r.results.subscribers().ok(),
+            _ => None,
+        }
+    }
+
     fn healthz(&mut self) -> Response {
-        match self.gauge.depth() {
-            Ok(_) => Response::json(200, r#"{"status":"ok"}"#.to_owned()),
+        let health = match &mut self.redis {
+            #[cfg(feature = "redis")]
+            Some(r) => r.results.ping(),
+            _ => self.gauge.depth().map(|_| ()),
+        };
+        match health {
+            Ok(()) => Response::json(200, r#"{"status":"ok"}"#.to_owned()),
             Err(e) => unavailable(&format!("the queue is unavailable: {e}")),
         }
+    }
+
+    fn page(&mut self) -> Response {
+        let snap = self.snapshot();
+        let note = self.redis.is_none().then_some(LOCAL_PUBSUB_NOTE);
+        let html = page::render(&snap, note);
+        Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+    }
+}
+
+/// The dish number a `POST /dishes` body asks for (`None`: any), or its `400`.
+fn parse_new_dish(body: &[u8]) -> Result<Option<u8>, Response> {
+    let body = body.trim_ascii();
+    if body.is_empty() {
+        return Ok(None);
+    }
+    // serde would read a struct from an array too; the API takes objects.
+    let parsed = if body.starts_with(b"{") {
+        serde_json::from_slice::<NewDish>(body).map_err(|e| e.to_string())
+    } else {
+        Err("not a JSON object".to_owned())
+    };
+    let wanted = parsed.map_err(|e| {
+        Response::json_error(400, &format!("body is not {{\"dish\": 0-{MAX_DISH}}}: {e}"))
+    })?;
+    match wanted.dish {
+        None => Ok(None),
+        Some(n) => match u8::try_from(n).ok().filter(|&d| d <= MAX_DISH) {
+            Some(d) => Ok(Some(d)),
+            None => Err(Response::json_error(
+                400,
+                &format!("dish {n} is out of range 0-{MAX_DISH}"),
+            )),
+        },
     }
 }
 
@@ -219,11 +299,7 @@ impl Handler for Web {
             if ok { f() } else { not_allowed(allow) }
         };
         match req.path {
-            "/" => only("GET, HEAD", get, &mut || {
-                let snap = self.snapshot();
-                let html = page::render(&snap, Some(LOCAL_PUBSUB_NOTE));
-                Response::new(200, "text/html; charset=utf-8", html.into_bytes())
-            }),
+            "/" => only("GET, HEAD", get, &mut || self.page()),
             "/prodcons" => only("GET, HEAD", get, &mut || self.prodcons()),
             "/pubsub" => only("GET, HEAD", get, &mut || self.pubsub()),
             "/dishes" => only("POST", req.method == "POST", &mut || self.create(req.body)),
