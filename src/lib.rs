@@ -45,10 +45,10 @@ pub mod dish;
 pub mod kitchen;
 pub mod local;
 pub mod queue;
-pub mod results;
-pub mod serve;
 #[cfg(feature = "redis")]
 pub mod redis_mode;
+pub mod results;
+pub mod serve;
 pub mod shutdown;
 
 pub use kitchen::{KitchenConfig, Printer, Role, Summary};

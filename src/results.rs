@@ -275,9 +275,7 @@ mod redis_results {
         /// not ours to read counts as unknown.
         pub fn get(&mut self, id: DishId) -> Result<Option<DishResult>, QueueError> {
             let key = self.key(&id.to_string());
-            let raw: Option<String> = self
-                .conn
-                .run(|c| redis::cmd("GET").arg(&key).query(c))?;
+            let raw: Option<String> = self.conn.run(|c| redis::cmd("GET").arg(&key).query(c))?;
             Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
         }
 
@@ -291,12 +289,9 @@ mod redis_results {
         /// Clients subscribed to the channel now.
         pub fn subscribers(&mut self) -> Result<usize, QueueError> {
             let channel = &self.channel;
-            let (_, n): (String, usize) = self.conn.run(|c| {
-                redis::cmd("PUBSUB")
-                    .arg("NUMSUB")
-                    .arg(channel)
-                    .query(c)
-            })?;
+            let (_, n): (String, usize) = self
+                .conn
+                .run(|c| redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(c))?;
             Ok(n)
         }
 

@@ -21,9 +21,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::queue::{Backend, BackendConfig, Capacity, QueueError};
+use crate::results::Recorder;
 #[cfg(feature = "redis")]
 use crate::results::RedisResults;
-use crate::results::Recorder;
 use crate::shutdown::Shutdown;
 use chef::{Chef, ChefReport};
 pub(crate) use chef::{IdBlock, random_nap};
@@ -372,10 +372,7 @@ fn merged_latency(h: &LatencyHistogram) -> stats::Latency {
 
 /// Where diner `i` records the results of tracked dishes: in Redis, where
 /// any `kitchen serve` can read them, under a name unique to this process.
-fn recorder(
-    backend: &BackendConfig,
-    i: usize,
-) -> Result<Option<(Recorder, String)>, QueueError> {
+fn recorder(backend: &BackendConfig, i: usize) -> Result<Option<(Recorder, String)>, QueueError> {
     match backend {
         BackendConfig::Local => Ok(None),
         #[cfg(feature = "redis")]

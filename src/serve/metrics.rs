@@ -104,7 +104,11 @@ impl Metrics {
                 snap.rejected,
                 "Payloads this server's diners could not read.",
             ),
-            ("lost", Some(snap.lost), "Dishes published with no subscriber."),
+            (
+                "lost",
+                Some(snap.lost),
+                "Dishes published with no subscriber.",
+            ),
         ];
         // Writing to a String cannot fail. A figure this server cannot know
         // (its diners are other processes) is left out, not reported as 0.

@@ -136,7 +136,10 @@ pub fn run(
     };
     let backend = Backend::open(&queue, config.capacity)?;
     let publish = match &channel {
-        Some(o) => Some(Backend::open(&BackendConfig::Redis(o.clone()), config.capacity)?),
+        Some(o) => Some(Backend::open(
+            &BackendConfig::Redis(o.clone()),
+            config.capacity,
+        )?),
         None => None,
     };
     let shared = Arc::new(Shared {

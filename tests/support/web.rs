@@ -223,6 +223,26 @@ pub fn config() -> ServeConfig {
     }
 }
 
+/// Runs the tutorial's load test, `siege -c10 -r5 URL`, and returns siege's
+/// JSON report (siege 4 prints it on stdout).
+pub fn siege(url: &str) -> serde_json::Value {
+    let child = std::process::Command::new("siege")
+        .args(["-c10", "-r5", "--no-parser", url])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run siege (Debian package `siege`; scripts/test installs it)");
+    let out = super::wait_output(child, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "siege failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("siege report {stdout:?}: {e}"))
+}
+
 /// Decodes standard base64 (a WebDriver screenshot).
 pub fn base64(text: &str) -> Vec<u8> {
     let val = |c: u8| match c {
