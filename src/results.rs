@@ -26,7 +26,8 @@ pub enum Status {
     Eating,
     /// Done.
     Eaten,
-    /// A diner could not read it.
+    /// A diner could not read it. (A payload no diner can read has no id to
+    /// file it under, so in practice a tracked dish never ends here.)
     Rejected,
 }
 
@@ -316,6 +317,28 @@ mod tests {
         let stranger = Dish::new(2, 1, 0);
         r.update(stranger.id, |x| x.status = Status::Eaten);
         assert_eq!(r.get(stranger.id), None);
+    }
+
+    #[test]
+    fn a_local_recorder_walks_a_dish_through_its_states() {
+        let store = std::sync::Arc::new(LocalResults::new(Duration::from_secs(60), 10));
+        let mut rec = Recorder::Local(store.clone());
+        let d = Dish::new(7, 2, 0);
+        store.insert(&d);
+        rec.eating(&d, "diner-1")
+            .expect("local records cannot fail");
+        let r = store.get(d.id).expect("tracked");
+        assert_eq!(
+            (r.status, r.diner.as_deref(), r.eaten_at),
+            (Status::Eating, Some("diner-1"), None)
+        );
+        rec.eaten(&d, "diner-1").expect("local records cannot fail");
+        let r = store.get(d.id).expect("tracked");
+        assert_eq!(r.status, Status::Eaten);
+        assert!(r.eaten_at >= Some(r.made_at));
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).expect("JSON");
+        assert_eq!(json["status"], "eaten");
+        assert_eq!(DishResult::eaten(&d, "x").status, Status::Eaten);
     }
 
     #[test]
