@@ -1,10 +1,11 @@
 //! The in-process backend: a crossbeam bounded channel shared by threads.
 
+use std::time::Duration;
+
 use crossbeam_channel::{
     Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError, TrySendError,
 };
 use parking_lot::Mutex;
-use std::time::Duration;
 
 use crate::dish::Dish;
 use crate::queue::{Capacity, POLL, Put, QueueError, Take};
