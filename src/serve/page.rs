@@ -36,6 +36,7 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
                background: #fff; color: var(--accent); font-weight: 600; text-decoration: none; }}
   ul.modes a:hover {{ border-color: var(--accent); }}
   .note {{ display: block; font-weight: 400; font-size: .85rem; color: var(--muted); }}
+  p.note {{ margin: .75rem 0 0; }}
   dl {{ display: grid; grid-template-columns: repeat(4, 1fr); gap: .75rem; margin: 0; }}
   dl div {{ background: #fff; border: 1px solid var(--line); border-radius: .6rem; padding: .8rem 1rem; }}
   dt {{ font-size: .8rem; text-transform: uppercase; letter-spacing: .06em; color: var(--muted); }}
@@ -59,7 +60,7 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
   <div><dt>eaten</dt><dd id="eaten">{eaten}</dd></div>
   <div><dt>subscribers</dt><dd id="subscribers">{subscribers}</dd></div>
 </dl>
-<footer>Figures: <a href="/stats">/stats</a> · <a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></footer>
+{diners_note}<footer>Figures: <a href="/stats">/stats</a> · <a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></footer>
 </main>
 <script>
 (function () {{
@@ -84,6 +85,12 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
         made = snap.made,
         eaten = figure(snap.eaten.map(|n| n as usize)),
         subscribers = figure(snap.subscribers),
+        diners_note = if snap.eaten.is_none() {
+            r#"<p class="note">The diners are <code>kitchen diner</code> processes; each counts what it ate in its own summary.</p>
+"#
+        } else {
+            ""
+        },
     );
     page
 }
