@@ -32,6 +32,17 @@ enum Sub {
     /// Diners only, the tutorial's listener: eat until Ctrl-C (needs --backend redis).
     Diner(DinerArgs),
     /// The web entry: the tutorial's page, /prodcons and /pubsub, and a JSON API.
+    // Queue options that mean nothing to a server that puts one dish per
+    // request and never waits on Redis stay out of its help.
+    #[command(
+        mut_arg("capacity", |a| a.help(
+            "The most dishes waiting at once; a request that finds it full waits up to --full-wait-ms, then gets 503"
+        )),
+        mut_arg("mode", |a| a.hide(true)),
+        mut_arg("batch", |a| a.hide(true)),
+        mut_arg("heartbeat_ttl", |a| a.hide(true)),
+        mut_arg("reconnect_timeout", |a| a.hide(true))
+    )]
     Serve(ServeArgs),
     /// What is in Redis now: queue length and capacity, live diners and what
     /// each holds, dead letters, channel subscribers (needs --backend redis).

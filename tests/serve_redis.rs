@@ -46,7 +46,10 @@ fn prodcons_pushes_onto_the_list_and_full_is_503_at_once() {
     let page = s.get("/").text();
     assert!(page.contains(r#"<dd id="queued">2</dd>"#), "{page}");
     assert!(!page.contains("needs --backend redis"));
-    assert!(page.contains("<code>kitchen diner</code> processes"), "{page}");
+    assert!(
+        page.contains("<code>kitchen diner</code> processes"),
+        "{page}"
+    );
 }
 
 #[test]
