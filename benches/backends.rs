@@ -9,7 +9,12 @@
 //!   Condvar around a `VecDeque`, which is how Python's `queue.Queue` works),
 //!   all driven by one harness loop that does the kitchen's work per dish
 //!   (timestamp, latency histogram, duplicate check);
-//! - `ceiling`: a bare crossbeam loop moving integers, nothing else.
+//! - `ceiling`: a bare crossbeam loop moving integers, nothing else;
+//! - with the `redis` feature, against a redis-server this bench starts (the
+//!   test harness, reused): `redis_list` (reliable: processing lists and
+//!   acknowledgements), `redis_list_batch` (`--batch 16`), `redis_pubsub`;
+//!   and beside them `redis-benchmark` on the same server (`lpush`, one
+//!   client per chef, plain and pipelined `-P 16`) as their ceiling.
 //!
 //! Criterion measures throughput; then one accounting pass per scenario and
 //! backend prints dishes/s, p50/p99 latency and made/eaten/lost/duplicated as
@@ -40,22 +45,43 @@ const REPORT_DISHES: u64 = 300_000;
 const SCENARIOS: [(&str, usize, usize); 3] = [("spsc", 1, 1), ("mpsc", 3, 1), ("mpmc", 3, 2)];
 const CAPACITIES: [usize; 2] = [10, 1024];
 
+#[cfg(feature = "redis")]
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 enum Design {
     Ceiling,
     Kitchen,
     Crossbeam,
     StdSyncChannel,
     MutexCondvar,
+    RedisList,
+    RedisListBatch,
+    RedisPubsub,
 }
 
-const DESIGNS: [Design; 5] = [
+const LOCAL_DESIGNS: [Design; 5] = [
     Design::Ceiling,
     Design::Kitchen,
     Design::Crossbeam,
     Design::StdSyncChannel,
     Design::MutexCondvar,
 ];
+
+#[cfg(feature = "redis")]
+const REDIS_DESIGNS: [Design; 3] = [
+    Design::RedisList,
+    Design::RedisListBatch,
+    Design::RedisPubsub,
+];
+#[cfg(not(feature = "redis"))]
+const REDIS_DESIGNS: [Design; 0] = [];
+
+/// Dishes per `--batch` round trip in the batched Redis design.
+#[cfg(feature = "redis")]
+const REDIS_BATCH: usize = 16;
 
 impl Design {
     fn name(self) -> &'static str {
@@ -65,6 +91,26 @@ impl Design {
             Design::Crossbeam => "crossbeam",
             Design::StdSyncChannel => "std sync_channel",
             Design::MutexCondvar => "Mutex+Condvar",
+            Design::RedisList => "redis list",
+            Design::RedisListBatch => "redis list --batch 16",
+            Design::RedisPubsub => "redis pubsub",
+        }
+    }
+
+    fn is_redis(self) -> bool {
+        matches!(
+            self,
+            Design::RedisList | Design::RedisListBatch | Design::RedisPubsub
+        )
+    }
+
+    /// Dishes per criterion iteration: Redis moves tens of thousands a
+    /// second, not millions.
+    fn dishes(self) -> u64 {
+        match self {
+            Design::RedisList => 5_000,
+            Design::RedisListBatch | Design::RedisPubsub => 20_000,
+            _ => DISHES,
         }
     }
 
@@ -75,6 +121,9 @@ impl Design {
             Design::Crossbeam => "crossbeam",
             Design::StdSyncChannel => "std_sync_channel",
             Design::MutexCondvar => "mutex_condvar",
+            Design::RedisList => "redis_list",
+            Design::RedisListBatch => "redis_list_batch16",
+            Design::RedisPubsub => "redis_pubsub",
         }
     }
 }
@@ -217,11 +266,49 @@ fn ends(design: Design, p: usize, c: usize, cap: usize) -> (Vec<Tx>, Vec<Rx>) {
     }
 }
 
+/// Where the Redis designs run: one server for the whole bench.
+struct Env {
+    #[cfg(feature = "redis")]
+    redis: redis_server::RedisServer,
+}
+
+impl Env {
+    fn start() -> Env {
+        Env {
+            #[cfg(feature = "redis")]
+            redis: redis_server::RedisServer::start(),
+        }
+    }
+}
+
 /// Moves `n` dishes through `design` with `p` chefs and `c` diners.
-fn run(design: Design, p: usize, c: usize, cap: usize, n: u64) -> Outcome {
+fn run(env: &Env, design: Design, p: usize, c: usize, cap: usize, n: u64) -> Outcome {
+    let _ = env;
     match design {
         Design::Ceiling => ceiling(p, c, cap, n),
-        Design::Kitchen => kitchen_run(p, c, cap, n),
+        Design::Kitchen => kitchen_run(KitchenConfig::default(), p, c, cap, n),
+        #[cfg(feature = "redis")]
+        Design::RedisList | Design::RedisListBatch | Design::RedisPubsub => {
+            use kitchen::queue::{BackendConfig, Mode, RedisOptions};
+            let mode = if design == Design::RedisPubsub {
+                Mode::Pubsub
+            } else {
+                Mode::List
+            };
+            let batch = if design == Design::RedisListBatch {
+                REDIS_BATCH
+            } else {
+                1
+            };
+            let base = KitchenConfig {
+                backend: BackendConfig::Redis(RedisOptions {
+                    batch,
+                    ..RedisOptions::new(env.redis.url(), mode)
+                }),
+                ..KitchenConfig::default()
+            };
+            kitchen_run(base, p, c, cap, n)
+        }
         _ => harness(design, p, c, cap, n),
     }
 }
@@ -330,7 +417,7 @@ fn ceiling(p: usize, c: usize, cap: usize, n: u64) -> Outcome {
     }
 }
 
-fn kitchen_run(p: usize, c: usize, cap: usize, n: u64) -> Outcome {
+fn kitchen_run(base: KitchenConfig, p: usize, c: usize, cap: usize, n: u64) -> Outcome {
     let config = KitchenConfig {
         chefs: p,
         diners: c,
@@ -338,34 +425,46 @@ fn kitchen_run(p: usize, c: usize, cap: usize, n: u64) -> Outcome {
         dishes: Some(n),
         max_sleep: Duration::ZERO,
         quiet: true,
-        ..KitchenConfig::default()
+        ..base
     };
+    let pubsub = config.backend.mode() == Some(kitchen::queue::Mode::Pubsub);
     let start = Instant::now();
     let s = kitchen::kitchen::run(&config, &Shutdown::new(), Printer::quiet())
         .unwrap_or_else(|e| panic!("kitchen run failed: {e}"));
+    // A queue hands each dish to one diner; pub/sub to every diner.
+    let owed = if pubsub {
+        (s.made - s.lost) * c as u64
+    } else {
+        s.made
+    };
     Outcome {
         elapsed: start.elapsed(),
         made: s.made,
         eaten: s.eaten,
-        lost: s.made - s.eaten.min(s.made) + s.lost,
-        // The local backend hands each dish to exactly one diner.
-        duplicated: s.eaten.saturating_sub(s.made),
+        lost: owed.saturating_sub(s.eaten + s.left) + s.lost,
+        duplicated: s.eaten.saturating_sub(owed),
         p50_us: s.latency_us.p50,
         p99_us: s.latency_us.p99,
     }
 }
 
+fn designs() -> impl Iterator<Item = Design> {
+    LOCAL_DESIGNS.into_iter().chain(REDIS_DESIGNS)
+}
+
 fn throughput(c: &mut Criterion) {
+    let env = Env::start();
     for (scenario, p, d) in SCENARIOS {
         for cap in CAPACITIES {
             let mut g = c.benchmark_group(format!("{scenario}_cap{cap}"));
-            g.throughput(Throughput::Elements(DISHES));
             g.sample_size(10);
             g.warm_up_time(Duration::from_millis(500));
             g.measurement_time(Duration::from_secs(2));
-            for design in DESIGNS {
+            for design in designs() {
+                let n = design.dishes();
+                g.throughput(Throughput::Elements(n));
                 g.bench_function(BenchmarkId::from_parameter(design.id()), |b| {
-                    b.iter(|| run(design, p, d, cap, DISHES))
+                    b.iter(|| run(&env, design, p, d, cap, n))
                 });
             }
             g.finish();
@@ -375,6 +474,7 @@ fn throughput(c: &mut Criterion) {
 
 /// One pass per scenario and backend for what criterion does not show.
 fn report(_: &mut Criterion) {
+    let env = Env::start();
     let mut md = String::new();
     let mut bars = Vec::new();
     for (scenario, p, d) in SCENARIOS {
@@ -389,10 +489,15 @@ fn report(_: &mut Criterion) {
                 "| backend | dishes/s | p50 µs | p99 µs | made | eaten | lost | duplicated |\n",
             );
             md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-            for design in DESIGNS {
+            for design in designs() {
+                let n = if design.is_redis() {
+                    design.dishes() * 2
+                } else {
+                    REPORT_DISHES
+                };
                 // Best of three: the machine's noise only ever slows a run down.
                 let o = (0..3)
-                    .map(|_| run(design, p, d, cap, REPORT_DISHES))
+                    .map(|_| run(&env, design, p, d, cap, n))
                     .min_by_key(|o| o.elapsed)
                     .unwrap_or_default();
                 let rate = o.eaten as f64 / o.elapsed.as_secs_f64();
@@ -420,20 +525,79 @@ fn report(_: &mut Criterion) {
                 );
                 bars.push((format!("{scenario} cap {cap}"), design.name(), rate));
             }
+            #[cfg(feature = "redis")]
+            for (name, rate) in redis_ceilings(&env, p) {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {} | – | – | – | – | – | – |",
+                    kitchen::kitchen::summary::human_rate(rate)
+                );
+                bars.push((format!("{scenario} cap {cap}"), name, rate));
+            }
         }
     }
     println!("{md}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kitchen-bench");
     let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join("local.md"), &md);
-    let _ = std::fs::write(dir.join("local.svg"), chart(&bars));
-    println!("wrote {}", dir.join("local.{md,svg}").display());
+    let _ = std::fs::write(dir.join("backends.md"), &md);
+    let _ = std::fs::write(dir.join("backends.svg"), chart(&bars));
+    println!("wrote {}", dir.join("backends.{md,svg}").display());
 }
 
-/// A grouped horizontal bar chart of throughput, readable at a glance.
+/// `redis-benchmark -t lpush` on the bench's server, one client per chef,
+/// without and with pipelining: what Redis itself allows on this machine.
+#[cfg(feature = "redis")]
+fn redis_ceilings(env: &Env, chefs: usize) -> Vec<(&'static str, f64)> {
+    let port = env.redis.port().to_string();
+    let clients = chefs.to_string();
+    let mut out = Vec::new();
+    for (name, pipeline) in [
+        ("ceiling: redis-benchmark lpush", "1"),
+        ("ceiling: redis-benchmark lpush -P 16", "16"),
+    ] {
+        let rate = std::process::Command::new("redis-benchmark")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                "lpush",
+                "-n",
+                "100000",
+            ])
+            .args(["-c", &clients, "-P", pipeline, "-q", "--csv"])
+            .output()
+            .ok()
+            .and_then(|o| {
+                // "test","rps",…  then  "LPUSH","123456.78",…
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                let line = text
+                    .lines()
+                    .find(|l| l.to_ascii_uppercase().contains("LPUSH"))?
+                    .to_owned();
+                line.split(',')
+                    .nth(1)?
+                    .trim_matches('"')
+                    .parse::<f64>()
+                    .ok()
+            });
+        match rate {
+            Some(r) => out.push((name, r)),
+            None => {
+                eprintln!("redis-benchmark did not run; install redis-tools for the Redis ceilings")
+            }
+        }
+    }
+    out
+}
+
+/// A grouped horizontal bar chart of throughput on a log scale (Redis and
+/// in-process rates differ a thousandfold), one colour per backend.
 fn chart(bars: &[(String, &str, f64)]) -> String {
-    let max = bars.iter().map(|b| b.2).fold(1.0, f64::max);
-    let (row, label_w, plot_w) = (16.0, 230.0, 520.0);
+    let (row, label_w, plot_w) = (16.0, 250.0, 560.0);
+    let (lo, hi) = (3.0_f64, 8.0_f64); // 1 k to 100 M dishes/s
+    let x = |rate: f64| label_w + (rate.max(1.0).log10().clamp(lo, hi) - lo) / (hi - lo) * plot_w;
     let mut groups: Vec<&str> = Vec::new();
     for b in bars {
         if !groups.contains(&b.0.as_str()) {
@@ -441,18 +605,26 @@ fn chart(bars: &[(String, &str, f64)]) -> String {
         }
     }
     let per_group = bars.len() / groups.len().max(1);
-    let height = 40.0 + groups.len() as f64 * ((per_group as f64 + 1.5) * row);
+    let height = 70.0 + groups.len() as f64 * ((per_group as f64 + 1.5) * row);
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="11">
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="20" font-size="14" font-weight="bold">Dishes per second by backend (longer is faster)</text>
+<text x="10" y="20" font-size="14" font-weight="bold">Dishes per second by backend (log scale; longer is faster)</text>
 "#,
-        w = label_w + plot_w + 90.0
+        w = label_w + plot_w + 80.0
     );
-    let colours = [
-        "#888", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-    ];
-    let mut y = 40.0;
+    for (i, tick) in ["1 k", "10 k", "100 k", "1 M", "10 M", "100 M"]
+        .iter()
+        .enumerate()
+    {
+        let gx = x(10f64.powi(i as i32 + 3));
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{gx:.1}" y1="40" x2="{gx:.1}" y2="{y2}" stroke="#ddd"/><text x="{gx:.1}" y="36" text-anchor="middle" fill="#555">{tick}/s</text>"##,
+            y2 = height - 10.0
+        );
+    }
+    let mut y = 50.0;
     for g in &groups {
         let _ = writeln!(
             svg,
@@ -460,15 +632,15 @@ fn chart(bars: &[(String, &str, f64)]) -> String {
             y + 11.0
         );
         y += row;
-        for (i, b) in bars.iter().filter(|b| &b.0 == g).enumerate() {
-            let w = (b.2 / max * plot_w).max(1.0);
+        for b in bars.iter().filter(|b| &b.0 == g) {
+            let w = (x(b.2) - label_w).max(1.0);
             let _ = writeln!(
                 svg,
                 r#"<text x="20" y="{ty}">{name}</text><rect x="{label_w}" y="{y}" width="{w:.1}" height="{h}" fill="{c}"/><text x="{tx:.1}" y="{ty}">{rate}/s</text>"#,
                 ty = y + 11.0,
                 name = b.1,
                 h = row - 3.0,
-                c = colours[i % colours.len()],
+                c = colour(b.1),
                 tx = label_w + w + 4.0,
                 rate = kitchen::kitchen::summary::human_rate(b.2),
             );
@@ -478,6 +650,20 @@ fn chart(bars: &[(String, &str, f64)]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The same colour for a backend in every group; ceilings in grey.
+fn colour(name: &str) -> &'static str {
+    match name {
+        n if n.starts_with("ceiling") => "#9a9a9a",
+        n if n.starts_with("kitchen") => "#d62728",
+        "crossbeam" => "#1f77b4",
+        "std sync_channel" => "#2ca02c",
+        "Mutex+Condvar" => "#ff7f0e",
+        "redis list" => "#9467bd",
+        n if n.starts_with("redis list") => "#8c564b",
+        _ => "#e377c2",
+    }
 }
 
 criterion_group!(benches, throughput, report);

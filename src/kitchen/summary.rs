@@ -93,7 +93,7 @@ impl Summary {
 pub fn human_rate(per_s: f64) -> String {
     if per_s >= 1e6 {
         format!("{:.2} M", per_s / 1e6)
-    } else if per_s >= 1e4 {
+    } else if per_s >= 1e3 {
         format!("{:.1} k", per_s / 1e3)
     } else {
         format!("{per_s:.1}")
@@ -172,6 +172,7 @@ mod tests {
     fn rates_read_well() {
         assert_eq!(human_rate(12_345_678.0), "12.35 M");
         assert_eq!(human_rate(20_500.0), "20.5 k");
+        assert_eq!(human_rate(5_408.1), "5.4 k");
         assert_eq!(human_rate(9.0), "9.0");
     }
 }
