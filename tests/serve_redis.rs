@@ -210,3 +210,31 @@ fn siege_with_a_diner_process_gets_full_availability() {
     assert_eq!(report["failed_transactions"].as_u64(), Some(0), "{report}");
     assert_eq!(s.get("/stats").json()["made"], 50);
 }
+
+#[test]
+fn a_dish_in_a_diners_hands_is_eating() {
+    let redis = RedisServer::start();
+    let s = serve_on(&redis, 10);
+    // A seeded nap below ten minutes: long, and the same on every run.
+    let (diner, _lines) = spawn(
+        &redis,
+        "diner",
+        &["--diners", "1", "--seed", "7", "--max-sleep-ms", "600000"],
+    );
+    let r = s.post("/dishes", r#"{"dish": 1}"#);
+    let location = r.header("location").expect("Location").to_owned();
+    let mut got = serde_json::Value::Null;
+    wait_until(LIMIT, "the diner to start eating", || {
+        got = s.get(&location).json();
+        got["status"] != "queued"
+    });
+    assert_eq!(got["status"], "eating", "{got}");
+    assert!(
+        got["diner"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("diner-1@")),
+        "{got}"
+    );
+    assert!(got["eaten_at"].is_null(), "{got}");
+    drop(diner);
+}
