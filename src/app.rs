@@ -1,14 +1,27 @@
 //! Carries out a validated command and reports its outcome where the user expects it.
 
 use std::io::Write;
+use std::net::TcpListener;
 
 use crate::cli::Command;
 use crate::kitchen::{self, KitchenError, Printer};
+use crate::serve::{self, ServeError};
 use crate::shutdown::Shutdown;
+
+/// What stops a command.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The kitchen failed.
+    #[error(transparent)]
+    Kitchen(#[from] KitchenError),
+    /// The web entry failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
 
 /// Runs `command` until done or `shutdown`; prints the summary (a table on
 /// stderr, or JSON as the last line of stdout).
-pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), KitchenError> {
+pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
     match command {
         Command::Kitchen { config, json } => {
             let summary = kitchen::run(&config, shutdown, Printer::stdout())?;
@@ -22,11 +35,31 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), KitchenError
             }
             Ok(())
         }
+        Command::Serve { bind, config } => {
+            let listener = TcpListener::bind(&bind).map_err(|error| ServeError::Bind {
+                addr: bind.clone(),
+                error,
+            })?;
+            let addr = listener.local_addr().map_err(ServeError::Listener)?;
+            let diners = match config.backend {
+                crate::queue::BackendConfig::Local => format!(", {} diners", config.diners),
+                crate::queue::BackendConfig::Redis(_) => String::new(),
+            };
+            // Tests and scripts read the address from this line (`--bind 127.0.0.1:0`).
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "kitchen serve: listening on http://{addr}/ ({} backend{diners}, {} workers)",
+                config.backend.name(),
+                config.workers
+            );
+            serve::run(listener, &config, shutdown)?;
+            Ok(())
+        }
         Command::Info {
             redis,
             capacity,
             json,
-        } => info(&redis, capacity, json),
+        } => Ok(info(&redis, capacity, json)?),
     }
 }
 

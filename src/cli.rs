@@ -7,6 +7,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::kitchen::{KitchenConfig, Role};
 use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions};
+use crate::serve::ServeConfig;
 
 /// Asynchronous work through a queue: chefs make dishes, diners eat them.
 ///
@@ -30,6 +31,19 @@ enum Sub {
     Chef(ChefArgs),
     /// Diners only, the tutorial's listener: eat until Ctrl-C (needs --backend redis).
     Diner(DinerArgs),
+    /// The web entry: the tutorial's page, /prodcons and /pubsub, and a JSON API.
+    // Queue options that mean nothing to a server that puts one dish per
+    // request and never waits on Redis stay out of its help.
+    #[command(
+        mut_arg("capacity", |a| a.help(
+            "The most dishes waiting at once; a request that finds it full waits up to --full-wait-ms, then gets 503"
+        )),
+        mut_arg("mode", |a| a.hide(true)),
+        mut_arg("batch", |a| a.hide(true)),
+        mut_arg("heartbeat_ttl", |a| a.hide(true)),
+        mut_arg("reconnect_timeout", |a| a.hide(true))
+    )]
+    Serve(ServeArgs),
     /// What is in Redis now: queue length and capacity, live diners and what
     /// each holds, dead letters, channel subscribers (needs --backend redis).
     Info(InfoArgs),
@@ -87,6 +101,10 @@ struct QueueArgs {
     /// failing the run.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     reconnect_timeout: Duration,
+    /// How long the result of a dish queued with `POST /dishes` can be looked
+    /// up (diners record it; `kitchen serve` keeps it on the local backend).
+    #[arg(long, value_name = "SECS", default_value = "86400", value_parser = parse_secs)]
+    result_ttl: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +181,33 @@ struct DinerArgs {
     pace: PaceArgs,
 }
 
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
+    bind: String,
+    /// Web worker threads: connections served at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    workers: u32,
+    /// In-process diner threads (local backend; 0 = none, dishes wait).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    diners: u32,
+    /// In-process diners nap a uniform random time below MS per dish; 0 = no naps.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    max_sleep_ms: u64,
+    /// The most results kept in memory on the local backend; the oldest go first.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_results: u64,
+    /// Seconds a client gets to send a whole request, or to idle between two.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    client_timeout: Duration,
+    /// How long a request waits for room in a full queue before its 503 (at most 1000).
+    #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    full_wait_ms: u64,
+    #[command(flatten)]
+    queue: QueueArgs,
+}
+
 /// What to do, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -172,6 +217,13 @@ pub enum Command {
         config: KitchenConfig,
         /// Summary as JSON on stdout instead of a table on stderr.
         json: bool,
+    },
+    /// Serve HTTP until stopped.
+    Serve {
+        /// The address to bind, as typed.
+        bind: String,
+        /// The server.
+        config: ServeConfig,
     },
     /// Print what is in Redis now.
     Info {
@@ -194,10 +246,11 @@ impl Cli {
                 kitchen_command(Role::Chef, a.queue, a.pace, a.chefs, 0, a.dishes)
             }
             Some(Sub::Diner(a)) => kitchen_command(Role::Diner, a.queue, a.pace, 0, a.diners, None),
+            Some(Sub::Serve(a)) => a.into_command(),
             Some(Sub::Info(a)) => match a.queue.backend_config()? {
                 BackendConfig::Redis(redis) => Ok(Command::Info {
+                    capacity: a.queue.capacity(&BackendConfig::Redis(redis.clone()))?,
                     redis,
-                    capacity: a.queue.capacity(),
                     json: a.json,
                 }),
                 BackendConfig::Local => Err(usage(
@@ -206,6 +259,34 @@ impl Cli {
                 )),
             },
         }
+    }
+}
+
+impl ServeArgs {
+    fn into_command(self) -> Result<Command, clap::Error> {
+        if self.queue.mode.is_some() {
+            return Err(usage(
+                ErrorKind::ArgumentConflict,
+                "`kitchen serve` takes no --mode: /prodcons uses the list and /pubsub the channel"
+                    .into(),
+            ));
+        }
+        let backend = self.queue.backend_config()?;
+        let capacity = self.queue.capacity(&backend)?;
+        Ok(Command::Serve {
+            bind: self.bind,
+            config: ServeConfig {
+                backend,
+                capacity,
+                diners: self.diners as usize,
+                workers: self.workers as usize,
+                max_sleep: Duration::from_millis(self.max_sleep_ms),
+                result_ttl: self.queue.result_ttl,
+                max_results: usize::try_from(self.max_results).unwrap_or(usize::MAX),
+                client_timeout: self.client_timeout,
+                full_wait: Duration::from_millis(self.full_wait_ms),
+            },
+        })
     }
 }
 
@@ -240,16 +321,7 @@ fn kitchen_command(
             ),
         ));
     }
-    if backend == BackendConfig::Local && queue.capacity > MAX_LOCAL_CAPACITY {
-        return Err(usage(
-            ErrorKind::ValueValidation,
-            format!(
-                "--capacity {} is too large for the local queue, which allocates every slot up front: use at most {MAX_LOCAL_CAPACITY}, or --unbounded",
-                queue.capacity
-            ),
-        ));
-    }
-    let capacity = queue.capacity();
+    let capacity = queue.capacity(&backend)?;
     Ok(Command::Kitchen {
         config: KitchenConfig {
             role,
@@ -269,12 +341,21 @@ fn kitchen_command(
 }
 
 impl QueueArgs {
-    fn capacity(&self) -> Capacity {
-        if self.unbounded {
+    fn capacity(&self, backend: &BackendConfig) -> Result<Capacity, clap::Error> {
+        if *backend == BackendConfig::Local && self.capacity > MAX_LOCAL_CAPACITY {
+            return Err(usage(
+                ErrorKind::ValueValidation,
+                format!(
+                    "--capacity {} is too large for the local queue, which allocates every slot up front: use at most {MAX_LOCAL_CAPACITY}, or --unbounded",
+                    self.capacity
+                ),
+            ));
+        }
+        Ok(if self.unbounded {
             Capacity::Unbounded
         } else {
             Capacity::Bounded(self.capacity as usize)
-        }
+        })
     }
 
     fn backend_config(&self) -> Result<BackendConfig, clap::Error> {
@@ -310,6 +391,7 @@ impl QueueArgs {
                 batch: self.batch.unwrap_or(1) as usize,
                 heartbeat_ttl: self.heartbeat_ttl,
                 reconnect_for: self.reconnect_timeout,
+                result_ttl: self.result_ttl,
             })),
         }
     }
@@ -454,6 +536,49 @@ mod tests {
         ] {
             let err = parse(args).expect_err(&format!("{args:?} should be refused"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    fn serve(args: &[&str]) -> (String, ServeConfig) {
+        match parse(args) {
+            Ok(Command::Serve { bind, config }) => (bind, config),
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_defaults_and_options() {
+        let (bind, c) = serve(&["serve"]);
+        assert_eq!(bind, "127.0.0.1:5000");
+        assert_eq!(c, ServeConfig::default());
+        let (bind, c) = serve(&[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "3",
+            "--diners",
+            "0",
+            "--capacity",
+            "4",
+            "--result-ttl",
+            "60",
+            "--client-timeout",
+            "0.5",
+        ]);
+        assert_eq!(bind, "127.0.0.1:0");
+        assert_eq!(
+            (c.workers, c.diners, c.capacity),
+            (3, 0, Capacity::Bounded(4))
+        );
+        assert_eq!(c.result_ttl, Duration::from_secs(60));
+        assert_eq!(c.client_timeout, Duration::from_millis(500));
+        for bad in [
+            &["serve", "--workers", "0"][..],
+            &["serve", "--mode", "list", "--backend", "redis"],
+            &["serve", "--result-ttl", "0"],
+        ] {
+            assert_eq!(parse(bad).map(|_| ()).expect_err("refused").exit_code(), 2);
         }
     }
 

@@ -79,6 +79,9 @@ pub struct Dish {
     pub chef: u32,
     /// When it was made, in microseconds since the Unix epoch; 0 when unknown.
     pub made_at_us: u64,
+    /// Its maker will ask what became of it (the web entry's `POST /dishes`),
+    /// so diners record its result; other dishes cost them nothing extra.
+    pub track: bool,
 }
 
 /// Why a payload is not a dish.
@@ -102,6 +105,8 @@ struct Wire<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     chef: Option<&'a str>,
     made_at: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    track: bool,
 }
 
 impl Dish {
@@ -115,6 +120,7 @@ impl Dish {
             number,
             chef,
             made_at_us: now_us(),
+            track: false,
         }
     }
 
@@ -128,6 +134,7 @@ impl Dish {
             dish: i64::from(self.number),
             chef: chef.as_deref(),
             made_at: self.made_at_us,
+            track: self.track,
         };
         // Serializing a struct of strings and integers cannot fail.
         serde_json::to_string(&wire).unwrap_or_default()
@@ -144,6 +151,7 @@ impl Dish {
                 number: checked_number(n)?,
                 chef: 0,
                 made_at_us: 0,
+                track: false,
             });
         }
         let wire: Wire<'_> = serde_json::from_str(text).map_err(|_| DecodeError::Garbage)?;
@@ -156,6 +164,7 @@ impl Dish {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
             made_at_us: wire.made_at,
+            track: wire.track,
         })
     }
 }
@@ -186,6 +195,17 @@ mod tests {
         assert!(text.contains("\"dish\":7"), "{text}");
         assert!(text.contains("\"chef\":\"chef-2\""), "{text}");
         assert_eq!(Dish::decode(text.as_bytes()), Ok(d));
+    }
+
+    #[test]
+    fn only_tracked_dishes_say_so_on_the_wire() {
+        let mut d = Dish::new(43, 1, 0);
+        assert!(!d.encode().contains("track"), "{}", d.encode());
+        d.track = true;
+        let text = d.encode();
+        assert!(text.ends_with(r#","track":true}"#), "{text}");
+        assert_eq!(Dish::decode(text.as_bytes()), Ok(d));
+        assert_eq!(std::mem::size_of::<Dish>(), 32);
     }
 
     #[test]

@@ -30,6 +30,8 @@
 //! | [`kitchen`] | chefs, diners, statistics, the summary |
 //! | [`queue`] | the backend enum: the only module that sees both sides |
 //! | [`local`] | the in-process crossbeam backend |
+//! | [`serve`] | the web entry, `kitchen serve` |
+//! | [`results`] | what became of each dish queued through the web API |
 //! | `redis_mode` | the Redis backend, list and pub/sub (feature `redis`) |
 //! | [`dish`] | the dish and its wire format |
 //! | [`shutdown`] | the stop token every thread watches |
@@ -45,6 +47,8 @@ pub mod local;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis_mode;
+pub mod results;
+pub mod serve;
 pub mod shutdown;
 
 pub use kitchen::{KitchenConfig, Printer, Role, Summary};

@@ -59,6 +59,8 @@ pub struct RedisOptions {
     pub heartbeat_ttl: Duration,
     /// How long to keep reconnecting to a Redis that went away before giving up.
     pub reconnect_for: Duration,
+    /// How long diners keep the result of a tracked dish (`POST /dishes`).
+    pub result_ttl: Duration,
 }
 
 impl RedisOptions {
@@ -72,6 +74,7 @@ impl RedisOptions {
             batch: 1,
             heartbeat_ttl: DEFAULT_HEARTBEAT_TTL,
             reconnect_for: DEFAULT_RECONNECT_FOR,
+            result_ttl: DEFAULT_RESULT_TTL,
         }
     }
 }
@@ -85,6 +88,8 @@ pub const DEFAULT_CHANNEL: &str = "task:pubsub:channel";
 pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 /// How long a run rides out a Redis outage before failing.
 pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(30);
+/// How long the result of a tracked dish can be looked up: a day.
+pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl std::fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,6 +102,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("batch", &self.batch)
             .field("heartbeat_ttl", &self.heartbeat_ttl)
             .field("reconnect_for", &self.reconnect_for)
+            .field("result_ttl", &self.result_ttl)
             .finish()
     }
 }
@@ -383,6 +389,36 @@ impl Producer {
             }
         }
     }
+
+    /// Puts `dish` if there is room within `wait`; `None` when the queue is
+    /// still full then.
+    ///
+    /// For callers that must answer soon (the web entry's `503`) rather than
+    /// wait as long as a chef does.
+    #[inline]
+    pub fn try_put(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, QueueError> {
+        match self {
+            Producer::Local(p) => Ok(p.try_put(dish, wait)),
+            // A bounded Redis put waits for room in 500 ms naps, too coarse
+            // for `wait`: with a token already stopped it tries once, and
+            // the tries are repeated here every few milliseconds until `wait`.
+            #[cfg(feature = "redis")]
+            Producer::Redis(p) => {
+                let deadline = std::time::Instant::now() + wait;
+                loop {
+                    match p.put(dish, stopped())? {
+                        Put::Stopped => {}
+                        put => return Ok(Some(put)),
+                    }
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(10)));
+                }
+            }
+        }
+    }
 }
 
 /// One diner's end of the queue.
@@ -463,6 +499,17 @@ impl Gauge {
             Gauge::Redis(g) => g.depth(),
         }
     }
+}
+
+/// A token stopped from the start: "do not wait".
+#[cfg(feature = "redis")]
+fn stopped() -> &'static Shutdown {
+    static STOPPED: std::sync::OnceLock<Shutdown> = std::sync::OnceLock::new();
+    STOPPED.get_or_init(|| {
+        let s = Shutdown::new();
+        s.stop();
+        s
+    })
 }
 
 /// How long a consumer waits before answering [`Take::Idle`].

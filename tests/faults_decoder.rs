@@ -7,17 +7,18 @@ use proptest::prelude::*;
 
 fn any_dish() -> impl Strategy<Value = Dish> {
     (
-        any::<u64>(),
-        any::<u64>(),
+        (any::<u64>(), any::<u64>()),
         0..=MAX_DISH,
         any::<u32>(),
         any::<u64>(),
+        any::<bool>(),
     )
-        .prop_map(|(origin, seq, number, chef, made_at_us)| Dish {
+        .prop_map(|((origin, seq), number, chef, made_at_us, track)| Dish {
             id: DishId { origin, seq },
             number,
             chef,
             made_at_us,
+            track,
         })
 }
 

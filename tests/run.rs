@@ -85,7 +85,9 @@ fn seven_chefs_one_diner_fill_a_queue_of_three_but_never_overflow_it() {
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
         .collect();
     assert_eq!(depths.len(), 200, "one line per dish made");
-    assert!(depths.iter().all(|&d| (1..=3).contains(&d)), "{depths:?}");
+    // The depth is read just after the put, so a diner may already have
+    // taken the dish (0); it is never above the capacity.
+    assert!(depths.iter().all(|&d| d <= 3), "{depths:?}");
 }
 
 #[test]

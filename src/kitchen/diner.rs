@@ -10,6 +10,7 @@ use crate::kitchen::chef::random_nap;
 use crate::kitchen::output::{IdTag, Printer};
 use crate::kitchen::stats::{LatencyHistogram, LiveCounters};
 use crate::queue::{Consumer, QueueError, Take};
+use crate::results::Recorder;
 use crate::shutdown::Shutdown;
 
 /// Everything one diner thread needs.
@@ -33,6 +34,9 @@ pub(crate) struct Diner {
     /// Where a closed stdout sends its stop.
     pub print_stop: Shutdown,
     pub live: Arc<LiveCounters>,
+    /// Where the results of tracked dishes go, and the name they are
+    /// recorded under; `None` where nobody can ask (a local `kitchen run`).
+    pub results: Option<(Recorder, String)>,
 }
 
 /// What one diner did.
@@ -74,11 +78,17 @@ impl Diner {
                             &self.print_stop,
                         );
                     }
+                    if let Some((rec, name)) = self.results.as_mut().filter(|_| dish.track) {
+                        rec.eating(&dish, name)?;
+                    }
                     // Eating is not interrupted by a stop: a diner finishes its dish.
                     if !self.max_sleep.is_zero() {
                         std::thread::sleep(random_nap(&mut self.rng, self.max_sleep));
                     }
                     self.consumer.ack(&dish)?;
+                    if let Some((rec, name)) = self.results.as_mut().filter(|_| dish.track) {
+                        rec.eaten(&dish, name)?;
+                    }
                 }
                 Take::Rejected { reason } => {
                     r.rejected += 1;

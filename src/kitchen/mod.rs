@@ -21,8 +21,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::queue::{Backend, BackendConfig, Capacity, QueueError};
+use crate::results::Recorder;
+#[cfg(feature = "redis")]
+use crate::results::RedisResults;
 use crate::shutdown::Shutdown;
 use chef::{Chef, ChefReport};
+pub(crate) use chef::{IdBlock, random_nap};
 use diner::{Diner, DinerReport};
 pub use output::Printer;
 use stats::{LatencyHistogram, LiveCounters, Tickets};
@@ -249,6 +253,7 @@ pub fn run(
             ids: config.ids,
             print_stop: stop_chefs.clone(),
             live: eaten_live.clone(),
+            results: recorder(&config.backend, i)?,
         };
         let name = reporter.name.clone();
         handles.push(spawn(&name, move || {
@@ -370,6 +375,24 @@ pub fn run(
 
 fn merged_latency(h: &LatencyHistogram) -> stats::Latency {
     h.latency()
+}
+
+/// Where diner `i` records the results of tracked dishes: in Redis, where
+/// any `kitchen serve` can read them, under a name unique to this process.
+fn recorder(backend: &BackendConfig, i: usize) -> Result<Option<(Recorder, String)>, QueueError> {
+    match backend {
+        BackendConfig::Local => Ok(None),
+        #[cfg(feature = "redis")]
+        BackendConfig::Redis(o) => Ok(Some((
+            Recorder::Redis(Box::new(RedisResults::new(o)?)),
+            format!("diner-{}@{}", i + 1, std::process::id()),
+        ))),
+        #[cfg(not(feature = "redis"))]
+        BackendConfig::Redis(_) => {
+            let _ = i;
+            Err(QueueError::RedisNotCompiled)
+        }
+    }
 }
 
 fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<JoinHandle<()>, KitchenError> {

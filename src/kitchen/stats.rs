@@ -65,6 +65,16 @@ impl LatencyHistogram {
         self.hist.len()
     }
 
+    /// How many latencies were at most `us` (for cumulative histogram buckets).
+    pub fn count_at_most(&self, us: u64) -> u64 {
+        self.hist.count_between(0, us.min(MAX_LATENCY_US))
+    }
+
+    /// The sum of the recorded latencies (to the histogram's precision).
+    pub fn sum_us(&self) -> f64 {
+        self.hist.mean() * self.hist.len() as f64
+    }
+
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.hist.is_empty()

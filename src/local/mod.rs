@@ -1,5 +1,7 @@
 //! The in-process backend: a crossbeam bounded channel shared by threads.
 
+use std::time::Duration;
+
 use crossbeam_channel::{
     Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError, TrySendError,
 };
@@ -156,6 +158,27 @@ impl Producer {
             }
         }
     }
+
+    /// Puts `dish` if there is room within `wait`; `None` when still full.
+    #[inline]
+    pub fn try_put(&mut self, dish: Dish, wait: Duration) -> Option<Put> {
+        let dish = match self.tx.try_send(dish) {
+            Ok(()) => {
+                return Some(Put::Queued {
+                    depth: self.tx.len(),
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => return Some(Put::Stopped),
+            Err(TrySendError::Full(d)) => d,
+        };
+        match self.tx.send_timeout(dish, wait) {
+            Ok(()) => Some(Put::Queued {
+                depth: self.tx.len(),
+            }),
+            Err(SendTimeoutError::Disconnected(_)) => Some(Put::Stopped),
+            Err(SendTimeoutError::Timeout(_)) => None,
+        }
+    }
 }
 
 /// A diner's receiver (also used as a depth gauge).
@@ -257,5 +280,20 @@ mod tests {
         stop.stop();
         assert_eq!(t.join().expect("chef thread"), Put::Stopped);
         assert_eq!(q.consumer().depth(), 1, "the refused dish never entered");
+    }
+
+    #[test]
+    fn try_put_answers_full_at_once() {
+        let q = LocalQueue::new(Capacity::Bounded(1));
+        let mut p = q.producer().expect("producer");
+        assert_eq!(
+            p.try_put(Dish::new(1, 0, 1), Duration::ZERO),
+            Some(Put::Queued { depth: 1 })
+        );
+        assert_eq!(
+            p.try_put(Dish::new(2, 0, 1), Duration::from_millis(1)),
+            None
+        );
+        assert_eq!(q.consumer().depth(), 1);
     }
 }

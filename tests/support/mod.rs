@@ -8,6 +8,8 @@ pub mod redis_kitchen;
 pub mod redis_server;
 pub mod slow_proxy;
 
+pub mod web;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

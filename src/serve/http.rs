@@ -1,0 +1,312 @@
+//! HTTP/1.1 on the wire: one parsed request in, one whole response out.
+//!
+//! Parsing is `httparse`'s (the parser under hyper); this module adds the
+//! limits a public server needs: the head and body sizes, and the few headers
+//! that decide framing and keep-alive.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// The largest request head (request line and headers) we read.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// The largest request body we read; larger ones get `413`.
+pub const MAX_BODY: usize = 64 * 1024;
+/// How many headers a request may carry.
+const MAX_HEADERS: usize = 32;
+
+/// One request, borrowed from the connection's buffer.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// `GET`, `POST`, …
+    pub method: &'a str,
+    /// The path without the query string.
+    pub path: &'a str,
+    /// The body (empty when none was sent).
+    pub body: &'a [u8],
+}
+
+/// A complete response; written in one go with its `Content-Length`.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type` value.
+    pub content_type: &'static str,
+    /// Extra headers (`Location`, `Retry-After`, `Allow`, …).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Cow<'static, [u8]>,
+}
+
+impl Response {
+    /// A response with `body` of type `content_type`.
+    pub fn new(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A plain-text response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        let mut body = body.into();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        Response::new(status, "text/plain; charset=utf-8", body.into_bytes())
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, body: String) -> Self {
+        Response::new(status, "application/json", body.into_bytes())
+    }
+
+    /// A JSON error: `{"error": "…"}`.
+    pub fn json_error(status: u16, message: &str) -> Self {
+        Response::json(status, serde_json::json!({ "error": message }).to_string())
+    }
+
+    /// Adds a header.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Serializes the response into `out` with a `Connection: …` header when
+    /// one is given (`close`, or `keep-alive` for an HTTP/1.0 client that
+    /// asked); no body for `HEAD`.
+    pub fn write_to(&self, out: &mut Vec<u8>, connection: Option<&str>, head_only: bool) {
+        // Writing into a Vec cannot fail, so the results are ignored.
+        let mut s = String::with_capacity(128);
+        let _ = write!(
+            s,
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(s, "{name}: {value}\r\n");
+        }
+        if let Some(c) = connection {
+            let _ = write!(s, "Connection: {c}\r\n");
+        }
+        s.push_str("\r\n");
+        out.extend_from_slice(s.as_bytes());
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+/// The reason phrase for the codes we send.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        202 => "Accepted",
+        302 => "Found",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// What a complete head says about the request that follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes of the head, up to and including the blank line.
+    pub len: usize,
+    /// Where the method ends in the buffer (`[0, method_end)`).
+    pub method: (usize, usize),
+    /// Where the path (without the query) lies in the buffer.
+    pub path: (usize, usize),
+    /// `Content-Length`, 0 when absent.
+    pub body_len: usize,
+    /// Whether the connection may serve another request after this one.
+    pub keep_alive: bool,
+    /// An HTTP/1.0 request: keep-alive must then be said in the response.
+    pub http10: bool,
+    /// Whether the client waits for `100 Continue` before sending the body.
+    pub expect_continue: bool,
+}
+
+/// Why a head cannot be served; each maps to one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not HTTP/1.x syntax.
+    Malformed(&'static str),
+    /// Head or header count over the limits.
+    TooLarge,
+    /// A body over [`MAX_BODY`].
+    BodyTooLarge(u64),
+    /// `Transfer-Encoding` (chunked bodies).
+    Unsupported,
+}
+
+impl HeadError {
+    /// The response that tells the client; the connection then closes.
+    pub fn response(&self) -> Response {
+        match self {
+            HeadError::Malformed(why) => {
+                Response::json_error(400, &format!("malformed request: {why}"))
+            }
+            HeadError::TooLarge => Response::json_error(
+                431,
+                &format!("request head is over {MAX_HEAD} bytes or {MAX_HEADERS} headers"),
+            ),
+            HeadError::BodyTooLarge(n) => Response::json_error(
+                413,
+                &format!("request body of {n} bytes is over the limit of {MAX_BODY}"),
+            ),
+            HeadError::Unsupported => Response::json_error(
+                501,
+                "Transfer-Encoding is not supported; send the body with Content-Length",
+            ),
+        }
+    }
+}
+
+/// Parses the head at the start of `buf`: `Ok(None)` while incomplete.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed("not an HTTP/1.x request")),
+    };
+    if len > MAX_HEAD {
+        return Err(HeadError::TooLarge);
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    let path = target.split('?').next().unwrap_or(target);
+    let mut body_len: Option<u64> = None;
+    let mut connection: Option<&[u8]> = None;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(HeadError::Malformed("Content-Length is not a number"))?;
+            if body_len.is_some_and(|m| m != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length headers"));
+            }
+            body_len = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HeadError::Unsupported);
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection = Some(h.value);
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let body_len = body_len.unwrap_or(0);
+    if body_len > MAX_BODY as u64 {
+        return Err(HeadError::BodyTooLarge(body_len));
+    }
+    let has = |token: &[u8]| {
+        connection.is_some_and(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    let keep_alive = if version == 1 {
+        !has(b"close")
+    } else {
+        has(b"keep-alive")
+    };
+    Ok(Some(Head {
+        len,
+        method: offsets(buf, method),
+        path: offsets(buf, path),
+        body_len: body_len as usize,
+        keep_alive,
+        http10: version == 0,
+        expect_continue,
+    }))
+}
+
+/// Where `part`, a slice of `buf`, lies in it.
+fn offsets(buf: &[u8], part: &str) -> (usize, usize) {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    (start, start + part.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Option<Head>, HeadError> {
+        parse_head(raw.as_bytes())
+    }
+
+    #[test]
+    fn parses_a_get_with_query() {
+        let raw = "GET /stats?x=1 HTTP/1.1\r\nHost: a\r\n\r\n";
+        let h = head(raw).expect("valid").expect("complete");
+        assert_eq!(&raw[h.path.0..h.path.1], "/stats");
+        assert_eq!(&raw[h.method.0..h.method.1], "GET");
+        assert_eq!((h.len, h.body_len, h.keep_alive), (raw.len(), 0, true));
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_header() {
+        let h = |raw| head(raw).expect("valid").expect("complete").keep_alive;
+        assert!(!h("GET / HTTP/1.0\r\n\r\n"));
+        assert!(h("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!h("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn incomplete_then_limits() {
+        assert_eq!(head("GET / HTTP/1.1\r\nHost"), Ok(None));
+        assert!(matches!(
+            head("NOT HTTP\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(head(&big), Err(HeadError::TooLarge));
+        let body = "POST /dishes HTTP/1.1\r\nContent-Length: 70000\r\n\r\n";
+        assert_eq!(head(body), Err(HeadError::BodyTooLarge(70_000)));
+        let chunked = "POST /dishes HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(head(chunked), Err(HeadError::Unsupported));
+        let bad = "POST /dishes HTTP/1.1\r\nContent-Length: x\r\n\r\n";
+        assert!(matches!(head(bad), Err(HeadError::Malformed(_))));
+    }
+
+    #[test]
+    fn writes_a_whole_response() {
+        let mut out = Vec::new();
+        Response::text(302, "to /")
+            .with("Location", "/")
+            .write_to(&mut out, Some("close"), false);
+        let s = String::from_utf8(out).expect("utf-8");
+        assert!(s.starts_with("HTTP/1.1 302 Found\r\n"), "{s}");
+        assert!(
+            s.contains("Location: /\r\nConnection: close\r\n\r\nto /\n"),
+            "{s}"
+        );
+        assert!(s.contains("Content-Length: 5\r\n"), "{s}");
+    }
+}

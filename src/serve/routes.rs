@@ -1,0 +1,339 @@
+//! The routes: what each path and method does, for one web worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::dish::{Dish, DishId, MAX_DISH};
+use crate::kitchen::IdBlock;
+use crate::queue::{Gauge, Producer, Put, QueueError};
+#[cfg(feature = "redis")]
+use crate::results::RedisResults;
+use crate::results::Status;
+use crate::serve::Shared;
+use crate::serve::http::{Request, Response};
+use crate::serve::metrics::{Metrics, Snapshot};
+use crate::serve::page;
+use crate::serve::server::Handler;
+
+/// What the page says under the pub/sub link when there is no pub/sub.
+const LOCAL_PUBSUB_NOTE: &str = "needs --backend redis";
+
+/// One web worker's state: its own producer, gauge, Redis connections and
+/// random numbers, so requests on different workers share nothing but
+/// atomic counters.
+#[derive(Debug)]
+pub(crate) struct Web {
+    shared: Arc<Shared>,
+    /// Onto the queue (the local channel, or the Redis list).
+    producer: Producer,
+    gauge: Gauge,
+    redis: Option<WebRedis>,
+    rng: SmallRng,
+    ids: IdBlock,
+}
+
+/// What a worker needs beyond the queue when the backend is Redis.
+#[derive(Debug)]
+pub(crate) struct WebRedis {
+    /// Onto the pub/sub channel, for `/pubsub`.
+    pub publisher: Producer,
+    /// Results written by the diners; also the health check and subscribers.
+    #[cfg(feature = "redis")]
+    pub results: RedisResults,
+}
+
+/// The answer to `POST /dishes`.
+#[derive(Debug, Serialize)]
+struct Accepted<'a> {
+    id: String,
+    dish: u8,
+    status: Status,
+    location: &'a str,
+}
+
+/// The body of `POST /dishes`; `{}` or no body picks a random dish.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDish {
+    dish: Option<i64>,
+}
+
+impl Web {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        producer: Producer,
+        gauge: Gauge,
+        redis: Option<WebRedis>,
+    ) -> Web {
+        Web {
+            shared,
+            producer,
+            gauge,
+            redis,
+            rng: SmallRng::from_os_rng(),
+            ids: IdBlock::default(),
+        }
+    }
+
+    fn dish(&mut self, number: Option<u8>) -> Dish {
+        let number = number.unwrap_or_else(|| self.rng.random_range(0..=MAX_DISH));
+        Dish::new(self.ids.next(), number, 0)
+    }
+
+    /// Queues `dish`, waiting at most `--full-wait-ms` for room: a queue
+    /// still full, or a backend that fails, is a `503` with `Retry-After`.
+    fn put(&mut self, dish: Dish) -> Result<(), Response> {
+        let wait = self.shared.config.full_wait;
+        let put = self.producer.try_put(dish, wait);
+        self.count(put).map(|_| ())
+    }
+
+    /// Counts the outcome of a put and turns a refusal into its response.
+    fn count(&self, put: Result<Option<Put>, QueueError>) -> Result<Put, Response> {
+        let m = &self.shared.metrics;
+        match put {
+            Ok(Some(Put::Stopped)) => Err(unavailable("the server is shutting down")),
+            Ok(Some(put)) => {
+                Metrics::bump(&m.made);
+                if put == (Put::Published { receivers: 0 }) {
+                    Metrics::bump(&m.lost);
+                }
+                Ok(put)
+            }
+            Ok(None) => {
+                Metrics::bump(&m.full);
+                let cap = self.shared.config.capacity.limit().unwrap_or(0);
+                Err(unavailable(&format!(
+                    "the queue is full ({cap} dishes waiting); retry in a second"
+                )))
+            }
+            Err(e) => {
+                Metrics::bump(&m.unavailable);
+                Err(unavailable(&format!("the queue is unavailable: {e}")))
+            }
+        }
+    }
+
+    fn prodcons(&mut self) -> Response {
+        let dish = self.dish(None);
+        match self.put(dish) {
+            Ok(()) => see_page(),
+            Err(resp) => resp,
+        }
+    }
+
+    fn pubsub(&mut self) -> Response {
+        let dish = self.dish(None);
+        let Some(redis) = &mut self.redis else {
+            return Response::json_error(
+                501,
+                "publish/subscribe needs a channel: start `kitchen serve --backend redis`; the local backend is a queue (use /prodcons)",
+            );
+        };
+        // Publishing never waits for room: a channel holds nothing.
+        let put = redis.publisher.try_put(dish, Duration::ZERO);
+        match self.count(put) {
+            Ok(_) => see_page(),
+            Err(resp) => resp,
+        }
+    }
+
+    fn create(&mut self, body: &[u8]) -> Response {
+        let number = match parse_new_dish(body) {
+            Ok(n) => n,
+            Err(resp) => return resp,
+        };
+        let mut dish = self.dish(number);
+        dish.track = true;
+        // Recorded before it is queued, so a quick diner finds the record.
+        if let Err(e) = self.record_queued(&dish) {
+            Metrics::bump(&self.shared.metrics.unavailable);
+            return unavailable(&format!("the queue is unavailable: {e}"));
+        }
+        if let Err(resp) = self.put(dish) {
+            self.forget(dish.id);
+            return resp;
+        }
+        let location = format!("/dishes/{}", dish.id);
+        let body = Accepted {
+            id: dish.id.to_string(),
+            dish: dish.number,
+            status: Status::Queued,
+            location: &location,
+        };
+        // Strings and numbers only: serializing cannot fail.
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        Response::json(202, body).with("Location", location)
+    }
+
+    fn record_queued(&mut self, dish: &Dish) -> Result<(), QueueError> {
+        match &mut self.redis {
+            #[cfg(feature = "redis")]
+            Some(r) => r.results.put(&crate::results::DishResult::queued(dish)),
+            _ => {
+                self.shared.results.insert(dish);
+                Ok(())
+            }
+        }
+    }
+
+    fn forget(&mut self, id: DishId) {
+        match &mut self.redis {
+            // Best effort: a record left behind expires with its TTL.
+            #[cfg(feature = "redis")]
+            Some(r) => {
+                let _ = r.results.remove(id);
+            }
+            _ => self.shared.results.remove(id),
+        }
+    }
+
+    fn lookup(&mut self, id: &str) -> Response {
+        let found: Result<_, QueueError> = match id.parse::<DishId>() {
+            Err(_) => Ok(None),
+            Ok(id) => match &mut self.redis {
+                #[cfg(feature = "redis")]
+                Some(r) => r.results.get(id),
+                _ => Ok(self.shared.results.get(id)),
+            },
+        };
+        match found {
+            Ok(Some(r)) => Response::json(200, r.to_json()),
+            Ok(None) => Response::json_error(
+                404,
+                &format!("no dish {id}: never queued here, or its result has expired"),
+            ),
+            Err(e) => unavailable(&format!("results are unavailable: {e}")),
+        }
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        let subscribers = self.subscribers();
+        let queued = self.gauge.depth().ok();
+        let m = &self.shared.metrics;
+        let c = &self.shared.config;
+        let local = self.redis.is_none();
+        // Diners of a Redis queue are other processes: their counts are theirs.
+        let here = |n| local.then_some(n);
+        Snapshot {
+            backend: c.backend.name(),
+            capacity: c.capacity.limit(),
+            queued,
+            made: Metrics::get(&m.made),
+            eaten: here(Metrics::get(&m.eaten)),
+            rejected: here(Metrics::get(&m.rejected)),
+            lost: Metrics::get(&m.lost),
+            refused_full: Metrics::get(&m.full),
+            refused_unavailable: Metrics::get(&m.unavailable),
+            subscribers,
+            diners: if local { c.diners } else { 0 },
+            workers: c.workers,
+            uptime_s: self.shared.started.elapsed().as_secs_f64(),
+            latency_us: m.latency(),
+        }
+    }
+
+    fn subscribers(&mut self) -> Option<usize> {
+        match &mut self.redis {
+            #[cfg(feature = "redis")]
+            Some(r) => r.results.subscribers().ok(),
+            _ => None,
+        }
+    }
+
+    fn healthz(&mut self) -> Response {
+        let health = match &mut self.redis {
+            #[cfg(feature = "redis")]
+            Some(r) => r.results.ping(),
+            _ => self.gauge.depth().map(|_| ()),
+        };
+        match health {
+            Ok(()) => Response::json(200, r#"{"status":"ok"}"#.to_owned()),
+            Err(e) => unavailable(&format!("the queue is unavailable: {e}")),
+        }
+    }
+
+    fn page(&mut self) -> Response {
+        let snap = self.snapshot();
+        let note = self.redis.is_none().then_some(LOCAL_PUBSUB_NOTE);
+        let html = page::render(&snap, note);
+        Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+    }
+}
+
+/// The dish number a `POST /dishes` body asks for (`None`: any), or its `400`.
+fn parse_new_dish(body: &[u8]) -> Result<Option<u8>, Response> {
+    let body = body.trim_ascii();
+    if body.is_empty() {
+        return Ok(None);
+    }
+    // serde would read a struct from an array too; the API takes objects.
+    let parsed = if body.starts_with(b"{") {
+        serde_json::from_slice::<NewDish>(body).map_err(|e| e.to_string())
+    } else {
+        Err("not a JSON object".to_owned())
+    };
+    let wanted = parsed.map_err(|e| {
+        Response::json_error(400, &format!("body is not {{\"dish\": 0-{MAX_DISH}}}: {e}"))
+    })?;
+    match wanted.dish {
+        None => Ok(None),
+        Some(n) => match u8::try_from(n).ok().filter(|&d| d <= MAX_DISH) {
+            Some(d) => Ok(Some(d)),
+            None => Err(Response::json_error(
+                400,
+                &format!("dish {n} is out of range 0-{MAX_DISH}"),
+            )),
+        },
+    }
+}
+
+impl Handler for Web {
+    fn handle(&mut self, req: &Request<'_>) -> Response {
+        let get = matches!(req.method, "GET" | "HEAD");
+        let only = |allow: &'static str, ok: bool, f: &mut dyn FnMut() -> Response| {
+            if ok { f() } else { not_allowed(allow) }
+        };
+        match req.path {
+            "/" => only("GET, HEAD", get, &mut || self.page()),
+            "/prodcons" => only("GET, HEAD", get, &mut || self.prodcons()),
+            "/pubsub" => only("GET, HEAD", get, &mut || self.pubsub()),
+            "/dishes" => only("POST", req.method == "POST", &mut || self.create(req.body)),
+            "/stats" => only("GET, HEAD", get, &mut || {
+                let snap = self.snapshot();
+                Response::json(200, serde_json::to_string(&snap).unwrap_or_default())
+            }),
+            "/metrics" => only("GET, HEAD", get, &mut || {
+                let snap = self.snapshot();
+                let text = self.shared.metrics.prometheus(&snap);
+                Response::new(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text.into_bytes(),
+                )
+            }),
+            "/healthz" => only("GET, HEAD", get, &mut || self.healthz()),
+            path => match path.strip_prefix("/dishes/") {
+                Some(id) => only("GET, HEAD", get, &mut || self.lookup(id)),
+                None => Response::json_error(404, &format!("no route {path}; try /")),
+            },
+        }
+    }
+}
+
+/// The tutorial's answer to `/prodcons` and `/pubsub`: back to the page.
+fn see_page() -> Response {
+    Response::new(302, "text/plain; charset=utf-8", &b"see /\n"[..]).with("Location", "/")
+}
+
+fn unavailable(why: &str) -> Response {
+    Response::json_error(503, why).with("Retry-After", "1")
+}
+
+fn not_allowed(allow: &'static str) -> Response {
+    Response::json_error(405, &format!("method not allowed here; use {allow}")).with("Allow", allow)
+}

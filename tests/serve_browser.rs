@@ -1,0 +1,172 @@
+//! The page in a real browser: headless Chromium, driven over WebDriver
+//! (Debian's `chromium` and `chromium-driver`), clicks "producer-consumer mode".
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kitchen::queue::Capacity;
+use kitchen::serve::ServeConfig;
+use serde_json::{Value, json};
+use support::web::{TestServer, base64, config, request};
+use support::{KillOnDrop, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A chromedriver on a free loopback port, with one headless Chromium session.
+struct Browser {
+    addr: SocketAddr,
+    session: String,
+    _driver: KillOnDrop,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            l.local_addr().expect("local_addr").port()
+        };
+        let driver = Command::new("chromedriver")
+            .args([
+                format!("--port={port}"),
+                "--allowed-ips=127.0.0.1".to_owned(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "run chromedriver (Debian package `chromium-driver`; scripts/test installs it)",
+            );
+        let driver = KillOnDrop::new(driver);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_until(LIMIT, "chromedriver to be ready", || {
+            std::net::TcpStream::connect(addr).is_ok()
+                && call(addr, "GET", "/status", None)["ready"] == true
+        });
+        let profile = tempfile::tempdir().expect("a fresh profile dir");
+        let args = [
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--no-first-run".to_owned(),
+            "--window-size=1000,800".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+        }}});
+        let created = call(addr, "POST", "/session", Some(caps));
+        let session = created["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_owned();
+        Browser {
+            addr,
+            session,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        call(
+            self.addr,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body,
+        )
+    }
+
+    fn open(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    fn find(&self, using: &str, value: &str) -> String {
+        let found = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({"using": using, "value": value})),
+        );
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {using} {value:?}: {found}"))
+            .to_owned()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.find("css selector", css);
+        self.cmd("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = request(
+            self.addr,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
+    }
+}
+
+/// One WebDriver command; returns its `value`.
+fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Value {
+    let body = body.map(|b| b.to_string());
+    let r = request(addr, method, path, body.as_deref().map(str::as_bytes));
+    let v = r.json();
+    assert_eq!(r.status, 200, "WebDriver {method} {path}: {v}");
+    v["value"].clone()
+}
+
+#[test]
+fn clicking_producer_consumer_mode_queues_one_dish() {
+    // No diners: the queued figure only moves when the browser queues a dish.
+    let s = TestServer::start(ServeConfig {
+        diners: 0,
+        capacity: Capacity::Bounded(10),
+        ..config()
+    });
+    assert_eq!(s.get("/prodcons").status, 302);
+    let b = Browser::start();
+    let home = s.url("/");
+    b.open(&home);
+    assert_eq!(b.text("h1"), "Redis Message Queue");
+    assert_eq!(b.text("#queued"), "1");
+    let link = b.find("link text", "producer-consumer mode");
+    b.cmd("POST", &format!("/element/{link}/click"), Some(json!({})));
+    wait_until(
+        LIMIT,
+        "the browser back on / with one more dish queued",
+        || b.url() == home && b.text("#queued") == "2",
+    );
+    assert_eq!(s.get("/stats").json()["queued"], 2);
+    assert!(b.text("#pubsub").contains("publish-subscribe mode"));
+
+    // A screenshot to look at: target/tmp/serve-page.png.
+    let png = base64(b.cmd("GET", "/screenshot", None).as_str().unwrap_or(""));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png");
+    std::fs::write(&path, png).expect("save the screenshot");
+}

@@ -1,0 +1,78 @@
+//! `kitchen serve` as a process: the address it prints, a clean stop on SIGTERM, its errors.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::web::request;
+use support::{KillOnDrop, Lines, kitchen, run, signal};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Starts `kitchen serve ARGS --bind 127.0.0.1:0`; returns it and its address.
+fn serve(args: &[&str]) -> (KillOnDrop, SocketAddr, Lines) {
+    let child = kitchen()
+        .arg("serve")
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kitchen serve");
+    let mut child = KillOnDrop::new(child);
+    let mut lines = Lines::new(child.child().stderr.take().expect("stderr"));
+    let line = lines.wait_for(LIMIT, |l| l.contains("listening on http://"));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr, lines)
+}
+
+#[test]
+fn serves_on_the_printed_address_and_stops_on_sigterm() {
+    let (child, addr, _lines) = serve(&["--diners", "1", "--workers", "2"]);
+    assert_eq!(request(addr, "GET", "/healthz", None).status, 200);
+    let r = request(addr, "POST", "/dishes", Some(br#"{"dish":2}"#));
+    assert_eq!(r.status, 202);
+    signal(child.id(), "TERM");
+    let out = child.wait(LIMIT);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn an_address_in_use_is_one_clear_line_and_exit_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = run(&["serve", "--bind", &addr]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("kitchen: cannot listen on {addr}: ")),
+        "{err}"
+    );
+    assert!(
+        err.trim_end()
+            .ends_with("choose another address with --bind"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn bad_serve_options_are_usage_errors() {
+    for args in [
+        &["serve", "--workers", "0"][..],
+        &["serve", "--full-wait-ms", "5000"],
+        &["serve", "--client-timeout", "0"],
+        &["serve", "--backend", "redis", "--mode", "pubsub"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+}
