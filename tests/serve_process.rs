@@ -2,41 +2,17 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::Stdio;
+use std::net::TcpListener;
 use std::time::Duration;
 
-use support::web::request;
-use support::{KillOnDrop, Lines, kitchen, run, signal};
+use support::web::{request, spawn_serve};
+use support::{run, signal};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// Starts `kitchen serve ARGS --bind 127.0.0.1:0`; returns it and its address.
-fn serve(args: &[&str]) -> (KillOnDrop, SocketAddr, Lines) {
-    let child = kitchen()
-        .arg("serve")
-        .args(["--bind", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kitchen serve");
-    let mut child = KillOnDrop::new(child);
-    let mut lines = Lines::new(child.child().stderr.take().expect("stderr"));
-    let line = lines.wait_for(LIMIT, |l| l.contains("listening on http://"));
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (child, addr, lines)
-}
-
 #[test]
 fn serves_on_the_printed_address_and_stops_on_sigterm() {
-    let (child, addr, _lines) = serve(&["--diners", "1", "--workers", "2"]);
+    let (child, addr, _lines) = spawn_serve(&["--diners", "1", "--workers", "2"]);
     assert_eq!(request(addr, "GET", "/healthz", None).status, 200);
     let r = request(addr, "POST", "/dishes", Some(br#"{"dish":2}"#));
     assert_eq!(r.status, 202);

@@ -199,9 +199,11 @@ impl Gauge {
 
 /// A connection that opens on first use and comes back after Redis does.
 ///
-/// [`Conn::run`] retries a command on connection errors with exponential
-/// backoff (50 ms doubling to 1 s) until [`RedisOptions::reconnect_for`] has
-/// passed without success; any other error returns at once.
+/// [`Conn::run`] retries a command on connection errors: once at once on a
+/// new connection when the failed one was already open (it may predate a
+/// Redis restart), then with exponential backoff (50 ms doubling to 1 s)
+/// until [`RedisOptions::reconnect_for`] has passed without success; any
+/// other error returns at once.
 pub(crate) struct Conn {
     client: Client,
     con: Option<Connection>,
@@ -246,6 +248,7 @@ impl Conn {
     ) -> Result<T, QueueError> {
         let mut failing_since: Option<Instant> = None;
         let mut backoff = Duration::from_millis(50);
+        let mut retried_stale = false;
         loop {
             let fresh = self.con.is_none();
             let result = match self.connection() {
@@ -270,6 +273,14 @@ impl Conn {
             };
             // The connection may be half-way through a reply: never reuse it.
             self.con = None;
+            // A connection opened before a Redis restart fails on its first
+            // use after it, although the server is back: one fresh attempt
+            // first, or a caller that never waits (`kitchen serve`) would
+            // answer 503 once per stale connection after the outage ended.
+            if !fresh && !retried_stale {
+                retried_stale = true;
+                continue;
+            }
             // One notice per outage, not one per connection.
             if failing_since.is_none()
                 && !self.reconnect_for.is_zero()

@@ -52,6 +52,11 @@ impl Ledger {
         self.eaten.values().sum()
     }
 
+    /// How often the dish `id` was eaten.
+    pub fn eaten_times(&self, id: &str) -> u64 {
+        self.eaten.get(id).copied().unwrap_or(0)
+    }
+
     /// Deliveries beyond the first of each dish.
     pub fn duplicates(&self) -> u64 {
         self.deliveries() - self.eaten()

@@ -265,3 +265,43 @@ pub fn base64(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Starts the `kitchen serve ARGS --bind 127.0.0.1:0` process; returns it,
+/// the address it printed, and its stderr.
+pub fn spawn_serve(args: &[&str]) -> (super::KillOnDrop, SocketAddr, super::Lines) {
+    let child = super::kitchen()
+        .arg("serve")
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kitchen serve");
+    let mut child = super::KillOnDrop::new(child);
+    let mut lines = super::Lines::new(child.child().stderr.take().expect("stderr"));
+    let line = lines.wait_for(IO_LIMIT, |l| l.contains("listening on http://"));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr, lines)
+}
+
+/// Like [`request`], but `None` when the server is not there to answer
+/// (connection refused, or closed before a response): for clients that
+/// keep going while a server stops.
+pub fn try_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<Reply> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(IO_LIMIT)).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let got = read_to_close(&mut s);
+    (!got.is_empty()).then(|| parse_all(&got).remove(0))
+}
