@@ -35,7 +35,7 @@ fn run(command: kitchen::cli::Command) -> anyhow::Result<()> {
             std::process::exit(130);
         }
         handler_token.stop();
-        eprintln!("kitchen: stopping: the diners finish what is queued (Ctrl-C again to quit now)");
+        eprintln!("kitchen: stopping: finishing what is in hand (Ctrl-C again to quit now)");
     })
     .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
     app::execute(command, &shutdown)?;

@@ -106,30 +106,26 @@ fn dishes_is_a_total_not_per_chef_and_every_dish_gets_its_lines() {
 
 /// `chef-2 made dish 7 --- 4 left unsold`
 fn is_chef_line(l: &str) -> bool {
-    let w: Vec<&str> = l.split(' ').collect();
-    w.len() == 8
-        && w[0]
-            .strip_prefix("chef-")
-            .is_some_and(|n| n.parse::<u32>().is_ok())
-        && w[1..3] == ["made", "dish"]
-        && w[3].parse::<u8>().is_ok_and(|d| d <= 9)
-        && w[4] == "---"
-        && w[5].parse::<u64>().is_ok()
-        && w[6..] == ["left", "unsold"]
+    is_dish_line(l, "chef-", "made", &["left", "unsold"])
 }
 
 /// `diner-1 ate dish 7 --- 3 left to eat`
 fn is_diner_line(l: &str) -> bool {
+    is_dish_line(l, "diner-", "ate", &["left", "to", "eat"])
+}
+
+/// `<who>N <verb> dish D --- K <tail…>`, with D in 0–9.
+fn is_dish_line(l: &str, who: &str, verb: &str, tail: &[&str]) -> bool {
     let w: Vec<&str> = l.split(' ').collect();
-    w.len() == 9
+    w.len() == 6 + tail.len()
         && w[0]
-            .strip_prefix("diner-")
+            .strip_prefix(who)
             .is_some_and(|n| n.parse::<u32>().is_ok())
-        && w[1..3] == ["ate", "dish"]
+        && w[1..3] == [verb, "dish"]
         && w[3].parse::<u8>().is_ok_and(|d| d <= 9)
         && w[4] == "---"
         && w[5].parse::<u64>().is_ok()
-        && w[6..] == ["left", "to", "eat"]
+        && w[6..] == *tail
 }
 
 /// Each chef's dish numbers, in the order it made them.
