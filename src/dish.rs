@@ -113,13 +113,23 @@ impl Dish {
     /// A new dish made now by `chef`, with the next id of this process.
     pub fn new(seq: u64, number: u8, chef: u32) -> Dish {
         Dish {
+            made_at_us: now_us(),
+            ..Dish::unstamped(seq, number, chef)
+        }
+    }
+
+    /// Like [`Dish::new`] but without the time it was made (`made_at_us` 0),
+    /// so its latency is not measured: reading the clock is a fifth of the
+    /// cost of a dish on the in-process queue at full speed.
+    pub fn unstamped(seq: u64, number: u8, chef: u32) -> Dish {
+        Dish {
             id: DishId {
                 origin: DishId::process_origin(),
                 seq,
             },
             number,
             chef,
-            made_at_us: now_us(),
+            made_at_us: 0,
             track: false,
         }
     }

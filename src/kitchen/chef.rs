@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::dish::{Dish, ID_BLOCK, MAX_DISH};
+use crate::dish::{Dish, ID_BLOCK, MAX_DISH, now_us};
 use crate::kitchen::output::{IdTag, Printer};
 use crate::kitchen::stats::{LiveCounters, Tickets};
 use crate::queue::{Producer, Put, QueueError};
@@ -26,6 +26,8 @@ pub(crate) struct Chef {
     pub tickets: Arc<Tickets>,
     /// Tickets to claim at once; 1 when chefs nap, so they share the work.
     pub batch: u64,
+    /// Stamp the time made on one dish in this many (1 = every dish).
+    pub stamp_every: u64,
     pub max_sleep: Duration,
     pub rng: StdRng,
     pub printer: Printer,
@@ -60,7 +62,11 @@ impl Chef {
             }
             let (stopped, n) = if per_trip == 1 {
                 let number = self.rng.random_range(0..=MAX_DISH);
-                let dish = Dish::new(ids.next(), number, self.number);
+                let seq = ids.next();
+                let mut dish = Dish::unstamped(seq, number, self.number);
+                if seq % self.stamp_every == 0 {
+                    dish.made_at_us = now_us();
+                }
                 let put = self.producer.put(dish, &self.stop)?;
                 (!self.record(&mut r, &dish, put), 1)
             } else {

@@ -7,7 +7,7 @@ use crossbeam_channel::{
 };
 use parking_lot::Mutex;
 
-use crate::dish::Dish;
+use crate::dish::{Dish, DishId};
 use crate::queue::{Capacity, POLL, Put, QueueError, Take};
 use crate::shutdown::Shutdown;
 
@@ -16,11 +16,77 @@ use crate::shutdown::Shutdown;
 pub struct LocalQueue {
     // Dropping this sender (on `seal`) lets disconnection tell diners that
     // no more dishes can come, crossbeam's own shutdown protocol.
-    tx: Mutex<Option<Sender<Dish>>>,
-    rx: Receiver<Dish>,
+    tx: Mutex<Option<Sender<Packed>>>,
+    rx: Receiver<Packed>,
     capacity: Option<usize>,
     /// Read the depth on every `SAMPLE`th operation only (see [`LocalQueue::relax_depth`]).
     sampled: bool,
+}
+
+/// A dish as the channel carries it: 16 bytes where [`Dish`] takes 32.
+///
+/// Every slot a chef writes is a cache line a diner on the other core must
+/// fetch; halving the message lets a full-speed kitchen move about a third
+/// more dishes. All dishes on this queue were made in this process, so the
+/// id's origin is implied; the rest fits one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packed {
+    /// seq (45 bits) | number (4) | chef (13) | no-origin (1) | track (1)
+    word: u64,
+    made_at_us: u64,
+}
+
+const SEQ_BITS: u32 = 45;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+const NUMBER_SHIFT: u32 = SEQ_BITS;
+const CHEF_SHIFT: u32 = NUMBER_SHIFT + 4;
+const CHEF_MAX: u32 = (1 << 13) - 1;
+const NO_ORIGIN: u64 = 1 << 62;
+const TRACK: u64 = 1 << 63;
+
+impl Packed {
+    #[inline]
+    fn pack(d: &Dish) -> Packed {
+        // A chef number beyond 13 bits is recorded as unknown (0) rather than
+        // wrapped onto another chef; kitchen starts at most 4096.
+        let chef = if d.chef > CHEF_MAX {
+            0
+        } else {
+            u64::from(d.chef)
+        };
+        let mut word = (d.id.seq & SEQ_MASK)
+            | (u64::from(d.number & 0xf) << NUMBER_SHIFT)
+            | (chef << CHEF_SHIFT);
+        if d.id.origin == 0 {
+            word |= NO_ORIGIN;
+        }
+        if d.track {
+            word |= TRACK;
+        }
+        Packed {
+            word,
+            made_at_us: d.made_at_us,
+        }
+    }
+
+    #[inline]
+    fn unpack(self) -> Dish {
+        let w = self.word;
+        Dish {
+            id: DishId {
+                origin: if w & NO_ORIGIN != 0 {
+                    0
+                } else {
+                    DishId::process_origin()
+                },
+                seq: w & SEQ_MASK,
+            },
+            number: ((w >> NUMBER_SHIFT) & 0xf) as u8,
+            chef: ((w >> CHEF_SHIFT) as u32) & CHEF_MAX,
+            made_at_us: self.made_at_us,
+            track: w & TRACK != 0,
+        }
+    }
 }
 
 /// With relaxed depth, one operation in this many reads the channel's length.
@@ -85,7 +151,7 @@ impl LocalQueue {
 /// A chef's sender.
 #[derive(Debug)]
 pub struct Producer {
-    tx: Sender<Dish>,
+    tx: Sender<Packed>,
     probe: DepthProbe,
     capacity: Option<usize>,
 }
@@ -125,7 +191,8 @@ impl DepthProbe {
 impl Producer {
     /// Puts `dish`, blocking while full until there is room or `shutdown`.
     #[inline]
-    pub fn put(&mut self, mut dish: Dish, shutdown: &Shutdown) -> Put {
+    pub fn put(&mut self, dish: Dish, shutdown: &Shutdown) -> Put {
+        let mut dish = Packed::pack(&dish);
         // The common case needs no clock: a deadline costs a clock read.
         dish = match self.tx.try_send(dish) {
             Ok(()) => {
@@ -162,7 +229,7 @@ impl Producer {
     /// Puts `dish` if there is room within `wait`; `None` when still full.
     #[inline]
     pub fn try_put(&mut self, dish: Dish, wait: Duration) -> Option<Put> {
-        let dish = match self.tx.try_send(dish) {
+        let dish = match self.tx.try_send(Packed::pack(&dish)) {
             Ok(()) => {
                 return Some(Put::Queued {
                     depth: self.tx.len(),
@@ -184,7 +251,7 @@ impl Producer {
 /// A diner's receiver (also used as a depth gauge).
 #[derive(Debug)]
 pub struct Consumer {
-    rx: Receiver<Dish>,
+    rx: Receiver<Packed>,
     probe: DepthProbe,
 }
 
@@ -199,10 +266,10 @@ impl Consumer {
             Err(TryRecvError::Empty) => self.rx.recv_timeout(POLL),
         };
         match got {
-            Ok(dish) => {
+            Ok(packed) => {
                 let rx = &self.rx;
                 Take::Dish {
-                    dish,
+                    dish: packed.unpack(),
                     depth: self.probe.read(|| rx.len()),
                 }
             }
@@ -233,6 +300,28 @@ mod tests {
         drop(p);
         assert!(matches!(c.take(&stop), Take::Dish { depth: 0, .. }));
         assert_eq!(c.take(&stop), Take::Closed);
+    }
+
+    #[test]
+    fn packing_keeps_every_field() {
+        let mut d = Dish::new(123_456, 9, 4096);
+        d.track = true;
+        assert_eq!(Packed::pack(&d).unpack(), d);
+        let bare = Dish {
+            id: DishId::NONE,
+            number: 7,
+            chef: 0,
+            made_at_us: 0,
+            track: false,
+        };
+        assert_eq!(Packed::pack(&bare).unpack(), bare);
+        let stranger = Dish::new(1, 0, CHEF_MAX + 1);
+        assert_eq!(
+            Packed::pack(&stranger).unpack().chef,
+            0,
+            "unknown, not wrapped"
+        );
+        assert_eq!(std::mem::size_of::<Packed>(), 16);
     }
 
     #[test]
