@@ -44,7 +44,7 @@ fn list(c: &mut Criterion) {
     let url = server.url();
     let mut g = c.benchmark_group("redis_list_3x2");
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(8));
+    g.measurement_time(Duration::from_secs(4));
     let n = 20_000;
     g.throughput(Throughput::Elements(n));
     g.bench_function("cap10_batch1", |b| {
@@ -66,7 +66,7 @@ fn pubsub(c: &mut Criterion) {
     let url = server.url();
     let mut g = c.benchmark_group("redis_pubsub_3x2");
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(8));
+    g.measurement_time(Duration::from_secs(4));
     // Two diners: every dish is two deliveries.
     let n = 20_000;
     g.throughput(Throughput::Elements(2 * n));
