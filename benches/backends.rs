@@ -458,8 +458,8 @@ fn throughput(c: &mut Criterion) {
         for cap in CAPACITIES {
             let mut g = c.benchmark_group(format!("{scenario}_cap{cap}"));
             g.sample_size(10);
-            g.warm_up_time(Duration::from_millis(500));
-            g.measurement_time(Duration::from_secs(2));
+            g.warm_up_time(Duration::from_millis(300));
+            g.measurement_time(Duration::from_secs(1));
             for design in designs() {
                 let n = design.dishes();
                 g.throughput(Throughput::Elements(n));
