@@ -140,16 +140,34 @@ struct PaceArgs {
 }
 
 #[derive(Debug, Args)]
-struct RunArgs {
+struct ChefsArg {
     /// Chef threads.
     #[arg(long, value_name = "N", default_value_t = 3, allow_negative_numbers = true, value_parser = threads())]
     chefs: u32,
+}
+
+#[derive(Debug, Args)]
+struct DinersArg {
     /// Diner threads.
     #[arg(long, value_name = "N", default_value_t = 2, allow_negative_numbers = true, value_parser = threads())]
     diners: u32,
+}
+
+#[derive(Debug, Args)]
+struct DishesArg {
     /// Stop after N dishes made in total (else run until Ctrl-C).
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_dishes)]
     dishes: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    chefs: ChefsArg,
+    #[command(flatten)]
+    diners: DinersArg,
+    #[command(flatten)]
+    dishes: DishesArg,
     #[command(flatten)]
     queue: QueueArgs,
     #[command(flatten)]
@@ -158,12 +176,10 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct ChefArgs {
-    /// Chef threads.
-    #[arg(long, value_name = "N", default_value_t = 3, allow_negative_numbers = true, value_parser = threads())]
-    chefs: u32,
-    /// Stop after N dishes made in total (else run until Ctrl-C).
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_dishes)]
-    dishes: Option<u64>,
+    #[command(flatten)]
+    chefs: ChefsArg,
+    #[command(flatten)]
+    dishes: DishesArg,
     #[command(flatten)]
     queue: QueueArgs,
     #[command(flatten)]
@@ -172,9 +188,8 @@ struct ChefArgs {
 
 #[derive(Debug, Args)]
 struct DinerArgs {
-    /// Diner threads.
-    #[arg(long, value_name = "N", default_value_t = 2, allow_negative_numbers = true, value_parser = threads())]
-    diners: u32,
+    #[command(flatten)]
+    diners: DinersArg,
     #[command(flatten)]
     queue: QueueArgs,
     #[command(flatten)]
@@ -243,9 +258,9 @@ impl Cli {
             None => self.run.into_command(Role::Run),
             Some(Sub::Run(a)) => a.into_command(Role::Run),
             Some(Sub::Chef(a)) => {
-                kitchen_command(Role::Chef, a.queue, a.pace, a.chefs, 0, a.dishes)
+                kitchen_command(Role::Chef, a.queue, a.pace, a.chefs.chefs, 0, a.dishes.dishes)
             }
-            Some(Sub::Diner(a)) => kitchen_command(Role::Diner, a.queue, a.pace, 0, a.diners, None),
+            Some(Sub::Diner(a)) => kitchen_command(Role::Diner, a.queue, a.pace, 0, a.diners.diners, None),
             Some(Sub::Serve(a)) => a.into_command(),
             Some(Sub::Info(a)) => match a.queue.backend_config()? {
                 BackendConfig::Redis(redis) => Ok(Command::Info {
@@ -296,9 +311,9 @@ impl RunArgs {
             role,
             self.queue,
             self.pace,
-            self.chefs,
-            self.diners,
-            self.dishes,
+            self.chefs.chefs,
+            self.diners.diners,
+            self.dishes.dishes,
         )
     }
 }
