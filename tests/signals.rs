@@ -6,20 +6,13 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{KillOnDrop, Lines, kitchen, num, signal};
+use support::{KillOnDrop, Lines, num, signal};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Starts an endless kitchen and waits for its `n`th line matching `what`.
 fn started(args: &[&str], what: &str, n: usize) -> (KillOnDrop, Lines) {
-    let child = kitchen()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kitchen");
-    let mut child = KillOnDrop::new(child);
+    let mut child = KillOnDrop::new(support::spawn(args));
     let mut lines = Lines::new(child.child().stdout.take().expect("stdout"));
     for _ in 0..n {
         lines.wait_for(LIMIT, |l| l.contains(what));
@@ -95,15 +88,7 @@ fn a_second_ctrl_c_exits_at_once_without_a_summary() {
 #[test]
 fn a_closed_pipe_ends_the_run_quietly() {
     // `kitchen | head -3`: read three lines, then close our end of the pipe.
-    let mut child = KillOnDrop::new(
-        kitchen()
-            .args(["run", "--max-sleep-ms", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kitchen"),
-    );
+    let mut child = KillOnDrop::new(support::spawn(&["run", "--max-sleep-ms", "0"]));
     let mut stdout = child.child().stdout.take().expect("stdout");
     let mut first = [0u8; 64];
     let n = stdout.read(&mut first).expect("read the first lines");

@@ -21,16 +21,20 @@ pub fn kitchen() -> Command {
     c
 }
 
-/// Runs `kitchen ARGS` to completion with a deadline, capturing output.
-pub fn run(args: &[&str]) -> Output {
-    let child = kitchen()
+/// Starts `kitchen ARGS` with no stdin and piped stdout and stderr.
+pub fn spawn(args: &[&str]) -> Child {
+    kitchen()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn kitchen");
-    wait_output(child, Duration::from_secs(60))
+        .expect("spawn kitchen")
+}
+
+/// Runs `kitchen ARGS` to completion with a deadline, capturing output.
+pub fn run(args: &[&str]) -> Output {
+    wait_output(spawn(args), Duration::from_secs(60))
 }
 
 /// Waits for a child to exit within `limit`, killing it (and failing) otherwise.
