@@ -39,8 +39,8 @@ use parking_lot::{Condvar, Mutex};
 
 /// Dishes per criterion iteration.
 const DISHES: u64 = 100_000;
-/// Dishes per accounting pass.
-const REPORT_DISHES: u64 = 300_000;
+/// An accounting pass moves this many times an iteration's dishes.
+const REPORT_FACTOR: u64 = 3;
 
 const SCENARIOS: [(&str, usize, usize); 3] = [("spsc", 1, 1), ("mpsc", 3, 1), ("mpmc", 3, 2)];
 const CAPACITIES: [usize; 2] = [10, 1024];
@@ -97,19 +97,14 @@ impl Design {
         }
     }
 
-    fn is_redis(self) -> bool {
-        matches!(
-            self,
-            Design::RedisList | Design::RedisListBatch | Design::RedisPubsub
-        )
-    }
-
     /// Dishes per criterion iteration: Redis moves tens of thousands a
     /// second, not millions.
     fn dishes(self) -> u64 {
         match self {
-            Design::RedisList => 5_000,
-            Design::RedisListBatch | Design::RedisPubsub => 20_000,
+            Design::RedisList => 2_000,
+            Design::RedisListBatch | Design::RedisPubsub => 10_000,
+            // A few hundred thousand a second at worst: keep an iteration short.
+            Design::StdSyncChannel | Design::MutexCondvar => 20_000,
             _ => DISHES,
         }
     }
@@ -490,11 +485,7 @@ fn report(_: &mut Criterion) {
             );
             md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
             for design in designs() {
-                let n = if design.is_redis() {
-                    design.dishes() * 2
-                } else {
-                    REPORT_DISHES
-                };
+                let n = design.dishes() * REPORT_FACTOR;
                 // Best of three: the machine's noise only ever slows a run down.
                 let o = (0..3)
                     .map(|_| run(&env, design, p, d, cap, n))
