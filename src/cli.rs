@@ -465,10 +465,7 @@ fn check_redis_url(s: &str) -> Result<(), String> {
         .iter()
         .any(|p| s.starts_with(p));
     if !ok_scheme {
-        return Err(
-            "a Redis URL looks like redis://[user:password@]host[:port][/db] (rediss:// for TLS)"
-                .to_owned(),
-        );
+        return Err("a Redis URL looks like redis://[user:password@]host[:port][/db]".to_owned());
     }
     #[cfg(feature = "redis")]
     crate::redis_mode::validate_url(s)?;
