@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::redis_kitchen::{LIMIT, run, spawn, stderr};
 use support::redis_server::{RedisServer, free_port};
-use support::{signal, wait_until};
+use support::{Lines, signal, wait_until};
 
 /// Runs `kitchen ARGS` (no test server involved).
 fn kitchen(args: &[&str]) -> std::process::Output {
@@ -100,15 +100,16 @@ fn a_malformed_url_is_a_usage_error() {
 #[test]
 fn a_run_rides_out_a_redis_restart_and_gives_up_on_a_lasting_outage() {
     let mut server = RedisServer::start();
-    let (kitchen, mut lines) = spawn(
+    let (mut kitchen, mut lines) = spawn(
         &server,
         "run",
         &["--max-sleep-ms", "5", "--reconnect-timeout", "30", "--json"],
     );
+    let mut err = Lines::new(kitchen.child().stderr.take().expect("stderr"));
     lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
     server.stop();
-    // While it is down, nothing gets eaten; then it comes back.
-    std::thread::sleep(Duration::from_millis(500));
+    // Bring it back once the kitchen has noticed that it is gone.
+    err.wait_for(LIMIT, |l| l.contains("lost redis"));
     server.restart();
     let before = lines.seen.len();
     for _ in 0..20 {
@@ -117,13 +118,9 @@ fn a_run_rides_out_a_redis_restart_and_gives_up_on_a_lasting_outage() {
     assert!(lines.seen.len() >= before + 20);
     signal(kitchen.id(), "INT");
     lines.rest(LIMIT);
+    err.wait_for(LIMIT, |l| l.contains("reconnected to redis"));
     let out = kitchen.wait(LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("reconnected to redis"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "{:?}", err.rest(LIMIT));
 
     // A lasting outage: a clear error after the reconnect timeout.
     let (kitchen, mut lines) = spawn(
