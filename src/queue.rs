@@ -313,7 +313,7 @@ impl Backend {
 
     /// Lets producers and consumers made from now on report a sampled depth
     /// instead of reading it on every operation, where that reading is costly
-    /// (the local channel). For runs that print no per-dish lines.
+    /// (the local channel). For quiet runs at full speed.
     pub fn relax_depth(&mut self) {
         match self {
             Backend::Local(q) => q.relax_depth(),

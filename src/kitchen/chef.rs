@@ -26,8 +26,9 @@ pub(crate) struct Chef {
     pub tickets: Arc<Tickets>,
     /// Tickets to claim at once; 1 when chefs nap, so they share the work.
     pub batch: u64,
-    /// Stamp the time made on one dish in this many (1 = every dish).
-    pub stamp_every: u64,
+    /// Stamp the time made on dishes whose sequence has these low bits clear
+    /// (0 = every dish).
+    pub stamp_mask: u64,
     pub max_sleep: Duration,
     pub rng: StdRng,
     pub printer: Printer,
@@ -64,7 +65,7 @@ impl Chef {
                 let number = self.rng.random_range(0..=MAX_DISH);
                 let seq = ids.next();
                 let mut dish = Dish::unstamped(seq, number, self.number);
-                if seq % self.stamp_every == 0 {
+                if seq & self.stamp_mask == 0 {
                     dish.made_at_us = now_us();
                 }
                 let put = self.producer.put(dish, &self.stop)?;
