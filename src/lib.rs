@@ -34,6 +34,7 @@
 //! | [`results`] | what became of each dish queued through the web API |
 //! | `redis_mode` | the Redis backend, list and pub/sub (feature `redis`) |
 //! | [`dish`] | the dish and its wire format |
+//! | [`defaults`] | every default, defined once |
 //! | [`shutdown`] | the stop token every thread watches |
 
 // No unwrap or expect where I/O or user input can reach; tests may.
@@ -41,6 +42,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod defaults;
 pub mod dish;
 pub mod kitchen;
 pub mod local;
