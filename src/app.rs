@@ -5,6 +5,7 @@ use std::net::TcpListener;
 
 use crate::cli::Command;
 use crate::kitchen::{self, KitchenError, Printer};
+use crate::queue::{self, OpenError};
 use crate::serve::{self, ServeError};
 use crate::shutdown::Shutdown;
 
@@ -17,6 +18,9 @@ pub enum AppError {
     /// The web entry failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The queue could not be read.
+    #[error(transparent)]
+    Open(#[from] OpenError),
 }
 
 /// Runs `command` until done or `shutdown`; prints the summary (a table on
@@ -41,49 +45,39 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
                 error,
             })?;
             let addr = listener.local_addr().map_err(ServeError::Listener)?;
+            // Opened before the announcement: a server that says it is
+            // listening is ready to answer.
+            let server = serve::Server::open(listener, &config)?;
             let diners = match config.backend {
                 crate::queue::BackendConfig::Local => format!(", {} diners", config.diners),
                 crate::queue::BackendConfig::Redis(_) => String::new(),
             };
+            let mut err = std::io::stderr().lock();
+            if server.waiting_for_queue {
+                let _ = writeln!(
+                    err,
+                    "kitchen serve: the queue does not answer yet: requests get 503 until it does"
+                );
+            }
             // Tests and scripts read the address from this line (`--bind 127.0.0.1:0`).
             let _ = writeln!(
-                std::io::stderr().lock(),
+                err,
                 "kitchen serve: listening on http://{addr}/ ({} backend{diners}, {} workers)",
                 config.backend.name(),
                 config.workers
             );
-            serve::run(listener, &config, shutdown)?;
+            drop(err);
+            server.run(shutdown)?;
             Ok(())
         }
         Command::Info {
             redis,
             capacity,
             json,
-        } => Ok(info(&redis, capacity, json)?),
+        } => {
+            let text = queue::info(&redis, capacity, json)?;
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            Ok(())
+        }
     }
-}
-
-#[cfg(feature = "redis")]
-fn info(
-    redis: &crate::queue::RedisOptions,
-    capacity: crate::queue::Capacity,
-    json: bool,
-) -> Result<(), KitchenError> {
-    let info = crate::redis_mode::info(redis, capacity)?;
-    let text = if json {
-        info.to_json() + "\n"
-    } else {
-        info.to_table()
-    };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    Ok(())
-}
-
-#[cfg(not(feature = "redis"))]
-fn info(
-    _: &crate::queue::RedisOptions,
-    _: crate::queue::Capacity,
-    _: bool,
-) -> Result<(), KitchenError> {
-    Err(crate::queue::QueueError::RedisNotCompiled.into())
 }

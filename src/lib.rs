@@ -28,6 +28,7 @@
 //! | [`cli`] | clap definitions, validated into a [`cli::Command`] |
 //! | [`app`] | carries out a command and prints its summary |
 //! | [`kitchen`] | chefs, diners, statistics, the summary |
+//! | [`vocab`] | the words both sides share: capacity, options, outcomes, errors (a leaf) |
 //! | [`queue`] | the backend enum: the only module that sees both sides |
 //! | [`local`] | the in-process crossbeam backend |
 //! | [`serve`] | the web entry, `kitchen serve` |
@@ -36,6 +37,7 @@
 //! | [`dish`] | the dish and its wire format |
 //! | [`defaults`] | every default, defined once |
 //! | [`shutdown`] | the stop token every thread watches |
+//! | [`notice`] | operator notices on stderr that never panic |
 
 // No unwrap or expect where I/O or user input can reach; tests may.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -46,12 +48,14 @@ pub mod defaults;
 pub mod dish;
 pub mod kitchen;
 pub mod local;
+pub mod notice;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis_mode;
 pub mod results;
 pub mod serve;
 pub mod shutdown;
+pub mod vocab;
 
 pub use kitchen::{KitchenConfig, Printer, Role, Summary};
 pub use shutdown::Shutdown;

@@ -1,264 +1,27 @@
 //! The backend enum: the one place that sees both the kitchen and the queues.
 //!
 //! Like crossbeam-channel's `SenderFlavor`, each public method is one `match`
-//! that delegates to a backend module; the kitchen knows nothing of crossbeam
-//! or Redis, and the backends nothing of chefs and diners.
+//! that delegates to a backend module; the kitchen and the web entry know
+//! nothing of crossbeam or Redis, and the backends nothing of chefs and
+//! diners. The words both sides share live in [`crate::vocab`], re-exported
+//! here so that users of the library find them beside the enum.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dish::Dish;
+use crate::dish::{Dish, DishId};
 use crate::local;
 #[cfg(feature = "redis")]
 use crate::redis_mode;
+use crate::results::{DishResult, LocalResults};
 use crate::shutdown::Shutdown;
 
-/// How many dishes may wait at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Capacity {
-    /// At most this many (at least 1).
-    Bounded(usize),
-    /// No limit, as the tutorial's Redis list had.
-    Unbounded,
-}
+pub use crate::vocab::{
+    AckError, BackendConfig, Capacity, Fault, GaugeError, Mode, OpenError, POLL, Put, PutError,
+    ReadyError, RedisOptions, ResultLimits, ResultsError, Stamping, Take, TakeError, redact_url,
+};
 
-impl Capacity {
-    /// The bound, if any.
-    pub fn limit(self) -> Option<usize> {
-        match self {
-            Capacity::Bounded(n) => Some(n),
-            Capacity::Unbounded => None,
-        }
-    }
-}
-
-/// Redis's two ways of carrying dishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// A list: each dish to exactly one diner, oldest first, nothing lost.
-    List,
-    /// A channel: each dish to every subscribed diner, gone if nobody listens.
-    Pubsub,
-}
-
-/// Where to find Redis and what to call things there.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisOptions {
-    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS.
-    pub url: String,
-    /// List or pub/sub.
-    pub mode: Mode,
-    /// The list key (list mode).
-    pub queue: String,
-    /// The channel (pub/sub mode).
-    pub channel: String,
-    /// Dishes a diner takes per round trip (list mode).
-    pub batch: usize,
-    /// How long a diner's heartbeat lives: a diner silent this long is
-    /// presumed dead and its dishes go back on the queue.
-    pub heartbeat_ttl: Duration,
-    /// How long to keep reconnecting to a Redis that went away before giving up.
-    pub reconnect_for: Duration,
-    /// How long diners keep the result of a tracked dish (`POST /dishes`).
-    pub result_ttl: Duration,
-}
-
-impl RedisOptions {
-    /// The tutorial's names on the given URL, with kitchen's default timings.
-    pub fn new(url: impl Into<String>, mode: Mode) -> RedisOptions {
-        RedisOptions {
-            url: url.into(),
-            mode,
-            queue: DEFAULT_QUEUE.to_owned(),
-            channel: DEFAULT_CHANNEL.to_owned(),
-            batch: 1,
-            heartbeat_ttl: DEFAULT_HEARTBEAT_TTL,
-            reconnect_for: DEFAULT_RECONNECT_FOR,
-            result_ttl: DEFAULT_RESULT_TTL,
-        }
-    }
-}
-
-/// The tutorial's list key.
-pub const DEFAULT_QUEUE: &str = "task:prodcons:queue";
-/// The tutorial's channel.
-pub const DEFAULT_CHANNEL: &str = "task:pubsub:channel";
-/// A diner's heartbeat lifetime: a SIGKILLed diner's dish is back on the
-/// queue within this (plus one heartbeat) under default settings.
-pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(5);
-/// How long a run rides out a Redis outage before failing.
-pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(30);
-/// How long the result of a tracked dish can be looked up: a day.
-pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-impl std::fmt::Debug for RedisOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a password; Debug output ends up in logs.
-        f.debug_struct("RedisOptions")
-            .field("url", &redact_url(&self.url))
-            .field("mode", &self.mode)
-            .field("queue", &self.queue)
-            .field("channel", &self.channel)
-            .field("batch", &self.batch)
-            .field("heartbeat_ttl", &self.heartbeat_ttl)
-            .field("reconnect_for", &self.reconnect_for)
-            .field("result_ttl", &self.result_ttl)
-            .finish()
-    }
-}
-
-/// A URL with any password replaced by `***`, safe to print.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{path}")
-            } else {
-                format!("{scheme}://***@{host}{path}")
-            }
-        }
-        None => url.to_owned(),
-    }
-}
-
-/// Which backend to open, as the command line chose it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendConfig {
-    /// The in-process crossbeam channel.
-    Local,
-    /// Redis, in list or pub/sub mode.
-    Redis(RedisOptions),
-}
-
-impl BackendConfig {
-    /// `"local"` or `"redis"`, as the summary names it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            BackendConfig::Local => "local",
-            BackendConfig::Redis(_) => "redis",
-        }
-    }
-
-    /// The Redis mode, `None` for local.
-    pub fn mode(&self) -> Option<Mode> {
-        match self {
-            BackendConfig::Local => None,
-            BackendConfig::Redis(o) => Some(o.mode),
-        }
-    }
-}
-
-/// What can go wrong with a queue.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// `--backend redis` on a build without the `redis` feature.
-    #[error(
-        "the redis backend is not in this build: rebuild with `cargo build --features redis` (on by default)"
-    )]
-    RedisNotCompiled,
-    /// The in-process queue no longer takes new producers.
-    #[error("the local queue is closed to new chefs")]
-    Sealed,
-    /// Redis did not answer at all.
-    #[error(
-        "cannot reach redis at {url} ({detail}): start it with `redis-server` (Debian: `sudo apt-get install redis-server`) or point --redis-url at a running server"
-    )]
-    Unreachable {
-        /// The server, password redacted.
-        url: String,
-        /// What the connection attempt said.
-        detail: String,
-    },
-    /// Redis went away during the run and did not come back in time.
-    #[error(
-        "lost redis at {url} and could not reconnect within {secs} s ({detail}): check that redis-server is running"
-    )]
-    Gone {
-        /// The server, password redacted.
-        url: String,
-        /// How long kitchen kept trying.
-        secs: u64,
-        /// The last error seen.
-        detail: String,
-    },
-    /// Redis refused the user or password.
-    #[error(
-        "redis at {url} refused the credentials ({detail}): check the user and password in --redis-url or REDIS_URL"
-    )]
-    Auth {
-        /// The server, password redacted.
-        url: String,
-        /// Redis's own words (never the password).
-        detail: String,
-    },
-    /// A key kitchen uses holds another type.
-    #[error(
-        "redis key `{key}` holds a {found}, not a {want}: choose another --queue, or delete the key (`redis-cli -n {db} DEL {key}`)"
-    )]
-    WrongType {
-        /// The key.
-        key: String,
-        /// The type it holds (or "value of another type").
-        found: String,
-        /// The type kitchen needs.
-        want: &'static str,
-        /// The database number, for the hint.
-        db: i64,
-    },
-    /// Any other answer from Redis that kitchen cannot work with.
-    #[error("redis at {url} failed: {detail}")]
-    Redis {
-        /// The server, password redacted.
-        url: String,
-        /// Redis's message.
-        detail: String,
-    },
-}
-
-/// The outcome of putting a dish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Put {
-    /// On the queue; `depth` dishes wait now, this one included.
-    Queued {
-        /// Queue depth just after the put.
-        depth: usize,
-    },
-    /// Published to `receivers` subscribers; 0 means the dish is lost.
-    Published {
-        /// How many subscribers got it.
-        receivers: usize,
-    },
-    /// Shut down while waiting for room: the dish was never made.
-    Stopped,
-}
-
-/// The outcome of taking a dish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Take {
-    /// A dish to eat; `depth` dishes are left behind it.
-    Dish {
-        /// The dish.
-        dish: Dish,
-        /// Queue depth just after the take.
-        depth: usize,
-    },
-    /// A payload that is not a dish; the backend has set it aside.
-    Rejected {
-        /// Why it was refused.
-        reason: String,
-    },
-    /// Nothing arrived within the backend's poll interval; ask again.
-    Idle,
-    /// Nothing more will ever arrive.
-    Closed,
-}
-
-/// An open backend: hands out producers, consumers and gauges.
+/// An open backend: hands out producers, consumers, gauges and result stores.
 #[derive(Debug)]
 pub enum Backend {
     /// The in-process channel.
@@ -269,23 +32,52 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Opens the backend that `config` names with room for `capacity`.
-    pub fn open(config: &BackendConfig, capacity: Capacity) -> Result<Backend, QueueError> {
+    /// Opens the backend that `config` names with room for `capacity`,
+    /// keeping results of tracked dishes within `results`.
+    ///
+    /// A shared backend is checked here (reachable, credentials, key types),
+    /// so that a wrong address fails before any thread starts.
+    pub fn open(
+        config: &BackendConfig,
+        capacity: Capacity,
+        results: ResultLimits,
+    ) -> Result<Backend, OpenError> {
         match config {
-            BackendConfig::Local => Ok(Backend::Local(local::LocalQueue::new(capacity))),
+            BackendConfig::Local => Ok(Backend::Local(local::LocalQueue::with_results(
+                capacity, results,
+            ))),
             #[cfg(feature = "redis")]
             BackendConfig::Redis(o) => Ok(Backend::Redis(Box::new(redis_mode::RedisQueue::open(
                 o.clone(),
                 capacity,
+                results,
             )?))),
             #[cfg(not(feature = "redis"))]
-            BackendConfig::Redis(_) => Err(QueueError::RedisNotCompiled),
+            BackendConfig::Redis(_) => Err(OpenError::NotCompiled),
+        }
+    }
+
+    /// Like [`Backend::open`], without checking a shared backend first: for
+    /// a caller that serves while it is away (the web entry's `503`s).
+    pub fn open_unchecked(
+        config: &BackendConfig,
+        capacity: Capacity,
+        results: ResultLimits,
+    ) -> Result<Backend, OpenError> {
+        match config {
+            BackendConfig::Local => Backend::open(config, capacity, results),
+            #[cfg(feature = "redis")]
+            BackendConfig::Redis(o) => Ok(Backend::Redis(Box::new(
+                redis_mode::RedisQueue::unchecked(o.clone(), capacity, results)?,
+            ))),
+            #[cfg(not(feature = "redis"))]
+            BackendConfig::Redis(_) => Err(OpenError::NotCompiled),
         }
     }
 
     /// A producer for one chef thread. Cheap; any connection opens on first use,
     /// inside the thread that uses it.
-    pub fn producer(&self) -> Result<Producer, QueueError> {
+    pub fn producer(&self) -> Result<Producer, OpenError> {
         match self {
             Backend::Local(q) => Ok(Producer::Local(q.producer()?)),
             #[cfg(feature = "redis")]
@@ -293,16 +85,26 @@ impl Backend {
         }
     }
 
-    /// A consumer for one diner thread; like [`Backend::producer`], lazy.
-    pub fn consumer(&self) -> Result<Consumer, QueueError> {
+    /// A producer onto the publish/subscribe channel beside the queue, for
+    /// the web entry's `/pubsub`; `None` where there is no channel.
+    pub fn publisher(&self) -> Option<Producer> {
         match self {
-            Backend::Local(q) => Ok(Consumer::Local(q.consumer())),
+            Backend::Local(_) => None,
             #[cfg(feature = "redis")]
-            Backend::Redis(q) => Ok(Consumer::Redis(Box::new(q.consumer()))),
+            Backend::Redis(q) => Some(Producer::Redis(Box::new(q.publisher()))),
         }
     }
 
-    /// A gauge that reads the queue's depth, for status lines and figures.
+    /// A consumer for one diner thread; like [`Backend::producer`], lazy.
+    pub fn consumer(&self) -> Consumer {
+        match self {
+            Backend::Local(q) => Consumer::Local(q.consumer()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(q) => Consumer::Redis(Box::new(q.consumer())),
+        }
+    }
+
+    /// A gauge that reads the queue's depth and health, for status lines and figures.
     pub fn gauge(&self) -> Gauge {
         match self {
             Backend::Local(q) => Gauge::Local(q.consumer()),
@@ -311,15 +113,48 @@ impl Backend {
         }
     }
 
-    /// Lets producers and consumers made from now on report a sampled depth
-    /// instead of reading it on every operation, where that reading is costly
-    /// (the local channel). For quiet runs at full speed.
-    pub fn relax_depth(&mut self) {
+    /// Where one thread records and reads what became of tracked dishes.
+    pub fn results(&self) -> Results {
         match self {
-            Backend::Local(q) => q.relax_depth(),
-            // Redis answers the depth with the same round trip that moves the dish.
+            Backend::Local(q) => Results::Local(q.results()),
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => {}
+            Backend::Redis(q) => Results::Redis(Box::new(q.results())),
+        }
+    }
+
+    /// How dishes are stamped with the time they were made. A `quiet`
+    /// full-speed run may sample, where reading the clock (and the queue's
+    /// length) on every dish costs more than moving it: the local queue then
+    /// relaxes its depth readings too. Redis round trips dwarf a clock read.
+    pub fn stamping(&mut self, quiet_full_speed: bool) -> Stamping {
+        match self {
+            Backend::Local(q) if quiet_full_speed => {
+                q.relax_depth();
+                Stamping::Sampled
+            }
+            Backend::Local(_) => Stamping::Every,
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => Stamping::Every,
+        }
+    }
+
+    /// The bound a summary shows: `None` where a bound means nothing (a
+    /// channel holds nothing) or there is none.
+    pub fn shown_capacity(&self, capacity: Capacity) -> Option<usize> {
+        match self {
+            Backend::Local(_) => capacity.limit(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(q) => q.holds_dishes().then_some(capacity.limit()).flatten(),
+        }
+    }
+
+    /// Whether other processes share this queue (so their diners, not this
+    /// process's, eat what it is given).
+    pub fn is_shared(&self) -> bool {
+        match self {
+            Backend::Local(_) => false,
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => true,
         }
     }
 
@@ -348,11 +183,11 @@ pub enum Producer {
 impl Producer {
     /// Puts `dish`, waiting for room while the queue is full, until `shutdown`.
     #[inline]
-    pub fn put(&mut self, dish: Dish, shutdown: &Shutdown) -> Result<Put, QueueError> {
+    pub fn put(&mut self, dish: Dish, shutdown: &Shutdown) -> Result<Put, PutError> {
         match self {
             Producer::Local(p) => Ok(p.put(dish, shutdown)),
             #[cfg(feature = "redis")]
-            Producer::Redis(p) => p.put(dish, shutdown),
+            Producer::Redis(p) => Ok(p.put(dish, shutdown)?),
         }
     }
 
@@ -368,25 +203,11 @@ impl Producer {
     /// Puts `dishes` in order, as few round trips as the backend allows, still
     /// waiting for room while full. One outcome per dish put; fewer than
     /// `dishes` (the last being [`Put::Stopped`]) when `shutdown` came first.
-    pub fn put_all(
-        &mut self,
-        dishes: &[Dish],
-        shutdown: &Shutdown,
-    ) -> Result<Vec<Put>, QueueError> {
+    pub fn put_all(&mut self, dishes: &[Dish], shutdown: &Shutdown) -> Result<Vec<Put>, PutError> {
         match self {
+            Producer::Local(p) => Ok(p.put_all(dishes, shutdown)),
             #[cfg(feature = "redis")]
-            Producer::Redis(p) => p.put_all(dishes, shutdown),
-            _ => {
-                let mut out = Vec::with_capacity(dishes.len());
-                for d in dishes {
-                    let put = self.put(*d, shutdown)?;
-                    out.push(put);
-                    if put == Put::Stopped {
-                        break;
-                    }
-                }
-                Ok(out)
-            }
+            Producer::Redis(p) => Ok(p.put_all(dishes, shutdown)?),
         }
     }
 
@@ -396,27 +217,11 @@ impl Producer {
     /// For callers that must answer soon (the web entry's `503`) rather than
     /// wait as long as a chef does.
     #[inline]
-    pub fn try_put(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, QueueError> {
+    pub fn put_within(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, PutError> {
         match self {
-            Producer::Local(p) => Ok(p.try_put(dish, wait)),
-            // A bounded Redis put waits for room in 500 ms naps, too coarse
-            // for `wait`: with a token already stopped it tries once, and
-            // the tries are repeated here every few milliseconds until `wait`.
+            Producer::Local(p) => Ok(p.put_within(dish, wait)),
             #[cfg(feature = "redis")]
-            Producer::Redis(p) => {
-                let deadline = std::time::Instant::now() + wait;
-                loop {
-                    match p.put(dish, stopped())? {
-                        Put::Stopped => {}
-                        put => return Ok(Some(put)),
-                    }
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(left.min(Duration::from_millis(10)));
-                }
-            }
+            Producer::Redis(p) => Ok(p.put_within(dish, wait)?),
         }
     }
 }
@@ -434,7 +239,7 @@ pub enum Consumer {
 impl Consumer {
     /// Gets ready to receive: connects and, in pub/sub mode, subscribes, so
     /// that a dish published after this returns reaches this consumer.
-    pub fn ready(&mut self) -> Result<(), QueueError> {
+    pub fn ready(&mut self) -> Result<(), ReadyError> {
         match self {
             Consumer::Local(_) => Ok(()),
             #[cfg(feature = "redis")]
@@ -448,24 +253,22 @@ impl Consumer {
     /// backend that cannot see disconnection (Redis) then answers
     /// [`Take::Closed`] as soon as the queue is empty.
     #[inline]
-    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
+    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, TakeError> {
         match self {
             Consumer::Local(c) => Ok(c.take(finished)),
             #[cfg(feature = "redis")]
-            Consumer::Redis(c) => c.take(finished),
+            Consumer::Redis(c) => Ok(c.take(finished)?),
         }
     }
 
-    /// Confirms that `dish` was eaten, so the backend may forget it.
+    /// Confirms that `dish`, the one in hand, was eaten, so the backend may forget it.
     #[inline]
-    pub fn ack(&mut self, dish: &Dish) -> Result<(), QueueError> {
+    pub fn ack(&mut self, dish: &Dish) -> Result<(), AckError> {
         match self {
-            Consumer::Local(_) => {
-                let _ = dish;
-                Ok(())
-            }
+            // The channel forgot the dish when it handed it out.
+            Consumer::Local(_) => Ok(()),
             #[cfg(feature = "redis")]
-            Consumer::Redis(c) => c.ack(dish),
+            Consumer::Redis(c) => Ok(c.ack(dish)?),
         }
     }
 
@@ -480,50 +283,141 @@ impl Consumer {
     }
 }
 
-/// Reads the queue's depth.
+/// Reads the queue's depth and health.
 #[derive(Debug)]
 pub enum Gauge {
     /// The in-process channel.
     Local(local::Consumer),
-    /// A Redis list (always 0 for a channel, which holds nothing).
+    /// A Redis list or channel.
     #[cfg(feature = "redis")]
     Redis(Box<redis_mode::Gauge>),
 }
 
 impl Gauge {
-    /// Dishes waiting now.
-    pub fn depth(&mut self) -> Result<usize, QueueError> {
+    /// Dishes waiting now (0 for a channel, which holds nothing).
+    pub fn depth(&mut self) -> Result<usize, GaugeError> {
         match self {
             Gauge::Local(c) => Ok(c.depth()),
             #[cfg(feature = "redis")]
-            Gauge::Redis(g) => g.depth(),
+            Gauge::Redis(g) => Ok(g.depth()?),
+        }
+    }
+
+    /// Whether the queue answers.
+    pub fn health(&mut self) -> Result<(), GaugeError> {
+        match self {
+            Gauge::Local(_) => Ok(()),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => Ok(g.ping()?),
+        }
+    }
+
+    /// Diners subscribed to the channel now; `None` where there is no
+    /// channel, or it cannot be read.
+    pub fn subscribers(&mut self) -> Option<usize> {
+        match self {
+            Gauge::Local(_) => None,
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.subscribers().ok(),
+        }
+    }
+
+    /// Live diner processes' threads on a shared queue; `None` where this
+    /// process cannot see them (the local queue's diners are its own).
+    pub fn diners(&mut self) -> Option<usize> {
+        match self {
+            Gauge::Local(_) => None,
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.diners().ok(),
         }
     }
 }
 
-/// A token stopped from the start: "do not wait".
-#[cfg(feature = "redis")]
-fn stopped() -> &'static Shutdown {
-    static STOPPED: std::sync::OnceLock<Shutdown> = std::sync::OnceLock::new();
-    STOPPED.get_or_init(|| {
-        let s = Shutdown::new();
-        s.stop();
-        s
-    })
+/// Where one thread records and reads what became of tracked dishes.
+#[derive(Debug)]
+pub enum Results {
+    /// In this process's memory (the web entry and its own diners).
+    Local(Arc<LocalResults>),
+    /// In Redis, for the web entry of any process to read.
+    #[cfg(feature = "redis")]
+    Redis(Box<redis_mode::Results>),
 }
 
-/// How long a consumer waits before answering [`Take::Idle`].
-pub const POLL: Duration = Duration::from_millis(100);
+impl Results {
+    /// `dish` was just queued (recorded before the put, so a quick diner
+    /// finds the record).
+    pub fn queued(&mut self, dish: &Dish) -> Result<(), ResultsError> {
+        match self {
+            Results::Local(r) => {
+                r.insert(dish);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Results::Redis(r) => Ok(r.put(&DishResult::queued(dish))?),
+        }
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// `dish` is in `diner`'s hands.
+    pub fn eating(&mut self, dish: &Dish, diner: &str) -> Result<(), ResultsError> {
+        match self {
+            Results::Local(r) => {
+                r.set(dish.id, DishResult::eating(dish, diner));
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Results::Redis(r) => Ok(r.put(&DishResult::eating(dish, diner))?),
+        }
+    }
 
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(redact_url("redis://u:secret@h:1/5"), "redis://u:***@h:1/5");
-        assert_eq!(redact_url("redis://:secret@h/5"), "redis://:***@h/5");
-        assert_eq!(redact_url("redis://h:6379/5"), "redis://h:6379/5");
-        assert_eq!(redact_url("rediss://tok@h/0"), "rediss://***@h/0");
+    /// `diner` has eaten `dish`.
+    pub fn eaten(&mut self, dish: &Dish, diner: &str) -> Result<(), ResultsError> {
+        match self {
+            Results::Local(r) => {
+                r.set(dish.id, DishResult::eaten(dish, diner));
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Results::Redis(r) => Ok(r.put(&DishResult::eaten(dish, diner))?),
+        }
+    }
+
+    /// Forgets `id`: its dish never made it onto the queue. Best effort: a
+    /// record left behind expires with its TTL.
+    pub fn forget(&mut self, id: DishId) {
+        match self {
+            Results::Local(r) => r.remove(id),
+            #[cfg(feature = "redis")]
+            Results::Redis(r) => {
+                let _ = r.remove(id);
+            }
+        }
+    }
+
+    /// The record of `id`, unless unknown or expired.
+    pub fn get(&mut self, id: DishId) -> Result<Option<DishResult>, ResultsError> {
+        match self {
+            Results::Local(r) => Ok(r.get(id)),
+            #[cfg(feature = "redis")]
+            Results::Redis(r) => Ok(r.get(id)?),
+        }
+    }
+}
+
+/// What is in a shared queue now, as `kitchen info` prints it: a table for
+/// people, or one JSON object.
+pub fn info(opts: &RedisOptions, capacity: Capacity, json: bool) -> Result<String, OpenError> {
+    #[cfg(feature = "redis")]
+    {
+        let info = redis_mode::info(opts, capacity)?;
+        Ok(if json {
+            info.to_json() + "\n"
+        } else {
+            info.to_table()
+        })
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (opts, capacity, json);
+        Err(OpenError::NotCompiled)
     }
 }

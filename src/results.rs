@@ -4,8 +4,8 @@
 //! `/prodcons` dishes and the kitchen's own cost nothing here. Records live
 //! for a TTL: in the web entry's memory on the local backend
 //! ([`LocalResults`], also bounded in count), or in Redis beside the queue,
-//! written by whichever diner process eats the dish (`RedisResults`, key
-//! `<queue>:result:<id>`, a JSON [`DishResult`] with `PX <ttl>`).
+//! written by whichever diner process eats the dish (the Redis backend's own
+//! store). [`crate::queue::Results`] picks between them.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -14,7 +14,6 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::dish::{Dish, DishId, now_us};
-use crate::queue::QueueError;
 
 /// Where a dish is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +136,22 @@ impl LocalResults {
 
     /// Forgets `id` (its dish never made it onto the queue).
     pub fn remove(&self, id: DishId) {
-        self.inner.lock().map.remove(&id);
+        let mut g = self.inner.lock();
+        let Inner { map, order } = &mut *g;
+        map.remove(&id);
+        // The order slot stays behind, to be skipped when it reaches the
+        // front; but a record kept for its whole TTL at the front would let
+        // millions of refused dishes pile up behind it. Compacting once the
+        // slots outnumber the records twice over keeps memory flat at
+        // amortised O(1) per removal.
+        if order.len() > 2 * map.len() + 64 {
+            order.retain(|(id, at)| map.get(id).is_some_and(|(_, t)| t == at));
+        }
+    }
+
+    /// Replaces the record of a tracked dish; untracked ones are ignored.
+    pub fn set(&self, id: DishId, record: DishResult) {
+        self.update(id, |r| *r = record);
     }
 
     /// Updates a tracked dish; untracked ones are ignored.
@@ -145,6 +159,11 @@ impl LocalResults {
         if let Some((r, _)) = self.inner.lock().map.get_mut(&id) {
             f(r);
         }
+    }
+
+    /// Order slots held, live or stale (for tests of the bound).
+    pub fn slots(&self) -> usize {
+        self.inner.lock().order.len()
     }
 
     /// The record of `id`, unless unknown or expired.
@@ -165,144 +184,6 @@ impl LocalResults {
     }
 }
 
-/// Where a diner records what became of tracked dishes.
-#[derive(Debug)]
-pub enum Recorder {
-    /// In the web entry's memory (its own diners, local backend).
-    Local(std::sync::Arc<LocalResults>),
-    /// In Redis, for the web entry of any process to read.
-    #[cfg(feature = "redis")]
-    Redis(Box<RedisResults>),
-}
-
-impl Recorder {
-    /// `dish` is in `diner`'s hands.
-    pub fn eating(&mut self, dish: &Dish, diner: &str) -> Result<(), QueueError> {
-        match self {
-            Recorder::Local(r) => {
-                r.update(dish.id, |x| {
-                    x.status = Status::Eating;
-                    x.diner = Some(diner.to_owned());
-                });
-                Ok(())
-            }
-            #[cfg(feature = "redis")]
-            Recorder::Redis(r) => r.put(&DishResult::eating(dish, diner)),
-        }
-    }
-
-    /// `diner` has eaten `dish`.
-    pub fn eaten(&mut self, dish: &Dish, diner: &str) -> Result<(), QueueError> {
-        match self {
-            Recorder::Local(r) => {
-                let eaten_at = now_us();
-                r.update(dish.id, |x| {
-                    x.status = Status::Eaten;
-                    x.diner = Some(diner.to_owned());
-                    x.eaten_at = Some(eaten_at);
-                });
-                Ok(())
-            }
-            #[cfg(feature = "redis")]
-            Recorder::Redis(r) => r.put(&DishResult::eaten(dish, diner)),
-        }
-    }
-}
-
-#[cfg(feature = "redis")]
-pub use redis_results::RedisResults;
-
-#[cfg(feature = "redis")]
-mod redis_results {
-    use std::time::Duration;
-
-    use super::DishResult;
-    use crate::dish::DishId;
-    use crate::queue::{QueueError, RedisOptions};
-    use crate::redis_mode::{Conn, client};
-
-    /// Results in Redis: one string key per dish, `<queue>:result:<id>`,
-    /// expiring after the TTL, so Redis memory does not grow without bound.
-    ///
-    /// One connection, opened on first use and reopened after Redis returns
-    /// (within `reconnect_for` of the options it was made from). The web
-    /// entry also asks its health check and subscriber count over it.
-    #[derive(Debug)]
-    pub struct RedisResults {
-        conn: Conn,
-        prefix: String,
-        ttl_ms: u64,
-        channel: String,
-    }
-
-    impl RedisResults {
-        /// Results beside `opts.queue`, kept for `opts.result_ttl`.
-        pub fn new(opts: &RedisOptions) -> Result<RedisResults, QueueError> {
-            Ok(RedisResults {
-                conn: Conn::new(client(&opts.url)?, opts),
-                prefix: format!("{}:result:", opts.queue),
-                ttl_ms: u64::try_from(opts.result_ttl.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-                channel: opts.channel.clone(),
-            })
-        }
-
-        fn key(&self, id: &str) -> String {
-            format!("{}{id}", self.prefix)
-        }
-
-        /// Writes (or overwrites) a record, with a fresh TTL.
-        pub fn put(&mut self, r: &DishResult) -> Result<(), QueueError> {
-            let (key, value, ttl) = (self.key(&r.id), r.to_json(), self.ttl_ms);
-            self.conn.run(|c| {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&value)
-                    .arg("PX")
-                    .arg(ttl)
-                    .query::<()>(c)
-            })
-        }
-
-        /// Forgets a record (its dish never made it onto the queue).
-        pub fn remove(&mut self, id: DishId) -> Result<(), QueueError> {
-            let key = self.key(&id.to_string());
-            self.conn
-                .run(|c| redis::cmd("DEL").arg(&key).query::<()>(c))
-        }
-
-        /// The record of `id`, unless unknown or expired. A record that is
-        /// not ours to read counts as unknown.
-        pub fn get(&mut self, id: DishId) -> Result<Option<DishResult>, QueueError> {
-            let key = self.key(&id.to_string());
-            let raw: Option<String> = self.conn.run(|c| redis::cmd("GET").arg(&key).query(c))?;
-            Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
-        }
-
-        /// Whether Redis answers.
-        pub fn ping(&mut self) -> Result<(), QueueError> {
-            self.conn
-                .run(|c| redis::cmd("PING").query::<String>(c))
-                .map(|_| ())
-        }
-
-        /// Clients subscribed to the channel now.
-        pub fn subscribers(&mut self) -> Result<usize, QueueError> {
-            let channel = &self.channel;
-            let (_, n): (String, usize) = self
-                .conn
-                .run(|c| redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(c))?;
-            Ok(n)
-        }
-
-        /// How long records live.
-        pub fn ttl(&self) -> Duration {
-            Duration::from_millis(self.ttl_ms)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,25 +201,18 @@ mod tests {
     }
 
     #[test]
-    fn a_local_recorder_walks_a_dish_through_its_states() {
-        let store = std::sync::Arc::new(LocalResults::new(Duration::from_secs(60), 10));
-        let mut rec = Recorder::Local(store.clone());
-        let d = Dish::new(7, 2, 0);
-        store.insert(&d);
-        rec.eating(&d, "diner-1")
-            .expect("local records cannot fail");
-        let r = store.get(d.id).expect("tracked");
-        assert_eq!(
-            (r.status, r.diner.as_deref(), r.eaten_at),
-            (Status::Eating, Some("diner-1"), None)
-        );
-        rec.eaten(&d, "diner-1").expect("local records cannot fail");
-        let r = store.get(d.id).expect("tracked");
-        assert_eq!(r.status, Status::Eaten);
-        assert!(r.eaten_at >= Some(r.made_at));
-        let json: serde_json::Value = serde_json::from_str(&r.to_json()).expect("JSON");
-        assert_eq!(json["status"], "eaten");
-        assert_eq!(DishResult::eaten(&d, "x").status, Status::Eaten);
+    fn refused_dishes_leave_no_slots_behind() {
+        let r = LocalResults::new(Duration::from_secs(60), 10);
+        let kept = Dish::new(1, 4, 0);
+        r.insert(&kept);
+        for i in 0..100_000 {
+            let d = Dish::new(10 + i, 1, 0);
+            r.insert(&d);
+            r.remove(d.id);
+        }
+        assert_eq!(r.len(), 1);
+        assert!(r.slots() <= 2 * r.len() + 65, "{} slots", r.slots());
+        assert!(r.get(kept.id).is_some(), "compaction keeps live records");
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use kitchen::Shutdown;
-use kitchen::queue::{Backend, BackendConfig, Capacity, Mode, RedisOptions, Take};
+use kitchen::queue::{Backend, BackendConfig, Capacity, Mode, RedisOptions, ResultLimits, Take};
 use support::redis_kitchen::QUEUE;
 use support::redis_server::RedisServer;
 use support::slow_proxy::SlowProxy;
@@ -29,9 +29,10 @@ fn a_dish_pushed_while_the_diner_looks_is_not_left_behind() {
     let backend = Backend::open(
         &BackendConfig::Redis(RedisOptions::new(url, Mode::List)),
         Capacity::Bounded(10),
+        ResultLimits::default(),
     )
     .expect("open through the proxy");
-    let mut diner = backend.consumer().expect("a consumer");
+    let mut diner = backend.consumer();
     diner.ready().expect("ready");
     let before = lmoves(&server);
     let finished = Shutdown::new();

@@ -8,9 +8,9 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::dish::{Dish, ID_BLOCK, MAX_DISH, now_us};
-use crate::kitchen::output::{IdTag, Printer};
+use crate::kitchen::output::{IdTag, PrintOrder, Printer};
 use crate::kitchen::stats::{LiveCounters, Tickets};
-use crate::queue::{Producer, Put, QueueError};
+use crate::queue::{Producer, Put, PutError};
 use crate::shutdown::Shutdown;
 
 /// Everything one chef thread needs.
@@ -35,6 +35,8 @@ pub(crate) struct Chef {
     /// Add each dish's id to its line (`--ids`).
     pub ids: bool,
     pub live: Arc<LiveCounters>,
+    /// Where this chef says which of its dishes' lines are out.
+    pub order: Arc<PrintOrder>,
 }
 
 /// What one chef did.
@@ -47,7 +49,7 @@ pub(crate) struct ChefReport {
 
 impl Chef {
     /// Cooks until the tickets run out or `stop`.
-    pub fn cook(mut self) -> Result<ChefReport, QueueError> {
+    pub fn cook(mut self) -> Result<ChefReport, PutError> {
         let mut r = ChefReport::default();
         let mut ids = IdBlock::default();
         let mut budget = 0u64;
@@ -62,19 +64,13 @@ impl Chef {
                 }
             }
             let (stopped, n) = if per_trip == 1 {
-                let number = self.rng.random_range(0..=MAX_DISH);
-                let seq = ids.next();
-                let mut dish = Dish::unstamped(seq, number, self.number);
-                if seq & self.stamp_mask == 0 {
-                    dish.made_at_us = now_us();
-                }
+                let dish = self.next_dish(&mut ids);
                 let put = self.producer.put(dish, &self.stop)?;
                 (!self.record(&mut r, &dish, put), 1)
             } else {
                 dishes.clear();
                 for _ in 0..budget.min(per_trip) {
-                    let number = self.rng.random_range(0..=MAX_DISH);
-                    dishes.push(Dish::new(ids.next(), number, self.number));
+                    dishes.push(self.next_dish(&mut ids));
                 }
                 let puts = self.producer.put_all(&dishes, &self.stop)?;
                 let mut stopped = puts.len() < dishes.len();
@@ -97,8 +93,21 @@ impl Chef {
         Ok(r)
     }
 
+    /// A new dish with a random number, stamped with the time made unless
+    /// this run samples and its sequence number is not in the sample.
+    #[inline]
+    fn next_dish(&mut self, ids: &mut IdBlock) -> Dish {
+        let number = self.rng.random_range(0..=MAX_DISH);
+        let seq = ids.next();
+        let mut dish = Dish::unstamped(seq, number, self.number);
+        if seq & self.stamp_mask == 0 {
+            dish.made_at_us = now_us();
+        }
+        dish
+    }
+
     /// Counts and prints one put; `false` when it was stopped instead.
-    fn record(&mut self, r: &mut ChefReport, dish: &Dish, put: Put) -> bool {
+    fn record(&self, r: &mut ChefReport, dish: &Dish, put: Put) -> bool {
         let (number, id) = (dish.number, IdTag(self.ids.then_some(dish.id)));
         match put {
             Put::Queued { depth } => {
@@ -111,6 +120,7 @@ impl Chef {
                         ),
                         &self.stop,
                     );
+                    self.order.printed(self.slot, dish.id.seq);
                 }
             }
             Put::Published { receivers } => {
@@ -125,6 +135,7 @@ impl Chef {
                         ),
                         &self.stop,
                     );
+                    self.order.printed(self.slot, dish.id.seq);
                 }
             }
             Put::Stopped => return false,

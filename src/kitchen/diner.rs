@@ -1,109 +1,93 @@
 //! A diner: takes the oldest dish, eats it (a nap), acknowledges it, again.
+//!
+//! One loop for every diner kitchen runs: the kitchen's own (whose [`Sink`]
+//! prints lines and keeps a report) and the web entry's (whose sink bumps
+//! its counters).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 
-use crate::dish::now_us;
+use crate::dish::{Dish, now_us};
+use crate::kitchen::KitchenError;
 use crate::kitchen::chef::random_nap;
-use crate::kitchen::output::{IdTag, Printer};
-use crate::kitchen::stats::{LatencyHistogram, LiveCounters};
-use crate::queue::{Consumer, QueueError, Take};
-use crate::results::Recorder;
+use crate::queue::{Consumer, Results, Take};
 use crate::shutdown::Shutdown;
+
+/// Where a diner reports what it did.
+pub trait Sink: Send {
+    /// A dish was taken, `depth` left behind it; `latency_us` is the time
+    /// since it was made, when it carries that time.
+    fn took(&mut self, dish: &Dish, depth: usize, latency_us: Option<u64>);
+    /// The dish in hand was eaten and acknowledged.
+    fn ate(&mut self, dish: &Dish);
+    /// A payload that is not a dish was set aside.
+    fn rejected(&mut self, reason: &str);
+    /// The diner is done; `lost` dishes were shown never to have arrived.
+    fn closed(&mut self, lost: u64);
+}
 
 /// Everything one diner thread needs.
 #[derive(Debug)]
-pub(crate) struct Diner {
-    pub slot: usize,
-    /// 1-based number, as printed (`diner-1`).
-    pub number: u32,
+pub struct Diner<S> {
+    /// Its name, as printed and recorded (`diner-1`).
+    pub name: String,
+    /// Its end of the queue.
     pub consumer: Consumer,
     /// Stop taking new dishes (a diner-only process on Ctrl-C, or a failure).
-    pub quit: Shutdown,
+    pub stop: Shutdown,
     /// Every producer is done: take what is left, then end.
-    pub finished: Shutdown,
+    pub chefs_done: Shutdown,
     /// Told once the consumer is ready (dropped unsent if it fails first).
     pub ready: Option<crossbeam_channel::Sender<()>>,
+    /// Naps a uniform random time below this per dish.
     pub max_sleep: Duration,
+    /// For the naps.
     pub rng: StdRng,
-    pub printer: Printer,
-    /// Add each dish's id to its line (`--ids`).
-    pub ids: bool,
-    /// Where a closed stdout sends its stop.
-    pub print_stop: Shutdown,
-    pub live: Arc<LiveCounters>,
-    /// Where the results of tracked dishes go, and the name they are
-    /// recorded under; `None` where nobody can ask (a local `kitchen run`).
-    pub results: Option<(Recorder, String)>,
+    /// Where the results of tracked dishes go.
+    pub results: Results,
+    /// The name results are recorded under (unique across processes where
+    /// the queue is shared).
+    pub results_name: String,
+    /// Where it reports.
+    pub sink: S,
 }
 
-/// What one diner did.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct DinerReport {
-    pub eaten: u64,
-    /// Dishes shown never to have arrived (a dropped pub/sub subscription).
-    pub lost: u64,
-    pub rejected: u64,
-    pub max_depth: u64,
-    pub latency: LatencyHistogram,
-}
-
-impl Diner {
-    /// Eats until the queue closes or `quit`.
-    pub fn eat(mut self) -> Result<DinerReport, QueueError> {
-        let mut r = DinerReport::default();
+impl<S: Sink> Diner<S> {
+    /// Eats until the queue closes or `stop`; hands back the sink.
+    pub fn eat(mut self) -> Result<S, KitchenError> {
         self.consumer.ready()?;
         if let Some(tx) = self.ready.take() {
             let _ = tx.send(());
         }
-        while !self.quit.is_stopped() {
-            match self.consumer.take(&self.finished)? {
-                Take::Dish { dish, depth } => {
-                    if dish.made_at_us != 0 {
-                        r.latency.record(now_us().saturating_sub(dish.made_at_us));
-                    }
-                    r.eaten += 1;
-                    r.max_depth = r.max_depth.max(depth as u64);
-                    self.live.set(self.slot, r.eaten);
-                    if self.printer.enabled() {
-                        self.printer.line(
-                            format_args!(
-                                "diner-{} ate dish {} --- {depth} left to eat{}",
-                                self.number,
-                                dish.number,
-                                IdTag(self.ids.then_some(dish.id))
-                            ),
-                            &self.print_stop,
-                        );
-                    }
-                    if let Some((rec, name)) = self.results.as_mut().filter(|_| dish.track) {
-                        rec.eating(&dish, name)?;
-                    }
-                    // Eating is not interrupted by a stop: a diner finishes its dish.
-                    if !self.max_sleep.is_zero() {
-                        std::thread::sleep(random_nap(&mut self.rng, self.max_sleep));
-                    }
-                    self.consumer.ack(&dish)?;
-                    if let Some((rec, name)) = self.results.as_mut().filter(|_| dish.track) {
-                        rec.eaten(&dish, name)?;
-                    }
-                }
-                Take::Rejected { reason } => {
-                    r.rejected += 1;
-                    if self.printer.enabled() {
-                        self.printer.line(
-                            format_args!("diner-{} rejected a payload --- {reason}", self.number),
-                            &self.print_stop,
-                        );
-                    }
-                }
+        while !self.stop.is_stopped() {
+            match self.consumer.take(&self.chefs_done)? {
+                Take::Dish { dish, depth } => self.eat_one(dish, depth)?,
+                Take::Rejected { reason } => self.sink.rejected(&reason),
                 Take::Idle => {}
                 Take::Closed => break,
             }
         }
-        r.lost = self.consumer.lost();
-        Ok(r)
+        self.sink.closed(self.consumer.lost());
+        Ok(self.sink)
+    }
+
+    fn eat_one(&mut self, dish: Dish, depth: usize) -> Result<(), KitchenError> {
+        // Latency ends when a diner takes the dish: the nap is eating, not waiting.
+        let latency = (dish.made_at_us != 0).then(|| now_us().saturating_sub(dish.made_at_us));
+        self.sink.took(&dish, depth, latency);
+        if dish.track {
+            self.results.eating(&dish, &self.results_name)?;
+        }
+        // Eating is not interrupted by a stop: a diner finishes its dish.
+        if !self.max_sleep.is_zero() {
+            std::thread::sleep(random_nap(&mut self.rng, self.max_sleep));
+        }
+        self.consumer.ack(&dish)?;
+        if dish.track {
+            self.results.eaten(&dish, &self.results_name)?;
+        }
+        self.sink.ate(&dish);
+        Ok(())
     }
 }

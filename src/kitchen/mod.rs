@@ -6,7 +6,7 @@
 //! decides where it goes.
 
 mod chef;
-mod diner;
+pub mod diner;
 pub mod output;
 pub mod stats;
 mod status;
@@ -16,19 +16,22 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, never, select};
+use crossbeam_channel::{Receiver, Sender, never, select};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::queue::{Backend, BackendConfig, Capacity, QueueError};
-use crate::results::Recorder;
-#[cfg(feature = "redis")]
-use crate::results::RedisResults;
+use crate::defaults;
+use crate::dish::Dish;
+use crate::queue::{
+    AckError, Backend, BackendConfig, Capacity, GaugeError, OpenError, PutError, ReadyError,
+    ResultLimits, ResultsError, TakeError,
+};
 use crate::shutdown::Shutdown;
+pub(crate) use chef::IdBlock;
 use chef::{Chef, ChefReport};
-pub(crate) use chef::{IdBlock, random_nap};
-use diner::{Diner, DinerReport};
+use diner::{Diner, Sink};
 pub use output::Printer;
+use output::{IdTag, PrintOrder};
 use stats::{LatencyHistogram, LiveCounters, Tickets};
 pub use summary::Summary;
 
@@ -76,12 +79,12 @@ impl Default for KitchenConfig {
         KitchenConfig {
             role: Role::Run,
             backend: BackendConfig::Local,
-            capacity: Capacity::Bounded(10),
-            chefs: 3,
-            diners: 2,
+            capacity: Capacity::default(),
+            chefs: defaults::CHEFS,
+            diners: defaults::DINERS,
             dishes: None,
             duration: None,
-            max_sleep: Duration::from_secs(1),
+            max_sleep: defaults::MAX_SLEEP,
             seed: None,
             quiet: false,
             ids: false,
@@ -92,20 +95,98 @@ impl Default for KitchenConfig {
 /// What stops a run from finishing.
 #[derive(Debug, thiserror::Error)]
 pub enum KitchenError {
-    /// The queue failed.
+    /// The queue could not be opened.
     #[error(transparent)]
-    Queue(#[from] QueueError),
+    Open(#[from] OpenError),
+    /// A diner could not get ready.
+    #[error(transparent)]
+    Ready(#[from] ReadyError),
+    /// A chef could not put a dish.
+    #[error(transparent)]
+    Put(#[from] PutError),
+    /// A diner could not take a dish.
+    #[error(transparent)]
+    Take(#[from] TakeError),
+    /// A diner could not acknowledge a dish (it will be eaten again).
+    #[error(transparent)]
+    Ack(#[from] AckError),
+    /// A diner could not record a tracked dish's result.
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    /// The queue's depth could not be read for the summary.
+    #[error(transparent)]
+    Gauge(#[from] GaugeError),
     /// The operating system refused a thread.
-    #[error("cannot start a thread: {0}")]
-    Spawn(#[source] std::io::Error),
-    /// A chef or diner thread panicked: a bug in kitchen.
+    #[error("cannot start the {thread} thread: {error}")]
+    Spawn {
+        /// Which thread.
+        thread: String,
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
+    /// A thread panicked: a bug in kitchen.
     #[error("{0} stopped unexpectedly (a bug in kitchen; please report it)")]
     Panicked(String),
 }
 
+/// Salts that keep chef and diner random streams apart under one seed.
+const CHEF_SALT: u64 = 0x6368_6566;
+const DINER_SALT: u64 = 0x0064_696e_6572;
+
+fn rng_for(seed: Option<u64>, salt: u64, index: usize) -> StdRng {
+    match seed {
+        Some(s) => StdRng::seed_from_u64(
+            s ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+        ),
+        None => StdRng::from_os_rng(),
+    }
+}
+
+/// The run's stop tokens, each named for who stops whom. The caller's
+/// `shutdown` is only ever read.
+#[derive(Debug, Clone)]
+struct Stops {
+    /// Chefs stop making: Ctrl-C, `--duration`, a closed stdout, a failure.
+    chefs: Shutdown,
+    /// Every chef of this run has ended: diners close once the queue is empty.
+    chefs_done: Shutdown,
+    /// Diners stop taking: a failure; in a diner-only process, also the
+    /// chefs' stop (there are no chefs, and what is queued is not ours).
+    diners: Shutdown,
+    /// The run is over: the watcher and the status line end.
+    run_over: Shutdown,
+}
+
+impl Stops {
+    fn new(role: Role) -> Stops {
+        let chefs = Shutdown::new();
+        let diners = if role == Role::Diner {
+            chefs.clone()
+        } else {
+            Shutdown::new()
+        };
+        Stops {
+            chefs,
+            chefs_done: Shutdown::new(),
+            diners,
+            run_over: Shutdown::new(),
+        }
+    }
+
+    /// Something failed: everybody stops, nobody waits for more dishes.
+    fn fail(&self) {
+        self.chefs.stop();
+        self.diners.stop();
+        self.chefs_done.stop();
+    }
+}
+
+/// What a chef or diner thread sends when it ends.
 enum Report {
-    Chef(Result<ChefReport, QueueError>),
-    Diner(Result<DinerReport, QueueError>),
+    Chef(Result<ChefReport, PutError>),
+    Diner(Result<Tally, KitchenError>),
     Panicked(String),
 }
 
@@ -132,23 +213,75 @@ impl Drop for Reporter {
     }
 }
 
-/// In quiet full-speed local runs, one dish in this many carries its time
-/// made (a power of two, so choosing is a mask, not a division per dish).
-pub const STAMP_EVERY: u64 = 16;
-const _: () = assert!(STAMP_EVERY.is_power_of_two());
+/// What one of the kitchen's diners did, and where its lines go.
+#[derive(Debug)]
+struct Tally {
+    number: u32,
+    slot: usize,
+    printer: Printer,
+    ids: bool,
+    /// Where a closed stdout sends its stop.
+    print_stop: Shutdown,
+    /// Keeps "ate" lines after their dish's "made" line.
+    order: Arc<PrintOrder>,
+    live: Arc<LiveCounters>,
+    eaten: u64,
+    /// Dishes shown never to have arrived (a dropped pub/sub subscription).
+    lost: u64,
+    rejected: u64,
+    max_depth: u64,
+    latency: LatencyHistogram,
+}
 
-/// Salts that keep chef and diner random streams apart under one seed.
-const CHEF_SALT: u64 = 0x6368_6566;
-const DINER_SALT: u64 = 0x0064_696e_6572;
-
-fn rng_for(seed: Option<u64>, salt: u64, index: usize) -> StdRng {
-    match seed {
-        Some(s) => StdRng::seed_from_u64(
-            s ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
-        ),
-        None => StdRng::from_os_rng(),
+impl Sink for Tally {
+    fn took(&mut self, dish: &Dish, depth: usize, latency_us: Option<u64>) {
+        if let Some(us) = latency_us {
+            self.latency.record(us);
+        }
+        self.eaten += 1;
+        self.max_depth = self.max_depth.max(depth as u64);
+        self.live.set(self.slot, self.eaten);
+        if self.printer.enabled() {
+            self.order.wait_for(dish);
+            self.printer.line(
+                format_args!(
+                    "diner-{} ate dish {} --- {depth} left to eat{}",
+                    self.number,
+                    dish.number,
+                    IdTag(self.ids.then_some(dish.id))
+                ),
+                &self.print_stop,
+            );
+        }
     }
+
+    fn ate(&mut self, _: &Dish) {}
+
+    fn rejected(&mut self, reason: &str) {
+        self.rejected += 1;
+        if self.printer.enabled() {
+            self.printer.line(
+                format_args!("diner-{} rejected a payload --- {reason}", self.number),
+                &self.print_stop,
+            );
+        }
+    }
+
+    fn closed(&mut self, lost: u64) {
+        self.lost = lost;
+    }
+}
+
+/// Everything the threads of one run share.
+struct Crew<'a> {
+    config: &'a KitchenConfig,
+    backend: Backend,
+    stops: Stops,
+    printer: Printer,
+    made_live: Arc<LiveCounters>,
+    eaten_live: Arc<LiveCounters>,
+    order: Arc<PrintOrder>,
+    reports: Sender<Report>,
 }
 
 /// Runs the kitchen until its dishes are made, its time is up or `shutdown`.
@@ -161,163 +294,220 @@ pub fn run(
     shutdown: &Shutdown,
     printer: Printer,
 ) -> Result<Summary, KitchenError> {
-    let chefs = if config.role == Role::Diner {
-        0
-    } else {
-        config.chefs
+    let (chefs, diners) = match config.role {
+        Role::Run => (config.chefs, config.diners),
+        Role::Chef => (config.chefs, 0),
+        Role::Diner => (0, config.diners),
     };
-    let diners = if config.role == Role::Chef {
-        0
-    } else {
-        config.diners
-    };
-    // A quiet full-speed run samples its figures (one dish in STAMP_EVERY
-    // carries its time made; the local queue reads its depth as rarely):
-    // reading the clock and crossbeam's length on every dish would cost the
-    // local queue more than moving the dish, and a systematic sample of
-    // millions tells the same percentiles. Runs that print or nap measure
-    // every dish; so do Redis runs, whose round trips dwarf a clock read.
-    let sampled = config.quiet && config.max_sleep.is_zero();
-    let mut backend = Backend::open(&config.backend, config.capacity)?;
-    if sampled {
-        backend.relax_depth();
-    }
-    let producers = (0..chefs)
-        .map(|_| backend.producer())
-        .collect::<Result<Vec<_>, _>>()?;
-    let consumers = (0..diners)
-        .map(|_| backend.consumer())
-        .collect::<Result<Vec<_>, _>>()?;
-    // From here, the queue closes once these producers are dropped.
-    backend.seal();
-    let mut gauge = backend.gauge();
-
-    // Internal tokens, so the caller's `shutdown` is only ever read.
-    let stop_chefs = Shutdown::new();
-    let finished = Shutdown::new();
-    let abort = Shutdown::new();
-    let run_done = Shutdown::new();
-    let diner_quit = if config.role == Role::Diner {
-        stop_chefs.clone()
-    } else {
-        abort.clone()
-    };
-    let made_live = Arc::new(LiveCounters::new(chefs));
-    let eaten_live = Arc::new(LiveCounters::new(diners));
-    let tickets = Arc::new(Tickets::new(config.dishes));
-    // Claiming one ticket at a time lets napping chefs share the work evenly;
-    // at full speed, batches keep them off one contended counter.
-    let batch = if config.max_sleep.is_zero() { 64 } else { 1 };
-    let stamp_mask = if sampled && config.backend == BackendConfig::Local {
-        STAMP_EVERY - 1
-    } else {
-        0
+    let mut backend = Backend::open(&config.backend, config.capacity, ResultLimits::default())?;
+    let stamping = backend.stamping(config.quiet && config.max_sleep.is_zero());
+    let (reports, rx) = crossbeam_channel::unbounded();
+    let crew = Crew {
+        config,
+        backend,
+        stops: Stops::new(config.role),
+        printer: if config.quiet {
+            Printer::quiet()
+        } else {
+            printer
+        },
+        made_live: Arc::new(LiveCounters::new(chefs)),
+        eaten_live: Arc::new(LiveCounters::new(diners)),
+        order: Arc::new(PrintOrder::new(chefs)),
+        reports,
     };
 
     let started = Instant::now();
-    let watcher = spawn("watcher", {
-        let (shutdown, stop_chefs, run_done) =
-            (shutdown.clone(), stop_chefs.clone(), run_done.clone());
-        let duration = config.duration;
-        move || {
-            let timeout = duration.map_or_else(never, crossbeam_channel::after);
-            select! {
-                recv(shutdown.receiver()) -> _ => { stop_chefs.stop(); }
-                recv(timeout) -> _ => { stop_chefs.stop(); }
-                recv(run_done.receiver()) -> _ => {}
-            }
-        }
-    })?;
+    let watcher = watch(shutdown, config.duration, &crew.stops)?;
     let status = if status::wanted(config.quiet) {
+        let (made, eaten) = (crew.made_live.clone(), crew.eaten_live.clone());
+        let done = crew.stops.run_over.clone();
         Some(
-            status::spawn(
-                made_live.clone(),
-                eaten_live.clone(),
-                backend.gauge(),
-                run_done.clone(),
-            )
-            .map_err(KitchenError::Spawn)?,
+            status::spawn(made, eaten, crew.backend.gauge(), done).map_err(|error| {
+                KitchenError::Spawn {
+                    thread: "status".into(),
+                    error,
+                }
+            })?,
         )
     } else {
         None
     };
-    let printer = if config.quiet {
-        Printer::quiet()
-    } else {
-        printer
-    };
-
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let mut handles = Vec::new();
     // Diners first, and chefs only once every diner is ready (subscribed, in
     // pub/sub mode), so that no dish of this run is published to nobody.
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(diners);
-    for (i, consumer) in consumers.into_iter().enumerate() {
-        let reporter = Reporter {
-            name: format!("diner-{}", i + 1),
-            tx: Some(tx.clone()),
-        };
-        let diner = Diner {
-            slot: i,
-            number: i as u32 + 1,
-            consumer,
-            quit: diner_quit.clone(),
-            finished: finished.clone(),
-            ready: Some(ready_tx.clone()),
-            max_sleep: config.max_sleep,
-            rng: rng_for(config.seed, DINER_SALT, i),
-            printer: printer.clone(),
-            ids: config.ids,
-            print_stop: stop_chefs.clone(),
-            live: eaten_live.clone(),
-            results: recorder(&config.backend, i)?,
-        };
-        let name = reporter.name.clone();
-        handles.push(spawn(&name, move || {
-            reporter.send(Report::Diner(diner.eat()))
-        })?);
-    }
-    drop(ready_tx);
-    // A diner that fails before it is ready drops its sender without sending.
-    let all_ready = (0..diners).all(|_| ready_rx.recv().is_ok());
-    let chefs_started = if all_ready { chefs } else { 0 };
-    for (i, producer) in producers.into_iter().take(chefs_started).enumerate() {
-        let reporter = Reporter {
-            name: format!("chef-{}", i + 1),
-            tx: Some(tx.clone()),
-        };
-        let chef = Chef {
-            stamp_mask,
-            slot: i,
-            number: i as u32 + 1,
-            producer,
-            stop: stop_chefs.clone(),
-            tickets: tickets.clone(),
-            batch,
-            max_sleep: config.max_sleep,
-            rng: rng_for(config.seed, CHEF_SALT, i),
-            printer: printer.clone(),
-            ids: config.ids,
-            live: made_live.clone(),
-        };
-        let name = reporter.name.clone();
-        handles.push(spawn(&name, move || {
-            reporter.send(Report::Chef(chef.cook()))
-        })?);
-    }
-    drop(tx);
+    let started_threads = crew
+        .spawn_diners(diners)
+        .and_then(|(mut handles, all_ready)| {
+            let chefs_started = if all_ready { chefs } else { 0 };
+            handles.extend(crew.spawn_chefs(chefs_started, stamping.mask())?);
+            Ok((handles, chefs_started))
+        });
+    let (handles, chefs_started) = match started_threads {
+        Ok(started) => started,
+        Err(e) => {
+            // Threads already started must not run on without a run.
+            crew.stops.fail();
+            crew.stops.run_over.stop();
+            return Err(e);
+        }
+    };
+    // From here, the local queue closes once these chefs' producers are dropped.
+    crew.backend.seal();
+    let Crew {
+        backend,
+        stops,
+        reports,
+        ..
+    } = crew;
+    drop(reports);
+    let ends = collect(&rx, chefs_started, config.role, &stops);
+    let elapsed = started.elapsed();
+    stops.run_over.stop();
+    join_all(handles, watcher, status);
+    let (made, ate) = ends?;
+    let left = backend.gauge().depth()? as u64;
+    Ok(summarize(config, &backend, &made, &ate, elapsed, left))
+}
 
-    let mut made = ChefReport::default();
-    let mut ate = DinerReport::default();
-    let mut first_error: Option<KitchenError> = None;
-    let mut chefs_left = chefs_started;
-    if chefs_left == 0 && config.role != Role::Diner {
-        finished.stop();
+/// Stops the chefs on the caller's `shutdown` or when `duration` is up.
+fn watch(
+    shutdown: &Shutdown,
+    duration: Option<Duration>,
+    stops: &Stops,
+) -> Result<JoinHandle<()>, KitchenError> {
+    let (shutdown, stop_chefs, run_over) = (
+        shutdown.clone(),
+        stops.chefs.clone(),
+        stops.run_over.clone(),
+    );
+    spawn("watcher", move || {
+        let timeout = duration.map_or_else(never, crossbeam_channel::after);
+        select! {
+            recv(shutdown.receiver()) -> _ => { stop_chefs.stop(); }
+            recv(timeout) -> _ => { stop_chefs.stop(); }
+            recv(run_over.receiver()) -> _ => {}
+        }
+    })
+}
+
+impl Crew<'_> {
+    /// Starts `n` diners; `true` once every one is ready.
+    fn spawn_diners(&self, n: usize) -> Result<(Vec<JoinHandle<()>>, bool), KitchenError> {
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(n);
+        let shared = self.backend.is_shared();
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let name = format!("diner-{}", i + 1);
+            let diner = Diner {
+                results_name: if shared {
+                    format!("{name}@{}", std::process::id())
+                } else {
+                    name.clone()
+                },
+                name: name.clone(),
+                consumer: self.backend.consumer(),
+                stop: self.stops.diners.clone(),
+                chefs_done: self.stops.chefs_done.clone(),
+                ready: Some(ready_tx.clone()),
+                max_sleep: self.config.max_sleep,
+                rng: rng_for(self.config.seed, DINER_SALT, i),
+                results: self.backend.results(),
+                sink: Tally {
+                    number: i as u32 + 1,
+                    slot: i,
+                    printer: self.printer.clone(),
+                    ids: self.config.ids,
+                    print_stop: self.stops.chefs.clone(),
+                    order: self.order.clone(),
+                    live: self.eaten_live.clone(),
+                    eaten: 0,
+                    lost: 0,
+                    rejected: 0,
+                    max_depth: 0,
+                    latency: LatencyHistogram::default(),
+                },
+            };
+            let reporter = self.reporter(&name);
+            handles.push(spawn(&name, move || {
+                reporter.send(Report::Diner(diner.eat()))
+            })?);
+        }
+        drop(ready_tx);
+        // A diner that fails before it is ready drops its sender without sending.
+        let all_ready = (0..n).all(|_| ready_rx.recv().is_ok());
+        Ok((handles, all_ready))
     }
-    let fail = |e: KitchenError, first_error: &mut Option<KitchenError>| {
-        stop_chefs.stop();
-        abort.stop();
-        finished.stop();
+
+    /// Starts `n` chefs, stamping the dishes whose sequence has `stamp_mask` clear.
+    fn spawn_chefs(&self, n: usize, stamp_mask: u64) -> Result<Vec<JoinHandle<()>>, KitchenError> {
+        let tickets = Arc::new(Tickets::new(self.config.dishes));
+        // Claiming one ticket at a time lets napping chefs share the work evenly;
+        // at full speed, batches keep them off one contended counter.
+        let batch = if self.config.max_sleep.is_zero() {
+            64
+        } else {
+            1
+        };
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let name = format!("chef-{}", i + 1);
+            let chef = Chef {
+                stamp_mask,
+                slot: i,
+                number: i as u32 + 1,
+                producer: self.backend.producer()?,
+                stop: self.stops.chefs.clone(),
+                tickets: tickets.clone(),
+                batch,
+                max_sleep: self.config.max_sleep,
+                rng: rng_for(self.config.seed, CHEF_SALT, i),
+                printer: self.printer.clone(),
+                ids: self.config.ids,
+                live: self.made_live.clone(),
+                order: self.order.clone(),
+            };
+            let reporter = self.reporter(&name);
+            handles.push(spawn(&name, move || {
+                reporter.send(Report::Chef(chef.cook()))
+            })?);
+        }
+        Ok(handles)
+    }
+
+    fn reporter(&self, name: &str) -> Reporter {
+        Reporter {
+            name: name.to_owned(),
+            tx: Some(self.reports.clone()),
+        }
+    }
+}
+
+/// What the chefs and diners of a run did, merged.
+#[derive(Debug, Default)]
+struct DinersReport {
+    eaten: u64,
+    lost: u64,
+    rejected: u64,
+    max_depth: u64,
+    latency: LatencyHistogram,
+}
+
+/// Reads every thread's report as it ends; the first failure stops the rest.
+fn collect(
+    rx: &Receiver<Report>,
+    chefs: usize,
+    role: Role,
+    stops: &Stops,
+) -> Result<(ChefReport, DinersReport), KitchenError> {
+    let mut made = ChefReport::default();
+    let mut ate = DinersReport::default();
+    let mut first_error: Option<KitchenError> = None;
+    let mut chefs_left = chefs;
+    if chefs_left == 0 && role != Role::Diner {
+        stops.chefs_done.stop();
+    }
+    let mut fail = |e: KitchenError| {
+        stops.fail();
         first_error.get_or_insert(e);
     };
     for report in rx.iter() {
@@ -325,7 +515,7 @@ pub fn run(
             Report::Chef(r) => {
                 chefs_left -= 1;
                 if chefs_left == 0 {
-                    finished.stop();
+                    stops.chefs_done.stop();
                 }
                 match r {
                     Ok(r) => {
@@ -333,51 +523,56 @@ pub fn run(
                         made.lost += r.lost;
                         made.max_depth = made.max_depth.max(r.max_depth);
                     }
-                    Err(e) => fail(e.into(), &mut first_error),
+                    Err(e) => fail(e.into()),
                 }
             }
-            Report::Diner(Ok(r)) => {
-                ate.eaten += r.eaten;
-                ate.lost += r.lost;
-                ate.rejected += r.rejected;
-                ate.max_depth = ate.max_depth.max(r.max_depth);
-                ate.latency.merge(&r.latency);
+            Report::Diner(Ok(t)) => {
+                ate.eaten += t.eaten;
+                ate.lost += t.lost;
+                ate.rejected += t.rejected;
+                ate.max_depth = ate.max_depth.max(t.max_depth);
+                ate.latency.merge(&t.latency);
             }
-            Report::Diner(Err(e)) => fail(e.into(), &mut first_error),
-            Report::Panicked(name) => fail(KitchenError::Panicked(name), &mut first_error),
+            Report::Diner(Err(e)) => fail(e),
+            Report::Panicked(name) => fail(KitchenError::Panicked(name)),
         }
     }
-    let elapsed = started.elapsed();
-    run_done.stop();
-    for h in handles {
+    first_error.map_or(Ok((made, ate)), Err)
+}
+
+/// Waits for every thread; each has already reported (or its reporter has
+/// reported its panic), so these joins end at once.
+fn join_all(handles: Vec<JoinHandle<()>>, watcher: JoinHandle<()>, status: Option<JoinHandle<()>>) {
+    for h in handles.into_iter().chain([watcher]).chain(status) {
         let _ = h.join();
     }
-    let _ = watcher.join();
-    if let Some(s) = status {
-        let _ = s.join();
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+}
 
-    let left = gauge.depth()? as u64;
+fn summarize(
+    config: &KitchenConfig,
+    backend: &Backend,
+    made: &ChefReport,
+    ate: &DinersReport,
+    elapsed: Duration,
+    left: u64,
+) -> Summary {
+    let (chefs, diners) = match config.role {
+        Role::Run => (config.chefs, config.diners),
+        Role::Chef => (config.chefs, 0),
+        Role::Diner => (0, config.diners),
+    };
     let secs = elapsed.as_secs_f64().max(1e-9);
     let moved = if config.role == Role::Chef {
         made.made
     } else {
         ate.eaten
     };
-    Ok(Summary {
+    Summary {
         backend: config.backend.name(),
         mode: config.backend.mode(),
         chefs,
         diners,
-        // A channel holds nothing, so a bound means nothing there.
-        capacity: if config.backend.mode() == Some(crate::queue::Mode::Pubsub) {
-            None
-        } else {
-            config.capacity.limit()
-        },
+        capacity: backend.shown_capacity(config.capacity),
         made: made.made,
         eaten: ate.eaten,
         left,
@@ -387,29 +582,7 @@ pub fn run(
         max_depth: made.max_depth.max(ate.max_depth),
         elapsed_s: secs,
         dishes_per_s: moved as f64 / secs,
-        latency_us: merged_latency(&ate.latency),
-    })
-}
-
-fn merged_latency(h: &LatencyHistogram) -> stats::Latency {
-    h.latency()
-}
-
-/// Where diner `i` records the results of tracked dishes: in Redis, where
-/// any `kitchen serve` can read them, under a name unique to this process.
-fn recorder(backend: &BackendConfig, i: usize) -> Result<Option<(Recorder, String)>, QueueError> {
-    match backend {
-        BackendConfig::Local => Ok(None),
-        #[cfg(feature = "redis")]
-        BackendConfig::Redis(o) => Ok(Some((
-            Recorder::Redis(Box::new(RedisResults::new(o)?)),
-            format!("diner-{}@{}", i + 1, std::process::id()),
-        ))),
-        #[cfg(not(feature = "redis"))]
-        BackendConfig::Redis(_) => {
-            let _ = i;
-            Err(QueueError::RedisNotCompiled)
-        }
+        latency_us: ate.latency.latency(),
     }
 }
 
@@ -417,5 +590,8 @@ fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<JoinHandle<()
     thread::Builder::new()
         .name(name.to_owned())
         .spawn(f)
-        .map_err(KitchenError::Spawn)
+        .map_err(|error| KitchenError::Spawn {
+            thread: name.to_owned(),
+            error,
+        })
 }

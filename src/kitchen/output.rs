@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::dish::DishId;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use crate::dish::{Dish, DishId};
 use crate::shutdown::Shutdown;
 
 /// A dish's id as the end of a per-dish line (` [id 0123456789abcdef-5]`),
@@ -93,6 +96,60 @@ impl Printer {
         if w.write_all(&buf).and_then(|()| w.flush()).is_err() {
             self.broken.store(true, Ordering::Relaxed);
             stop.stop();
+        }
+    }
+}
+
+/// Keeps each dish's "made" line before its "ate" lines.
+///
+/// A chef prints its line after the put returns, and a diner may take the
+/// dish (and print) in between. Holding the output across the put would
+/// deadlock: a chef waiting for room would keep the diners that make room
+/// from printing, hence from taking. So each chef publishes the sequence
+/// number of the last dish whose line is out, and a diner about to print a
+/// dish of this process waits (briefly: the chef prints right after its put)
+/// until that dish's line is. Only printing runs pay; `--quiet` skips it.
+#[derive(Debug)]
+pub struct PrintOrder {
+    /// Per chef slot: the sequence number of its last dish printed.
+    printed: Box<[AtomicU64]>,
+}
+
+/// The longest a diner waits for a chef's line: a chef stuck writing to a
+/// stalled stdout must not stall its diners for longer.
+const ORDER_WAIT: Duration = Duration::from_secs(1);
+
+impl PrintOrder {
+    /// For `chefs` chef threads.
+    pub fn new(chefs: usize) -> PrintOrder {
+        PrintOrder {
+            printed: (0..chefs).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Chef `slot` has printed the line of its dish `seq`.
+    #[inline]
+    pub fn printed(&self, slot: usize, seq: u64) {
+        if let Some(p) = self.printed.get(slot) {
+            p.store(seq, Ordering::Release);
+        }
+    }
+
+    /// Waits until `dish`'s chef has printed its line, if a chef of this
+    /// process made it.
+    pub fn wait_for(&self, dish: &Dish) {
+        if dish.id.origin != DishId::process_origin() || dish.chef == 0 {
+            return;
+        }
+        let Some(p) = self.printed.get(dish.chef as usize - 1) else {
+            return;
+        };
+        if p.load(Ordering::Acquire) >= dish.id.seq {
+            return;
+        }
+        let deadline = Instant::now() + ORDER_WAIT;
+        while p.load(Ordering::Acquire) < dish.id.seq && Instant::now() < deadline {
+            std::thread::yield_now();
         }
     }
 }

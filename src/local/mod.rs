@@ -1,5 +1,6 @@
 //! The in-process backend: a crossbeam bounded channel shared by threads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{
@@ -8,8 +9,9 @@ use crossbeam_channel::{
 use parking_lot::Mutex;
 
 use crate::dish::{Dish, DishId};
-use crate::queue::{Capacity, POLL, Put, QueueError, Take};
+use crate::results::LocalResults;
 use crate::shutdown::Shutdown;
+use crate::vocab::{Capacity, OpenError, POLL, Put, ResultLimits, Take};
 
 /// The channel, and the right to hand out new producers until sealed.
 #[derive(Debug)]
@@ -21,6 +23,8 @@ pub struct LocalQueue {
     capacity: Option<usize>,
     /// Read the depth on every `SAMPLE`th operation only (see [`LocalQueue::relax_depth`]).
     sampled: bool,
+    /// What became of tracked dishes: the web entry and its diners share it.
+    results: Arc<LocalResults>,
 }
 
 /// A dish as the channel carries it: 16 bytes where [`Dish`] takes 32.
@@ -93,8 +97,13 @@ impl Packed {
 const SAMPLE: u32 = 16;
 
 impl LocalQueue {
-    /// A queue holding at most `capacity` dishes.
+    /// A queue holding at most `capacity` dishes, keeping results within the defaults.
     pub fn new(capacity: Capacity) -> LocalQueue {
+        LocalQueue::with_results(capacity, ResultLimits::default())
+    }
+
+    /// A queue holding at most `capacity` dishes, keeping results within `limits`.
+    pub fn with_results(capacity: Capacity, limits: ResultLimits) -> LocalQueue {
         let (tx, rx) = match capacity {
             Capacity::Bounded(n) => crossbeam_channel::bounded(n.max(1)),
             Capacity::Unbounded => crossbeam_channel::unbounded(),
@@ -104,7 +113,13 @@ impl LocalQueue {
             rx,
             capacity: capacity.limit(),
             sampled: false,
+            results: Arc::new(LocalResults::new(limits.ttl, limits.max)),
         }
+    }
+
+    /// The results store every thread of this process shares.
+    pub fn results(&self) -> Arc<LocalResults> {
+        self.results.clone()
     }
 
     /// Producers and consumers made after this read the depth on one
@@ -125,8 +140,8 @@ impl LocalQueue {
     }
 
     /// A new producer, unless sealed.
-    pub fn producer(&self) -> Result<Producer, QueueError> {
-        let tx = self.tx.lock().clone().ok_or(QueueError::Sealed)?;
+    pub fn producer(&self) -> Result<Producer, OpenError> {
+        let tx = self.tx.lock().clone().ok_or(OpenError::Sealed)?;
         Ok(Producer {
             tx,
             probe: self.probe(),
@@ -226,9 +241,23 @@ impl Producer {
         }
     }
 
+    /// Puts `dishes` one by one, each waiting for room; stops at the first
+    /// [`Put::Stopped`]. The channel has no round trips to save.
+    pub fn put_all(&mut self, dishes: &[Dish], shutdown: &Shutdown) -> Vec<Put> {
+        let mut out = Vec::with_capacity(dishes.len());
+        for d in dishes {
+            let put = self.put(*d, shutdown);
+            out.push(put);
+            if put == Put::Stopped {
+                break;
+            }
+        }
+        out
+    }
+
     /// Puts `dish` if there is room within `wait`; `None` when still full.
     #[inline]
-    pub fn try_put(&mut self, dish: Dish, wait: Duration) -> Option<Put> {
+    pub fn put_within(&mut self, dish: Dish, wait: Duration) -> Option<Put> {
         let dish = match self.tx.try_send(Packed::pack(&dish)) {
             Ok(()) => {
                 return Some(Put::Queued {
@@ -296,7 +325,7 @@ mod tests {
         let mut c = q.consumer();
         assert_eq!(p.put(Dish::new(1, 3, 1), &stop), Put::Queued { depth: 1 });
         q.seal();
-        assert!(matches!(q.producer(), Err(QueueError::Sealed)));
+        assert!(matches!(q.producer(), Err(OpenError::Sealed)));
         drop(p);
         assert!(matches!(c.take(&stop), Take::Dish { depth: 0, .. }));
         assert_eq!(c.take(&stop), Take::Closed);
@@ -372,15 +401,15 @@ mod tests {
     }
 
     #[test]
-    fn try_put_answers_full_at_once() {
+    fn put_within_answers_full_at_once() {
         let q = LocalQueue::new(Capacity::Bounded(1));
         let mut p = q.producer().expect("producer");
         assert_eq!(
-            p.try_put(Dish::new(1, 0, 1), Duration::ZERO),
+            p.put_within(Dish::new(1, 0, 1), Duration::ZERO),
             Some(Put::Queued { depth: 1 })
         );
         assert_eq!(
-            p.try_put(Dish::new(2, 0, 1), Duration::from_millis(1)),
+            p.put_within(Dish::new(2, 0, 1), Duration::from_millis(1)),
             None
         );
         assert_eq!(q.consumer().depth(), 1);

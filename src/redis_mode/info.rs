@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::list::Keys;
 use super::{client, connect};
-use crate::queue::{Capacity, QueueError, RedisOptions, redact_url};
+use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
 /// A snapshot of one queue and channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,7 +45,7 @@ pub struct InfoDiner {
 }
 
 /// Reads the snapshot.
-pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, QueueError> {
+pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
     let client = client(&opts.url)?;
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
     let mut con = connect(&client).map_err(fail)?;

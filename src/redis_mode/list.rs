@@ -31,15 +31,16 @@
 //! lost).
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use redis::{Connection, RedisError, Script};
 
 use super::{Conn, unique_name};
 use crate::dish::Dish;
-use crate::queue::{Capacity, Put, QueueError, RedisOptions, Take};
+use crate::dish::DishId;
 use crate::shutdown::Shutdown;
+use crate::vocab::{Capacity, Fault, Put, ReadyError, RedisOptions, Take, TakeError};
 
 /// How long a chef blocks waiting for a wake-up token before checking again.
 const ROOM_WAIT: Duration = Duration::from_millis(500);
@@ -178,23 +179,37 @@ impl Producer {
     }
 
     /// Pushes one dish, waiting (without polling) while the list is full.
-    pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, QueueError> {
+    pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, Fault> {
         let puts = self.put_all(std::slice::from_ref(&dish), stop)?;
         Ok(puts.first().copied().unwrap_or(Put::Stopped))
     }
 
     /// Pushes dishes in order, as many per round trip as there is room for,
     /// waiting (without polling) while the list is full.
-    pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, QueueError> {
+    pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, Fault> {
+        self.push(dishes, Until::Stopped(stop))
+    }
+
+    /// Pushes one dish if there is room within `wait`; `None` when still full.
+    pub fn put_within(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, Fault> {
+        let deadline = Instant::now() + wait;
+        let puts = self.push(std::slice::from_ref(&dish), Until::Deadline(deadline))?;
+        Ok(match puts.first() {
+            Some(Put::Stopped) | None => None,
+            Some(put) => Some(*put),
+        })
+    }
+
+    fn push(&mut self, dishes: &[Dish], until: Until<'_>) -> Result<Vec<Put>, Fault> {
         if !self.announced {
             // For `kitchen info`: the bound chefs keep is not otherwise in Redis.
             let value = self
                 .capacity
                 .limit()
                 .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
-            let key = self.keys.capacity.clone();
+            let key = &self.keys.capacity;
             self.conn
-                .run(|c| redis::cmd("SET").arg(&key).arg(&value).query::<()>(c))?;
+                .run(|c| redis::cmd("SET").arg(key).arg(&value).query::<()>(c))?;
             self.announced = true;
         }
         let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
@@ -219,23 +234,47 @@ impl Producer {
                 rest = &rest[pushed.min(rest.len())..];
                 continue;
             }
-            if stop.is_stopped() {
+            let Some(wait) = until.wait() else {
                 out.push(Put::Stopped);
                 break;
-            }
+            };
             // Full: sleep in Redis until a diner hands us a token (or the wait ends).
+            let room = &self.keys.room;
             let _: Option<(String, String)> = self.conn.run(|c| {
                 redis::cmd("BLPOP")
-                    .arg(&self.keys.room)
-                    .arg(ROOM_WAIT.as_secs_f64())
+                    .arg(room)
+                    .arg(wait.as_secs_f64())
                     .query(c)
             })?;
-            if stop.is_stopped() {
+            if until.wait().is_none() {
                 out.push(Put::Stopped);
                 break;
             }
         }
         Ok(out)
+    }
+}
+
+/// How long a full list is waited on.
+#[derive(Debug, Clone, Copy)]
+enum Until<'a> {
+    /// Until room, or the stop.
+    Stopped(&'a Shutdown),
+    /// Until room, or this instant.
+    Deadline(Instant),
+}
+
+impl Until<'_> {
+    /// How long the next blocking wait for room may last; `None`: no more waiting.
+    fn wait(self) -> Option<Duration> {
+        match self {
+            Until::Stopped(stop) => (!stop.is_stopped()).then_some(ROOM_WAIT),
+            Until::Deadline(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                // BLPOP takes a timeout of 0 as "forever"; Redis counts in ms.
+                (left >= Duration::from_millis(1)).then(|| left.min(ROOM_WAIT))
+            }
+        }
     }
 }
 
@@ -250,33 +289,105 @@ fn queued(depth: usize, n: usize) -> impl Iterator<Item = Put> {
 #[derive(Debug)]
 pub struct Consumer {
     conn: Conn,
-    /// The heartbeat thread's connection, until it starts.
-    heart_conn: Option<Conn>,
-    heart: Option<Heart>,
+    /// Its names in Redis, fixed for its life.
+    names: Names,
+    heart: Heart,
+    /// What it took and has not yet told Redis about.
+    batch: Batch,
+}
+
+/// One diner's key names and scripts: read on every take, never changed,
+/// so borrowed beside the connection rather than cloned per take.
+#[derive(Debug)]
+struct Names {
     keys: Keys,
     id: String,
     processing: String,
     heartbeat: String,
-    batch: usize,
     ttl: Duration,
-    /// Taken in this batch, not yet handed out (oldest first).
+    give_back: Script,
+    take_many: Script,
+}
+
+/// The heartbeat thread, once the diner is ready.
+#[derive(Debug)]
+// One per diner, and the large variant is the first it has: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+enum Heart {
+    /// Not started yet: the connection it will use.
+    Waiting(Conn),
+    /// Beating.
+    Beating(Beat),
+    /// Stopped (the diner is leaving).
+    Stopped,
+}
+
+/// The dishes of the current take, from Redis's point of view: the rightmost
+/// `handed + buffer.len()` entries of the processing list are this batch.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Most dishes per take (`--batch`).
+    size: usize,
+    /// Taken, not yet handed out (oldest first).
     buffer: VecDeque<Vec<u8>>,
     /// Queue depth seen by the last take.
     depth: usize,
-    /// Dishes of this batch handed out and eaten (or rejected): the rightmost
-    /// entries of the processing list, dropped by the next take.
+    /// Handed out and eaten (or set aside): dropped from the processing
+    /// list by the next take, which thus carries the acknowledgement.
     done: usize,
-    /// Handed out, not yet acknowledged.
-    in_hand: bool,
+    /// The dish handed out and not yet acknowledged.
+    in_hand: Option<DishId>,
     /// The last blocking wait found nothing: wait again straight away.
     idle: bool,
-    scripts: Scripts,
 }
 
-#[derive(Debug)]
-struct Scripts {
-    give_back: Script,
-    take_many: Script,
+impl Batch {
+    /// Everything this diner held is back on the queue (after a reconnect).
+    fn forget(&mut self) {
+        self.done = 0;
+        self.buffer.clear();
+        self.in_hand = None;
+    }
+}
+
+impl Names {
+    /// Runs `f` on `conn`; a fresh connection first gives back the
+    /// processing list (a reply may have been lost with the old one) and
+    /// registers the diner, and `batch` forgets what it held.
+    fn run<T>(
+        &self,
+        conn: &mut Conn,
+        batch: &mut Batch,
+        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, Fault> {
+        let mut reset = false;
+        let out = conn.run_fresh(|c, fresh| {
+            if fresh {
+                self.give_back(0, false).invoke::<u64>(c)?;
+                register(c, &self.keys, &self.id, self.ttl)?;
+                reset = true;
+            }
+            f(c)
+        });
+        if reset {
+            batch.forget();
+        }
+        out
+    }
+
+    /// GIVE_BACK, ready to invoke: drops `eaten`, puts the rest back, and
+    /// on `leave` forgets the diner.
+    fn give_back(&self, eaten: usize, leave: bool) -> redis::ScriptInvocation<'_> {
+        let mut inv = self.give_back.prepare_invoke();
+        inv.key(&self.keys.queue)
+            .key(&self.processing)
+            .key(&self.heartbeat)
+            .key(&self.keys.diners)
+            .arg(eaten)
+            .arg(u8::from(leave))
+            .arg(&self.id);
+        inv
+    }
 }
 
 impl Consumer {
@@ -289,139 +400,99 @@ impl Consumer {
         heart_conn.reconnect_for = Duration::ZERO;
         Consumer {
             conn,
-            heart_conn: Some(heart_conn),
-            heart: None,
-            processing: keys.processing(&id),
-            heartbeat: keys.heartbeat(&id),
-            keys,
-            id,
-            batch: opts.batch.max(1),
-            ttl: opts.heartbeat_ttl,
-            buffer: VecDeque::new(),
-            depth: 0,
-            done: 0,
-            in_hand: false,
-            idle: false,
-            scripts: Scripts {
+            names: Names {
+                processing: keys.processing(&id),
+                heartbeat: keys.heartbeat(&id),
+                keys,
+                id,
+                ttl: opts.heartbeat_ttl,
                 give_back: Script::new(GIVE_BACK),
                 take_many: Script::new(TAKE_MANY),
+            },
+            heart: Heart::Waiting(heart_conn),
+            batch: Batch {
+                size: opts.batch.max(1),
+                ..Batch::default()
             },
         }
     }
 
     /// Connects, registers the diner with a live heartbeat and starts beating.
-    pub fn ready(&mut self) -> Result<(), QueueError> {
-        self.connected()?;
-        if let Some(conn) = self.heart_conn.take() {
-            self.heart = Some(Heart::start(
-                conn,
-                self.keys.clone(),
-                self.id.clone(),
-                self.ttl,
-            )?);
+    pub fn ready(&mut self) -> Result<(), ReadyError> {
+        self.run(|_| Ok(()))?;
+        if let Heart::Waiting(_) = self.heart {
+            let Heart::Waiting(conn) = std::mem::replace(&mut self.heart, Heart::Stopped) else {
+                return Ok(());
+            };
+            let n = &self.names;
+            let beat = Beat::start(conn, n.keys.clone(), n.id.clone(), n.ttl)
+                .map_err(ReadyError::Spawn)?;
+            self.heart = Heart::Beating(beat);
         }
         Ok(())
     }
 
-    /// Makes sure the connection is up; after any (re)connect, puts back what
-    /// the processing list holds and registers again.
-    fn connected(&mut self) -> Result<(), QueueError> {
-        self.run(|_| Ok(()))
-    }
-
-    /// Runs `f` on the connection; a fresh connection first gives back the
-    /// processing list (a reply may have been lost with the old one) and
-    /// registers the diner.
     fn run<T>(
         &mut self,
-        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
-    ) -> Result<T, QueueError> {
-        let (keys, id, processing, heartbeat, ttl) = (
-            &self.keys,
-            &self.id,
-            &self.processing,
-            &self.heartbeat,
-            self.ttl,
-        );
-        let give_back = &self.scripts.give_back;
-        let mut reset = false;
-        let out = self.conn.run_fresh(|c, fresh| {
-            if fresh {
-                give_back
-                    .key(&keys.queue)
-                    .key(processing)
-                    .key(heartbeat)
-                    .key(&keys.diners)
-                    .arg(0)
-                    .arg(0)
-                    .arg(id)
-                    .invoke::<u64>(c)?;
-                register(c, keys, id, ttl)?;
-                reset = true;
-            }
-            f(c)
-        });
-        if reset {
-            // Everything this diner held is back on the queue.
-            self.done = 0;
-            self.buffer.clear();
-        }
-        out
+        f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, Fault> {
+        self.names.run(&mut self.conn, &mut self.batch, f)
     }
 
     /// Takes the next dish: from this batch, else up to `batch` more in one
     /// round trip, else blocks up to [`TAKE_WAIT`] for one.
-    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
-        if self.heart.is_none() {
+    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, TakeError> {
+        if let Heart::Waiting(_) = self.heart {
             self.ready()?;
         }
-        if let Some(p) = self.buffer.pop_front() {
-            return self.hand_out(p);
+        if let Some(p) = self.batch.buffer.pop_front() {
+            return Ok(self.hand_out(p)?);
         }
-        let (max, done) = (self.batch, self.done);
-        let (keys, processing) = (self.keys.clone(), self.processing.clone());
         // An idle diner goes straight back to its blocking wait: a few
         // commands a second, and no wake-up tokens for nobody.
         // Read before looking at the queue: a chef's last push may land
         // between an empty look and a later read of `finished`, and closing
         // then would leave that dish behind.
         let was_finished = finished.is_stopped();
-        if !(self.idle && done == 0 && !was_finished) {
-            if let Some(take) = self.take_now(max, done, &keys, &processing)? {
+        if !(self.batch.idle && self.batch.done == 0 && !was_finished) {
+            if let Some(take) = self.take_now()? {
                 return Ok(take);
             }
             if was_finished {
                 return Ok(Take::Closed);
             }
         }
-        let one: Option<Vec<u8>> = self.run(|c| {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let (queue, processing) = (&names.keys.queue, &names.processing);
+        let one: Option<Vec<u8>> = names.run(conn, batch, |c| {
             redis::cmd("BLMOVE")
-                .arg(&keys.queue)
-                .arg(&processing)
+                .arg(queue)
+                .arg(processing)
                 .arg("RIGHT")
                 .arg("LEFT")
                 .arg(TAKE_WAIT.as_secs_f64())
                 .query(c)
         })?;
-        self.idle = one.is_none();
+        batch.idle = one.is_none();
         let Some(p) = one else { return Ok(Take::Idle) };
         let mut pipe = redis::pipe();
-        pipe.cmd("LLEN").arg(&keys.queue);
-        wake(&mut pipe, &keys.room, 1);
-        let (depth,): (usize,) = self.run(|c| pipe.query(c))?;
-        self.depth = depth;
-        self.hand_out(p)
+        pipe.cmd("LLEN").arg(queue);
+        wake(&mut pipe, &names.keys.room, 1);
+        let (depth,): (usize,) = names.run(conn, batch, |c| pipe.query(c))?;
+        batch.depth = depth;
+        Ok(self.hand_out(p)?)
     }
 
-    /// Without blocking: drops what was eaten and takes up to `max` dishes,
-    /// handing out the first; `None` when the queue is empty.
-    fn take_now(
-        &mut self,
-        max: usize,
-        done: usize,
-        keys: &Keys,
-        processing: &str,
-    ) -> Result<Option<Take>, QueueError> {
+    /// Without blocking: drops what was eaten and takes up to a batch of
+    /// dishes, handing out the first; `None` when the queue is empty.
+    fn take_now(&mut self) -> Result<Option<Take>, Fault> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let (max, done) = (batch.size, batch.done);
+        let (keys, processing) = (&names.keys, &names.processing);
         // One round trip: drop what was eaten, move up to `max` dishes into
         // the processing list, read the length, wake as many chefs.
         let mut got: Vec<redis::Value> = if max == 1 {
@@ -436,14 +507,14 @@ impl Consumer {
                 .arg("LEFT");
             pipe.cmd("LLEN").arg(&keys.queue);
             wake(&mut pipe, &keys.room, max);
-            let mut v: Vec<redis::Value> = self.run(|c| pipe.query(c))?;
+            let mut v: Vec<redis::Value> = names.run(conn, batch, |c| pipe.query(c))?;
             // {dish or nil, length} → {length, dish?}, as the script answers.
             v.rotate_right(1);
             v
         } else {
-            let take_many = self.scripts.take_many.clone();
-            self.run(|c| {
-                take_many
+            names.run(conn, batch, |c| {
+                names
+                    .take_many
                     .key(&keys.queue)
                     .key(processing)
                     .key(&keys.room)
@@ -454,8 +525,8 @@ impl Consumer {
                     .invoke(c)
             })?
         };
-        self.done = 0;
-        self.depth = match got.first() {
+        batch.done = 0;
+        batch.depth = match got.first() {
             Some(redis::Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
             _ => 0,
         };
@@ -469,24 +540,26 @@ impl Consumer {
         let Some(first) = got.next() else {
             return Ok(None);
         };
-        self.buffer.extend(got);
+        batch.buffer.extend(got);
         self.hand_out(first).map(Some)
     }
 
-    fn hand_out(&mut self, payload: Vec<u8>) -> Result<Take, QueueError> {
+    fn hand_out(&mut self, payload: Vec<u8>) -> Result<Take, Fault> {
         match Dish::decode(&payload) {
             Ok(dish) => {
-                self.in_hand = true;
+                self.batch.in_hand = Some(dish.id);
                 Ok(Take::Dish {
                     dish,
-                    depth: self.depth,
+                    depth: self.batch.depth,
                 })
             }
             Err(e) => {
-                let dead = self.keys.dead.clone();
-                self.run(|c| redis::cmd("LPUSH").arg(&dead).arg(&payload).query::<u64>(c))?;
+                let dead = &self.names.keys.dead;
+                self.names.run(&mut self.conn, &mut self.batch, |c| {
+                    redis::cmd("LPUSH").arg(dead).arg(&payload).query::<u64>(c)
+                })?;
                 // Set aside: the next take drops it from the processing list.
-                self.done += 1;
+                self.batch.done += 1;
                 Ok(Take::Rejected {
                     reason: e.to_string(),
                 })
@@ -494,10 +567,13 @@ impl Consumer {
         }
     }
 
-    /// Marks the dish in hand as eaten; the next take tells Redis.
-    pub fn ack(&mut self, _dish: &Dish) -> Result<(), QueueError> {
-        if std::mem::take(&mut self.in_hand) {
-            self.done += 1;
+    /// Marks `dish`, the one in hand, as eaten; the next take tells Redis.
+    /// Any other dish (one given back by a reconnect meanwhile) is not this
+    /// diner's to acknowledge: it is back on the queue.
+    pub fn ack(&mut self, dish: &Dish) -> Result<(), Fault> {
+        if self.batch.in_hand == Some(dish.id) {
+            self.batch.in_hand = None;
+            self.batch.done += 1;
         }
         Ok(())
     }
@@ -507,23 +583,14 @@ impl Drop for Consumer {
     /// Leaves cleanly: drops what was eaten, puts back what was not (the
     /// batch not handed out, a dish not acknowledged), forgets the diner.
     fn drop(&mut self) {
-        let Some(heart) = self.heart.take() else {
+        let Heart::Beating(beat) = std::mem::replace(&mut self.heart, Heart::Stopped) else {
             return;
         };
-        heart.stop();
+        beat.stop();
         // One attempt: a diner on its way out does not wait for Redis.
         self.conn.reconnect_for = Duration::ZERO;
-        let s = &self.scripts.give_back;
-        let _ = self.conn.run(|c| {
-            s.key(&self.keys.queue)
-                .key(&self.processing)
-                .key(&self.heartbeat)
-                .key(&self.keys.diners)
-                .arg(self.done)
-                .arg(1)
-                .arg(&self.id)
-                .invoke::<u64>(c)
-        });
+        let leave = self.names.give_back(self.batch.done, true);
+        let _ = self.conn.run(|c| leave.invoke::<u64>(c));
     }
 }
 
@@ -574,13 +641,13 @@ fn ttl_ms(ttl: Duration) -> u64 {
 /// A diner's heartbeat thread: refreshes the heartbeat and recovers dead
 /// diners' dishes, every fifth of the TTL.
 #[derive(Debug)]
-struct Heart {
+struct Beat {
     stop: Shutdown,
     done: Receiver<()>,
 }
 
-impl Heart {
-    fn start(mut conn: Conn, keys: Keys, id: String, ttl: Duration) -> Result<Heart, QueueError> {
+impl Beat {
+    fn start(mut conn: Conn, keys: Keys, id: String, ttl: Duration) -> std::io::Result<Beat> {
         let stop = Shutdown::new();
         let (tx, done) = crossbeam_channel::bounded::<()>(1);
         let beat = (ttl / 5).max(Duration::from_millis(20));
@@ -604,12 +671,8 @@ impl Heart {
                     }
                 }
                 drop(tx);
-            })
-            .map_err(|e| QueueError::Redis {
-                url: String::new(),
-                detail: format!("cannot start the heartbeat thread: {e}"),
             })?;
-        Ok(Heart { stop, done })
+        Ok(Beat { stop, done })
     }
 
     /// Stops beating; waits briefly so a last beat cannot follow the goodbye.
@@ -617,4 +680,17 @@ impl Heart {
         self.stop.stop();
         let _ = self.done.recv_timeout(Duration::from_secs(1));
     }
+}
+
+/// Diners registered on `keys`' queue whose heartbeat is alive.
+pub(crate) fn live_diners(c: &mut Connection, keys: &Keys) -> Result<usize, RedisError> {
+    let ids: Vec<String> = redis::cmd("SMEMBERS").arg(&keys.diners).query(c)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut cmd = redis::cmd("EXISTS");
+    for id in &ids {
+        cmd.arg(keys.heartbeat(id));
+    }
+    cmd.query(c)
 }

@@ -10,10 +10,12 @@
 //! | `list.rs` | list mode: bounded push, take into a processing list, ack, heartbeats, recovery |
 //! | `pubsub.rs` | pub/sub mode: publish, subscribe, end-of-run markers |
 //! | `info.rs` | `kitchen info`: what an operator asks first |
+//! | `results.rs` | what became of tracked dishes, beside the queue |
 
 mod info;
 mod list;
 mod pubsub;
+mod results;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,10 +23,13 @@ use std::time::{Duration, Instant};
 use redis::{Client, Connection, RedisError};
 
 use crate::dish::Dish;
-use crate::queue::{Capacity, Mode, Put, QueueError, RedisOptions, Take, redact_url};
 use crate::shutdown::Shutdown;
+use crate::vocab::{
+    Capacity, Fault, Mode, Put, ReadyError, RedisOptions, ResultLimits, Take, TakeError, redact_url,
+};
 
 pub use info::{Info, InfoDiner, info};
+pub use results::Results;
 
 /// How long a connection attempt may take before Redis counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,13 +50,18 @@ const _: () = assert!(READ_TIMEOUT.as_millis() >= MAX_BLOCK.as_millis() + 2_000)
 pub struct RedisQueue {
     opts: RedisOptions,
     capacity: Capacity,
+    results: ResultLimits,
     client: Client,
 }
 
 impl RedisQueue {
     /// Parses the URL, connects once and checks that the queue key is usable,
     /// so that a wrong address, password or key fails before any thread starts.
-    pub fn open(opts: RedisOptions, capacity: Capacity) -> Result<RedisQueue, QueueError> {
+    pub fn open(
+        opts: RedisOptions,
+        capacity: Capacity,
+        results: ResultLimits,
+    ) -> Result<RedisQueue, Fault> {
         let client = client(&opts.url)?;
         let mut con = connect(&client).map_err(|e| classify(e, &opts.url, &opts.queue))?;
         if opts.mode == Mode::List {
@@ -61,7 +71,23 @@ impl RedisQueue {
         Ok(RedisQueue {
             opts,
             capacity,
+            results,
             client,
+        })
+    }
+
+    /// Like [`RedisQueue::open`] without connecting: the URL is parsed, and
+    /// the first use connects.
+    pub fn unchecked(
+        opts: RedisOptions,
+        capacity: Capacity,
+        results: ResultLimits,
+    ) -> Result<RedisQueue, Fault> {
+        Ok(RedisQueue {
+            client: client(&opts.url)?,
+            opts,
+            capacity,
+            results,
         })
     }
 
@@ -91,12 +117,29 @@ impl RedisQueue {
         }
     }
 
-    /// A depth gauge; connects on first use.
+    /// A publisher on the channel, whatever the mode (the web entry's `/pubsub`).
+    pub fn publisher(&self) -> Producer {
+        Producer::Pubsub(pubsub::Producer::new(self.conn(), &self.opts))
+    }
+
+    /// A gauge of depth, health, subscribers and live diners; connects on first use.
     pub fn gauge(&self) -> Gauge {
         Gauge {
             conn: self.conn(),
-            key: (self.opts.mode == Mode::List).then(|| self.opts.queue.clone()),
+            key: self.holds_dishes().then(|| self.opts.queue.clone()),
+            keys: list::Keys::new(&self.opts.queue),
+            channel: self.opts.channel.clone(),
         }
+    }
+
+    /// A results store for one thread; connects on first use.
+    pub fn results(&self) -> Results {
+        Results::new(self.conn(), &self.opts, self.results.max)
+    }
+
+    /// Whether dishes wait in Redis (a list), rather than pass through (a channel).
+    pub fn holds_dishes(&self) -> bool {
+        self.opts.mode != Mode::Pubsub
     }
 }
 
@@ -111,7 +154,7 @@ pub enum Producer {
 
 impl Producer {
     /// Puts one dish (see [`crate::queue::Producer::put`]).
-    pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, QueueError> {
+    pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, Fault> {
         match self {
             Producer::List(p) => p.put(dish, stop),
             Producer::Pubsub(p) => p.put(dish),
@@ -127,10 +170,19 @@ impl Producer {
     }
 
     /// Puts several dishes in few round trips (see [`crate::queue::Producer::put_all`]).
-    pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, QueueError> {
+    pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, Fault> {
         match self {
             Producer::List(p) => p.put_all(dishes, stop),
             Producer::Pubsub(p) => p.put_all(dishes),
+        }
+    }
+
+    /// Puts one dish if there is room within `wait` (see [`crate::queue::Producer::put_within`]).
+    pub fn put_within(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, Fault> {
+        match self {
+            Producer::List(p) => p.put_within(dish, wait),
+            // Publishing never waits for room: a channel holds nothing.
+            Producer::Pubsub(p) => p.put(dish).map(Some),
         }
     }
 }
@@ -148,7 +200,7 @@ pub enum Consumer {
 
 impl Consumer {
     /// Connects (and subscribes, in pub/sub mode).
-    pub fn ready(&mut self) -> Result<(), QueueError> {
+    pub fn ready(&mut self) -> Result<(), ReadyError> {
         match self {
             Consumer::List(c) => c.ready(),
             Consumer::Pubsub(c) => c.ready(),
@@ -156,7 +208,7 @@ impl Consumer {
     }
 
     /// Takes the next dish (see [`crate::queue::Consumer::take`]).
-    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
+    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, TakeError> {
         match self {
             Consumer::List(c) => c.take(finished),
             Consumer::Pubsub(c) => c.take(finished),
@@ -164,7 +216,7 @@ impl Consumer {
     }
 
     /// Confirms that `dish` was eaten.
-    pub fn ack(&mut self, dish: &Dish) -> Result<(), QueueError> {
+    pub fn ack(&mut self, dish: &Dish) -> Result<(), Fault> {
         match self {
             Consumer::List(c) => c.ack(dish),
             Consumer::Pubsub(_) => Ok(()),
@@ -180,20 +232,45 @@ impl Consumer {
     }
 }
 
-/// Reads the list's length.
+/// Reads the list's length, and whether Redis answers.
 #[derive(Debug)]
 pub struct Gauge {
     conn: Conn,
     /// The list; `None` for a channel, which holds nothing.
     key: Option<String>,
+    /// The queue's keys, for its registered diners.
+    keys: list::Keys,
+    channel: String,
 }
 
 impl Gauge {
     /// Dishes waiting now.
-    pub fn depth(&mut self) -> Result<usize, QueueError> {
+    pub fn depth(&mut self) -> Result<usize, Fault> {
         let Some(key) = &self.key else { return Ok(0) };
         self.conn
             .run(|c| redis::cmd("LLEN").arg(key).query::<usize>(c))
+    }
+
+    /// Whether Redis answers.
+    pub fn ping(&mut self) -> Result<(), Fault> {
+        self.conn
+            .run(|c| redis::cmd("PING").query::<String>(c))
+            .map(|_| ())
+    }
+
+    /// Clients subscribed to the channel now.
+    pub fn subscribers(&mut self) -> Result<usize, Fault> {
+        let channel = &self.channel;
+        let (_, n): (String, usize) = self
+            .conn
+            .run(|c| redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(c))?;
+        Ok(n)
+    }
+
+    /// Diner threads registered on the list with a live heartbeat.
+    pub fn diners(&mut self) -> Result<usize, Fault> {
+        let keys = &self.keys;
+        self.conn.run(|c| list::live_diners(c, keys))
     }
 }
 
@@ -236,7 +313,7 @@ impl Conn {
     pub(crate) fn run<T>(
         &mut self,
         mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
-    ) -> Result<T, QueueError> {
+    ) -> Result<T, Fault> {
         self.run_fresh(|c, _| f(c))
     }
 
@@ -245,9 +322,8 @@ impl Conn {
     pub(crate) fn run_fresh<T>(
         &mut self,
         mut f: impl FnMut(&mut Connection, bool) -> Result<T, RedisError>,
-    ) -> Result<T, QueueError> {
-        let mut failing_since: Option<Instant> = None;
-        let mut backoff = Duration::from_millis(50);
+    ) -> Result<T, Fault> {
+        let mut retry = Reconnect::new(self.reconnect_for, Outage::Connection);
         let mut retried_stale = false;
         loop {
             let fresh = self.con.is_none();
@@ -257,15 +333,7 @@ impl Conn {
             };
             let err = match result {
                 Ok(v) => {
-                    if let Some(since) = failing_since
-                        && OUTAGE.swap(false, Ordering::Relaxed)
-                    {
-                        eprintln!(
-                            "kitchen: reconnected to redis at {} after {:.1} s",
-                            redact_url(&self.url),
-                            since.elapsed().as_secs_f64()
-                        );
-                    }
+                    retry.recovered(&self.url);
                     return Ok(v);
                 }
                 Err(e) if is_transient(&e) => e,
@@ -281,27 +349,7 @@ impl Conn {
                 retried_stale = true;
                 continue;
             }
-            // One notice per outage, not one per connection.
-            if failing_since.is_none()
-                && !self.reconnect_for.is_zero()
-                && !OUTAGE.swap(true, Ordering::Relaxed)
-            {
-                eprintln!(
-                    "kitchen: lost redis at {} ({err}); reconnecting for up to {} s",
-                    redact_url(&self.url),
-                    self.reconnect_for.as_secs()
-                );
-            }
-            let since = *failing_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.reconnect_for {
-                return Err(QueueError::Gone {
-                    url: redact_url(&self.url),
-                    secs: self.reconnect_for.as_secs(),
-                    detail: err.to_string(),
-                });
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            retry.failed(&self.url, &err)?;
         }
     }
 
@@ -319,15 +367,101 @@ impl Conn {
 /// Whether an outage was announced on stderr and its end not yet.
 static OUTAGE: AtomicBool = AtomicBool::new(false);
 
+/// What went away, for the notices.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outage<'a> {
+    /// A command connection.
+    Connection,
+    /// A diner's subscription to this channel.
+    Subscription(&'a str),
+}
+
+/// The one reconnect policy of every Redis role: exponential backoff (50 ms
+/// doubling to 1 s) until `limit` has passed without success, one notice on
+/// stderr when an outage starts and one when it ends.
+pub(crate) struct Reconnect<'a> {
+    limit: Duration,
+    what: Outage<'a>,
+    failing_since: Option<Instant>,
+    backoff: Duration,
+}
+
+impl<'a> Reconnect<'a> {
+    pub(crate) fn new(limit: Duration, what: Outage<'a>) -> Reconnect<'a> {
+        Reconnect {
+            limit,
+            what,
+            failing_since: None,
+            backoff: Duration::from_millis(50),
+        }
+    }
+
+    /// After a transient failure: waits out the backoff, or answers
+    /// [`Fault::Gone`] once `limit` has passed.
+    pub(crate) fn failed(&mut self, url: &str, err: &RedisError) -> Result<(), Fault> {
+        if self.failing_since.is_none() && !self.limit.is_zero() {
+            match self.what {
+                // One notice per outage, not one per connection.
+                Outage::Connection => {
+                    if !OUTAGE.swap(true, Ordering::Relaxed) {
+                        crate::notice!(
+                            "kitchen: lost redis at {} ({err}); reconnecting for up to {} s",
+                            redact_url(url),
+                            self.limit.as_secs()
+                        );
+                    }
+                }
+                Outage::Subscription(channel) => crate::notice!(
+                    "kitchen: the subscription to {channel} at {} dropped ({err}); resubscribing: dishes published meanwhile are lost to this diner and counted as lost",
+                    redact_url(url)
+                ),
+            }
+        }
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.limit {
+            return Err(Fault::Gone {
+                url: redact_url(url),
+                secs: self.limit.as_secs(),
+                detail: err.to_string(),
+            });
+        }
+        std::thread::sleep(self.backoff);
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
+        Ok(())
+    }
+
+    /// After a success: ends the outage, saying so if it was announced.
+    pub(crate) fn recovered(&mut self, url: &str) {
+        let Some(since) = self.failing_since.take() else {
+            return;
+        };
+        self.backoff = Duration::from_millis(50);
+        let secs = since.elapsed().as_secs_f64();
+        match self.what {
+            Outage::Connection => {
+                if OUTAGE.swap(false, Ordering::Relaxed) {
+                    crate::notice!(
+                        "kitchen: reconnected to redis at {} after {secs:.1} s",
+                        redact_url(url)
+                    );
+                }
+            }
+            Outage::Subscription(channel) => {
+                crate::notice!("kitchen: resubscribed to {channel} after {secs:.1} s");
+            }
+        }
+    }
+}
+
 /// Parses a Redis URL into a client; refuses TLS, which this build lacks.
-pub(crate) fn client(url: &str) -> Result<Client, QueueError> {
+pub(crate) fn client(url: &str) -> Result<Client, Fault> {
     if url.starts_with("rediss://") {
-        return Err(QueueError::Redis {
+        return Err(Fault::Redis {
             url: redact_url(url),
             detail: TLS_MISSING.to_owned(),
         });
     }
-    Client::open(url).map_err(|_| QueueError::Redis {
+    Client::open(url).map_err(|_| Fault::Redis {
         url: redact_url(url),
         detail: URL_SHAPE.to_owned(),
     })
@@ -374,20 +508,25 @@ fn is_transient(e: &RedisError) -> bool {
 }
 
 /// Turns a Redis error into one line that says what to do.
-pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> QueueError {
+pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
     let url = redact_url(url);
     let code = e.code().unwrap_or_default().to_owned();
     let text = e.to_string();
+    // Redis answers NOAUTH to the first command (SELECT, for a URL with a
+    // database) of a client that sent no password: the URL lacks one.
+    if code == "NOAUTH" || text.contains("Authentication required") {
+        return Fault::NoPassword { url };
+    }
     if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(code.as_str(), "WRONGPASS" | "NOAUTH" | "NOPERM")
+        || matches!(code.as_str(), "WRONGPASS" | "NOPERM")
     {
-        return QueueError::Auth {
+        return Fault::Auth {
             url,
             detail: code_or(&code, "authentication failed"),
         };
     }
     if code == "WRONGTYPE" || text.contains("WRONGTYPE") {
-        return QueueError::WrongType {
+        return Fault::WrongType {
             key: key.to_owned(),
             found: "value of another type".to_owned(),
             want: "list (or one of its companion keys)",
@@ -395,9 +534,9 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> QueueError {
         };
     }
     if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
-        return QueueError::Unreachable { url, detail: text };
+        return Fault::Unreachable { url, detail: text };
     }
-    QueueError::Redis { url, detail: text }
+    Fault::Redis { url, detail: text }
 }
 
 fn code_or(code: &str, default: &str) -> String {
@@ -409,14 +548,14 @@ fn code_or(code: &str, default: &str) -> String {
 }
 
 /// Fails unless `key` is a list or absent.
-fn check_list(con: &mut Connection, url: &str, key: &str) -> Result<(), QueueError> {
+fn check_list(con: &mut Connection, url: &str, key: &str) -> Result<(), Fault> {
     let found: String = redis::cmd("TYPE")
         .arg(key)
         .query(con)
         .map_err(|e| classify(e, url, key))?;
     match found.as_str() {
         "list" | "none" => Ok(()),
-        _ => Err(QueueError::WrongType {
+        _ => Err(Fault::WrongType {
             key: key.to_owned(),
             found,
             want: "list",

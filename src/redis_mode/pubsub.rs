@@ -28,10 +28,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::Client;
 
-use super::{CONNECT_TIMEOUT, Conn, READ_TIMEOUT, classify, connect, unique_name};
+use super::{
+    CONNECT_TIMEOUT, Conn, Outage, READ_TIMEOUT, Reconnect, classify, connect, unique_name,
+};
 use crate::dish::{Dish, DishId};
-use crate::queue::{POLL, Put, QueueError, RedisOptions, Take, redact_url};
 use crate::shutdown::Shutdown;
+use crate::vocab::{Fault, POLL, Put, ReadyError, RedisOptions, Take, TakeError, redact_url};
 
 /// What a payload starts with when it marks the end of a run, not a dish.
 pub const END_MARKER: &str = "kitchen:end:";
@@ -62,7 +64,7 @@ impl Producer {
     }
 
     /// Publishes several dishes in one pipelined round trip.
-    pub fn put_all(&mut self, dishes: &[Dish]) -> Result<Vec<Put>, QueueError> {
+    pub fn put_all(&mut self, dishes: &[Dish]) -> Result<Vec<Put>, Fault> {
         let mut pipe = redis::pipe();
         for d in dishes {
             pipe.cmd("PUBLISH").arg(&self.channel).arg(d.encode());
@@ -75,7 +77,7 @@ impl Producer {
     }
 
     /// Publishes one dish; `receivers: 0` means nobody got it.
-    pub fn put(&mut self, dish: Dish) -> Result<Put, QueueError> {
+    pub fn put(&mut self, dish: Dish) -> Result<Put, Fault> {
         let payload = dish.encode();
         let receivers: usize = self.conn.run(|c| {
             redis::cmd("PUBLISH")
@@ -133,7 +135,7 @@ impl Gaps {
 
 #[derive(Debug)]
 struct Reader {
-    rx: Receiver<Result<Vec<u8>, QueueError>>,
+    rx: Receiver<Result<Vec<u8>, Fault>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -161,7 +163,7 @@ impl Consumer {
     }
 
     /// Subscribes; returns once Redis has confirmed the subscription.
-    pub fn ready(&mut self) -> Result<(), QueueError> {
+    pub fn ready(&mut self) -> Result<(), ReadyError> {
         if self.reader.is_some() {
             return Ok(());
         }
@@ -179,18 +181,15 @@ impl Consumer {
         std::thread::Builder::new()
             .name("subscriber".into())
             .spawn(move || listener.listen(&ready_tx))
-            .map_err(|e| QueueError::Redis {
-                url: redact_url(&self.url),
-                detail: format!("cannot start the subscriber thread: {e}"),
-            })?;
+            .map_err(ReadyError::Spawn)?;
         self.reader = Some(Reader { rx, stop });
         match ready_rx.recv_timeout(CONNECT_TIMEOUT + READ_TIMEOUT) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(QueueError::Unreachable {
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(ReadyError::Fault(Fault::Unreachable {
                 url: redact_url(&self.url),
                 detail: "the subscription was not confirmed".into(),
-            }),
+            })),
         }
     }
 
@@ -201,7 +200,7 @@ impl Consumer {
 
     /// The next delivery; [`Take::Closed`] once `finished` and this diner's
     /// end marker came back.
-    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, QueueError> {
+    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, TakeError> {
         self.ready()?;
         if finished.is_stopped() && self.marker_sent.is_none() {
             let (channel, marker) = (&self.channel, &self.marker);
@@ -216,7 +215,7 @@ impl Consumer {
         loop {
             let payload = match reader.rx.recv_timeout(POLL) {
                 Ok(Ok(p)) => p,
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e)) => return Err(e.into()),
                 Err(RecvTimeoutError::Timeout) => {
                     if self.marker_sent.is_some_and(|t| t.elapsed() > MARKER_WAIT) {
                         return Ok(Take::Closed);
@@ -251,24 +250,22 @@ struct Listener {
     url: String,
     reconnect_for: Duration,
     stop: Arc<AtomicBool>,
-    tx: Sender<Result<Vec<u8>, QueueError>>,
+    tx: Sender<Result<Vec<u8>, Fault>>,
 }
 
 impl Listener {
     /// Subscribes and forwards payloads until stopped; resubscribes after a
     /// dropped connection (what was published meanwhile is gone, as pub/sub
     /// always is) and gives up after `reconnect_for`.
-    fn listen(self, ready: &Sender<Result<(), QueueError>>) {
+    fn listen(self, ready: &Sender<Result<(), Fault>>) {
         let mut first = true;
-        let mut failing_since: Option<Instant> = None;
-        let mut backoff = Duration::from_millis(50);
+        let mut retry = Reconnect::new(self.reconnect_for, Outage::Subscription(&self.channel));
         while !self.stop.load(Ordering::Relaxed) {
-            let err = match self.session(ready, &mut first, &mut failing_since) {
+            let err = match self.session(ready, &mut first, &mut retry) {
                 Ok(()) => return,
                 Err(e) => e,
             };
-            let transient = super::is_transient(&err);
-            if first || !transient {
+            if first || !super::is_transient(&err) {
                 let e = classify(err, &self.url, &self.channel);
                 if first {
                     let _ = ready.send(Err(e));
@@ -277,33 +274,19 @@ impl Listener {
                 }
                 return;
             }
-            if failing_since.is_none() {
-                eprintln!(
-                    "kitchen: the subscription to {} at {} dropped ({err}); resubscribing: dishes published meanwhile are lost to this diner and counted as lost",
-                    self.channel,
-                    redact_url(&self.url)
-                );
-            }
-            let since = *failing_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.reconnect_for {
-                let _ = self.tx.send(Err(QueueError::Gone {
-                    url: redact_url(&self.url),
-                    secs: self.reconnect_for.as_secs(),
-                    detail: err.to_string(),
-                }));
+            if let Err(gone) = retry.failed(&self.url, &err) {
+                let _ = self.tx.send(Err(gone));
                 return;
             }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
 
     /// One connection's life: subscribe, then forward until stopped or an error.
     fn session(
         &self,
-        ready: &Sender<Result<(), QueueError>>,
+        ready: &Sender<Result<(), Fault>>,
         first: &mut bool,
-        failing_since: &mut Option<Instant>,
+        retry: &mut Reconnect<'_>,
     ) -> Result<(), redis::RedisError> {
         let mut con = connect(&self.client)?;
         let mut sub = con.as_pubsub();
@@ -312,13 +295,7 @@ impl Listener {
         if std::mem::take(first) {
             let _ = ready.send(Ok(()));
         }
-        if let Some(since) = failing_since.take() {
-            eprintln!(
-                "kitchen: resubscribed to {} after {:.1} s",
-                self.channel,
-                since.elapsed().as_secs_f64()
-            );
-        }
+        retry.recovered(&self.url);
         while !self.stop.load(Ordering::Relaxed) {
             match sub.get_message() {
                 Ok(msg) => {

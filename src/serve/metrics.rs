@@ -57,14 +57,16 @@ pub struct Snapshot {
     pub refused_unavailable: u64,
     /// Subscribers of the pub/sub channel; `null` where there is none.
     pub subscribers: Option<usize>,
-    /// Diner threads in this process.
-    pub diners: usize,
+    /// Diner threads eating from the queue: this process's own, or the live
+    /// diner processes' threads on a shared queue; `null` when unknown.
+    pub diners: Option<usize>,
     /// Web worker threads.
     pub workers: usize,
     /// Seconds since the server started.
     pub uptime_s: f64,
-    /// Made→taken latency of dishes eaten in this process.
-    pub latency_us: Latency,
+    /// Made→taken latency of dishes eaten in this process; `null` where
+    /// the diners are other processes (each reports its own).
+    pub latency_us: Option<Latency>,
 }
 
 impl Metrics {
@@ -132,11 +134,10 @@ impl Metrics {
         );
         out.push_str("# HELP kitchen_queue_depth Dishes waiting on the queue.\n");
         out.push_str("# TYPE kitchen_queue_depth gauge\n");
-        match snap.queued {
-            Some(q) => {
-                let _ = writeln!(out, "kitchen_queue_depth {q}");
-            }
-            None => out.push_str("kitchen_queue_depth NaN\n"),
+        // A depth that cannot be read (Redis down) is left out: a scraper
+        // would store NaN as a value, and `up`/`/healthz` tell the outage.
+        if let Some(q) = snap.queued {
+            let _ = writeln!(out, "kitchen_queue_depth {q}");
         }
         out.push_str(
             "# HELP kitchen_dish_latency_seconds Time from made to taken by a diner of this process.\n",
@@ -183,10 +184,10 @@ mod tests {
             refused_full: 0,
             refused_unavailable: 0,
             subscribers: None,
-            diners: 2,
+            diners: Some(2),
             workers: 4,
             uptime_s: 1.0,
-            latency_us: m.latency(),
+            latency_us: Some(m.latency()),
         };
         let text = m.prometheus(&snap);
         for want in [
@@ -200,5 +201,32 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn an_unreadable_depth_is_left_out_not_nan() {
+        let m = Metrics::default();
+        let snap = Snapshot {
+            backend: "redis",
+            capacity: Some(10),
+            queued: None,
+            made: 0,
+            eaten: None,
+            rejected: None,
+            lost: 0,
+            refused_full: 0,
+            refused_unavailable: 1,
+            subscribers: None,
+            diners: None,
+            workers: 4,
+            uptime_s: 1.0,
+            latency_us: None,
+        };
+        let text = m.prometheus(&snap);
+        assert!(!text.contains("NaN"), "{text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("kitchen_queue_depth")),
+            "{text}"
+        );
     }
 }

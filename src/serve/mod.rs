@@ -22,18 +22,20 @@ mod server;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::queue::{Backend, BackendConfig, Capacity, Mode, QueueError, RedisOptions};
-use crate::results::{LocalResults, Recorder};
+use crate::defaults;
+use crate::kitchen::KitchenError;
+use crate::kitchen::diner::Diner;
+use crate::queue::{Backend, BackendConfig, Capacity, Fault, OpenError, ResultLimits};
 use crate::shutdown::Shutdown;
-use diners::WebDiner;
+use diners::WebSink;
 use metrics::Metrics;
-use routes::{Web, WebRedis};
+use routes::Web;
 
 /// A validated description of one web server.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +53,7 @@ pub struct ServeConfig {
     /// How long the result of a dish can be looked up (local backend; with
     /// Redis, diners keep results for their `--result-ttl`).
     pub result_ttl: Duration,
-    /// The most results kept in memory (local backend); the oldest go first.
+    /// The most results kept at once; the oldest go first.
     pub max_results: usize,
     /// The most a client gets to send one request, or to idle between two.
     pub client_timeout: Duration,
@@ -64,14 +66,14 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             backend: BackendConfig::Local,
-            capacity: Capacity::Bounded(10),
-            diners: 2,
-            workers: 16,
-            max_sleep: Duration::ZERO,
-            result_ttl: Duration::from_secs(24 * 60 * 60),
-            max_results: 100_000,
-            client_timeout: Duration::from_secs(5),
-            full_wait: Duration::from_millis(250),
+            capacity: Capacity::default(),
+            diners: defaults::SERVE_DINERS,
+            workers: defaults::WORKERS,
+            max_sleep: Duration::from_millis(defaults::SERVE_MAX_SLEEP_MS),
+            result_ttl: defaults::RESULT_TTL,
+            max_results: defaults::MAX_RESULTS,
+            client_timeout: defaults::CLIENT_TIMEOUT,
+            full_wait: defaults::FULL_WAIT,
         }
     }
 }
@@ -94,10 +96,13 @@ pub enum ServeError {
     Listener(std::io::Error),
     /// The queue cannot be opened.
     #[error(transparent)]
-    Queue(#[from] QueueError),
-    /// The operating system refused a thread.
-    #[error("cannot start a thread: {0}")]
-    Spawn(std::io::Error),
+    Open(#[from] OpenError),
+    /// An in-process diner failed.
+    #[error(transparent)]
+    Diner(#[from] KitchenError),
+    /// The operating system refused a web thread.
+    #[error("cannot start a web thread: {0}")]
+    Spawn(#[source] std::io::Error),
 }
 
 /// State every worker and diner of one server shares.
@@ -105,106 +110,142 @@ pub enum ServeError {
 pub(crate) struct Shared {
     pub config: ServeConfig,
     pub metrics: Metrics,
-    /// Results of the local backend (unused with Redis, where diners write them).
-    pub results: Arc<LocalResults>,
     pub started: Instant,
+    /// Whether other processes share the queue (and eat from it).
+    pub shared_queue: bool,
 }
 
 /// Serves HTTP on `listener` until `shutdown`; then finishes the requests in
 /// flight, lets the in-process diners eat what is queued, and returns.
 ///
-/// With Redis, every request fails fast (no reconnect loop) so that a Redis
-/// outage is a `503` at once; the next request connects again, so the
-/// server recovers by itself when Redis returns.
+/// [`Server::open`] then [`Server::run`], for callers with nothing to say in between.
 pub fn run(
     listener: TcpListener,
     config: &ServeConfig,
     shutdown: &Shutdown,
 ) -> Result<(), ServeError> {
-    let (queue, channel) = match &config.backend {
-        BackendConfig::Local => (BackendConfig::Local, None),
-        BackendConfig::Redis(o) => {
-            let mut list = o.clone();
-            list.reconnect_for = Duration::ZERO;
-            list.mode = Mode::List;
-            let pubsub = RedisOptions {
-                mode: Mode::Pubsub,
-                ..list.clone()
+    Server::open(listener, config)?.run(shutdown)
+}
+
+/// A web entry whose queue is open and whose threads are ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    workers: Vec<Web>,
+    eaters: Vec<DinerThread>,
+    client_timeout: Duration,
+    /// Whether the queue could not be reached at start (it is served with
+    /// `503`s until it can).
+    pub waiting_for_queue: bool,
+}
+
+impl Server {
+    /// Opens the queue and starts the in-process diners, so that a server
+    /// that announces itself is ready to answer.
+    ///
+    /// A shared backend (Redis) that does not answer yet is no reason to
+    /// refuse to start: requests get `503` with `Retry-After` until it
+    /// answers, as during any outage ([`Server::waiting_for_queue`] says
+    /// so). A backend that answers and refuses (wrong password, a key of the
+    /// wrong type) will not fix itself: that fails here.
+    ///
+    /// Requests fail fast (no reconnect loop), so an outage is a `503` at
+    /// once; the next request connects again, so the server recovers by
+    /// itself when the backend returns.
+    pub fn open(listener: TcpListener, config: &ServeConfig) -> Result<Server, ServeError> {
+        let limits = ResultLimits {
+            ttl: config.result_ttl,
+            max: config.max_results,
+        };
+        let backend_config = config.backend.fail_fast();
+        let (backend, waiting_for_queue) =
+            match Backend::open(&backend_config, config.capacity, limits) {
+                Ok(b) => (b, false),
+                Err(OpenError::Fault(Fault::Unreachable { .. })) => (
+                    Backend::open_unchecked(&backend_config, config.capacity, limits)?,
+                    true,
+                ),
+                Err(e) => return Err(e.into()),
             };
-            (BackendConfig::Redis(list), Some(pubsub))
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            shared_queue: backend.is_shared(),
+        });
+        let mut workers = Vec::with_capacity(config.workers.max(1));
+        for _ in 0..config.workers.max(1) {
+            workers.push(Web::new(shared.clone(), &backend)?);
         }
-    };
-    let backend = Backend::open(&queue, config.capacity)?;
-    let publish = match &channel {
-        Some(o) => Some(Backend::open(
-            &BackendConfig::Redis(o.clone()),
-            config.capacity,
-        )?),
-        None => None,
-    };
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        metrics: Metrics::default(),
-        results: Arc::new(LocalResults::new(config.result_ttl, config.max_results)),
-        started: Instant::now(),
-    });
-    let mut workers = Vec::with_capacity(config.workers.max(1));
-    for _ in 0..config.workers.max(1) {
-        let redis = match (&publish, &channel) {
-            (Some(p), Some(o)) => Some(web_redis(p, o)?),
-            _ => None,
-        };
-        workers.push(Web::new(
-            shared.clone(),
-            backend.producer()?,
-            backend.gauge(),
-            redis,
-        ));
-    }
-    let diners = match config.backend {
-        BackendConfig::Local => config.diners,
         // Diners of a shared queue are `kitchen diner` processes.
-        BackendConfig::Redis(_) => 0,
-    };
-    let mut eaters = Vec::with_capacity(diners);
-    for i in 0..diners {
-        let diner = WebDiner {
-            name: format!("diner-{}", i + 1),
-            consumer: backend.consumer()?,
-            shared: shared.clone(),
-            results: Recorder::Local(shared.results.clone()),
-            max_sleep: config.max_sleep,
-            rng: StdRng::from_os_rng(),
+        let diners = if backend.is_shared() {
+            0
+        } else {
+            config.diners
         };
-        let handle = thread::Builder::new()
-            .name(diner.name.clone())
-            .spawn(move || diner.eat())
-            .map_err(ServeError::Spawn)?;
-        eaters.push(handle);
+        let eaters = (0..diners)
+            .map(|i| spawn_diner(&backend, &shared, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The queue closes once the workers (its producers) are gone.
+        backend.seal();
+        Ok(Server {
+            listener,
+            workers,
+            eaters,
+            client_timeout: config.client_timeout,
+            waiting_for_queue,
+        })
     }
-    // The queue closes once the workers (its producers) are gone.
-    backend.seal();
-    let served = server::run(listener, workers, config.client_timeout, shutdown);
-    let mut first_error = None;
-    for h in eaters {
-        if let Ok(Err(e)) = h.join() {
-            first_error.get_or_insert(e);
+
+    /// Serves until `shutdown`; then finishes the requests in flight, lets
+    /// the in-process diners eat what is queued, and returns.
+    pub fn run(self, shutdown: &Shutdown) -> Result<(), ServeError> {
+        let served = server::run(self.listener, self.workers, self.client_timeout, shutdown);
+        let mut first_error = None;
+        for (name, h) in self.eaters {
+            let err = match h.join() {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => e,
+                Err(_) => KitchenError::Panicked(name),
+            };
+            first_error.get_or_insert(err);
         }
+        served?;
+        first_error.map_or(Ok(()), |e| Err(e.into()))
     }
-    served?;
-    first_error.map_or(Ok(()), |e| Err(e.into()))
 }
 
-/// One worker's publisher and results connection.
-#[cfg(feature = "redis")]
-fn web_redis(publish: &Backend, opts: &RedisOptions) -> Result<WebRedis, QueueError> {
-    Ok(WebRedis {
-        publisher: publish.producer()?,
-        results: crate::results::RedisResults::new(opts)?,
-    })
-}
+type DinerThread = (String, JoinHandle<Result<WebSink, KitchenError>>);
 
-#[cfg(not(feature = "redis"))]
-fn web_redis(_: &Backend, _: &RedisOptions) -> Result<WebRedis, QueueError> {
-    Err(QueueError::RedisNotCompiled)
+/// Starts in-process diner `i`: the kitchen's diner, reporting to the server's figures.
+fn spawn_diner(
+    backend: &Backend,
+    shared: &Arc<Shared>,
+    i: usize,
+) -> Result<DinerThread, ServeError> {
+    let name = format!("diner-{}", i + 1);
+    let diner = Diner {
+        results_name: name.clone(),
+        name: name.clone(),
+        consumer: backend.consumer(),
+        // The local queue closes by disconnection once the workers are
+        // gone: these diners then eat what is left and end by themselves.
+        stop: Shutdown::new(),
+        chefs_done: Shutdown::new(),
+        ready: None,
+        max_sleep: shared.config.max_sleep,
+        rng: StdRng::from_os_rng(),
+        results: backend.results(),
+        sink: WebSink {
+            shared: shared.clone(),
+        },
+    };
+    let handle = thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || diner.eat())
+        .map_err(|error| KitchenError::Spawn {
+            thread: name.clone(),
+            error,
+        })?;
+    Ok((name, handle))
 }

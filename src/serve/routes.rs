@@ -1,7 +1,6 @@
 //! The routes: what each path and method does, for one web worker.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -9,9 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dish::{Dish, DishId, MAX_DISH};
 use crate::kitchen::IdBlock;
-use crate::queue::{Gauge, Producer, Put, QueueError};
-#[cfg(feature = "redis")]
-use crate::results::RedisResults;
+use crate::queue::{Backend, Gauge, OpenError, Producer, Put, PutError, Results};
 use crate::results::Status;
 use crate::serve::Shared;
 use crate::serve::http::{Request, Response};
@@ -22,7 +19,7 @@ use crate::serve::server::Handler;
 /// What the page says under the pub/sub link when there is no pub/sub.
 const LOCAL_PUBSUB_NOTE: &str = "needs --backend redis";
 
-/// One web worker's state: its own producer, gauge, Redis connections and
+/// One web worker's state: its own producers, gauge, results store and
 /// random numbers, so requests on different workers share nothing but
 /// atomic counters.
 #[derive(Debug)]
@@ -30,20 +27,12 @@ pub(crate) struct Web {
     shared: Arc<Shared>,
     /// Onto the queue (the local channel, or the Redis list).
     producer: Producer,
+    /// Onto the channel, for `/pubsub`; `None` where there is none.
+    publisher: Option<Producer>,
     gauge: Gauge,
-    redis: Option<WebRedis>,
+    results: Results,
     rng: SmallRng,
     ids: IdBlock,
-}
-
-/// What a worker needs beyond the queue when the backend is Redis.
-#[derive(Debug)]
-pub(crate) struct WebRedis {
-    /// Onto the pub/sub channel, for `/pubsub`.
-    pub publisher: Producer,
-    /// Results written by the diners; also the health check and subscribers.
-    #[cfg(feature = "redis")]
-    pub results: RedisResults,
 }
 
 /// The answer to `POST /dishes`.
@@ -63,20 +52,16 @@ struct NewDish {
 }
 
 impl Web {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        producer: Producer,
-        gauge: Gauge,
-        redis: Option<WebRedis>,
-    ) -> Web {
-        Web {
+    pub(crate) fn new(shared: Arc<Shared>, backend: &Backend) -> Result<Web, OpenError> {
+        Ok(Web {
             shared,
-            producer,
-            gauge,
-            redis,
+            producer: backend.producer()?,
+            publisher: backend.publisher(),
+            gauge: backend.gauge(),
+            results: backend.results(),
             rng: SmallRng::from_os_rng(),
             ids: IdBlock::default(),
-        }
+        })
     }
 
     fn dish(&mut self, number: Option<u8>) -> Dish {
@@ -88,12 +73,12 @@ impl Web {
     /// still full, or a backend that fails, is a `503` with `Retry-After`.
     fn put(&mut self, dish: Dish) -> Result<(), Response> {
         let wait = self.shared.config.full_wait;
-        let put = self.producer.try_put(dish, wait);
+        let put = self.producer.put_within(dish, wait);
         self.count(put).map(|_| ())
     }
 
     /// Counts the outcome of a put and turns a refusal into its response.
-    fn count(&self, put: Result<Option<Put>, QueueError>) -> Result<Put, Response> {
+    fn count(&self, put: Result<Option<Put>, PutError>) -> Result<Put, Response> {
         let m = &self.shared.metrics;
         match put {
             Ok(Some(Put::Stopped)) => Err(unavailable("the server is shutting down")),
@@ -111,11 +96,16 @@ impl Web {
                     "the queue is full ({cap} dishes waiting); retry in a second"
                 )))
             }
-            Err(e) => {
-                Metrics::bump(&m.unavailable);
-                Err(unavailable(&format!("the queue is unavailable: {e}")))
-            }
+            Err(e) => Err(self.unavailable(&e)),
         }
+    }
+
+    /// The `503` for a backend that failed: the client learns only that the
+    /// queue is unavailable; the operator's log gets the detail (redacted).
+    fn unavailable(&self, e: &dyn std::fmt::Display) -> Response {
+        Metrics::bump(&self.shared.metrics.unavailable);
+        crate::notice!("kitchen serve: {e}");
+        unavailable("the queue is unavailable; retry in a second")
     }
 
     fn prodcons(&mut self) -> Response {
@@ -128,14 +118,14 @@ impl Web {
 
     fn pubsub(&mut self) -> Response {
         let dish = self.dish(None);
-        let Some(redis) = &mut self.redis else {
+        let Some(publisher) = &mut self.publisher else {
             return Response::json_error(
                 501,
                 "publish/subscribe needs a channel: start `kitchen serve --backend redis`; the local backend is a queue (use /prodcons)",
             );
         };
         // Publishing never waits for room: a channel holds nothing.
-        let put = redis.publisher.try_put(dish, Duration::ZERO);
+        let put = publisher.put_within(dish, std::time::Duration::ZERO);
         match self.count(put) {
             Ok(_) => see_page(),
             Err(resp) => resp,
@@ -150,12 +140,11 @@ impl Web {
         let mut dish = self.dish(number);
         dish.track = true;
         // Recorded before it is queued, so a quick diner finds the record.
-        if let Err(e) = self.record_queued(&dish) {
-            Metrics::bump(&self.shared.metrics.unavailable);
-            return unavailable(&format!("the queue is unavailable: {e}"));
+        if let Err(e) = self.results.queued(&dish) {
+            return self.unavailable(&e);
         }
         if let Err(resp) = self.put(dish) {
-            self.forget(dish.id);
+            self.results.forget(dish.id);
             return resp;
         }
         let location = format!("/dishes/{}", dish.id);
@@ -170,36 +159,10 @@ impl Web {
         Response::json(202, body).with("Location", location)
     }
 
-    fn record_queued(&mut self, dish: &Dish) -> Result<(), QueueError> {
-        match &mut self.redis {
-            #[cfg(feature = "redis")]
-            Some(r) => r.results.put(&crate::results::DishResult::queued(dish)),
-            _ => {
-                self.shared.results.insert(dish);
-                Ok(())
-            }
-        }
-    }
-
-    fn forget(&mut self, id: DishId) {
-        match &mut self.redis {
-            // Best effort: a record left behind expires with its TTL.
-            #[cfg(feature = "redis")]
-            Some(r) => {
-                let _ = r.results.remove(id);
-            }
-            _ => self.shared.results.remove(id),
-        }
-    }
-
     fn lookup(&mut self, id: &str) -> Response {
-        let found: Result<_, QueueError> = match id.parse::<DishId>() {
+        let found = match id.parse::<DishId>() {
             Err(_) => Ok(None),
-            Ok(id) => match &mut self.redis {
-                #[cfg(feature = "redis")]
-                Some(r) => r.results.get(id),
-                _ => Ok(self.shared.results.get(id)),
-            },
+            Ok(id) => self.results.get(id),
         };
         match found {
             Ok(Some(r)) => Response::json(200, r.to_json()),
@@ -207,59 +170,50 @@ impl Web {
                 404,
                 &format!("no dish {id}: never queued here, or its result has expired"),
             ),
-            Err(e) => unavailable(&format!("results are unavailable: {e}")),
+            Err(e) => self.unavailable(&e),
         }
     }
 
     fn snapshot(&mut self) -> Snapshot {
-        let subscribers = self.subscribers();
+        let subscribers = self.gauge.subscribers();
         let queued = self.gauge.depth().ok();
         let m = &self.shared.metrics;
         let c = &self.shared.config;
-        let local = self.redis.is_none();
-        // Diners of a Redis queue are other processes: their counts are theirs.
-        let here = |n| local.then_some(n);
+        // Diners of a shared queue are other processes: their counts are theirs.
+        let here = !self.shared.shared_queue;
+        let mine = |n: u64| here.then_some(n);
         Snapshot {
             backend: c.backend.name(),
             capacity: c.capacity.limit(),
             queued,
             made: Metrics::get(&m.made),
-            eaten: here(Metrics::get(&m.eaten)),
-            rejected: here(Metrics::get(&m.rejected)),
+            eaten: mine(Metrics::get(&m.eaten)),
+            rejected: mine(Metrics::get(&m.rejected)),
             lost: Metrics::get(&m.lost),
             refused_full: Metrics::get(&m.full),
             refused_unavailable: Metrics::get(&m.unavailable),
             subscribers,
-            diners: if local { c.diners } else { 0 },
+            diners: if here {
+                Some(c.diners)
+            } else {
+                self.gauge.diners()
+            },
             workers: c.workers,
             uptime_s: self.shared.started.elapsed().as_secs_f64(),
-            latency_us: m.latency(),
-        }
-    }
-
-    fn subscribers(&mut self) -> Option<usize> {
-        match &mut self.redis {
-            #[cfg(feature = "redis")]
-            Some(r) => r.results.subscribers().ok(),
-            _ => None,
+            latency_us: here.then(|| m.latency()),
         }
     }
 
     fn healthz(&mut self) -> Response {
-        let health = match &mut self.redis {
-            #[cfg(feature = "redis")]
-            Some(r) => r.results.ping(),
-            _ => self.gauge.depth().map(|_| ()),
-        };
-        match health {
+        match self.gauge.health() {
             Ok(()) => Response::json(200, r#"{"status":"ok"}"#.to_owned()),
-            Err(e) => unavailable(&format!("the queue is unavailable: {e}")),
+            Err(e) => self.unavailable(&e),
         }
     }
 
     fn page(&mut self) -> Response {
         let snap = self.snapshot();
-        let note = self.redis.is_none().then_some(LOCAL_PUBSUB_NOTE);
+        let note = self.publisher.is_none().then_some(LOCAL_PUBSUB_NOTE);
         let html = page::render(&snap, note);
         Response::new(200, "text/html; charset=utf-8", html.into_bytes())
     }

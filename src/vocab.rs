@@ -1,0 +1,389 @@
+//! The words the kitchen and the backends share: capacity, options, outcomes and errors.
+//!
+//! A leaf: it imports no backend and nothing of the kitchen, so `local`,
+//! `redis_mode`, `kitchen` and `serve` all build on it, and [`crate::queue`],
+//! the enum that dispatches, sits above both sides without a cycle.
+
+use std::time::Duration;
+
+use crate::defaults;
+use crate::dish::Dish;
+
+/// How many dishes may wait at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    /// At most this many (at least 1).
+    Bounded(usize),
+    /// No limit, as the tutorial's Redis list had.
+    Unbounded,
+}
+
+impl Capacity {
+    /// The bound, if any.
+    pub fn limit(self) -> Option<usize> {
+        match self {
+            Capacity::Bounded(n) => Some(n),
+            Capacity::Unbounded => None,
+        }
+    }
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity::Bounded(defaults::CAPACITY)
+    }
+}
+
+/// Redis's ways of carrying dishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A list: each dish to exactly one diner, oldest first, nothing lost.
+    List,
+    /// A channel: each dish to every subscribed diner, gone if nobody listens.
+    Pubsub,
+}
+
+/// Where to find Redis and what to call things there.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `redis://[user:password@]host:port/db`.
+    pub url: String,
+    /// List or pub/sub.
+    pub mode: Mode,
+    /// The list key (list mode).
+    pub queue: String,
+    /// The channel (pub/sub mode).
+    pub channel: String,
+    /// Dishes a diner takes per round trip (list mode).
+    pub batch: usize,
+    /// How long a diner's heartbeat lives: a diner silent this long is
+    /// presumed dead and its dishes go back on the queue.
+    pub heartbeat_ttl: Duration,
+    /// How long to keep reconnecting to a Redis that went away before giving
+    /// up; zero fails at once (the web entry, which answers `503` instead).
+    pub reconnect_for: Duration,
+    /// How long diners keep the result of a tracked dish (`POST /dishes`).
+    pub result_ttl: Duration,
+}
+
+impl RedisOptions {
+    /// The tutorial's names on the given URL, with kitchen's default timings.
+    pub fn new(url: impl Into<String>, mode: Mode) -> RedisOptions {
+        RedisOptions {
+            url: url.into(),
+            mode,
+            queue: defaults::QUEUE.to_owned(),
+            channel: defaults::CHANNEL.to_owned(),
+            batch: defaults::BATCH,
+            heartbeat_ttl: defaults::HEARTBEAT_TTL,
+            reconnect_for: defaults::RECONNECT_FOR,
+            result_ttl: defaults::RESULT_TTL,
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password; Debug output ends up in logs.
+        f.debug_struct("RedisOptions")
+            .field("url", &redact_url(&self.url))
+            .field("mode", &self.mode)
+            .field("queue", &self.queue)
+            .field("channel", &self.channel)
+            .field("batch", &self.batch)
+            .field("heartbeat_ttl", &self.heartbeat_ttl)
+            .field("reconnect_for", &self.reconnect_for)
+            .field("result_ttl", &self.result_ttl)
+            .finish()
+    }
+}
+
+/// A URL with any password replaced by `***`, safe to print.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{path}")
+            } else {
+                format!("{scheme}://***@{host}{path}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Which backend to open, as the command line chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendConfig {
+    /// The in-process crossbeam channel.
+    Local,
+    /// Redis, in list or pub/sub mode.
+    Redis(RedisOptions),
+}
+
+impl BackendConfig {
+    /// `"local"` or `"redis"`, as the summary names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendConfig::Local => "local",
+            BackendConfig::Redis(_) => "redis",
+        }
+    }
+
+    /// The Redis mode, `None` for local.
+    pub fn mode(&self) -> Option<Mode> {
+        match self {
+            BackendConfig::Local => None,
+            BackendConfig::Redis(o) => Some(o.mode),
+        }
+    }
+
+    /// The same backend, set to fail at once instead of riding out an
+    /// outage: for callers that must answer soon (the web entry's `503`).
+    pub fn fail_fast(&self) -> BackendConfig {
+        match self {
+            BackendConfig::Local => BackendConfig::Local,
+            BackendConfig::Redis(o) => BackendConfig::Redis(RedisOptions {
+                reconnect_for: Duration::ZERO,
+                ..o.clone()
+            }),
+        }
+    }
+}
+
+/// How long a result of a tracked dish is kept, and how many at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultLimits {
+    /// Each record lives this long.
+    pub ttl: Duration,
+    /// The most records at once; the oldest go first.
+    pub max: usize,
+}
+
+impl Default for ResultLimits {
+    fn default() -> Self {
+        ResultLimits {
+            ttl: defaults::RESULT_TTL,
+            max: defaults::MAX_RESULTS,
+        }
+    }
+}
+
+/// Which dishes carry the time they were made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamping {
+    /// Every dish: its latency is measured.
+    Every,
+    /// One dish in [`Stamping::SAMPLE`]: reading the clock on every dish
+    /// would cost the in-process queue more than moving the dish.
+    Sampled,
+}
+
+impl Stamping {
+    /// In sampled runs, one dish in this many carries its time made (a power
+    /// of two, so choosing is a mask, not a division per dish).
+    pub const SAMPLE: u64 = 16;
+
+    /// Dishes whose sequence number has these low bits clear are stamped.
+    pub fn mask(self) -> u64 {
+        match self {
+            Stamping::Every => 0,
+            Stamping::Sampled => Stamping::SAMPLE - 1,
+        }
+    }
+}
+
+const _: () = assert!(Stamping::SAMPLE.is_power_of_two());
+
+/// The outcome of putting a dish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// On the queue; `depth` dishes wait now, this one included.
+    Queued {
+        /// Queue depth just after the put.
+        depth: usize,
+    },
+    /// Published to `receivers` subscribers; 0 means the dish is lost.
+    Published {
+        /// How many subscribers got it.
+        receivers: usize,
+    },
+    /// Shut down while waiting for room: the dish was never made.
+    Stopped,
+}
+
+/// The outcome of taking a dish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Take {
+    /// A dish to eat; `depth` dishes are left behind it.
+    Dish {
+        /// The dish.
+        dish: Dish,
+        /// Queue depth just after the take.
+        depth: usize,
+    },
+    /// A payload that is not a dish; the backend has set it aside.
+    Rejected {
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Nothing arrived within the backend's poll interval; ask again.
+    Idle,
+    /// Nothing more will ever arrive.
+    Closed,
+}
+
+/// How long a consumer waits before answering [`Take::Idle`].
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Why a shared backend (Redis) could not serve a request: one line that
+/// says what went wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    /// Redis did not answer at all.
+    #[error(
+        "cannot reach redis at {url} ({detail}): start it with `redis-server` (Debian: `sudo apt-get install redis-server`) or point --redis-url at a running server"
+    )]
+    Unreachable {
+        /// The server, password redacted.
+        url: String,
+        /// What the connection attempt said.
+        detail: String,
+    },
+    /// Redis went away during the run and did not come back in time.
+    #[error(
+        "lost redis at {url} and could not reconnect within {secs} s ({detail}): check that redis-server is running"
+    )]
+    Gone {
+        /// The server, password redacted.
+        url: String,
+        /// How long kitchen kept trying.
+        secs: u64,
+        /// The last error seen.
+        detail: String,
+    },
+    /// Redis refused the user or password.
+    #[error(
+        "redis at {url} refused the credentials ({detail}): check the user and password in --redis-url or REDIS_URL"
+    )]
+    Auth {
+        /// The server, password redacted.
+        url: String,
+        /// Redis's own words (never the password).
+        detail: String,
+    },
+    /// Redis wants a password and the URL has none.
+    #[error(
+        "redis at {url} needs a password: put it in the URL (redis://:PASSWORD@host:port/db, or redis://USER:PASSWORD@… for an ACL user) via --redis-url or REDIS_URL"
+    )]
+    NoPassword {
+        /// The server.
+        url: String,
+    },
+    /// A key kitchen uses holds another type.
+    #[error(
+        "redis key `{key}` holds a {found}, not a {want}: choose another --queue, or delete the key (`redis-cli -n {db} DEL {key}`)"
+    )]
+    WrongType {
+        /// The key.
+        key: String,
+        /// The type it holds (or "value of another type").
+        found: String,
+        /// The type kitchen needs.
+        want: &'static str,
+        /// The database number, for the hint.
+        db: i64,
+    },
+    /// Any other answer from Redis that kitchen cannot work with.
+    #[error("redis at {url} failed: {detail}")]
+    Redis {
+        /// The server, password redacted.
+        url: String,
+        /// Redis's message.
+        detail: String,
+    },
+}
+
+/// A backend, or one end of it, could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// `--backend redis` on a build without the `redis` feature.
+    #[error(
+        "the redis backend is not in this build: rebuild with `cargo build --features redis` (on by default)"
+    )]
+    NotCompiled,
+    /// The in-process queue no longer takes new producers.
+    #[error("the local queue is closed to new chefs")]
+    Sealed,
+    /// The server refused, or is not there.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+/// A consumer could not get ready to receive.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    /// The thread that reads a subscription could not start.
+    #[error("cannot start the subscriber thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The server refused, or is not there.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+/// A dish could not be taken off the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    /// The consumer was not ready, and could not get ready on the way.
+    #[error(transparent)]
+    NotReady(#[from] ReadyError),
+    /// The server refused, or is not there.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+macro_rules! operation_error {
+    ($(#[$doc:meta] $name:ident,)*) => {$(
+        #[$doc]
+        #[derive(Debug, thiserror::Error)]
+        #[error(transparent)]
+        pub struct $name(#[from] pub Fault);
+    )*};
+}
+
+operation_error! {
+    /// A dish could not be put on the queue.
+    PutError,
+    /// An eaten dish could not be acknowledged (it will be eaten again).
+    AckError,
+    /// The queue's gauges (depth, health, subscribers) could not be read.
+    GaugeError,
+    /// A result of a tracked dish could not be recorded or read.
+    ResultsError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact_url("redis://u:secret@h:1/5"), "redis://u:***@h:1/5");
+        assert_eq!(redact_url("redis://:secret@h/5"), "redis://:***@h/5");
+        assert_eq!(redact_url("redis://h:6379/5"), "redis://h:6379/5");
+        assert_eq!(redact_url("rediss://tok@h/0"), "rediss://***@h/0");
+    }
+
+    #[test]
+    fn only_sampled_runs_skip_stamps() {
+        assert_eq!(Stamping::Every.mask(), 0);
+        assert_eq!(Stamping::Sampled.mask() & 16, 0);
+        assert_eq!(Stamping::Sampled.mask(), 15);
+    }
+}
