@@ -255,6 +255,7 @@ mod tests {
         use crate::kitchen::IdBlock;
         use std::collections::{HashMap, HashSet};
         use std::sync::{Arc, Barrier, mpsc};
+        use std::time::{Duration, Instant};
 
         const THREADS: usize = 8;
         let per_thread = ID_BLOCK + 10;
@@ -271,11 +272,11 @@ mod tests {
                 let _ = tx.send((t, minted));
             });
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(60);
         let mut all = HashSet::new();
         let mut owner = HashMap::new();
         for _ in 0..THREADS {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             let (t, minted) = rx.recv_timeout(left).expect("every thread reports its ids");
             for (i, id) in minted.iter().enumerate() {
                 assert_eq!(id.origin, DishId::process_origin());

@@ -3,9 +3,11 @@
 mod support;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use support::{KillOnDrop, LIMIT, Lines, last_json, num, signal, spawn_lines, wait_output, within};
+use support::{
+    KillOnDrop, LIMIT, Lines, last_json, num, signal, spawn_lines, start, wait_output, within,
+};
 
 /// Starts an endless kitchen and waits for its `n`th line matching `what`.
 fn started(args: &[&str], what: &str, n: usize) -> (KillOnDrop, Lines) {
@@ -100,13 +102,10 @@ fn a_quiet_run_on_a_terminal_shows_a_live_status_line() {
         "{} run --quiet --max-sleep-ms 1 --duration 1.2",
         env!("CARGO_BIN_EXE_kitchen")
     );
-    let script = Command::new(script)
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run script");
+    let script = start(
+        Command::new(script).args(["-qec", &cmd, "/dev/null"]),
+        "script",
+    );
     let out = wait_output(script, LIMIT);
     assert!(out.status.success());
     let screen = String::from_utf8_lossy(&out.stdout);

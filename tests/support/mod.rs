@@ -31,15 +31,19 @@ pub fn kitchen() -> Command {
     c
 }
 
-/// Starts `kitchen ARGS` with no stdin and piped stdout and stderr.
-pub fn spawn<S: AsRef<OsStr>>(args: &[S]) -> Child {
-    kitchen()
-        .args(args)
-        .stdin(Stdio::null())
+/// Starts `cmd` with no stdin and piped stdout and stderr; `what` names it
+/// if it cannot start.
+pub fn start(cmd: &mut Command, what: &str) -> Child {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn kitchen")
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
+/// Starts `kitchen ARGS` with no stdin and piped stdout and stderr.
+pub fn spawn<S: AsRef<OsStr>>(args: &[S]) -> Child {
+    start(kitchen().args(args), "kitchen")
 }
 
 /// Starts `kitchen ARGS` in the background, its stdout as lines; killed when dropped.
@@ -255,13 +259,10 @@ impl Lines {
 
 /// Sends `signal` (e.g. "INT", "TERM", "KILL") to a process.
 pub fn signal(pid: u32, signal: &str) {
-    let kill = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kill");
+    let kill = start(
+        Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]),
+        "kill",
+    );
     let out = wait_output(kill, LIMIT);
     assert!(
         out.status.success(),

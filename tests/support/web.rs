@@ -9,7 +9,7 @@ use std::time::Duration;
 use kitchen::Shutdown;
 use kitchen::serve::{self, ServeConfig, ServeError};
 
-use super::{KillOnDrop, LIMIT, Lines, finished_within, join_within, wait_output};
+use super::{KillOnDrop, LIMIT, Lines, finished_within, join_within, start, wait_output};
 
 /// How long a test waits on any one socket read.
 const IO_LIMIT: Duration = Duration::from_secs(20);
@@ -246,17 +246,17 @@ pub fn siege(url: &str) -> serde_json::Value {
     std::fs::create_dir(&home).expect("an empty HOME for siege");
     let rc = dir.path().join("siegerc");
     std::fs::write(&rc, siegerc(&dir.path().join("siege.log"))).expect("write the siegerc");
-    let child = std::process::Command::new("siege")
+    let mut siege = std::process::Command::new("siege");
+    siege
         .arg("-R")
         .arg(&rc)
         .args(["-c10", "-r5", "--no-parser", url])
         .env("HOME", &home)
-        .env_remove("SIEGERC")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run siege (Debian package `siege`; scripts/test installs it)");
+        .env_remove("SIEGERC");
+    let child = start(
+        &mut siege,
+        "siege (Debian package `siege`; scripts/test installs it)",
+    );
     let out = wait_output(child, LIMIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
