@@ -247,11 +247,80 @@ mod tests {
     }
 
     #[test]
-    fn ids_differ_by_sequence_and_print_fixed_width() {
-        let a = Dish::new(1, 0, 1).id;
-        let b = Dish::new(2, 0, 1).id;
-        assert_ne!(a, b);
-        assert_eq!(a.to_string().split('-').next().map(str::len), Some(16));
-        assert_eq!(a.to_string().parse::<DishId>(), Ok(a));
+    fn ids_minted_on_many_threads_are_distinct_and_each_block_is_one_threads_run() {
+        // Each thread mints through its own `IdBlock`, as chefs and web
+        // workers do, all starting at once, and each crosses into a second
+        // block. Pub/sub diners count a gap inside a block as lost dishes,
+        // which is only sound if a block is one thread's unbroken run.
+        use crate::kitchen::IdBlock;
+        use std::collections::{HashMap, HashSet};
+        use std::sync::{Arc, Barrier, mpsc};
+        use std::time::{Duration, Instant};
+
+        const THREADS: usize = 8;
+        let per_thread = ID_BLOCK + 10;
+        let start = Arc::new(Barrier::new(THREADS));
+        let (tx, rx) = mpsc::channel();
+        for t in 0..THREADS {
+            let (start, tx) = (Arc::clone(&start), tx.clone());
+            std::thread::spawn(move || {
+                let mut ids = IdBlock::default();
+                start.wait();
+                let minted: Vec<DishId> = (0..per_thread)
+                    .map(|_| Dish::unstamped(ids.next(), 0, 1).id)
+                    .collect();
+                let _ = tx.send((t, minted));
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut all = HashSet::new();
+        let mut owner = HashMap::new();
+        for _ in 0..THREADS {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (t, minted) = rx.recv_timeout(left).expect("every thread reports its ids");
+            for (i, id) in minted.iter().enumerate() {
+                assert_eq!(id.origin, DishId::process_origin());
+                assert_ne!(id.seq, 0, "0 is no id");
+                assert!(all.insert(*id), "{id} minted twice");
+                let first_of_block = (id.seq - 1) % ID_BLOCK == 0;
+                match i.checked_sub(1).map(|p| minted[p]) {
+                    Some(prev) if !first_of_block => {
+                        assert_eq!(id.seq, prev.seq + 1, "thread {t}: {prev} then {id}");
+                        assert_eq!(id.block(), prev.block(), "thread {t}: {prev} then {id}");
+                    }
+                    _ => {
+                        assert!(first_of_block, "thread {t} starts mid-block at {id}");
+                        let was = owner.insert(id.block(), t);
+                        assert_eq!(was, None, "block {:?} handed out twice", id.block());
+                    }
+                }
+            }
+        }
+        assert_eq!(all.len() as u64, THREADS as u64 * per_thread);
+    }
+
+    #[test]
+    fn the_process_origin_is_nonzero_and_stable_and_ids_print_fixed_width() {
+        let origin = DishId::process_origin();
+        assert_ne!(origin, 0, "0 is reserved for dishes without an id");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(DishId::process_origin()));
+        let elsewhere = rx.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(elsewhere, Ok(origin), "one origin for every thread");
+        assert_eq!(Dish::new(1, 0, 1).id.origin, origin);
+        // A small origin keeps its leading zeros: the parser wants 16 digits.
+        let small = DishId { origin: 1, seq: 5 };
+        assert_eq!(small.to_string(), "0000000000000001-5");
+        assert_eq!("1-5".parse::<DishId>(), Err(DecodeError::BadId));
+        for id in [
+            small,
+            DishId { origin, seq: 1 },
+            DishId {
+                origin: u64::MAX,
+                seq: u64::MAX,
+            },
+        ] {
+            assert_eq!(id.to_string().parse::<DishId>(), Ok(id), "{id}");
+        }
     }
 }

@@ -87,29 +87,95 @@ impl Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
     use std::time::Instant;
 
-    #[test]
-    fn stop_wakes_a_sleeper_early() {
+    /// How long a blocked thread is watched staying blocked before the stop.
+    const STILL: Duration = Duration::from_millis(200);
+    /// How long a stopped thread may take to wake: far below its nap, and
+    /// generous for a loaded machine.
+    const WAKE: Duration = Duration::from_secs(10);
+
+    /// Runs `block` on a thread with a token, and returns the token, a
+    /// channel that says the thread is about to block, and one for its result.
+    fn blocked<T: Send + 'static>(
+        block: impl FnOnce(&Shutdown) -> T + Send + 'static,
+    ) -> (Shutdown, mpsc::Receiver<()>, mpsc::Receiver<T>) {
         let s = Shutdown::new();
-        let t = {
-            let s = s.clone();
-            std::thread::spawn(move || {
-                let start = Instant::now();
-                (s.sleep(Duration::from_secs(60)), start.elapsed())
-            })
-        };
-        assert!(s.stop());
-        assert!(!s.stop(), "second stop is not the first");
-        let (stopped, slept) = t.join().expect("sleeper thread");
-        assert!(stopped);
-        assert!(slept < Duration::from_secs(60));
+        let (ready_tx, ready) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let theirs = s.clone();
+        std::thread::spawn(move || {
+            let _ = ready_tx.send(());
+            let _ = done_tx.send(block(&theirs));
+        });
+        (s, ready, done)
+    }
+
+    /// The thread is observably blocked (it said it is about to block, and
+    /// has not returned for a while), then `stop` wakes it within [`WAKE`].
+    fn stop_wakes<T: Send + 'static>(
+        what: &str,
+        block: impl FnOnce(&Shutdown) -> T + Send + 'static,
+    ) -> T {
+        let (s, ready, done) = blocked(block);
+        ready.recv_timeout(WAKE).expect("the thread starts");
+        assert!(
+            matches!(
+                done.recv_timeout(STILL),
+                Err(mpsc::RecvTimeoutError::Timeout)
+            ),
+            "{what} returned before any stop"
+        );
+        assert!(s.stop(), "the first stop");
+        done.recv_timeout(WAKE)
+            .unwrap_or_else(|e| panic!("{what} did not wake within {WAKE:?} of the stop: {e}"))
     }
 
     #[test]
-    fn sleep_without_stop_reports_not_stopped() {
+    fn stop_wakes_a_sleeper_in_the_middle_of_its_nap() {
+        let stopped = stop_wakes("a 10-minute sleep", |s| s.sleep(Duration::from_secs(600)));
+        assert!(stopped, "sleep reports that it was stopped");
+    }
+
+    #[test]
+    fn stop_wakes_a_waiter() {
+        stop_wakes("wait", Shutdown::wait);
+    }
+
+    #[test]
+    fn stop_wakes_a_select_on_the_receiver() {
+        let woke_by = stop_wakes("a select on the receiver", |s| {
+            let never = crossbeam_channel::never::<()>();
+            crossbeam_channel::select! {
+                recv(s.receiver()) -> _ => "shutdown",
+                recv(never) -> _ => "the other channel",
+            }
+        });
+        assert_eq!(woke_by, "shutdown");
+    }
+
+    #[test]
+    fn a_stop_before_the_sleep_is_not_missed_and_only_the_first_counts() {
         let s = Shutdown::new();
-        assert!(!s.sleep(Duration::from_millis(1)));
+        assert!(s.stop());
+        assert!(!s.stop(), "the second stop is not the first");
+        let later = s.clone();
+        let (tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let stopped = later.sleep(Duration::from_secs(600));
+            later.wait();
+            let _ = tx.send(stopped);
+        });
+        assert_eq!(done.recv_timeout(WAKE), Ok(true), "no nap after the stop");
+    }
+
+    #[test]
+    fn sleep_without_stop_sleeps_its_time_and_reports_not_stopped() {
+        let s = Shutdown::new();
+        let started = Instant::now();
+        assert!(!s.sleep(Duration::from_millis(30)));
+        assert!(started.elapsed() >= Duration::from_millis(30));
         assert!(!s.is_stopped());
     }
 }

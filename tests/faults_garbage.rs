@@ -7,11 +7,9 @@ mod support;
 
 use rand::{Rng, SeedableRng};
 use redis::Commands;
-use support::redis_kitchen::{
-    CHANNEL, LIMIT, QUEUE, holdings, last_json, spawn, spawn_subscriber, stderr,
-};
+use support::redis_kitchen::{CHANNEL, QUEUE, holdings, spawn, spawn_subscribers};
 use support::redis_server::RedisServer;
-use support::{num, signal, wait_until};
+use support::{LIMIT, last_json, num, wait_until};
 
 /// Payloads that are not dishes.
 fn garbage() -> Vec<Vec<u8>> {
@@ -93,10 +91,7 @@ fn garbage_is_dead_lettered_and_diners_live_on() {
     wait_until(LIMIT, "the last dish acknowledged", || {
         holdings(&server, QUEUE).total() == junk.len() as u64
     });
-    signal(diner.id(), "INT");
-    let s = last_json(&lines.rest(LIMIT));
-    let out = diner.wait(LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let s = last_json(&diner.stop("INT", lines));
     let n = junk.len() as u64;
     assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (n + 1, n), "{s}");
     let mut dead: Vec<Vec<u8>> = con.lrange(format!("{QUEUE}:dead"), 0, -1).unwrap();
@@ -119,7 +114,7 @@ fn garbage_is_dead_lettered_and_diners_live_on() {
 #[test]
 fn garbage_on_the_channel_is_counted_and_subscribers_live_on() {
     let server = RedisServer::start();
-    let (diner, mut lines, _) = spawn_subscriber(&server, &[]);
+    let (diner, mut lines, _err) = spawn_subscribers(&server, 1, &[]);
     let junk = garbage();
     let mut con = server.connection();
     for g in &junk {
@@ -127,10 +122,7 @@ fn garbage_on_the_channel_is_counted_and_subscribers_live_on() {
     }
     let _: u64 = con.publish(CHANNEL, "7").unwrap();
     lines.wait_for(LIMIT, |l| l.contains("ate dish 7 "));
-    signal(diner.id(), "INT");
-    let s = last_json(&lines.rest(LIMIT));
-    let out = diner.wait(LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let s = last_json(&diner.stop("INT", lines));
     assert_eq!(
         (num(&s, "eaten"), num(&s, "rejected")),
         (1, junk.len() as u64),

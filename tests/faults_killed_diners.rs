@@ -7,9 +7,9 @@ mod support;
 use std::time::Instant;
 
 use support::ledger::{Ledger, id_of};
-use support::redis_kitchen::{LIMIT, QUEUE, held_by, holdings, last_json, spawn, stderr};
+use support::redis_kitchen::{QUEUE, held_by, holdings, spawn};
 use support::redis_server::RedisServer;
-use support::{num, signal, wait_until};
+use support::{LIMIT, last_json, num, signal, wait_until};
 
 const DISHES: u64 = 2_000;
 const KILLS: usize = 20;
@@ -31,7 +31,7 @@ fn twenty_diners_killed_mid_dish_lose_nothing() {
         "--ids",
         "--json",
     ];
-    let (chef, mut chef_lines) = spawn(
+    let (chef, chef_lines) = spawn(
         &server,
         "chef",
         &[
@@ -56,17 +56,15 @@ fn twenty_diners_killed_mid_dish_lose_nothing() {
         let batch = if kill % 2 == 0 { "1" } else { "5" };
         let mut args = diner_args.to_vec();
         args.extend(["--batch", batch]);
-        let (mut diner, mut lines) = spawn(&server, "diner", &args);
-        for _ in 0..EATEN_BEFORE_KILL {
-            lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
-        }
+        let (diner, mut lines) = spawn(&server, "diner", &args);
+        lines.wait_for_n(EATEN_BEFORE_KILL, " ate dish ");
         // Mid-dish: the last line is a dish taken and not yet acknowledged.
-        signal(diner.id(), "KILL");
-        last_kill = Instant::now();
         last_pid = diner.id();
-        let _ = diner.child().wait();
+        signal(last_pid, "KILL");
+        last_kill = Instant::now();
+        diner.wait(LIMIT);
         // What it held is still in Redis, in its processing lists.
-        held_at_kill.push(held_by(&server, QUEUE, diner.id()));
+        held_at_kill.push(held_by(&server, QUEUE, last_pid));
         ledger.read(&lines.rest(LIMIT));
     }
     assert!(
@@ -75,24 +73,19 @@ fn twenty_diners_killed_mid_dish_lose_nothing() {
     );
     // One last diner eats the rest, its heartbeat thread recovering what the
     // dead held.
-    let (last, mut last_lines) = spawn(&server, "diner", &diner_args);
+    let (last, last_lines) = spawn(&server, "diner", &diner_args);
     wait_until(LIMIT, "the last killed diner's dishes to come back", || {
         held_by(&server, QUEUE, last_pid) == 0
     });
     let recovery = last_kill.elapsed();
-    let chef_all = chef_lines.rest(LIMIT);
-    let chef_out = chef.wait(LIMIT);
-    assert!(chef_out.status.success(), "{}", stderr(&chef_out));
+    let chef_all = chef.finish(chef_lines);
     let chef_summary = last_json(&chef_all);
     assert_eq!(num(&chef_summary, "made"), DISHES, "{chef_summary}");
     wait_until(LIMIT, "every dish to be eaten", || {
         let h = holdings(&server, QUEUE);
         h.queue == 0 && h.processing == 0
     });
-    signal(last.id(), "INT");
-    let last_all = last_lines.rest(LIMIT);
-    let out = last.wait(LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let last_all = last.stop("INT", last_lines);
     let last_summary = last_json(&last_all);
     ledger.read(&chef_all);
     ledger.read(&last_all);
@@ -150,21 +143,16 @@ fn ids_on_lines_match_across_a_chef_and_a_diner() {
         "diner",
         &["--diners", "1", "--max-sleep-ms", "0", "--ids", "--json"],
     );
-    let (chef, mut cl) = spawn(
+    let (chef, cl) = spawn(
         &server,
         "chef",
         &["--dishes", "5", "--max-sleep-ms", "0", "--ids", "--json"],
     );
-    let chef_lines = cl.rest(LIMIT);
-    assert!(chef.wait(LIMIT).status.success());
-    for _ in 0..5 {
-        dl.wait_for(LIMIT, |l| l.contains(" ate dish "));
-    }
-    signal(diner.id(), "INT");
+    let chef_lines = chef.finish(cl);
+    dl.wait_for_n(5, " ate dish ");
     let mut ledger = Ledger::new();
     ledger.read(&chef_lines);
-    ledger.read(&dl.rest(LIMIT));
-    assert!(diner.wait(LIMIT).status.success());
+    ledger.read(&diner.stop("INT", dl));
     assert_eq!(
         (ledger.made(), ledger.eaten(), ledger.duplicates()),
         (5, 5, 0)

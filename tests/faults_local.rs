@@ -3,33 +3,14 @@
 
 mod support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use support::ledger::Ledger;
-use support::{KillOnDrop, Lines, kitchen, num, signal};
-
-const LIMIT: Duration = Duration::from_secs(60);
+use support::{last_json, num, spawn_lines};
 
 fn exactly_once_on(sig: &str) {
-    let mut child = KillOnDrop::new(
-        kitchen()
-            .args(["run", "--max-sleep-ms", "5", "--ids", "--json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kitchen"),
-    );
-    let mut lines = Lines::new(child.child().stdout.take().expect("stdout"));
-    for _ in 0..50 {
-        lines.wait_for(LIMIT, |l| l.contains(" made dish "));
-    }
-    signal(child.id(), sig);
-    let all = lines.rest(LIMIT);
-    let out = child.wait(LIMIT);
-    assert!(out.status.success(), "SIG{sig}: {:?}", out.status);
-    let s: serde_json::Value = serde_json::from_str(all.last().expect("summary")).unwrap();
+    let (child, mut lines) = spawn_lines(&["run", "--max-sleep-ms", "5", "--ids", "--json"]);
+    lines.wait_for_n(50, " made dish ");
+    let all = child.stop(sig, lines);
+    let s = last_json(&all);
     let mut ledger = Ledger::new();
     ledger.read(&all);
     assert_eq!(ledger.made(), num(&s, "made"), "{ledger} {s}");

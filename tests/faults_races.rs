@@ -11,7 +11,7 @@ use kitchen::queue::{Backend, BackendConfig, Capacity, Mode, RedisOptions, Resul
 use support::redis_kitchen::QUEUE;
 use support::redis_server::RedisServer;
 use support::slow_proxy::SlowProxy;
-use support::wait_until;
+use support::{LIMIT, join_within, wait_until};
 
 fn lmoves(server: &RedisServer) -> u64 {
     server.command_calls().get("lmove").copied().unwrap_or(0)
@@ -36,19 +36,17 @@ fn a_dish_pushed_while_the_diner_looks_is_not_left_behind() {
     diner.ready().expect("ready");
     let before = lmoves(&server);
     let finished = Shutdown::new();
-    let take = std::thread::scope(|s| {
-        // The last chef: once the diner's look at the empty queue has run in
-        // Redis (its reply still on the slow way back), it pushes its last
-        // dish and reports done.
-        s.spawn(|| {
-            wait_until(Duration::from_secs(10), "the diner's look", || {
-                lmoves(&server) > before
-            });
-            let _: u64 = server.query(&["LPUSH", QUEUE, "7"]);
-            finished.stop();
-        });
-        diner.take(&finished).expect("take")
+    let take = std::thread::spawn({
+        let finished = finished.clone();
+        move || diner.take(&finished)
     });
+    // The last chef: once the diner's look at the empty queue has run in
+    // Redis (its reply still on the slow way back), it pushes its last dish
+    // and reports done.
+    wait_until(LIMIT, "the diner's look", || lmoves(&server) > before);
+    let _: u64 = server.query(&["LPUSH", QUEUE, "7"]);
+    finished.stop();
+    let take = join_within(take, LIMIT, "the diner's take").expect("take");
     match take {
         Take::Dish { dish, .. } => assert_eq!(dish.number, 7),
         other => panic!("{other:?}: the last dish was left behind"),

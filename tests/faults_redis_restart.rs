@@ -9,11 +9,10 @@ use std::time::Instant;
 
 use support::ledger::Ledger;
 use support::redis_kitchen::{
-    LIMIT, QUEUE, finish_pubsub, holdings, last_json, spawn, spawn_publisher, spawn_subscriber,
-    stderr,
+    QUEUE, finish_pubsub, holdings, spawn, spawn_publisher, spawn_subscribers,
 };
 use support::redis_server::RedisServer;
-use support::{Lines, num, signal, wait_until};
+use support::{LIMIT, Lines, last_json, num, wait_until};
 
 const DISHES: u64 = 1_500;
 const RUN_QUEUE: &str = "faults:run";
@@ -29,7 +28,7 @@ fn two_redis_restarts_lose_nothing() {
     assert_eq!(aof.1, "always");
     let started = Instant::now();
     let dishes = DISHES.to_string();
-    let (mut chef, mut chef_out) = spawn(
+    let (mut chef, chef_out) = spawn(
         &server,
         "chef",
         &[
@@ -72,10 +71,8 @@ fn two_redis_restarts_lose_nothing() {
     let (mut recoveries, mut outages) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         // Mid-run: the diners are eating.
-        for _ in 0..100 {
-            diner_out.wait_for(LIMIT, |l| l.contains(" ate dish "));
-            run_out.wait_for(LIMIT, |l| l.contains(" ate dish "));
-        }
+        diner_out.wait_for_n(100, " ate dish ");
+        run_out.wait_for_n(100, " ate dish ");
         server.stop();
         let down = Instant::now();
         for e in &mut errs {
@@ -92,22 +89,15 @@ fn two_redis_restarts_lose_nothing() {
         }
         recoveries.push(worst);
     }
-    let chef_lines = chef_out.rest(LIMIT);
-    let out = chef.wait(LIMIT);
-    assert!(out.status.success(), "chef: {}", stderr(&out));
+    let chef_lines = chef.finish(chef_out);
     assert_eq!(num(&last_json(&chef_lines), "made"), DISHES);
-    let run_lines = run_out.rest(LIMIT);
-    let out = run.wait(LIMIT);
-    assert!(out.status.success(), "run: {}", stderr(&out));
+    let run_lines = run.finish(run_out);
     let run_summary = last_json(&run_lines);
     wait_until(LIMIT, "the diners to empty the queue", || {
         let h = holdings(&server, QUEUE);
         h.queue == 0 && h.processing == 0
     });
-    signal(diner.id(), "TERM");
-    let diner_lines = diner_out.rest(LIMIT);
-    let out = diner.wait(LIMIT);
-    assert!(out.status.success(), "diner: {}", stderr(&out));
+    let diner_lines = diner.stop("TERM", diner_out);
 
     let mut apart = Ledger::new();
     apart.read(&chef_lines);
@@ -149,11 +139,9 @@ fn two_redis_restarts_lose_nothing() {
 #[test]
 fn a_redis_restart_under_pubsub_is_counted_as_lost_not_hidden() {
     let mut server = RedisServer::durable(&[]);
-    let (diner, mut lines, mut diner_err) = spawn_subscriber(&server, &["--ids"]);
+    let (diner, mut lines, mut diner_err) = spawn_subscribers(&server, 1, &["--ids"]);
     let chef = spawn_publisher(&server, &["--max-sleep-ms", "2"]);
-    for _ in 0..100 {
-        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
-    }
+    lines.wait_for_n(100, " ate dish ");
     server.stop();
     diner_err.wait_for(LIMIT, |l| l.contains("dropped"));
     std::thread::sleep(OUTAGE);
@@ -161,9 +149,7 @@ fn a_redis_restart_under_pubsub_is_counted_as_lost_not_hidden() {
     let back = Instant::now();
     diner_err.wait_for(LIMIT, |l| l.contains("resubscribed to"));
     let resubscribed = back.elapsed();
-    for _ in 0..100 {
-        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
-    }
+    lines.wait_for_n(100, " ate dish ");
     let (chef_summary, all) = finish_pubsub(&server, chef, (diner, lines));
     let s = last_json(&all);
     let mut ledger = Ledger::new();

@@ -9,13 +9,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use support::ledger::{Ledger, payload_ids};
-use support::redis_kitchen::{LIMIT, QUEUE, holdings, spawn, stderr};
+use support::redis_kitchen::{QUEUE, holdings, spawn};
 use support::redis_server::RedisServer;
 use support::web::{spawn_serve, try_request};
-use support::{signal, wait_until};
+use support::{KillOnDrop, LIMIT, join_within, signal, stderr, wait_until};
 
 /// `kitchen serve` on `server`, with room for every dish the test queues.
-fn serve_on(server: &RedisServer) -> (support::KillOnDrop, SocketAddr) {
+fn serve_on(server: &RedisServer) -> (KillOnDrop, SocketAddr) {
     let url = server.url();
     let (child, addr, _) = spawn_serve(&[
         "--backend",
@@ -43,7 +43,7 @@ fn post(addr: SocketAddr) -> (u16, Option<String>) {
 fn serve_is_503_while_redis_restarts_2xx_after_and_loses_nothing() {
     let mut server = RedisServer::durable(&[]);
     let (serve, addr) = serve_on(&server);
-    let (diner, mut lines) = spawn(
+    let (diner, lines) = spawn(
         &server,
         "diner",
         &["--max-sleep-ms", "0", "--ids", "--json"],
@@ -81,10 +81,8 @@ fn serve_is_503_while_redis_restarts_2xx_after_and_loses_nothing() {
         let h = holdings(&server, QUEUE);
         h.queue == 0 && h.processing == 0
     });
-    signal(diner.id(), "INT");
     let mut ledger = Ledger::new();
-    ledger.read(&lines.rest(LIMIT));
-    assert!(diner.wait(LIMIT).status.success());
+    ledger.read(&diner.stop("INT", lines));
     let uneaten: Vec<&String> = accepted
         .iter()
         .filter(|id| ledger.eaten_times(id) == 0)
@@ -128,11 +126,18 @@ fn serve_stops_on(sig: &str) {
         }
         refused
     });
-    let mut accepted: Vec<String> = rx.iter().take(50).collect();
+    let deadline = Instant::now() + LIMIT;
+    let mut accepted: Vec<String> = (0..50)
+        .map(|n| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            rx.recv_timeout(left)
+                .unwrap_or_else(|e| panic!("{n} of 50 dishes accepted within {LIMIT:?}: {e}"))
+        })
+        .collect();
     signal(serve.id(), sig);
     let out = serve.wait(LIMIT);
     assert!(out.status.success(), "SIG{sig}: {}", stderr(&out));
-    let refused = client.join().expect("client");
+    let refused = join_within(client, LIMIT, "the client");
     accepted.extend(rx.try_iter());
     let queued = payload_ids(&server.lrange(QUEUE));
     let missing: Vec<&String> = accepted

@@ -6,24 +6,21 @@ mod support;
 
 use support::ledger::Ledger;
 use support::ledger::payload_ids;
-use support::redis_kitchen::{LIMIT, QUEUE, holdings, last_json, run_json, spawn, stderr};
+use support::redis_kitchen::{QUEUE, holdings, run_json, spawn};
 use support::redis_server::RedisServer;
-use support::{num, signal};
+use support::{LIMIT, last_json, num, wait_until};
 
 /// A chef stopped while blocked on a full queue: what it reported made is
 /// exactly what waits in Redis, and the dish it was waiting to push is not made.
 fn chef_stops_on(sig: &str) {
     let server = RedisServer::start();
-    let (chef, mut lines) = spawn(
+    let (chef, lines) = spawn(
         &server,
         "chef",
         &["--capacity", "10", "--max-sleep-ms", "5", "--ids", "--json"],
     );
-    support::wait_until(LIMIT, "the queue to fill", || server.llen(QUEUE) == 10);
-    signal(chef.id(), sig);
-    let all = lines.rest(LIMIT);
-    let out = chef.wait(LIMIT);
-    assert!(out.status.success(), "SIG{sig}: {}", stderr(&out));
+    wait_until(LIMIT, "the queue to fill", || server.llen(QUEUE) == 10);
+    let all = chef.stop(sig, lines);
     let s = last_json(&all);
     let mut ledger = Ledger::new();
     ledger.read(&all);
@@ -60,13 +57,8 @@ fn diner_stops_on(sig: &str) {
         "diner",
         &["--batch", "4", "--max-sleep-ms", "100", "--ids", "--json"],
     );
-    for _ in 0..5 {
-        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
-    }
-    signal(diner.id(), sig);
-    let all = lines.rest(LIMIT);
-    let out = diner.wait(LIMIT);
-    assert!(out.status.success(), "SIG{sig}: {}", stderr(&out));
+    lines.wait_for_n(5, " ate dish ");
+    let all = diner.stop(sig, lines);
     let s = last_json(&all);
     let eaten = ids(&all, " ate dish ");
     let h = holdings(&server, QUEUE);
@@ -83,13 +75,8 @@ fn diner_stops_on(sig: &str) {
 fn run_stops_on(sig: &str) {
     let server = RedisServer::start();
     let (run, mut lines) = spawn(&server, "run", &["--max-sleep-ms", "20", "--ids", "--json"]);
-    for _ in 0..10 {
-        lines.wait_for(LIMIT, |l| l.contains(" made dish "));
-    }
-    signal(run.id(), sig);
-    let all = lines.rest(LIMIT);
-    let out = run.wait(LIMIT);
-    assert!(out.status.success(), "SIG{sig}: {}", stderr(&out));
+    lines.wait_for_n(10, " made dish ");
+    let all = run.stop(sig, lines);
     let s = last_json(&all);
     let mut ledger = Ledger::new();
     ledger.read(&all);

@@ -7,23 +7,19 @@ mod support;
 
 use std::time::Instant;
 
-use support::redis_kitchen::{
-    LIMIT, finish_pubsub, last_json, spawn_publisher, spawn_subscriber, subscribers,
-};
+use support::redis_kitchen::{finish_pubsub, spawn_publisher, spawn_subscribers, subscribers};
 use support::redis_server::RedisServer;
-use support::{num, signal, wait_until};
+use support::{LIMIT, last_json, num, signal, wait_until};
 
 #[test]
 fn a_stalled_subscriber_is_dropped_resubscribes_and_counts_its_loss() {
     // A small limit, so the stall overflows it quickly.
     let server = RedisServer::start_with(&["--client-output-buffer-limit", "pubsub 256kb 0 0"]);
-    let (diner, mut lines, mut diner_err) = spawn_subscriber(&server, &[]);
+    let (diner, mut lines, mut diner_err) = spawn_subscribers(&server, 1, &[]);
     // One chef thread, paced so a running diner keeps up: its ids form one
     // unbroken stream, so every gap the diner sees is a real loss.
     let chef = spawn_publisher(&server, &["--batch", "10", "--max-sleep-ms", "2"]);
-    for _ in 0..200 {
-        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
-    }
+    lines.wait_for_n(200, " ate dish ");
     signal(diner.id(), "STOP");
     let stalled = Instant::now();
     wait_until(LIMIT, "redis to drop the stalled subscriber", || {
@@ -40,9 +36,7 @@ fn a_stalled_subscriber_is_dropped_resubscribes_and_counts_its_loss() {
         diner_err.seen
     );
     // Dishes after the gap reveal it.
-    for _ in 0..200 {
-        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
-    }
+    lines.wait_for_n(200, " ate dish ");
     let (chef_summary, all) = finish_pubsub(&server, chef, (diner, lines));
     let s = last_json(&all);
 

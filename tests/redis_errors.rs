@@ -6,14 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::redis_kitchen::{LIMIT, run, spawn, stderr};
+use support::redis_kitchen::{QUEUE, run, spawn, spawn_napping_diner};
 use support::redis_server::{RedisServer, free_port};
-use support::{Lines, signal, wait_until};
-
-/// Runs `kitchen ARGS` (no test server involved).
-fn kitchen(args: &[&str]) -> std::process::Output {
-    support::run(args)
-}
+use support::{LIMIT, Lines, signal, stderr, wait_until};
 
 /// The one line a runtime error prints.
 fn one_error_line(out: &std::process::Output) -> String {
@@ -32,7 +27,7 @@ fn an_unreachable_redis_fails_fast_naming_the_address() {
     let url = format!("redis://127.0.0.1:{port}/5");
     for role in ["run", "chef", "diner"] {
         let started = Instant::now();
-        let out = kitchen(&[role, "--backend", "redis", "--redis-url", &url]);
+        let out = support::run(&[role, "--backend", "redis", "--redis-url", &url]);
         assert!(started.elapsed() < Duration::from_secs(10));
         let line = one_error_line(&out);
         assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
@@ -45,7 +40,7 @@ fn a_wrong_password_is_refused_without_showing_it() {
     let server = RedisServer::with_password("right-horse");
     let url = format!("redis://:wrong-battery@127.0.0.1:{}/5", server.port());
     for role in ["run", "info"] {
-        let out = kitchen(&[role, "--backend", "redis", "--redis-url", &url]);
+        let out = support::run(&[role, "--backend", "redis", "--redis-url", &url]);
         let line = one_error_line(&out);
         assert!(line.contains("password"), "{line}");
         assert!(!line.contains("wrong-battery"), "{line}");
@@ -70,15 +65,12 @@ fn a_wrong_password_is_refused_without_showing_it() {
 #[test]
 fn a_queue_key_of_another_type_is_named() {
     let server = RedisServer::start();
-    let _: () = server.query(&["SET", "task:prodcons:queue", "oops"]);
+    let _: () = server.query(&["SET", QUEUE, "oops"]);
     let out = run(&server, "run", &["--dishes", "5"]);
     let line = one_error_line(&out);
-    assert!(line.contains("task:prodcons:queue"), "{line}");
+    assert!(line.contains(QUEUE), "{line}");
     assert!(line.contains("holds a string, not a list"), "{line}");
-    assert_eq!(
-        server.query::<String>(&["GET", "task:prodcons:queue"]),
-        "oops"
-    );
+    assert_eq!(server.query::<String>(&["GET", QUEUE]), "oops");
 }
 
 #[test]
@@ -90,7 +82,7 @@ fn a_malformed_url_is_a_usage_error() {
         "rediss://127.0.0.1:6379/5",
         "redis://:hunter2@127.0.0.1:x/5",
     ] {
-        let out = kitchen(&["run", "--backend", "redis", "--redis-url", url]);
+        let out = support::run(&["run", "--backend", "redis", "--redis-url", url]);
         assert_eq!(out.status.code(), Some(2), "{url}: {}", stderr(&out));
         assert!(stderr(&out).contains("--redis-url"), "{}", stderr(&out));
         assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
@@ -112,9 +104,7 @@ fn a_run_rides_out_a_redis_restart_and_gives_up_on_a_lasting_outage() {
     err.wait_for(LIMIT, |l| l.contains("lost redis"));
     server.restart();
     let before = lines.seen.len();
-    for _ in 0..20 {
-        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
-    }
+    lines.wait_for_n(20, " ate dish ");
     assert!(lines.seen.len() >= before + 20);
     signal(kitchen.id(), "INT");
     lines.rest(LIMIT);
@@ -142,25 +132,13 @@ fn a_run_rides_out_a_redis_restart_and_gives_up_on_a_lasting_outage() {
 fn info_shows_the_queue_its_diners_and_dead_letters() {
     let server = RedisServer::start();
     for p in ["1", "junk"] {
-        let _: u64 = server.query(&["LPUSH", "task:prodcons:queue", p]);
+        let _: u64 = server.query(&["LPUSH", QUEUE, p]);
     }
-    // A diner that holds dish 1 for a long nap (seeded); junk waits behind it.
-    let (diner, mut lines) = spawn(
-        &server,
-        "diner",
-        &[
-            "--diners",
-            "1",
-            "--max-sleep-ms",
-            "600000",
-            "--seed",
-            "3",
-            "--heartbeat-ttl",
-            "1",
-        ],
-    );
+    // A diner that holds dish 1 for a long nap; junk waits behind it.
+    let (diner, mut lines) = spawn_napping_diner(&server, &["--heartbeat-ttl", "1"]);
     lines.wait_for(LIMIT, |l| l.contains("ate dish 1 "));
-    let _: u64 = server.query(&["LPUSH", "task:prodcons:queue:dead", "older junk"]);
+    let dead = format!("{QUEUE}:dead");
+    let _: u64 = server.query(&["LPUSH", &dead, "older junk"]);
     let out = run(&server, "info", &["--json", "--capacity", "7"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info JSON");

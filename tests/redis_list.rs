@@ -6,16 +6,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::redis_kitchen::{LIMIT, last_json, run, run_json, spawn, stderr};
+use support::redis_kitchen::{QUEUE, run, run_json, spawn, spawn_napping_diner};
 use support::redis_server::RedisServer;
-use support::{num, signal, wait_until};
-
-const Q: &str = "task:prodcons:queue";
+use support::{LIMIT, last_json, num, signal, stderr, summary, wait_until};
 
 /// Every key kitchen may leave behind besides the queue, dead letters, the
 /// recorded capacity and wake-up tokens (which expire on their own).
 fn leftovers(server: &RedisServer) -> Vec<String> {
-    let mut keys: Vec<String> = server.query(&["KEYS", &format!("{Q}:*")]);
+    let mut keys: Vec<String> = server.query(&["KEYS", &format!("{QUEUE}:*")]);
     keys.retain(|k| !k.ends_with(":dead") && !k.ends_with(":room") && !k.ends_with(":capacity"));
     keys.sort();
     keys
@@ -37,7 +35,7 @@ fn one_process_eats_every_dish_and_leaves_nothing() {
         (0, 0, 0)
     );
     assert!(num(&s, "max_depth") <= 10, "{s}");
-    assert_eq!(server.llen(Q), 0);
+    assert_eq!(server.llen(QUEUE), 0);
     assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
 }
 
@@ -77,8 +75,8 @@ fn one_chef_process_feeds_two_diner_processes() {
             &["--max-sleep-ms", "2", "--seed", seed, "--json"],
         )
     };
-    let (d1, mut l1) = diner("1");
-    let (d2, mut l2) = diner("2");
+    let (d1, l1) = diner("1");
+    let (d2, l2) = diner("2");
     let chef = run_json(
         &server,
         "chef",
@@ -86,13 +84,10 @@ fn one_chef_process_feeds_two_diner_processes() {
     );
     assert_eq!((num(&chef, "made"), num(&chef, "eaten")), (200, 0));
     assert!(num(&chef, "max_depth") <= 10, "{chef}");
-    wait_until(LIMIT, "the queue to empty", || server.llen(Q) == 0);
-    signal(d1.id(), "INT");
-    signal(d2.id(), "INT");
-    let (s1, s2) = (last_json(&l1.rest(LIMIT)), last_json(&l2.rest(LIMIT)));
-    for (d, s) in [(d1, &s1), (d2, &s2)] {
-        let out = d.wait(LIMIT);
-        assert!(out.status.success(), "{}", stderr(&out));
+    wait_until(LIMIT, "the queue to empty", || server.llen(QUEUE) == 0);
+    let s1 = last_json(&d1.stop("INT", l1));
+    let s2 = last_json(&d2.stop("INT", l2));
+    for s in [&s1, &s2] {
         assert_eq!((num(s, "made"), num(s, "left")), (0, 0), "{s}");
     }
     assert_eq!(num(&s1, "eaten") + num(&s2, "eaten"), 200, "{s1} {s2}");
@@ -120,9 +115,9 @@ fn capacity_holds_across_chef_processes_and_blocked_chefs_stay_quiet() {
             ],
         )
     };
-    let (c1, mut l1) = chef();
-    let (c2, mut l2) = chef();
-    wait_until(LIMIT, "the queue to fill", || server.llen(Q) == 5);
+    let (c1, l1) = chef();
+    let (c2, l2) = chef();
+    wait_until(LIMIT, "the queue to fill", || server.llen(QUEUE) == 5);
     // Both chefs are blocked now: a window of their traffic, bounded by a
     // condition (several BLPOP rounds), not by a sleep.
     let sent = |s: &RedisServer| {
@@ -145,7 +140,7 @@ fn capacity_holds_across_chef_processes_and_blocked_chefs_stay_quiet() {
         commands <= 2 * rounds + 4,
         "blocked chefs sent {commands} commands in {rounds} blocking rounds"
     );
-    assert_eq!(server.llen(Q), 5, "never more than the capacity");
+    assert_eq!(server.llen(QUEUE), 5, "never more than the capacity");
     // `kitchen info` reports the bound the chefs keep, whatever its own flag.
     let info = run(&server, "info", &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&info.stdout).expect("info JSON");
@@ -155,18 +150,15 @@ fn capacity_holds_across_chef_processes_and_blocked_chefs_stay_quiet() {
         "{v}"
     );
     assert_eq!(v["capacity_from_chefs"], true, "{v}");
-    let (diner, mut dl) = spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]);
-    let (s1, s2) = (last_json(&l1.rest(LIMIT)), last_json(&l2.rest(LIMIT)));
-    assert!(c1.wait(LIMIT).status.success());
-    assert!(c2.wait(LIMIT).status.success());
+    let (diner, dl) = spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]);
+    let (s1, s2) = (last_json(&c1.finish(l1)), last_json(&c2.finish(l2)));
     assert_eq!(num(&s1, "made") + num(&s2, "made"), 40);
     assert!(
         num(&s1, "max_depth") <= 5 && num(&s2, "max_depth") <= 5,
         "{s1} {s2}"
     );
-    wait_until(LIMIT, "the queue to empty", || server.llen(Q) == 0);
-    signal(diner.id(), "INT");
-    let d = last_json(&dl.rest(LIMIT));
+    wait_until(LIMIT, "the queue to empty", || server.llen(QUEUE) == 0);
+    let d = last_json(&diner.stop("INT", dl));
     assert_eq!(num(&d, "eaten"), 40);
     assert!(num(&d, "max_depth") <= 5, "{d}");
 }
@@ -176,15 +168,14 @@ fn each_chef_is_served_oldest_first() {
     let server = RedisServer::start();
     // A client that pushes as the tutorial does: LPUSH, oldest on the right.
     for n in ["1", "2", "3", "4", "5"] {
-        let _: u64 = server.query(&["LPUSH", Q, n]);
+        let _: u64 = server.query(&["LPUSH", QUEUE, n]);
     }
     let (diner, mut lines) = spawn(&server, "diner", &["--diners", "1", "--max-sleep-ms", "0"]);
     for want in ["1", "2", "3", "4", "5"] {
         let line = lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
         assert!(line.contains(&format!("ate dish {want} ")), "{line}");
     }
-    signal(diner.id(), "INT");
-    assert!(diner.wait(LIMIT).status.success());
+    diner.stop("INT", lines);
     // One chef's JSON dishes: ids count up from the right end.
     let s = run_json(
         &server,
@@ -201,7 +192,7 @@ fn each_chef_is_served_oldest_first() {
         ],
     );
     assert_eq!(num(&s, "made"), 30);
-    let mut list = server.lrange(Q);
+    let mut list = server.lrange(QUEUE);
     list.reverse();
     let seqs: Vec<u64> = list
         .iter()
@@ -218,7 +209,7 @@ fn each_chef_is_served_oldest_first() {
 fn bare_integers_are_eaten_and_garbage_is_set_aside() {
     let server = RedisServer::start();
     for p in ["7", "soup", "12", "{\"dish\":3}", "4"] {
-        let _: u64 = server.query(&["LPUSH", Q, p]);
+        let _: u64 = server.query(&["LPUSH", QUEUE, p]);
     }
     let (diner, mut lines) = spawn(
         &server,
@@ -226,11 +217,9 @@ fn bare_integers_are_eaten_and_garbage_is_set_aside() {
         &["--diners", "1", "--max-sleep-ms", "0", "--json"],
     );
     lines.wait_for(LIMIT, |l| l.contains("ate dish 4 "));
-    signal(diner.id(), "INT");
-    let s = last_json(&lines.rest(LIMIT));
-    assert!(diner.wait(LIMIT).status.success());
+    let s = last_json(&diner.stop("INT", lines));
     assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (2, 3), "{s}");
-    let mut dead = server.lrange(&format!("{Q}:dead"));
+    let mut dead = server.lrange(&format!("{QUEUE}:dead"));
     dead.reverse();
     assert_eq!(dead, ["soup", "12", "{\"dish\":3}"]);
     assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
@@ -239,18 +228,14 @@ fn bare_integers_are_eaten_and_garbage_is_set_aside() {
 #[test]
 fn a_killed_diners_dish_is_eaten_by_another_within_15_s() {
     let server = RedisServer::start();
-    let _: u64 = server.query(&["LPUSH", Q, "7"]);
+    let _: u64 = server.query(&["LPUSH", QUEUE, "7"]);
     // Default heartbeat settings; the nap (below 10 minutes, seeded) keeps
     // the first diner holding its dish until it is killed.
-    let (mut a, mut la) = spawn(
-        &server,
-        "diner",
-        &["--diners", "1", "--max-sleep-ms", "600000", "--seed", "3"],
-    );
+    let (a, mut la) = spawn_napping_diner(&server, &[]);
     la.wait_for(LIMIT, |l| l.contains("ate dish 7 "));
     signal(a.id(), "KILL");
-    let _ = a.child().wait();
-    assert_eq!(server.llen(Q), 0, "the dish is held, not queued");
+    a.wait(LIMIT);
+    assert_eq!(server.llen(QUEUE), 0, "the dish is held, not queued");
     let (b, mut lb) = spawn(
         &server,
         "diner",
@@ -258,8 +243,7 @@ fn a_killed_diners_dish_is_eaten_by_another_within_15_s() {
     );
     // The bound under default settings: eaten within 15 s.
     lb.wait_for(Duration::from_secs(15), |l| l.contains("ate dish 7 "));
-    signal(b.id(), "INT");
-    let s = last_json(&lb.rest(LIMIT));
+    let s = last_json(&b.stop("INT", lb));
     assert_eq!(num(&s, "eaten"), 1, "{s}");
     assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
 }
@@ -276,12 +260,11 @@ fn a_diner_idle_past_the_blocking_timeout_loses_nothing() {
     wait_until(LIMIT, "idle BLMOVE rounds", || {
         server.command_calls().get("blmove").copied().unwrap_or(0) >= 6
     });
-    let _: u64 = server.query(&["LPUSH", Q, "3"]);
+    let _: u64 = server.query(&["LPUSH", QUEUE, "3"]);
     lines.wait_for(LIMIT, |l| l.contains("ate dish 3 "));
-    signal(diner.id(), "INT");
-    let s = last_json(&lines.rest(LIMIT));
+    let s = last_json(&diner.stop("INT", lines));
     assert_eq!(num(&s, "eaten"), 1);
-    assert_eq!(server.llen(Q), 0);
+    assert_eq!(server.llen(QUEUE), 0);
     assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
 }
 
@@ -289,7 +272,7 @@ fn a_diner_idle_past_the_blocking_timeout_loses_nothing() {
 fn ctrl_c_on_a_diner_finishes_its_dish_and_puts_back_the_rest() {
     let server = RedisServer::start();
     for n in ["1", "2", "3", "4"] {
-        let _: u64 = server.query(&["LPUSH", Q, n]);
+        let _: u64 = server.query(&["LPUSH", QUEUE, n]);
     }
     // A batch of 4 in hand, naps up to 2 s each.
     let (diner, mut lines) = spawn(
@@ -308,16 +291,17 @@ fn ctrl_c_on_a_diner_finishes_its_dish_and_puts_back_the_rest() {
         ],
     );
     lines.wait_for(LIMIT, |l| l.contains("ate dish 1 "));
-    assert_eq!(server.llen(Q), 0, "the whole batch is in the diner's hands");
-    signal(diner.id(), "INT");
-    let s = last_json(&lines.rest(LIMIT));
-    let out = diner.wait(LIMIT);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        server.llen(QUEUE),
+        0,
+        "the whole batch is in the diner's hands"
+    );
+    let s = last_json(&diner.stop("INT", lines));
     let eaten = num(&s, "eaten");
     assert!(eaten >= 1, "{s}");
-    assert_eq!(eaten + server.llen(Q), 4, "{s}");
+    assert_eq!(eaten + server.llen(QUEUE), 4, "{s}");
     // What went back is still oldest-first.
-    let mut back = server.lrange(Q);
+    let mut back = server.lrange(QUEUE);
     back.reverse();
     let want: Vec<String> = (eaten + 1..=4).map(|n| n.to_string()).collect();
     assert_eq!(back, want);
@@ -342,7 +326,7 @@ fn a_run_stops_at_duration_and_reports_what_is_left() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let s = support::summary(&out);
+    let s = summary(&out);
     assert_eq!(num(&s, "left"), 4);
     assert_eq!(num(&s, "made"), 4);
 }

@@ -3,12 +3,9 @@
 
 mod support;
 
-use support::num;
-use support::redis_kitchen::{LIMIT, last_json, run_json, spawn};
+use support::redis_kitchen::{CHANNEL, run_json, spawn_subscribers, subscribers};
 use support::redis_server::RedisServer;
-use support::{signal, wait_until};
-
-const CHANNEL: &str = "task:pubsub:channel";
+use support::{LIMIT, last_json, num};
 
 /// `kitchen run --mode pubsub` at full speed: `dishes` made, `diners` subscribed.
 fn fan_out(server: &RedisServer, dishes: u64, diners: u64, batch: u64) -> serde_json::Value {
@@ -41,8 +38,7 @@ fn every_diner_gets_every_dish_and_none_is_lost() {
     let server = RedisServer::start();
     let s = fan_out(&server, 200, 3, 1);
     assert!(s["capacity"].is_null(), "capacity does not apply: {s}");
-    let subscribers: (String, u64) = server.query(&["PUBSUB", "NUMSUB", CHANNEL]);
-    assert_eq!(subscribers.1, 0, "diners unsubscribe when done");
+    assert_eq!(subscribers(&server), 0, "diners unsubscribe when done");
 }
 
 #[test]
@@ -51,83 +47,44 @@ fn batched_publishing_still_reaches_every_diner() {
     fan_out(&server, 500, 2, 32);
 }
 
-#[test]
-fn dishes_published_to_nobody_are_counted_lost() {
-    let server = RedisServer::start();
-    let s = run_json(
-        &server,
+/// `kitchen chef --mode pubsub` publishing `dishes` at full speed.
+fn publish(server: &RedisServer, dishes: &str) -> serde_json::Value {
+    run_json(
+        server,
         "chef",
         &[
             "--mode",
             "pubsub",
             "--dishes",
-            "5",
+            dishes,
             "--max-sleep-ms",
             "0",
             "--quiet",
         ],
-    );
+    )
+}
+
+#[test]
+fn dishes_published_to_nobody_are_counted_lost() {
+    let server = RedisServer::start();
+    let s = publish(&server, "5");
     assert_eq!((num(&s, "made"), num(&s, "lost")), (5, 5), "{s}");
 }
 
 #[test]
 fn a_diner_process_hears_a_chef_process() {
     let server = RedisServer::start();
-    let (diner, mut lines) = spawn(
-        &server,
-        "diner",
-        &[
-            "--mode",
-            "pubsub",
-            "--diners",
-            "2",
-            "--max-sleep-ms",
-            "0",
-            "--json",
-        ],
-    );
-    wait_until(LIMIT, "two subscribers", || {
-        server
-            .query::<(String, u64)>(&["PUBSUB", "NUMSUB", CHANNEL])
-            .1
-            == 2
-    });
-    let chef = run_json(
-        &server,
-        "chef",
-        &[
-            "--mode",
-            "pubsub",
-            "--dishes",
-            "10",
-            "--max-sleep-ms",
-            "0",
-            "--quiet",
-        ],
-    );
+    let (diner, mut lines, _err) = spawn_subscribers(&server, 2, &[]);
+    let chef = publish(&server, "10");
     assert_eq!((num(&chef, "made"), num(&chef, "lost")), (10, 0), "{chef}");
-    for _ in 0..20 {
-        lines.wait_for(LIMIT, |l| l.contains(" ate dish "));
-    }
-    signal(diner.id(), "INT");
-    let s = last_json(&lines.rest(LIMIT));
+    lines.wait_for_n(20, " ate dish ");
+    let s = last_json(&diner.stop("INT", lines));
     assert_eq!(num(&s, "eaten"), 20, "{s}");
     // A payload that is not a dish is counted, not fatal.
-    let (diner, mut lines) = spawn(
-        &server,
-        "diner",
-        &["--mode", "pubsub", "--diners", "1", "--json"],
-    );
-    wait_until(LIMIT, "a subscriber", || {
-        server
-            .query::<(String, u64)>(&["PUBSUB", "NUMSUB", CHANNEL])
-            .1
-            == 1
-    });
+    let (diner, mut lines, _err) = spawn_subscribers(&server, 1, &[]);
     let _: u64 = server.query(&["PUBLISH", CHANNEL, "soup"]);
     let _: u64 = server.query(&["PUBLISH", CHANNEL, "7"]);
     lines.wait_for(LIMIT, |l| l.contains("ate dish 7 "));
-    signal(diner.id(), "INT");
-    let s = last_json(&lines.rest(LIMIT));
+    let s = last_json(&diner.stop("INT", lines));
     assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (1, 1), "{s}");
 }

@@ -4,18 +4,13 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use support::{num, run, summary};
+use support::{num, run, run_json, summary};
 
+/// `kitchen run ARGS --json`, which must succeed: its summary.
 fn json_run(args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["run", "--json"];
+    let mut all = vec!["run"];
     all.extend_from_slice(args);
-    let out = run(&all);
-    assert!(
-        out.status.success(),
-        "kitchen {all:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    summary(&out)
+    run_json(&all)
 }
 
 #[test]

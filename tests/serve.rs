@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use kitchen::queue::Capacity;
 use kitchen::serve::ServeConfig;
-use support::wait_until;
 use support::web::{TestServer, config, connect, exchange, parse_all, read_to_close, request};
-
-const LIMIT: Duration = Duration::from_secs(20);
+use support::{LIMIT, wait_until};
 
 /// A server whose queue only fills: no diners, so figures stay put.
 fn no_diners(capacity: usize) -> TestServer {

@@ -5,15 +5,12 @@ mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use kitchen::queue::Capacity;
 use kitchen::serve::ServeConfig;
 use serde_json::{Value, json};
 use support::web::{TestServer, base64, config, request};
-use support::{KillOnDrop, wait_until};
-
-const LIMIT: Duration = Duration::from_secs(60);
+use support::{KillOnDrop, LIMIT, wait_until};
 
 /// A chromedriver on a free loopback port, with one headless Chromium session.
 struct Browser {

@@ -3,12 +3,9 @@
 mod support;
 
 use std::net::TcpListener;
-use std::time::Duration;
 
 use support::web::{request, spawn_serve};
-use support::{run, signal};
-
-const LIMIT: Duration = Duration::from_secs(30);
+use support::{LIMIT, run, signal};
 
 #[test]
 fn serves_on_the_printed_address_and_stops_on_sigterm() {

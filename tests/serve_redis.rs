@@ -6,12 +6,10 @@ mod support;
 
 use kitchen::queue::{BackendConfig, Capacity, Mode, RedisOptions};
 use kitchen::serve::ServeConfig;
-use support::redis_kitchen::{LIMIT, spawn};
+use support::redis_kitchen::{QUEUE, spawn, spawn_napping_diner, spawn_subscribers};
 use support::redis_server::{RedisServer, free_port};
-use support::web::{TestServer, config};
-use support::{run, wait_until};
-
-const Q: &str = "task:prodcons:queue";
+use support::web::{TestServer, config, siege};
+use support::{LIMIT, run, wait_until};
 
 fn serve_on(server: &RedisServer, capacity: usize) -> TestServer {
     TestServer::start(ServeConfig {
@@ -26,13 +24,13 @@ fn prodcons_pushes_onto_the_list_and_full_is_503_at_once() {
     let redis = RedisServer::start();
     let s = serve_on(&redis, 2);
     assert_eq!(s.get("/prodcons").status, 302);
-    assert_eq!(redis.llen(Q), 1);
+    assert_eq!(redis.llen(QUEUE), 1);
     assert_eq!(s.post("/dishes", r#"{"dish":4}"#).status, 202);
     for r in [s.get("/prodcons"), s.post("/dishes", "")] {
         assert_eq!(r.status, 503, "{}", r.text());
         assert_eq!(r.header("retry-after"), Some("1"));
     }
-    assert_eq!(redis.llen(Q), 2, "nothing past the capacity");
+    assert_eq!(redis.llen(QUEUE), 2, "nothing past the capacity");
     let stats = s.get("/stats").json();
     assert_eq!(stats["backend"], "redis");
     assert_eq!(
@@ -63,11 +61,7 @@ fn pubsub_publishes_and_counts_subscribers() {
         (stats["lost"].as_u64(), stats["subscribers"].as_u64()),
         (Some(1), Some(0))
     );
-    let (_diner, mut lines) = spawn(
-        &redis,
-        "diner",
-        &["--mode", "pubsub", "--diners", "1", "--max-sleep-ms", "0"],
-    );
+    let (_diner, mut lines, _err) = spawn_subscribers(&redis, 1, &[]);
     wait_until(LIMIT, "a subscriber", || {
         s.get("/stats").json()["subscribers"] == 1
     });
@@ -121,15 +115,15 @@ fn a_diner_process_records_the_result_with_a_ttl() {
     let diner = got["diner"].as_str().unwrap_or_default();
     assert!(diner.starts_with("diner-1@"), "{got}");
     assert!(got["eaten_at"].as_u64() >= got["made_at"].as_u64(), "{got}");
-    wait_until(LIMIT, "the queue to empty", || redis.llen(Q) == 0);
+    wait_until(LIMIT, "the queue to empty", || redis.llen(QUEUE) == 0);
 
-    let key = format!("{Q}:result:{id}");
+    let key = format!("{QUEUE}:result:{id}");
     let ttl: i64 = redis.query(&["PTTL", &key]);
     assert!(
         ttl > 0 && ttl <= 600_000,
         "the diner's --result-ttl applies: {ttl}"
     );
-    let results: Vec<String> = redis.query(&["KEYS", &format!("{Q}:result:*")]);
+    let results: Vec<String> = redis.query(&["KEYS", &format!("{QUEUE}:result:*")]);
     assert_eq!(results, [key], "only the tracked dish has a result");
     assert_eq!(s.get("/dishes/00000000000000ff-1").status, 404);
 }
@@ -203,9 +197,9 @@ fn siege_with_a_diner_process_gets_full_availability() {
         &["--diners", "1", "--max-sleep-ms", "0", "--quiet"],
     );
     wait_until(LIMIT, "the diner to register", || {
-        redis.query::<u64>(&["SCARD", &format!("{Q}:diners")]) == 1
+        redis.query::<u64>(&["SCARD", &format!("{QUEUE}:diners")]) == 1
     });
-    let report = support::web::siege(&s.url("/prodcons"));
+    let report = siege(&s.url("/prodcons"));
     assert_eq!(report["availability"].as_f64(), Some(100.0), "{report}");
     assert_eq!(report["failed_transactions"].as_u64(), Some(0), "{report}");
     assert_eq!(s.get("/stats").json()["made"], 50);
@@ -215,12 +209,7 @@ fn siege_with_a_diner_process_gets_full_availability() {
 fn a_dish_in_a_diners_hands_is_eating() {
     let redis = RedisServer::start();
     let s = serve_on(&redis, 10);
-    // A seeded nap below ten minutes: long, and the same on every run.
-    let (diner, _lines) = spawn(
-        &redis,
-        "diner",
-        &["--diners", "1", "--seed", "7", "--max-sleep-ms", "600000"],
-    );
+    let (diner, _lines) = spawn_napping_diner(&redis, &[]);
     let r = s.post("/dishes", r#"{"dish": 1}"#);
     let location = r.header("location").expect("Location").to_owned();
     let mut got = serde_json::Value::Null;

@@ -3,35 +3,23 @@
 mod support;
 
 use std::io::Read;
-use std::process::Stdio;
-use std::time::Duration;
+use std::process::Command;
 
-use support::{KillOnDrop, Lines, num, signal};
-
-const LIMIT: Duration = Duration::from_secs(60);
+use support::{
+    KillOnDrop, LIMIT, Lines, last_json, num, signal, spawn_lines, start, wait_output, within,
+};
 
 /// Starts an endless kitchen and waits for its `n`th line matching `what`.
 fn started(args: &[&str], what: &str, n: usize) -> (KillOnDrop, Lines) {
-    let mut child = KillOnDrop::new(support::spawn(args));
-    let mut lines = Lines::new(child.child().stdout.take().expect("stdout"));
-    for _ in 0..n {
-        lines.wait_for(LIMIT, |l| l.contains(what));
-    }
+    let (child, mut lines) = spawn_lines(args);
+    lines.wait_for_n(n, what);
     (child, lines)
 }
 
 fn drains_on(sig: &str) {
-    let (child, mut lines) = started(&["run", "--max-sleep-ms", "20", "--json"], " made dish ", 5);
-    signal(child.id(), sig);
-    let all = lines.rest(LIMIT);
-    let out = child.wait(LIMIT);
-    assert!(
-        out.status.success(),
-        "exit after SIG{sig}: {:?}",
-        out.status
-    );
-    let last = all.last().expect("a summary line");
-    let s: serde_json::Value = serde_json::from_str(last).expect("JSON summary");
+    let (child, lines) = started(&["run", "--max-sleep-ms", "20", "--json"], " made dish ", 5);
+    let all = child.stop(sig, lines);
+    let s = last_json(&all);
     assert!(num(&s, "made") >= 5);
     assert_eq!(
         num(&s, "made"),
@@ -90,8 +78,11 @@ fn a_closed_pipe_ends_the_run_quietly() {
     // `kitchen | head -3`: read three lines, then close our end of the pipe.
     let mut child = KillOnDrop::new(support::spawn(&["run", "--max-sleep-ms", "0"]));
     let mut stdout = child.child().stdout.take().expect("stdout");
-    let mut first = [0u8; 64];
-    let n = stdout.read(&mut first).expect("read the first lines");
+    let (stdout, n) = within(LIMIT, "the first lines", move || {
+        let mut first = [0u8; 64];
+        let n = stdout.read(&mut first).expect("read the first lines");
+        (stdout, n)
+    });
     assert!(n > 0);
     drop(stdout);
     let out = child.wait(LIMIT);
@@ -111,11 +102,11 @@ fn a_quiet_run_on_a_terminal_shows_a_live_status_line() {
         "{} run --quiet --max-sleep-ms 1 --duration 1.2",
         env!("CARGO_BIN_EXE_kitchen")
     );
-    let out = std::process::Command::new(script)
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script");
+    let script = start(
+        Command::new(script).args(["-qec", &cmd, "/dev/null"]),
+        "script",
+    );
+    let out = wait_output(script, LIMIT);
     assert!(out.status.success());
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(

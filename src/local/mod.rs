@@ -316,6 +316,7 @@ impl Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
 
     #[test]
     fn drains_then_closes_after_seal() {
@@ -385,19 +386,58 @@ mod tests {
         );
     }
 
+    /// How long a stopped or unblocked chef may take to return: a few
+    /// polls, generous for a loaded machine.
+    const WAKE: Duration = Duration::from_secs(10);
+
+    /// A chef thread putting `dish` on a full queue: once it has said it is
+    /// about to put, and has stayed blocked across several polls, returns
+    /// the channel its `put` answers on.
+    fn blocked_put(mut p: Producer, dish: Dish, stop: &Shutdown) -> mpsc::Receiver<Put> {
+        let (ready_tx, ready) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let _ = ready_tx.send(());
+            let _ = done_tx.send(p.put(dish, &stop));
+        });
+        ready.recv_timeout(WAKE).expect("the chef thread starts");
+        assert_eq!(
+            done.recv_timeout(POLL * 3),
+            Err(mpsc::RecvTimeoutError::Timeout),
+            "put returned while the queue was full"
+        );
+        done
+    }
+
     #[test]
-    fn a_full_queue_blocks_until_shutdown() {
+    fn a_chef_blocked_on_a_full_queue_wakes_on_shutdown() {
         let q = LocalQueue::new(Capacity::Bounded(1));
         let stop = Shutdown::new();
         let mut p = q.producer().expect("producer");
         assert_eq!(p.put(Dish::new(1, 0, 1), &stop), Put::Queued { depth: 1 });
-        let t = {
-            let stop = stop.clone();
-            std::thread::spawn(move || p.put(Dish::new(2, 0, 1), &stop))
-        };
+        let done = blocked_put(p, Dish::new(2, 0, 1), &stop);
         stop.stop();
-        assert_eq!(t.join().expect("chef thread"), Put::Stopped);
+        assert_eq!(done.recv_timeout(WAKE), Ok(Put::Stopped));
         assert_eq!(q.consumer().depth(), 1, "the refused dish never entered");
+    }
+
+    #[test]
+    fn a_chef_blocked_on_a_full_queue_wakes_when_a_diner_makes_room() {
+        let q = LocalQueue::new(Capacity::Bounded(1));
+        let stop = Shutdown::new();
+        let mut p = q.producer().expect("producer");
+        assert_eq!(p.put(Dish::new(1, 0, 1), &stop), Put::Queued { depth: 1 });
+        let done = blocked_put(p, Dish::new(2, 0, 1), &stop);
+        let mut c = q.consumer();
+        let seq = |t: Take| match t {
+            Take::Dish { dish, .. } => dish.id.seq,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(seq(c.take(&stop)), 1);
+        assert!(matches!(done.recv_timeout(WAKE), Ok(Put::Queued { .. })));
+        assert_eq!(seq(c.take(&stop)), 2, "the waiting dish went in");
+        assert!(!stop.is_stopped());
     }
 
     #[test]

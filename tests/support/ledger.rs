@@ -64,27 +64,24 @@ impl Ledger {
 
     /// Dishes made and never eaten, sorted.
     pub fn uneaten(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .made
-            .keys()
-            .filter(|id| !self.eaten.contains_key(*id))
-            .cloned()
-            .collect();
-        v.sort();
-        v
+        only_in(&self.made, &self.eaten)
     }
 
     /// Dishes eaten that no chef line made (should be none).
     pub fn unknown(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .eaten
-            .keys()
-            .filter(|id| !self.made.contains_key(*id))
-            .cloned()
-            .collect();
-        v.sort();
-        v
+        only_in(&self.eaten, &self.made)
     }
+}
+
+/// The ids in `book` and not in `other`, sorted.
+fn only_in(book: &HashMap<String, u64>, other: &HashMap<String, u64>) -> Vec<String> {
+    let mut v: Vec<String> = book
+        .keys()
+        .filter(|id| !other.contains_key(*id))
+        .cloned()
+        .collect();
+    v.sort();
+    v
 }
 
 impl fmt::Display for Ledger {

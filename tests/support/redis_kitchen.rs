@@ -1,14 +1,10 @@
 //! Kitchen processes against a test redis-server: arguments and spawned children.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
 use super::redis_server::RedisServer;
-use super::{KillOnDrop, Lines, kitchen, summary, wait_output};
-
-/// The deadline for any one kitchen process in these tests.
-pub const LIMIT: Duration = Duration::from_secs(60);
+use super::{KillOnDrop, LIMIT, Lines, last_json};
 
 /// `ROLE --backend redis --redis-url URL ARGS…`.
 pub fn args(server: &RedisServer, role: &str, rest: &[&str]) -> Vec<String> {
@@ -23,54 +19,29 @@ pub fn args(server: &RedisServer, role: &str, rest: &[&str]) -> Vec<String> {
     v
 }
 
-/// Starts `kitchen ROLE --backend redis … ARGS` with its output piped.
-fn start(server: &RedisServer, role: &str, rest: &[&str]) -> Child {
-    kitchen()
-        .args(args(server, role, rest))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kitchen")
-}
-
 /// Runs `kitchen ROLE --backend redis … ARGS` to completion.
 pub fn run(server: &RedisServer, role: &str, rest: &[&str]) -> Output {
-    wait_output(start(server, role, rest), LIMIT)
+    super::run(&args(server, role, rest))
 }
 
-/// Runs it and returns its JSON summary (it must succeed).
+/// Runs it with `--json` and returns its summary (it must succeed).
 pub fn run_json(server: &RedisServer, role: &str, rest: &[&str]) -> serde_json::Value {
-    let mut rest = rest.to_vec();
-    rest.push("--json");
-    let out = run(server, role, &rest);
-    // Shown with a failing test's output: reconnect notices and the like.
-    eprint!("{}", stderr(&out));
-    assert!(
-        out.status.success(),
-        "kitchen {role} {rest:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    summary(&out)
+    super::run_json(&args(server, role, rest))
 }
 
 /// Starts `kitchen ROLE --backend redis … ARGS` in the background, its
 /// stdout as lines; killed when dropped.
 pub fn spawn(server: &RedisServer, role: &str, rest: &[&str]) -> (KillOnDrop, Lines) {
-    let mut child = KillOnDrop::new(start(server, role, rest));
-    let lines = Lines::new(child.child().stdout.take().expect("stdout"));
-    (child, lines)
+    super::spawn_lines(&args(server, role, rest))
 }
 
-/// The stderr of a finished child, for messages.
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The JSON summary among collected stdout lines (the last one).
-pub fn last_json(lines: &[String]) -> serde_json::Value {
-    let last = lines.last().expect("a summary line");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{last:?} is not JSON: {e}"))
+/// A list-mode diner process with one diner thread that naps for minutes
+/// on the first dish it takes (a seeded nap below ten minutes, the same on
+/// every run), so it holds that dish until it is killed; `extra` as for [`spawn`].
+pub fn spawn_napping_diner(server: &RedisServer, extra: &[&str]) -> (KillOnDrop, Lines) {
+    let mut rest = vec!["--diners", "1", "--max-sleep-ms", "600000", "--seed", "3"];
+    rest.extend_from_slice(extra);
+    spawn(server, "diner", &rest)
 }
 
 /// The tutorial's list key, kitchen's default `--queue`.
@@ -130,14 +101,20 @@ pub fn subscribers(server: &RedisServer) -> u64 {
         .1
 }
 
-/// A pub/sub diner process with one diner thread (`--max-sleep-ms 0 --json`
-/// and `extra`), once it has subscribed: the child, its stdout and its stderr.
-pub fn spawn_subscriber(server: &RedisServer, extra: &[&str]) -> (KillOnDrop, Lines, Lines) {
+/// A pub/sub diner process with `diners` diner threads (`--max-sleep-ms 0
+/// --json` and `extra`), once every one has subscribed: the child, its
+/// stdout and its stderr.
+pub fn spawn_subscribers(
+    server: &RedisServer,
+    diners: u64,
+    extra: &[&str],
+) -> (KillOnDrop, Lines, Lines) {
+    let diners_s = diners.to_string();
     let mut rest = vec![
         "--mode",
         "pubsub",
         "--diners",
-        "1",
+        &diners_s,
         "--max-sleep-ms",
         "0",
         "--json",
@@ -146,8 +123,8 @@ pub fn spawn_subscriber(server: &RedisServer, extra: &[&str]) -> (KillOnDrop, Li
     let before = subscribers(server);
     let (mut child, out) = spawn(server, "diner", &rest);
     let err = Lines::new(child.child().stderr.take().expect("stderr"));
-    super::wait_until(LIMIT, "the diner to subscribe", || {
-        subscribers(server) > before
+    super::wait_until(LIMIT, "the diners to subscribe", || {
+        subscribers(server) >= before + diners
     });
     (child, out, err)
 }
@@ -166,18 +143,11 @@ pub fn spawn_publisher(server: &RedisServer, extra: &[&str]) -> (KillOnDrop, Lin
 /// chef's summary and the diner's stdout.
 pub fn finish_pubsub(
     server: &RedisServer,
-    (chef, mut chef_out): (KillOnDrop, Lines),
+    (chef, chef_out): (KillOnDrop, Lines),
     (diner, mut diner_out): (KillOnDrop, Lines),
 ) -> (serde_json::Value, Vec<String>) {
-    super::signal(chef.id(), "INT");
-    let chef_summary = last_json(&chef_out.rest(LIMIT));
-    let out = chef.wait(LIMIT);
-    assert!(out.status.success(), "chef: {}", stderr(&out));
+    let chef_summary = last_json(&chef.stop("INT", chef_out));
     let _: u64 = server.query(&["PUBLISH", CHANNEL, "end of test"]);
     diner_out.wait_for(LIMIT, |l| l.contains("rejected a payload"));
-    super::signal(diner.id(), "INT");
-    let lines = diner_out.rest(LIMIT);
-    let out = diner.wait(LIMIT);
-    assert!(out.status.success(), "diner: {}", stderr(&out));
-    (chef_summary, lines)
+    (chef_summary, diner.stop("INT", diner_out))
 }

@@ -140,6 +140,13 @@ impl RedisServer {
         let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
             return false;
         };
+        // A server that accepts but never answers must not hold the start up.
+        if con
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .is_err()
+        {
+            return false;
+        }
         redis::cmd("PING").query::<String>(&mut con).is_ok()
     }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use kitchen::Shutdown;
 use kitchen::serve::{self, ServeConfig, ServeError};
 
+use super::{KillOnDrop, LIMIT, Lines, finished_within, join_within, start, wait_output};
+
 /// How long a test waits on any one socket read.
 const IO_LIMIT: Duration = Duration::from_secs(20);
 
@@ -49,11 +51,12 @@ impl TestServer {
         request(self.addr, "POST", path, Some(body.as_bytes()))
     }
 
-    /// Stops the server and returns what `serve::run` returned.
+    /// Stops the server and returns what `serve::run` returned, which it
+    /// must within [`LIMIT`].
     pub fn stop(mut self) -> Result<(), ServeError> {
         self.shutdown.stop();
         let h = self.handle.take().expect("running");
-        h.join().expect("serve::run panicked")
+        join_within(h, LIMIT, "serve::run, once stopped,")
     }
 }
 
@@ -61,7 +64,11 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.stop();
         if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            if finished_within(&h, LIMIT) {
+                let _ = h.join();
+            } else if !std::thread::panicking() {
+                panic!("serve::run did not return within {LIMIT:?} of its stop");
+            }
         }
     }
 }
@@ -225,22 +232,71 @@ pub fn config() -> ServeConfig {
 
 /// Runs the tutorial's load test, `siege -c10 -r5 URL`, and returns siege's
 /// JSON report (siege 4 prints it on stdout).
+///
+/// siege reads nothing of the user's: its settings are a siegerc written for
+/// the run (`-R`), and its `HOME` an empty temp dir. On a fresh `HOME` siege
+/// first writes a config template there and says so on stdout, before the
+/// report: the report is picked out of whatever surrounds it.
 pub fn siege(url: &str) -> serde_json::Value {
-    let child = std::process::Command::new("siege")
+    let dir = tempfile::Builder::new()
+        .prefix("kitchen-siege-")
+        .tempdir()
+        .expect("temp dir for siege");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("an empty HOME for siege");
+    let rc = dir.path().join("siegerc");
+    std::fs::write(&rc, siegerc(&dir.path().join("siege.log"))).expect("write the siegerc");
+    let mut siege = std::process::Command::new("siege");
+    siege
+        .arg("-R")
+        .arg(&rc)
         .args(["-c10", "-r5", "--no-parser", url])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run siege (Debian package `siege`; scripts/test installs it)");
-    let out = super::wait_output(child, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "siege failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        .env("HOME", &home)
+        .env_remove("SIEGERC");
+    let child = start(
+        &mut siege,
+        "siege (Debian package `siege`; scripts/test installs it)",
     );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("siege report {stdout:?}: {e}"))
+    let out = wait_output(child, LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "siege failed: {stdout}\n{stderr}");
+    json_object_with(&stdout, "availability")
+        .unwrap_or_else(|| panic!("no JSON report in siege's output: {stdout:?}\n{stderr}"))
+}
+
+/// siege's settings for the tutorial's run, in place of `~/.siege/siege.conf`:
+/// those of the template siege 4 installs that bear on the run, with the
+/// report as JSON and no log.
+fn siegerc(log: &std::path::Path) -> String {
+    format!(
+        "# kitchen's tests: siege reads these settings and none of the user's.\n\
+         json_output = true\n\
+         verbose = false\n\
+         quiet = true\n\
+         color = off\n\
+         logging = false\n\
+         show-logfile = false\n\
+         logfile = {}\n\
+         protocol = HTTP/1.1\n\
+         connection = close\n\
+         chunked = true\n\
+         accept-encoding = gzip, deflate\n\
+         follow-location = true\n",
+        log.display()
+    )
+}
+
+/// The first JSON object in `text` that has `key`, whatever is printed
+/// before or after it.
+pub fn json_object_with(text: &str, key: &str) -> Option<serde_json::Value> {
+    text.match_indices('{').find_map(|(at, _)| {
+        let v: serde_json::Value = serde_json::Deserializer::from_str(&text[at..])
+            .into_iter()
+            .next()?
+            .ok()?;
+        v.get(key).is_some().then_some(v)
+    })
 }
 
 /// Decodes standard base64 (a WebDriver screenshot).
@@ -267,20 +323,14 @@ pub fn base64(text: &str) -> Vec<u8> {
 }
 
 /// Starts the `kitchen serve ARGS --bind 127.0.0.1:0` process; returns it,
-/// the address it printed, and its stderr.
-pub fn spawn_serve(args: &[&str]) -> (super::KillOnDrop, SocketAddr, super::Lines) {
-    let child = super::kitchen()
-        .arg("serve")
-        .args(["--bind", "127.0.0.1:0"])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn kitchen serve");
-    let mut child = super::KillOnDrop::new(child);
-    let mut lines = super::Lines::new(child.child().stderr.take().expect("stderr"));
-    let line = lines.wait_for(IO_LIMIT, |l| l.contains("listening on http://"));
+/// the address it printed, and its stderr. (Its stdout stays piped and
+/// unread until it exits: serve prints nothing there.)
+pub fn spawn_serve(args: &[&str]) -> (KillOnDrop, SocketAddr, Lines) {
+    let mut all = vec!["serve", "--bind", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut child = KillOnDrop::new(super::spawn(&all));
+    let mut lines = Lines::new(child.child().stderr.take().expect("stderr"));
+    let line = lines.wait_for(LIMIT, |l| l.contains("listening on http://"));
     let addr = line
         .split("http://")
         .nth(1)
