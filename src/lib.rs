@@ -33,6 +33,7 @@
 //! | [`serve`] | the web entry, `kitchen serve` |
 //! | [`results`] | what became of each dish queued through the web API |
 //! | `redis_mode` | the Redis backend, list and pub/sub (feature `redis`) |
+//! | [`redis_url`] | Redis URLs: checked, database read, credentials redacted |
 //! | [`dish`] | the dish and its wire format |
 //! | [`defaults`] | every default, defined once |
 //! | [`shutdown`] | the stop token every thread watches |
@@ -49,6 +50,7 @@ pub mod local;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis_mode;
+pub mod redis_url;
 pub mod results;
 pub mod serve;
 pub mod shutdown;
