@@ -1,10 +1,23 @@
 //! The command line: what the user typed (clap), then a validated [`Command`].
+//!
+//! Two stages, as ripgrep reads its flags. Clap parses what each subcommand
+//! accepts: each takes only the flags it uses, so its `--help` lists only
+//! those. Then [`Cli::parse_command_from`] refuses the combinations in which
+//! a flag the user typed would be ignored (`--capacity` with `--mode pubsub`,
+//! `--diners` on a Redis `kitchen serve`), each with a line that says why,
+//! and builds the [`Command`]. Every usage error carries the usage line of
+//! the subcommand typed. Every default is read from [`crate::defaults`].
 
+use std::ffi::OsString;
+use std::fmt;
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
-use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::defaults;
 use crate::kitchen::{KitchenConfig, Role};
 use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions};
 use crate::serve::ServeConfig;
@@ -12,7 +25,7 @@ use crate::serve::ServeConfig;
 /// Asynchronous work through a queue: chefs make dishes, diners eat them.
 ///
 /// With no subcommand, `kitchen` runs the tutorial's kitchen in one process:
-/// 3 chefs and 2 diners around a queue of 10 on an in-process channel, until
+/// chefs and diners around a bounded queue on an in-process channel, until
 /// Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(name = "kitchen", version, args_conflicts_with_subcommands = true)]
@@ -27,25 +40,27 @@ pub struct Cli {
 enum Sub {
     /// Chefs and diners in one process (what bare `kitchen` does).
     Run(RunArgs),
-    /// Chefs only, feeding diners in other processes (needs --backend redis).
+    /// Chefs only, feeding diners in other processes (Redis).
     Chef(ChefArgs),
-    /// Diners only, the tutorial's listener: eat until Ctrl-C (needs --backend redis).
+    /// Diners only, the tutorial's listener: eat until Ctrl-C (Redis).
     Diner(DinerArgs),
     /// The web entry: the tutorial's page, /prodcons and /pubsub, and a JSON API.
-    // Queue options that mean nothing to a server that puts one dish per
-    // request and never waits on Redis stay out of its help.
-    #[command(
-        mut_arg("capacity", |a| a.help(
-            "The most dishes waiting at once; a request that finds it full waits up to --full-wait-ms, then gets 503"
-        )),
-        mut_arg("mode", |a| a.hide(true)),
-        mut_arg("batch", |a| a.hide(true)),
-        mut_arg("heartbeat_ttl", |a| a.hide(true)),
-        mut_arg("reconnect_timeout", |a| a.hide(true))
-    )]
+    #[command(mut_arg("capacity", |a| a.help(
+        "The most dishes waiting at once; a request that finds it full waits up to --full-wait-ms, then gets 503"
+    )))]
     Serve(ServeArgs),
     /// What is in Redis now: queue length and capacity, live diners and what
-    /// each holds, dead letters, channel subscribers (needs --backend redis).
+    /// each holds, dead letters, channel subscribers (Redis).
+    // Chefs record their bound in Redis; the flags are what to show when no
+    // chef has run yet.
+    #[command(
+        mut_arg("capacity", |a| a.help(
+            "The capacity to show when no chef has recorded one in Redis yet"
+        )),
+        mut_arg("unbounded", |a| a.help(
+            "Show the queue as unbounded when no chef has recorded a capacity yet"
+        ))
+    )]
     Info(InfoArgs),
 }
 
@@ -58,59 +73,124 @@ pub enum BackendKind {
     Redis,
 }
 
+/// `--backend` of `run` and `serve`, which work on either.
 #[derive(Debug, Args)]
-struct QueueArgs {
+struct BackendArg {
     /// Where the queue lives.
     #[arg(long, value_enum, default_value_t = BackendKind::Local)]
     backend: BackendKind,
-    /// Redis mode [default: list]. Capacity does not apply to pubsub.
-    #[arg(long, value_enum)]
-    mode: Option<Mode>,
-    /// Redis server, database, user and password: redis://[user:password@]host[:port][/db]
-    /// (rediss://, TLS, is not built in).
+}
+
+/// `--backend` of the roles that exist only on Redis (`chef`, `diner`,
+/// `info`): implied, out of their help, and still accepted, as scripts pass
+/// `--backend redis`; `local` is refused.
+#[derive(Debug, Args)]
+struct RedisBackendArg {
+    /// Always redis: the only backend shared between processes.
+    #[arg(long, value_enum, default_value_t = BackendKind::Redis, hide = true)]
+    backend: BackendKind,
+}
+
+/// Where Redis is and what kitchen's keys are called there.
+#[derive(Debug, Args)]
+struct RedisArgs {
+    /// Redis server, database, user and password: redis://[user:password@]host[:port][/db],
+    /// or redis+unix:///path/to/redis.sock?db=N (rediss://, TLS, is not built in).
     #[arg(
         long,
         env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/5",
+        default_value = defaults::REDIS_URL,
         hide_env_values = true
     )]
     redis_url: String,
-    /// The Redis list that carries dishes in list mode.
-    #[arg(long, default_value = "task:prodcons:queue")]
+    /// The Redis list that carries dishes in list mode (results and dead
+    /// letters are kept beside it).
+    #[arg(long, default_value = defaults::QUEUE)]
     queue: String,
     /// The Redis channel that carries dishes in pubsub mode.
-    #[arg(long, default_value = "task:pubsub:channel")]
+    #[arg(long, default_value = defaults::CHANNEL)]
     channel: String,
+}
+
+/// `--mode` of the roles that use one of the two (`run`, `chef`, `diner`).
+#[derive(Debug, Args)]
+struct ModeArg {
+    /// Redis mode: list (each dish to one diner, nothing lost) or pubsub
+    /// (each dish to every subscribed diner).
+    #[arg(long, value_enum, default_value_t = Mode::List)]
+    mode: Mode,
+}
+
+/// `--mode` of `serve` and `info`, which use the list and the channel both:
+/// out of their help, and refused with that reason rather than clap's bare
+/// "unexpected argument".
+#[derive(Debug, Args)]
+struct NoModeArg {
+    #[arg(long, value_enum, hide = true)]
+    mode: Option<Mode>,
+}
+
+/// The bound of the roles that put dishes (`run`, `chef`, `serve`), and of
+/// `info`, which shows it.
+#[derive(Debug, Args)]
+struct CapacityArgs {
     /// The most dishes waiting at once; chefs wait while it is full (list
     /// and local; pubsub holds nothing, so it has no capacity).
-    #[arg(long, value_name = "N", default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = defaults::CAPACITY as u32, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
     /// No bound on waiting dishes, as the tutorial's Redis list had.
     #[arg(long, conflicts_with = "capacity")]
     unbounded: bool,
+}
+
+/// `--batch` of the roles that talk to Redis in rounds (`run`, `chef`, `diner`).
+#[derive(Debug, Args)]
+struct BatchArg {
     /// Redis: dishes per round trip. List: chefs push and diners take up to N
     /// (still bounded, still at least once). Pubsub: chefs publish up to N.
-    /// [default: 1]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    batch: Option<u32>,
+    #[arg(long, value_name = "N", default_value_t = defaults::BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch: u32,
+}
+
+/// `--heartbeat-ttl` of the roles with list-mode diners (`run`, `diner`).
+#[derive(Debug, Args)]
+struct HeartbeatArg {
     /// Redis list: a diner silent this long is presumed dead and its dishes
     /// go back on the queue.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
-    heartbeat_ttl: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::HEARTBEAT_TTL), value_parser = parse_secs_arg)]
+    heartbeat_ttl: Secs,
+}
+
+/// `--reconnect-timeout` of the roles that ride out an outage (`run`,
+/// `chef`, `diner`); `serve` answers `503` at once instead.
+#[derive(Debug, Args)]
+struct ReconnectArg {
     /// Redis: how long to keep reconnecting to a server that went away before
     /// failing the run.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
-    reconnect_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::RECONNECT_FOR), value_parser = parse_secs_arg)]
+    reconnect_timeout: Secs,
+}
+
+/// `--result-ttl` of the roles that record results (`run` and `diner` on
+/// Redis, `serve`).
+#[derive(Debug, Args)]
+struct ResultTtlArg {
     /// How long the result of a dish queued with `POST /dishes` can be looked
     /// up (diners record it; `kitchen serve` keeps it on the local backend).
-    #[arg(long, value_name = "SECS", default_value = "86400", value_parser = parse_secs)]
-    result_ttl: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::RESULT_TTL), value_parser = parse_secs_arg)]
+    result_ttl: Secs,
 }
 
 #[derive(Debug, Args)]
 struct InfoArgs {
     #[command(flatten)]
-    queue: QueueArgs,
+    backend: RedisBackendArg,
+    #[command(flatten)]
+    mode: NoModeArg,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    capacity: CapacityArgs,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -122,7 +202,7 @@ struct PaceArgs {
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = parse_secs)]
     duration: Option<Duration>,
     /// After each dish, chefs and diners nap a uniform random time below MS; 0 = no naps.
-    #[arg(long, value_name = "MS", default_value_t = 1000, allow_negative_numbers = true, value_parser = parse_ms)]
+    #[arg(long, value_name = "MS", default_value_t = defaults::MAX_SLEEP_MS, allow_negative_numbers = true, value_parser = parse_ms)]
     max_sleep_ms: u64,
     /// Seed for reproducible dish numbers and naps.
     #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = parse_seed)]
@@ -142,14 +222,14 @@ struct PaceArgs {
 #[derive(Debug, Args)]
 struct ChefsArg {
     /// Chef threads.
-    #[arg(long, value_name = "N", default_value_t = 3, allow_negative_numbers = true, value_parser = threads())]
+    #[arg(long, value_name = "N", default_value_t = defaults::CHEFS as u32, allow_negative_numbers = true, value_parser = threads())]
     chefs: u32,
 }
 
 #[derive(Debug, Args)]
 struct DinersArg {
     /// Diner threads.
-    #[arg(long, value_name = "N", default_value_t = 2, allow_negative_numbers = true, value_parser = threads())]
+    #[arg(long, value_name = "N", default_value_t = defaults::DINERS as u32, allow_negative_numbers = true, value_parser = threads())]
     diners: u32,
 }
 
@@ -169,7 +249,21 @@ struct RunArgs {
     #[command(flatten)]
     dishes: DishesArg,
     #[command(flatten)]
-    queue: QueueArgs,
+    backend: BackendArg,
+    #[command(flatten)]
+    mode: ModeArg,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    capacity: CapacityArgs,
+    #[command(flatten)]
+    batch: BatchArg,
+    #[command(flatten)]
+    heartbeat: HeartbeatArg,
+    #[command(flatten)]
+    reconnect: ReconnectArg,
+    #[command(flatten)]
+    result_ttl: ResultTtlArg,
     #[command(flatten)]
     pace: PaceArgs,
 }
@@ -181,7 +275,17 @@ struct ChefArgs {
     #[command(flatten)]
     dishes: DishesArg,
     #[command(flatten)]
-    queue: QueueArgs,
+    backend: RedisBackendArg,
+    #[command(flatten)]
+    mode: ModeArg,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    capacity: CapacityArgs,
+    #[command(flatten)]
+    batch: BatchArg,
+    #[command(flatten)]
+    reconnect: ReconnectArg,
     #[command(flatten)]
     pace: PaceArgs,
 }
@@ -191,36 +295,56 @@ struct DinerArgs {
     #[command(flatten)]
     diners: DinersArg,
     #[command(flatten)]
-    queue: QueueArgs,
+    backend: RedisBackendArg,
+    #[command(flatten)]
+    mode: ModeArg,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    batch: BatchArg,
+    #[command(flatten)]
+    heartbeat: HeartbeatArg,
+    #[command(flatten)]
+    reconnect: ReconnectArg,
+    #[command(flatten)]
+    result_ttl: ResultTtlArg,
     #[command(flatten)]
     pace: PaceArgs,
 }
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
+    /// Address to listen on (HOST:PORT; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = defaults::BIND, value_parser = parse_bind)]
     bind: String,
     /// Web worker threads: connections served at once.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = defaults::WORKERS as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: u32,
     /// In-process diner threads (local backend; 0 = none, dishes wait).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    #[arg(long, default_value_t = defaults::SERVE_DINERS as u32, value_parser = clap::value_parser!(u32).range(0..=1024))]
     diners: u32,
-    /// In-process diners nap a uniform random time below MS per dish; 0 = no naps.
-    #[arg(long, value_name = "MS", default_value_t = 0)]
+    /// In-process diners (local backend) nap a uniform random time below MS per dish; 0 = no naps.
+    #[arg(long, value_name = "MS", default_value_t = defaults::SERVE_MAX_SLEEP_MS)]
     max_sleep_ms: u64,
     /// The most results kept in memory on the local backend; the oldest go first.
-    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_RESULTS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     max_results: u64,
     /// Seconds a client gets to send a whole request, or to idle between two.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
-    client_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::CLIENT_TIMEOUT), value_parser = parse_secs_arg)]
+    client_timeout: Secs,
     /// How long a request waits for room in a full queue before its 503 (at most 1000).
-    #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    #[arg(long, value_name = "MS", default_value_t = defaults::FULL_WAIT_MS, value_parser = clap::value_parser!(u64).range(0..=1000))]
     full_wait_ms: u64,
     #[command(flatten)]
-    queue: QueueArgs,
+    backend: BackendArg,
+    #[command(flatten)]
+    mode: NoModeArg,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    capacity: CapacityArgs,
+    #[command(flatten)]
+    result_ttl: ResultTtlArg,
 }
 
 /// What to do, validated.
@@ -235,7 +359,7 @@ pub enum Command {
     },
     /// Serve HTTP until stopped.
     Serve {
-        /// The address to bind, as typed.
+        /// The address to bind, as typed (it resolved when parsed).
         bind: String,
         /// The server.
         config: ServeConfig,
@@ -244,7 +368,7 @@ pub enum Command {
     Info {
         /// Where to look.
         redis: RedisOptions,
-        /// The capacity chefs keep, to show beside the length.
+        /// The capacity to show when no chef has recorded one in Redis.
         capacity: Capacity,
         /// JSON instead of a table.
         json: bool,
@@ -252,42 +376,326 @@ pub enum Command {
 }
 
 impl Cli {
-    /// Validates what clap parsed; errors are usage errors (exit 2).
-    pub fn into_command(self) -> Result<Command, clap::Error> {
-        match self.command {
-            None => self.run.into_command(Role::Run),
-            Some(Sub::Run(a)) => a.into_command(Role::Run),
-            Some(Sub::Chef(a)) => {
-                kitchen_command(Role::Chef, a.queue, a.pace, a.chefs.chefs, 0, a.dishes.dishes)
+    /// Parses the process's arguments into a validated [`Command`]. The
+    /// error is clap's: [`clap::Error::exit`] prints it and exits 2 for a
+    /// usage error, 0 for `--help` and `--version`.
+    pub fn parse_command() -> Result<Command, clap::Error> {
+        Cli::parse_command_from(std::env::args_os())
+    }
+
+    /// Parses `args`, the program name first, into a validated [`Command`].
+    ///
+    /// ```
+    /// use kitchen::cli::{Cli, Command};
+    ///
+    /// let command = Cli::parse_command_from(["kitchen", "chef", "--chefs", "2"]).unwrap();
+    /// assert!(matches!(command, Command::Kitchen { .. }));
+    /// let err = Cli::parse_command_from(["kitchen", "chef", "--mode", "pubsub", "--capacity", "5"])
+    ///     .unwrap_err();
+    /// assert_eq!(err.exit_code(), 2);
+    /// assert!(err.to_string().contains("Usage: kitchen chef"));
+    /// ```
+    pub fn parse_command_from<I, T>(args: I) -> Result<Command, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut root = Cli::command();
+        // Built, so each subcommand knows its full name for its usage line.
+        root.build();
+        let matches = match root.try_get_matches_from_mut(&args) {
+            Ok(m) => m,
+            Err(e) => {
+                // Subcommands conflict with the top-level flags, so one is
+                // always the first argument.
+                let typed = args.get(1).and_then(|a| a.to_str());
+                let mut cmd = typed
+                    .and_then(|a| root.find_subcommand(a))
+                    .cloned()
+                    .unwrap_or(root);
+                return Err(with_usage(e, &mut cmd));
             }
-            Some(Sub::Diner(a)) => kitchen_command(Role::Diner, a.queue, a.pace, 0, a.diners.diners, None),
-            Some(Sub::Serve(a)) => a.into_command(),
-            Some(Sub::Info(a)) => match a.queue.backend_config()? {
-                BackendConfig::Redis(redis) => Ok(Command::Info {
-                    capacity: a.queue.capacity(&BackendConfig::Redis(redis.clone()))?,
-                    redis,
-                    json: a.json,
-                }),
-                BackendConfig::Local => Err(usage(
-                    ErrorKind::ArgumentConflict,
-                    "`kitchen info` needs --backend redis: a local queue lives and dies inside one `kitchen run`".into(),
-                )),
-            },
+        };
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut root))?;
+        let (cmd, sub_matches) = match matches.subcommand() {
+            Some((name, m)) => (root.find_subcommand(name).cloned(), m),
+            None => (None, &matches),
+        };
+        let mut typed = Typed {
+            cmd: cmd.unwrap_or(root),
+            matches: sub_matches,
+        };
+        cli.into_command(&mut typed)
+    }
+
+    fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
+        match self.command {
+            None => self.run.into_command(t),
+            Some(Sub::Run(a)) => a.into_command(t),
+            Some(Sub::Chef(a)) => a.into_command(t),
+            Some(Sub::Diner(a)) => a.into_command(t),
+            Some(Sub::Serve(a)) => a.into_command(t),
+            Some(Sub::Info(a)) => a.into_command(t),
         }
     }
 }
 
+/// Adds the typed subcommand's usage line to a clap error that lacks one
+/// (clap leaves it off bad values), so `kitchen chef --capacity 0` ends with
+/// `Usage: kitchen chef [OPTIONS]`, not the top-level usage.
+fn with_usage(mut e: clap::Error, cmd: &mut clap::Command) -> clap::Error {
+    if e.use_stderr() && e.get(ContextKind::Usage).is_none() {
+        e.insert(
+            ContextKind::Usage,
+            ContextValue::StyledStr(cmd.render_usage()),
+        );
+    }
+    e
+}
+
+/// The subcommand the user typed, and how each of its flags got its value:
+/// the second stage refuses only what the user typed, never a default, and
+/// reports under that subcommand's usage line.
+struct Typed<'a> {
+    cmd: clap::Command,
+    matches: &'a ArgMatches,
+}
+
+impl Typed<'_> {
+    /// Whether the user typed flag `id` (clap's id: `heartbeat_ttl`), as
+    /// opposed to its default or `REDIS_URL`. False for a flag this
+    /// subcommand does not have.
+    fn given(&self, id: &str) -> bool {
+        // `value_source` panics on an id the subcommand does not define.
+        self.matches.ids().any(|i| i.as_str() == id)
+            && self.matches.value_source(id) == Some(ValueSource::CommandLine)
+    }
+
+    /// A usage error (exit 2) under this subcommand's usage line.
+    fn error(&mut self, kind: ErrorKind, msg: String) -> clap::Error {
+        self.cmd.error(kind, msg)
+    }
+
+    /// Refuses each flag of `rules` the user typed, when `ignored` says the
+    /// command would not read it; each rule is (clap id, why).
+    fn refuse(&mut self, ignored: bool, rules: &[(&str, &str)]) -> Result<(), clap::Error> {
+        if !ignored {
+            return Ok(());
+        }
+        match rules.iter().find(|(id, _)| self.given(id)) {
+            Some((_, why)) => Err(self.error(ErrorKind::ArgumentConflict, (*why).to_owned())),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses `--backend local` for a role that exists only on Redis.
+    fn redis_only(&mut self, backend: BackendKind, why: &str) -> Result<(), clap::Error> {
+        if backend == BackendKind::Local {
+            return Err(self.error(ErrorKind::ArgumentConflict, why.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Flags that mean something only with `--backend redis`, and why.
+const REDIS_ONLY: [(&str, &str); 7] = [
+    (
+        "mode",
+        "--mode applies to --backend redis; the local backend is a queue",
+    ),
+    (
+        "redis_url",
+        "--redis-url applies to --backend redis; the local queue lives inside this process",
+    ),
+    (
+        "queue",
+        "--queue names a Redis list: add --backend redis, or drop it for the local queue",
+    ),
+    (
+        "channel",
+        "--channel names a Redis channel: add --backend redis, or drop it for the local queue",
+    ),
+    (
+        "batch",
+        "--batch applies to --backend redis, where it saves round trips; the local queue has none to save",
+    ),
+    (
+        "heartbeat_ttl",
+        "--heartbeat-ttl applies to --backend redis, where a diner in another process can die holding dishes",
+    ),
+    (
+        "reconnect_timeout",
+        "--reconnect-timeout applies to --backend redis; the local queue has no server to lose",
+    ),
+];
+
+/// What `--mode pubsub` ignores wherever it appears, and why.
+const PUBSUB_IGNORES: [(&str, &str); 3] = [
+    (
+        "capacity",
+        "--capacity does not apply to --mode pubsub: a channel holds no dishes, so there is nothing to bound; drop it, or use --mode list",
+    ),
+    (
+        "unbounded",
+        "--unbounded does not apply to --mode pubsub: a channel holds no dishes, so there is nothing to bound; drop it, or use --mode list",
+    ),
+    (
+        "heartbeat_ttl",
+        "--heartbeat-ttl does not apply to --mode pubsub: a subscriber holds no dishes that could go back on a queue; drop it, or use --mode list",
+    ),
+];
+
+/// What `--mode list` ignores in the roles that use one mode, and why.
+const LIST_IGNORES: [(&str, &str); 1] = [(
+    "channel",
+    "--channel does not apply to --mode list, which carries dishes on --queue; add --mode pubsub, or drop it",
+)];
+
+impl RunArgs {
+    fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
+        let (backend, mode) = (self.backend.backend, self.mode.mode);
+        let local = backend == BackendKind::Local;
+        t.refuse(local, &REDIS_ONLY)?;
+        t.refuse(
+            local,
+            &[(
+                "result_ttl",
+                "--result-ttl applies to --backend redis, where diners record results for `kitchen serve`; a local run keeps none",
+            )],
+        )?;
+        t.refuse(!local && mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
+        t.refuse(!local && mode == Mode::List, &LIST_IGNORES)?;
+        let backend = backend_config(t, backend, mode, self.redis, |o| {
+            o.batch = self.batch.batch as usize;
+            o.heartbeat_ttl = self.heartbeat.heartbeat_ttl.0;
+            o.reconnect_for = self.reconnect.reconnect_timeout.0;
+            o.result_ttl = self.result_ttl.result_ttl.0;
+        })?;
+        let capacity = self.capacity.capacity(t, local)?;
+        Ok(kitchen_command(
+            KitchenConfig {
+                role: Role::Run,
+                backend,
+                capacity,
+                chefs: self.chefs.chefs as usize,
+                diners: self.diners.diners as usize,
+                dishes: self.dishes.dishes,
+                ..KitchenConfig::default()
+            },
+            self.pace,
+        ))
+    }
+}
+
+impl ChefArgs {
+    fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
+        let mode = self.mode.mode;
+        t.redis_only(
+            self.backend.backend,
+            "`kitchen chef` needs --backend redis (its default): a local queue lives inside one process, so use `kitchen run` for it",
+        )?;
+        t.refuse(mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
+        t.refuse(
+            mode == Mode::Pubsub,
+            &[(
+                "queue",
+                "--queue does not apply to `kitchen chef --mode pubsub`, whose chefs publish on --channel; drop it, or use --mode list",
+            )],
+        )?;
+        t.refuse(mode == Mode::List, &LIST_IGNORES)?;
+        let redis = redis_options(t, mode, self.redis, |o| {
+            o.batch = self.batch.batch as usize;
+            o.reconnect_for = self.reconnect.reconnect_timeout.0;
+        })?;
+        let capacity = self.capacity.capacity(t, false)?;
+        Ok(kitchen_command(
+            KitchenConfig {
+                role: Role::Chef,
+                backend: BackendConfig::Redis(redis),
+                capacity,
+                chefs: self.chefs.chefs as usize,
+                diners: 0,
+                dishes: self.dishes.dishes,
+                ..KitchenConfig::default()
+            },
+            self.pace,
+        ))
+    }
+}
+
+impl DinerArgs {
+    fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
+        let mode = self.mode.mode;
+        t.redis_only(
+            self.backend.backend,
+            "`kitchen diner` needs --backend redis (its default): a local queue lives inside one process, so use `kitchen run` for it",
+        )?;
+        t.refuse(mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
+        t.refuse(
+            mode == Mode::Pubsub,
+            &[(
+                "batch",
+                "--batch does not apply to `kitchen diner --mode pubsub`: a subscriber receives each dish as it is published; drop it, or use --mode list",
+            )],
+        )?;
+        t.refuse(mode == Mode::List, &LIST_IGNORES)?;
+        let redis = redis_options(t, mode, self.redis, |o| {
+            o.batch = self.batch.batch as usize;
+            o.heartbeat_ttl = self.heartbeat.heartbeat_ttl.0;
+            o.reconnect_for = self.reconnect.reconnect_timeout.0;
+            o.result_ttl = self.result_ttl.result_ttl.0;
+        })?;
+        Ok(kitchen_command(
+            KitchenConfig {
+                role: Role::Diner,
+                backend: BackendConfig::Redis(redis),
+                // Diners never read the bound: chefs keep it.
+                chefs: 0,
+                diners: self.diners.diners as usize,
+                dishes: None,
+                ..KitchenConfig::default()
+            },
+            self.pace,
+        ))
+    }
+}
+
 impl ServeArgs {
-    fn into_command(self) -> Result<Command, clap::Error> {
-        if self.queue.mode.is_some() {
-            return Err(usage(
+    fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
+        if self.mode.mode.is_some() {
+            return Err(t.error(
                 ErrorKind::ArgumentConflict,
                 "`kitchen serve` takes no --mode: /prodcons uses the list and /pubsub the channel"
                     .into(),
             ));
         }
-        let backend = self.queue.backend_config()?;
-        let capacity = self.queue.capacity(&backend)?;
+        let local = self.backend.backend == BackendKind::Local;
+        t.refuse(local, &REDIS_ONLY)?;
+        t.refuse(
+            !local,
+            &[
+                (
+                    "diners",
+                    "--diners applies to `kitchen serve --backend local`: with redis, diners are `kitchen diner` processes",
+                ),
+                (
+                    "max_sleep_ms",
+                    "--max-sleep-ms applies to `kitchen serve --backend local`, whose diners run inside it: with redis, give it to `kitchen diner`",
+                ),
+                (
+                    "max_results",
+                    "--max-results applies to `kitchen serve --backend local`, which keeps results in memory: with redis they live in Redis for --result-ttl",
+                ),
+            ],
+        )?;
+        let result_ttl = self.result_ttl.result_ttl.0;
+        // The server sets the mode per route, and fails fast instead of
+        // reconnecting.
+        let backend = backend_config(t, self.backend.backend, Mode::List, self.redis, |o| {
+            o.result_ttl = result_ttl;
+        })?;
+        let capacity = self.capacity.capacity(t, local)?;
         Ok(Command::Serve {
             bind: self.bind,
             config: ServeConfig {
@@ -296,69 +704,92 @@ impl ServeArgs {
                 diners: self.diners as usize,
                 workers: self.workers as usize,
                 max_sleep: Duration::from_millis(self.max_sleep_ms),
-                result_ttl: self.queue.result_ttl,
+                result_ttl,
                 max_results: usize::try_from(self.max_results).unwrap_or(usize::MAX),
-                client_timeout: self.client_timeout,
+                client_timeout: self.client_timeout.0,
                 full_wait: Duration::from_millis(self.full_wait_ms),
             },
         })
     }
 }
 
-impl RunArgs {
-    fn into_command(self, role: Role) -> Result<Command, clap::Error> {
-        kitchen_command(
-            role,
-            self.queue,
-            self.pace,
-            self.chefs.chefs,
-            self.diners.diners,
-            self.dishes.dishes,
-        )
+impl InfoArgs {
+    fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
+        t.redis_only(
+            self.backend.backend,
+            "`kitchen info` needs --backend redis (its default): a local queue lives and dies inside one `kitchen run`",
+        )?;
+        if self.mode.mode.is_some() {
+            return Err(t.error(
+                ErrorKind::ArgumentConflict,
+                "`kitchen info` takes no --mode: it shows both the list and the channel".into(),
+            ));
+        }
+        let redis = redis_options(t, Mode::List, self.redis, |_| {})?;
+        Ok(Command::Info {
+            redis,
+            capacity: self.capacity.capacity(t, false)?,
+            json: self.json,
+        })
     }
 }
 
-fn kitchen_command(
-    role: Role,
-    queue: QueueArgs,
-    pace: PaceArgs,
-    chefs: u32,
-    diners: u32,
-    dishes: Option<u64>,
-) -> Result<Command, clap::Error> {
-    let backend = queue.backend_config()?;
-    if backend == BackendConfig::Local && role != Role::Run {
-        let sub = if role == Role::Chef { "chef" } else { "diner" };
-        return Err(usage(
-            ErrorKind::ArgumentConflict,
-            format!(
-                "`kitchen {sub}` needs --backend redis: a local queue lives inside one process, so use `kitchen run` for it"
-            ),
-        ));
-    }
-    let capacity = queue.capacity(&backend)?;
-    Ok(Command::Kitchen {
+/// The run's config with the pace flags filled in, and where its summary goes.
+fn kitchen_command(config: KitchenConfig, pace: PaceArgs) -> Command {
+    Command::Kitchen {
         config: KitchenConfig {
-            role,
-            backend,
-            capacity,
-            chefs: chefs as usize,
-            diners: diners as usize,
-            dishes,
             duration: pace.duration,
             max_sleep: Duration::from_millis(pace.max_sleep_ms),
             seed: pace.seed,
             quiet: pace.quiet,
             ids: pace.ids,
+            ..config
         },
         json: pace.json,
+    }
+}
+
+/// The backend the flags name; see [`redis_options`].
+fn backend_config(
+    t: &mut Typed<'_>,
+    backend: BackendKind,
+    mode: Mode,
+    redis: RedisArgs,
+    set: impl FnOnce(&mut RedisOptions),
+) -> Result<BackendConfig, clap::Error> {
+    Ok(match backend {
+        BackendKind::Local => BackendConfig::Local,
+        BackendKind::Redis => BackendConfig::Redis(redis_options(t, mode, redis, set)?),
     })
 }
 
-impl QueueArgs {
-    fn capacity(&self, backend: &BackendConfig) -> Result<Capacity, clap::Error> {
-        if *backend == BackendConfig::Local && self.capacity > MAX_LOCAL_CAPACITY {
-            return Err(usage(
+/// The Redis options the flags name, the URL checked; `set` fills in the
+/// flags this subcommand takes, the others keep [`RedisOptions::new`]'s
+/// defaults.
+fn redis_options(
+    t: &mut Typed<'_>,
+    mode: Mode,
+    redis: RedisArgs,
+    set: impl FnOnce(&mut RedisOptions),
+) -> Result<RedisOptions, clap::Error> {
+    check_redis_url(&redis.redis_url).map_err(|e| {
+        t.error(
+            ErrorKind::ValueValidation,
+            format!("invalid --redis-url: {e}"),
+        )
+    })?;
+    let mut o = RedisOptions::new(redis.redis_url, mode);
+    o.queue = redis.queue;
+    o.channel = redis.channel;
+    set(&mut o);
+    Ok(o)
+}
+
+impl CapacityArgs {
+    /// The bound; `local` if it is for the in-process queue, which has a limit.
+    fn capacity(&self, t: &mut Typed<'_>, local: bool) -> Result<Capacity, clap::Error> {
+        if local && self.capacity > MAX_LOCAL_CAPACITY {
+            return Err(t.error(
                 ErrorKind::ValueValidation,
                 format!(
                     "--capacity {} is too large for the local queue, which allocates every slot up front: use at most {MAX_LOCAL_CAPACITY}, or --unbounded",
@@ -372,44 +803,6 @@ impl QueueArgs {
             Capacity::Bounded(self.capacity as usize)
         })
     }
-
-    fn backend_config(&self) -> Result<BackendConfig, clap::Error> {
-        match self.backend {
-            BackendKind::Local => {
-                if self.mode.is_some() {
-                    return Err(usage(
-                        ErrorKind::ArgumentConflict,
-                        "--mode applies to --backend redis; the local backend is a queue".into(),
-                    ));
-                }
-                if self.batch.is_some() {
-                    return Err(usage(
-                        ErrorKind::ArgumentConflict,
-                        "--batch applies to --backend redis, where it saves round trips; the local queue has none to save".into(),
-                    ));
-                }
-                Ok(BackendConfig::Local)
-            }
-            BackendKind::Redis => Ok(BackendConfig::Redis(RedisOptions {
-                url: {
-                    check_redis_url(&self.redis_url).map_err(|e| {
-                        usage(
-                            ErrorKind::ValueValidation,
-                            format!("invalid --redis-url: {e}"),
-                        )
-                    })?;
-                    self.redis_url.clone()
-                },
-                mode: self.mode.unwrap_or(Mode::List),
-                queue: self.queue.clone(),
-                channel: self.channel.clone(),
-                batch: self.batch.unwrap_or(1) as usize,
-                heartbeat_ttl: self.heartbeat_ttl,
-                reconnect_for: self.reconnect_timeout,
-                result_ttl: self.result_ttl,
-            })),
-        }
-    }
 }
 
 /// The most chef or diner threads one process starts.
@@ -422,8 +815,16 @@ fn threads() -> clap::builder::RangedI64ValueParser<u32> {
     clap::value_parser!(u32).range(1..=i64::from(MAX_THREADS))
 }
 
-fn usage(kind: ErrorKind, msg: String) -> clap::Error {
-    Cli::command().error(kind, msg)
+/// A number of seconds, fractions allowed: what `--heartbeat-ttl` and the
+/// like hold, shown in `--help` as typed (`5`, `0.5`), so that clap's
+/// `[default: …]` comes from [`crate::defaults`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
 }
 
 fn whole(s: &str, what: &str, min: u64) -> Result<u64, String> {
@@ -458,15 +859,31 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` seconds is too long"))
 }
 
-/// Checks `--redis-url`. Done after parsing, not as a clap value parser,
-/// because clap's message would echo the URL, password included.
-fn check_redis_url(s: &str) -> Result<(), String> {
-    let ok_scheme = ["redis://", "rediss://", "redis+unix://", "unix://"]
-        .iter()
-        .any(|p| s.starts_with(p));
-    if !ok_scheme {
-        return Err("a Redis URL looks like redis://[user:password@]host[:port][/db]".to_owned());
+fn parse_secs_arg(s: &str) -> Result<Secs, String> {
+    parse_secs(s).map(Secs)
+}
+
+/// Checks `--bind` by resolving it as `TcpListener::bind` will, so that an
+/// address that cannot be is a usage error; keeps the text as typed for the
+/// "listening on" line.
+fn parse_bind(s: &str) -> Result<String, String> {
+    let hint = format!(
+        "use HOST:PORT, such as {}, or port 0 for a free one",
+        defaults::BIND
+    );
+    match s.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(_)) => Ok(s.to_owned()),
+        Ok(None) => Err(format!("it resolves to no address: {hint}")),
+        Err(e) => Err(format!("not an address to listen on ({e}): {hint}")),
     }
+}
+
+/// Checks `--redis-url`. Done after parsing, not as a clap value parser,
+/// because clap's message would echo the URL, password included; ours shows
+/// it redacted.
+fn check_redis_url(s: &str) -> Result<(), String> {
+    crate::redis_url::validate(s)?;
+    // What the redis crate itself refuses (TLS in this build, `?protocol=`).
     #[cfg(feature = "redis")]
     crate::redis_mode::validate_url(s)?;
     Ok(())
@@ -477,7 +894,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Command, clap::Error> {
-        Cli::try_parse_from(std::iter::once("kitchen").chain(args.iter().copied()))?.into_command()
+        Cli::parse_command_from(std::iter::once("kitchen").chain(args.iter().copied()))
     }
 
     fn config(args: &[&str]) -> KitchenConfig {
@@ -487,10 +904,102 @@ mod tests {
         }
     }
 
+    fn redis(args: &[&str]) -> RedisOptions {
+        match parse(args) {
+            Ok(Command::Kitchen {
+                config:
+                    KitchenConfig {
+                        backend: BackendConfig::Redis(o),
+                        ..
+                    },
+                ..
+            }) => o,
+            Ok(Command::Info { redis, .. }) => redis,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    /// The usage error `line` (a subcommand and its flags, split at spaces)
+    /// must give: exit 2, saying `hint`, under that subcommand's usage line.
+    fn refused(line: &str, hint: &str) {
+        let args: Vec<&str> = line.split(' ').collect();
+        let err = parse(&args).expect_err(&format!("`{line}` should be refused"));
+        let text = err.to_string();
+        assert_eq!(err.exit_code(), 2, "{line}: {text}");
+        assert!(text.contains(hint), "{line}: expected {hint:?} in {text}");
+        let usage = format!("Usage: kitchen {} ", args[0]);
+        assert!(
+            text.contains(&usage),
+            "{line}: expected {usage:?} in {text}"
+        );
+    }
+
+    /// `line` parses.
+    fn accepted(line: &str) {
+        let args: Vec<&str> = line.split(' ').collect();
+        parse(&args).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+
     #[test]
     fn bare_kitchen_is_the_tutorial() {
         assert_eq!(config(&[]), KitchenConfig::default());
         assert_eq!(config(&["run"]), KitchenConfig::default());
+    }
+
+    #[test]
+    fn every_default_is_read_from_defaults() {
+        let c = config(&[]);
+        assert_eq!(c.capacity, Capacity::Bounded(defaults::CAPACITY));
+        assert_eq!((c.chefs, c.diners), (defaults::CHEFS, defaults::DINERS));
+        assert_eq!(c.max_sleep, defaults::MAX_SLEEP);
+        let o = redis(&["run", "--backend", "redis"]);
+        assert_eq!(o.url, defaults::REDIS_URL);
+        assert_eq!(
+            (o.queue.as_str(), o.channel.as_str()),
+            (defaults::QUEUE, defaults::CHANNEL)
+        );
+        assert_eq!((o.mode, o.batch), (Mode::List, defaults::BATCH));
+        assert_eq!(o.heartbeat_ttl, defaults::HEARTBEAT_TTL);
+        assert_eq!(o.reconnect_for, defaults::RECONNECT_FOR);
+        assert_eq!(o.result_ttl, defaults::RESULT_TTL);
+        let (bind, c) = serve(&["serve"]);
+        assert_eq!(bind, defaults::BIND);
+        assert_eq!(
+            (c.workers, c.diners),
+            (defaults::WORKERS, defaults::SERVE_DINERS)
+        );
+        assert_eq!(
+            c.max_sleep,
+            Duration::from_millis(defaults::SERVE_MAX_SLEEP_MS)
+        );
+        assert_eq!(c.max_results, defaults::MAX_RESULTS);
+        assert_eq!(c.client_timeout, defaults::CLIENT_TIMEOUT);
+        assert_eq!(c.full_wait, defaults::FULL_WAIT);
+        assert_eq!(c.result_ttl, defaults::RESULT_TTL);
+        // What --help shows is what parsing gives.
+        let mut cli = Cli::command();
+        cli.build();
+        let shown = |sub: &str, id: &str| -> String {
+            let cmd = cli.find_subcommand(sub).expect(sub);
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).expect(id);
+            arg.get_default_values()[0].to_string_lossy().into_owned()
+        };
+        assert_eq!(
+            shown("diner", "heartbeat_ttl"),
+            defaults::HEARTBEAT_TTL_SECS.to_string()
+        );
+        assert_eq!(
+            shown("chef", "reconnect_timeout"),
+            defaults::RECONNECT_SECS.to_string()
+        );
+        assert_eq!(
+            shown("serve", "result_ttl"),
+            defaults::RESULT_TTL_SECS.to_string()
+        );
+        assert_eq!(
+            shown("serve", "client_timeout"),
+            defaults::CLIENT_TIMEOUT_SECS.to_string()
+        );
     }
 
     #[test]
@@ -522,6 +1031,21 @@ mod tests {
         assert_eq!(c.duration, Some(Duration::from_millis(1500)));
         assert_eq!(config(&["--unbounded"]).capacity, Capacity::Unbounded);
         assert!(config(&["--ids"]).ids && !config(&[]).ids);
+        let o = redis(&[
+            "diner",
+            "--batch",
+            "4",
+            "--heartbeat-ttl",
+            "0.5",
+            "--reconnect-timeout",
+            "2",
+            "--result-ttl",
+            "60",
+        ]);
+        assert_eq!(o.batch, 4);
+        assert_eq!(o.heartbeat_ttl, Duration::from_millis(500));
+        assert_eq!(o.reconnect_for, Duration::from_secs(2));
+        assert_eq!(o.result_ttl, Duration::from_secs(60));
     }
 
     #[test]
@@ -542,13 +1066,213 @@ mod tests {
             &["--mode", "pubsub"],
             &["--batch", "8"],
             &["--backend", "redis", "--batch", "0"],
-            &["chef"],
-            &["diner"],
+            &["chef", "--backend", "local"],
+            &["diner", "--backend", "local"],
+            &["info", "--backend", "local"],
             &["--redis-url", "http://x", "--backend", "redis"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} should be refused"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn redis_only_roles_imply_redis() {
+        for (args, role) in [
+            (&["chef"][..], Role::Chef),
+            (&["diner"], Role::Diner),
+            (&["chef", "--backend", "redis"], Role::Chef),
+            (&["diner", "--backend", "redis"], Role::Diner),
+        ] {
+            let c = config(args);
+            assert_eq!(c.role, role, "{args:?}");
+            assert!(matches!(c.backend, BackendConfig::Redis(_)), "{args:?}");
+        }
+        assert_eq!(redis(&["info"]).url, defaults::REDIS_URL);
+        assert_eq!(
+            redis(&["info", "--backend", "redis"]).url,
+            defaults::REDIS_URL
+        );
+        refused("chef --backend local", "needs --backend redis");
+        refused("diner --backend local", "use `kitchen run`");
+        refused("info --backend local", "lives and dies inside");
+    }
+
+    #[test]
+    fn flags_that_would_be_ignored_are_refused() {
+        refused(
+            "serve --backend redis --batch 3",
+            "unexpected argument '--batch'",
+        );
+        refused(
+            "serve --backend redis --diners 3",
+            "`kitchen diner` processes",
+        );
+        refused(
+            "serve --backend redis --max-sleep-ms 3",
+            "--max-sleep-ms applies",
+        );
+        refused(
+            "serve --backend redis --max-results 3",
+            "--max-results applies",
+        );
+        refused("serve --queue q", "--queue names a Redis list");
+        refused("serve --redis-url redis://h/1", "--redis-url applies");
+        refused("serve --backend redis --mode list", "takes no --mode");
+        refused("serve --heartbeat-ttl 3", "unexpected argument");
+        refused("serve --reconnect-timeout 3", "unexpected argument");
+        refused("diner --capacity 3", "unexpected argument '--capacity'");
+        refused("diner --unbounded", "unexpected argument");
+        refused("diner --dishes 3", "unexpected argument");
+        refused("diner --mode pubsub --batch 3", "a subscriber receives");
+        refused(
+            "diner --mode pubsub --heartbeat-ttl 3",
+            "--heartbeat-ttl does not apply",
+        );
+        refused(
+            "diner --channel c",
+            "--channel does not apply to --mode list",
+        );
+        refused("info --batch 5", "unexpected argument '--batch'");
+        refused("info --mode pubsub", "takes no --mode");
+        refused("info --heartbeat-ttl 5", "unexpected argument");
+        refused("info --result-ttl 5", "unexpected argument");
+        refused("chef --diners 2", "unexpected argument");
+        refused("chef --heartbeat-ttl 2", "unexpected argument");
+        refused("chef --result-ttl 2", "unexpected argument");
+        refused(
+            "chef --mode pubsub --capacity 5",
+            "--capacity does not apply to --mode pubsub",
+        );
+        refused(
+            "chef --mode pubsub --unbounded",
+            "--unbounded does not apply",
+        );
+        refused("chef --mode pubsub --queue q", "publish on --channel");
+        refused("chef --channel c", "add --mode pubsub");
+        refused(
+            "run --backend redis --mode pubsub --capacity 5",
+            "nothing to bound",
+        );
+        refused(
+            "run --backend redis --mode pubsub --unbounded",
+            "nothing to bound",
+        );
+        refused(
+            "run --backend redis --mode pubsub --heartbeat-ttl 2",
+            "a subscriber holds no",
+        );
+        refused(
+            "run --backend redis --channel c",
+            "--channel does not apply",
+        );
+        refused("run --queue q", "add --backend redis");
+        refused(
+            "run --heartbeat-ttl 2",
+            "--heartbeat-ttl applies to --backend redis",
+        );
+        refused("run --reconnect-timeout 2", "no server to lose");
+        refused("run --result-ttl 2", "a local run keeps none");
+        refused("run --redis-url redis://h/1", "--redis-url applies");
+        // The same flags where they are read.
+        accepted("serve --backend redis --capacity 3 --result-ttl 9");
+        accepted("serve --diners 3 --max-sleep-ms 3 --max-results 3");
+        accepted("diner --mode pubsub --channel c --queue q --result-ttl 9");
+        accepted("diner --batch 3 --heartbeat-ttl 3 --reconnect-timeout 3");
+        accepted("chef --mode pubsub --batch 3 --channel c");
+        accepted("chef --capacity 3 --queue q --reconnect-timeout 3");
+        accepted("info --capacity 3 --queue q --channel c --json");
+        accepted("run --backend redis --mode pubsub --batch 3 --queue q");
+        accepted("run --backend redis --unbounded --heartbeat-ttl 2");
+    }
+
+    #[test]
+    fn the_environment_is_not_a_flag_the_user_typed() {
+        // REDIS_URL set for other tools does not make a local run fail.
+        let mut root = Cli::command();
+        root.build();
+        let m = root
+            .clone()
+            .try_get_matches_from(["kitchen", "run"])
+            .expect("parses");
+        let (_, sub) = m.subcommand().expect("run");
+        let t = Typed {
+            cmd: root,
+            matches: sub,
+        };
+        assert!(!t.given("redis_url") && !t.given("capacity"));
+        assert!(!t.given("no_such_flag"));
+    }
+
+    /// Each subcommand's `--help` lists exactly the flags it reads.
+    #[test]
+    fn each_subcommand_takes_only_the_flags_it_reads() {
+        let redis = "redis-url queue channel";
+        let pace = "duration max-sleep-ms seed quiet json ids";
+        let matrix = [
+            (
+                "run",
+                format!("chefs diners dishes backend mode capacity unbounded batch {redis}"),
+            ),
+            (
+                "run",
+                format!("heartbeat-ttl reconnect-timeout result-ttl {pace}"),
+            ),
+            (
+                "chef",
+                format!("chefs dishes mode capacity unbounded batch {redis}"),
+            ),
+            ("chef", format!("reconnect-timeout {pace}")),
+            (
+                "diner",
+                format!("diners mode batch heartbeat-ttl reconnect-timeout {redis}"),
+            ),
+            ("diner", format!("result-ttl {pace}")),
+            (
+                "serve",
+                format!("bind workers diners max-sleep-ms max-results {redis}"),
+            ),
+            (
+                "serve",
+                "client-timeout full-wait-ms backend capacity unbounded result-ttl".into(),
+            ),
+            ("info", format!("capacity unbounded json {redis}")),
+        ];
+        let mut root = Cli::command();
+        root.build();
+        for sub in ["run", "chef", "diner", "serve", "info"] {
+            let mut want: Vec<&str> = matrix
+                .iter()
+                .filter(|(s, _)| *s == sub)
+                .flat_map(|(_, flags)| flags.split(' '))
+                .collect();
+            let cmd = root.find_subcommand(sub).expect(sub);
+            let mut shown: Vec<&str> = cmd
+                .get_arguments()
+                .filter(|a| !a.is_hide_set())
+                .filter_map(|a| a.get_long())
+                .filter(|l| !["help", "version"].contains(l))
+                .collect();
+            shown.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(shown, want, "kitchen {sub} --help");
+        }
+    }
+
+    #[test]
+    fn usage_errors_show_the_usage_of_the_subcommand_typed() {
+        refused("chef --capacity 0", "0 is not in 1..");
+        refused("diner --diners x", "invalid digit");
+        refused("serve --workers 0", "0 is not in 1..=1024");
+        refused("info --capacity -1", "-1 is not in 1..");
+        refused("run --duration soon", "not a number of seconds");
+        refused("chef --redis-url http://x", "invalid --redis-url");
+        refused("run --capacity 2000000", "at most 1000000");
+        // Bare `kitchen` keeps the top-level usage.
+        let text = parse(&["--capacity", "0"])
+            .expect_err("refused")
+            .to_string();
+        assert!(text.contains("Usage: kitchen [OPTIONS]"), "{text}");
     }
 
     fn serve(args: &[&str]) -> (String, ServeConfig) {
@@ -595,6 +1319,15 @@ mod tests {
     }
 
     #[test]
+    fn a_bind_address_that_does_not_resolve_is_a_usage_error() {
+        assert_eq!(serve(&["serve", "--bind", "[::1]:0"]).0, "[::1]:0");
+        assert_eq!(serve(&["serve", "--bind", "localhost:0"]).0, "localhost:0");
+        refused("serve --bind nonsense", "use HOST:PORT");
+        refused("serve --bind :99999", "not an address to listen on");
+        refused("serve --bind 127.0.0.1", "use HOST:PORT");
+    }
+
+    #[test]
     fn redis_roles_take_redis_options() {
         let c = config(&[
             "diner",
@@ -612,6 +1345,22 @@ mod tests {
                 assert_eq!(o.channel, "task:pubsub:channel");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_refused_without_its_password() {
+        for url in [
+            "redis://alice:pa/ss@127.0.0.1:x/5",
+            "redis+unix:///tmp/r.sock?db=x&pass=S3cr3t",
+        ] {
+            let text = parse(&["info", "--redis-url", url])
+                .expect_err(url)
+                .to_string();
+            assert!(text.contains("invalid --redis-url"), "{text}");
+            for secret in ["pa/ss", "ss@", "S3cr3t"] {
+                assert!(!text.contains(secret), "{text}");
+            }
         }
     }
 }

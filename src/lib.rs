@@ -34,6 +34,7 @@
 //! | [`serve`] | the web entry, `kitchen serve` |
 //! | [`results`] | what became of each dish queued through the web API |
 //! | `redis_mode` | the Redis backend, list and pub/sub (feature `redis`) |
+//! | [`redis_url`] | Redis URLs: checked, database read, credentials redacted |
 //! | [`dish`] | the dish and its wire format |
 //! | [`defaults`] | every default, defined once |
 //! | [`shutdown`] | the stop token every thread watches |
@@ -52,6 +53,7 @@ pub mod notice;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis_mode;
+pub mod redis_url;
 pub mod results;
 pub mod serve;
 pub mod shutdown;

@@ -6,11 +6,10 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::Parser;
 use kitchen::{Shutdown, app, cli::Cli};
 
 fn main() -> ExitCode {
-    let command = match Cli::try_parse().and_then(Cli::into_command) {
+    let command = match Cli::parse_command() {
         Ok(c) => c,
         // Prints clap's message; exit 2 for usage errors, 0 for --help/--version.
         Err(e) => e.exit(),

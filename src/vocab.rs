@@ -99,23 +99,9 @@ impl std::fmt::Debug for RedisOptions {
     }
 }
 
-/// A URL with any password replaced by `***`, safe to print.
+/// A URL with every credential replaced by `***`, safe to print.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{path}")
-            } else {
-                format!("{scheme}://***@{host}{path}")
-            }
-        }
-        None => url.to_owned(),
-    }
+    crate::redis_url::redact(url)
 }
 
 /// Which backend to open, as the command line chose it.

@@ -48,12 +48,108 @@ fn unknown_flags_values_and_conflicts_are_refused() {
     refused(&["--backend", "kafka"], "possible values: local, redis");
     refused(&["--capacity", "3", "--unbounded"], "cannot be used with");
     refused(&["--mode", "pubsub"], "--mode applies to --backend redis");
-    refused(&["chef"], "needs --backend redis");
-    refused(&["diner"], "needs --backend redis");
+    refused(&["chef", "--backend", "local"], "needs --backend redis");
+    refused(&["diner", "--backend", "local"], "needs --backend redis");
+    refused(&["info", "--backend", "local"], "needs --backend redis");
     refused(
         &["--backend", "redis", "--redis-url", "http://x"],
         "redis://",
     );
+}
+
+/// `refused`, and the error names the subcommand's usage, not the top level's.
+fn refused_under(args: &[&str], hint: &str) {
+    refused(args, hint);
+    let stderr = String::from_utf8_lossy(&run(args).stderr).into_owned();
+    let usage = format!("Usage: kitchen {} ", args[0]);
+    assert!(
+        stderr.contains(&usage),
+        "{args:?}: expected {usage:?} in {stderr}"
+    );
+}
+
+#[test]
+fn flags_a_subcommand_would_ignore_are_refused() {
+    refused_under(
+        &["serve", "--backend", "redis", "--batch", "3"],
+        "'--batch'",
+    );
+    refused_under(&["diner", "--capacity", "3"], "'--capacity'");
+    refused_under(&["info", "--batch", "5"], "'--batch'");
+    refused_under(
+        &[
+            "run",
+            "--backend",
+            "redis",
+            "--mode",
+            "pubsub",
+            "--capacity",
+            "5",
+        ],
+        "--capacity does not apply to --mode pubsub",
+    );
+    refused_under(
+        &["chef", "--mode", "pubsub", "--unbounded"],
+        "--unbounded does not apply to --mode pubsub",
+    );
+    refused_under(
+        &["serve", "--backend", "redis", "--diners", "4"],
+        "`kitchen diner` processes",
+    );
+    refused_under(&["run", "--queue", "q"], "add --backend redis");
+    refused_under(&["info", "--mode", "pubsub"], "takes no --mode");
+}
+
+#[test]
+fn usage_errors_show_the_subcommand_usage() {
+    refused_under(&["chef", "--capacity", "0"], "0 is not in 1..");
+    refused_under(&["diner", "--diners", "0"], "0 is not in 1..");
+    refused_under(&["serve", "--workers", "0"], "0 is not in 1..");
+    refused_under(&["info", "--capacity", "0"], "0 is not in 1..");
+    refused_under(&["chef", "--backend", "local"], "use `kitchen run`");
+    refused_under(&["run", "--backend", "kafka"], "possible values");
+}
+
+#[test]
+fn a_bind_address_that_cannot_be_is_a_usage_error() {
+    refused_under(&["serve", "--bind", "nonsense"], "use HOST:PORT");
+    refused_under(&["serve", "--bind", ":99999"], "use HOST:PORT");
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_only_roles_need_no_backend_flag() {
+    // Parsed, then refused at run time: nothing listens on port 1.
+    for role in ["chef", "diner", "info"] {
+        let out = run(&[role, "--redis-url", "redis://127.0.0.1:1/5"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{role}: {stderr}");
+        assert!(stderr.contains("cannot reach redis"), "{role}: {stderr}");
+    }
+}
+
+#[test]
+fn a_bad_redis_url_never_shows_its_secret() {
+    for (url, secrets) in [
+        ("redis://alice:pa/ss@127.0.0.1:x/5", &["pa/ss", "ss@"][..]),
+        (
+            "redis+unix:///tmp/kitchen.sock?db=x&pass=S3cr3t",
+            &["S3cr3t"],
+        ),
+        ("redis+unix://?pass=S3cr3t", &["S3cr3t"]),
+    ] {
+        for role in ["run", "chef", "info"] {
+            let out = run(&[role, "--backend", "redis", "--redis-url", url]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(2), "{role} {url}: {stderr}");
+            assert!(stderr.contains("invalid --redis-url"), "{stderr}");
+            for secret in secrets {
+                assert!(!stderr.contains(secret), "{url}: {stderr}");
+                assert!(!stdout.contains(secret), "{url}: {stdout}");
+            }
+        }
+    }
 }
 
 #[test]

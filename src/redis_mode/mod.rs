@@ -486,9 +486,7 @@ pub fn validate_url(url: &str) -> Result<(), String> {
 
 /// The database number in a URL (`…/5`), 0 when absent.
 fn db_of(url: &str) -> i64 {
-    url.rsplit_once('/')
-        .and_then(|(_, db)| db.split('?').next()?.parse().ok())
-        .unwrap_or(0)
+    crate::redis_url::database(url).unwrap_or(0)
 }
 
 fn connect(client: &Client) -> Result<Connection, RedisError> {
