@@ -436,7 +436,7 @@ fn kitchen_run(base: KitchenConfig, p: usize, c: usize, cap: usize, n: u64) -> O
         elapsed: start.elapsed(),
         made: s.made,
         eaten: s.eaten,
-        lost: owed.saturating_sub(s.eaten + s.left) + s.lost,
+        lost: owed.saturating_sub(s.eaten + s.left.unwrap_or(0)) + s.lost,
         duplicated: s.eaten.saturating_sub(owed),
         p50_us: s.latency_us.p50,
         p99_us: s.latency_us.p99,

@@ -28,16 +28,23 @@ pub enum AppError {
 pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
     match command {
         Command::Kitchen { config, json } => {
-            let summary = kitchen::run(&config, shutdown, Printer::stdout())?;
-            if json {
-                // A reader that went away (`kitchen --json | head -1`) is not an error.
-                let _ = writeln!(std::io::stdout().lock(), "{}", summary.to_json());
-            } else {
-                let _ = std::io::stderr()
-                    .lock()
-                    .write_all(summary.to_table().as_bytes());
+            let (summary, failure) = match kitchen::run(&config, shutdown, Printer::stdout()) {
+                Ok(s) => (Some(s), None),
+                Err(e) => (e.summary.map(|s| *s), Some(e.error)),
+            };
+            // Every exit that has a summary prints it, a failed one too:
+            // a chef that gave up on Redis still tells what it made.
+            if let Some(summary) = summary {
+                if json {
+                    // A reader that went away (`kitchen --json | head -1`) is not an error.
+                    let _ = writeln!(std::io::stdout().lock(), "{}", summary.to_json());
+                } else {
+                    let _ = std::io::stderr()
+                        .lock()
+                        .write_all(summary.to_table().as_bytes());
+                }
             }
-            Ok(())
+            failure.map_or(Ok(()), |e| Err(e.into()))
         }
         Command::Serve { bind, config } => {
             let listener = TcpListener::bind(&bind).map_err(|error| ServeError::Bind {
@@ -53,12 +60,6 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
                 crate::queue::BackendConfig::Redis(_) => String::new(),
             };
             let mut err = std::io::stderr().lock();
-            if server.waiting_for_queue {
-                let _ = writeln!(
-                    err,
-                    "kitchen serve: the queue does not answer yet: requests get 503 until it does"
-                );
-            }
             // Tests and scripts read the address from this line (`--bind 127.0.0.1:0`).
             let _ = writeln!(
                 err,
@@ -66,6 +67,12 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
                 config.backend.name(),
                 config.workers
             );
+            if server.waiting_for_queue {
+                let _ = writeln!(
+                    err,
+                    "kitchen serve: the queue does not answer yet: requests get 503 until it does"
+                );
+            }
             drop(err);
             server.run(shutdown)?;
             Ok(())

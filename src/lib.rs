@@ -17,7 +17,7 @@
 //!     ..KitchenConfig::default()
 //! };
 //! let summary = run(&config, &Shutdown::new(), Printer::quiet()).unwrap();
-//! assert_eq!((summary.made, summary.eaten, summary.left), (1_000, 1_000, 0));
+//! assert_eq!((summary.made, summary.eaten, summary.left), (1_000, 1_000, Some(0)));
 //! assert!(summary.max_depth <= 10);
 //! ```
 //!

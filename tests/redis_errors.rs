@@ -164,3 +164,32 @@ fn info_shows_the_queue_its_diners_and_dead_letters() {
         v["diners"][0]["alive"] == false && v["diners"][0]["holding"] == serde_json::json!(["1"])
     });
 }
+
+/// A chef that gives up on a Redis that went away still tells what it made:
+/// the summary comes before the error, and what it cannot know is null.
+#[test]
+fn a_chef_that_gives_up_on_redis_still_prints_its_summary() {
+    let mut redis = support::redis_server::RedisServer::start();
+    let url = redis.url();
+    let (chef, mut lines) = support::spawn_lines(&[
+        "chef",
+        "--redis-url",
+        &url,
+        "--unbounded",
+        "--max-sleep-ms",
+        "20",
+        "--reconnect-timeout",
+        "1",
+        "--json",
+    ]);
+    lines.wait_for_n(3, " made dish ");
+    redis.stop();
+    let out = chef.wait(support::LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = support::stderr(&out);
+    assert!(err.contains("could not reconnect"), "{err}");
+    let s = support::last_json(&lines.rest(support::LIMIT));
+    assert!(support::num(&s, "made") >= 3, "{s}");
+    assert!(s["eaten"].is_null() && s["diners"].is_null(), "{s}");
+    assert!(s["latency_us"].is_null(), "{s}");
+}

@@ -244,3 +244,51 @@ fn unbounded_runs_report_a_null_capacity() {
     assert!(s["capacity"].is_null(), "{s}");
     assert_eq!(num(&s, "eaten"), 1000);
 }
+
+/// The ids of dishes whose "ate" line came before their "made" line.
+fn eaten_before_made(stdout: &str) -> Vec<String> {
+    let mut made = std::collections::HashSet::new();
+    let mut early = Vec::new();
+    for l in stdout.lines() {
+        let Some(id) = l.split("[id ").nth(1).and_then(|r| r.strip_suffix(']')) else {
+            continue;
+        };
+        if l.contains(" made dish ") {
+            made.insert(id.to_owned());
+        } else if l.contains(" ate dish ") && !made.contains(id) {
+            early.push(id.to_owned());
+        }
+    }
+    early
+}
+
+/// `--ids` follows a dish from its chef to its diner: at full speed, with
+/// diners taking a dish the moment it lands, every "made" line still comes
+/// before the "ate" line of its dish (it once failed for 1 dish in 10).
+#[test]
+fn every_dish_is_made_on_screen_before_it_is_eaten() {
+    for args in [
+        &["run", "--dishes", "2000", "--max-sleep-ms", "0", "--ids"][..],
+        &[
+            "run",
+            "--dishes",
+            "300",
+            "--max-sleep-ms",
+            "2",
+            "--ids",
+            "--diners",
+            "5",
+        ][..],
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let early = eaten_before_made(&stdout);
+        assert!(early.is_empty(), "{args:?}: eaten before made: {early:?}");
+        assert_eq!(
+            stdout.lines().filter(|l| l.contains(" made dish ")).count(),
+            stdout.lines().filter(|l| l.contains(" ate dish ")).count(),
+            "{args:?}"
+        );
+    }
+}

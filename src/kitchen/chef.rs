@@ -48,9 +48,15 @@ pub(crate) struct ChefReport {
 }
 
 impl Chef {
-    /// Cooks until the tickets run out or `stop`.
-    pub fn cook(mut self) -> Result<ChefReport, PutError> {
+    /// Cooks until the tickets run out or `stop`; on a failure, also what
+    /// was made before it (a summary still counts those dishes).
+    pub fn cook(self) -> (ChefReport, Option<PutError>) {
         let mut r = ChefReport::default();
+        let failure = self.cook_into(&mut r).err();
+        (r, failure)
+    }
+
+    fn cook_into(mut self, r: &mut ChefReport) -> Result<(), PutError> {
         let mut ids = IdBlock::default();
         let mut budget = 0u64;
         // Dishes per round trip (`--batch`); 1 puts one dish at a time.
@@ -66,7 +72,7 @@ impl Chef {
             let (stopped, n) = if per_trip == 1 {
                 let dish = self.next_dish(&mut ids);
                 let put = self.producer.put(dish, &self.stop)?;
-                (!self.record(&mut r, &dish, put), 1)
+                (!self.record(r, &dish, put), 1)
             } else {
                 dishes.clear();
                 for _ in 0..budget.min(per_trip) {
@@ -75,7 +81,7 @@ impl Chef {
                 let puts = self.producer.put_all(&dishes, &self.stop)?;
                 let mut stopped = puts.len() < dishes.len();
                 for (dish, put) in dishes.iter().zip(puts) {
-                    stopped |= !self.record(&mut r, dish, put);
+                    stopped |= !self.record(r, dish, put);
                 }
                 (stopped, dishes.len() as u64)
             };
@@ -90,7 +96,7 @@ impl Chef {
                 break;
             }
         }
-        Ok(r)
+        Ok(())
     }
 
     /// A new dish with a random number, stamped with the time made unless

@@ -54,8 +54,16 @@ pub struct Diner<S> {
 }
 
 impl<S: Sink> Diner<S> {
-    /// Eats until the queue closes or `stop`; hands back the sink.
-    pub fn eat(mut self) -> Result<S, KitchenError> {
+    /// Eats until the queue closes or `stop`; hands back the sink, and the
+    /// failure that ended it early, if one did (the sink still counts what
+    /// was eaten before).
+    pub fn eat(mut self) -> (S, Option<KitchenError>) {
+        let failure = self.eat_all().err();
+        self.sink.closed(self.consumer.lost());
+        (self.sink, failure)
+    }
+
+    fn eat_all(&mut self) -> Result<(), KitchenError> {
         self.consumer.ready()?;
         if let Some(tx) = self.ready.take() {
             let _ = tx.send(());
@@ -68,8 +76,7 @@ impl<S: Sink> Diner<S> {
                 Take::Closed => break,
             }
         }
-        self.sink.closed(self.consumer.lost());
-        Ok(self.sink)
+        Ok(())
     }
 
     fn eat_one(&mut self, dish: Dish, depth: usize) -> Result<(), KitchenError> {

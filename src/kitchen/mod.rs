@@ -130,6 +130,28 @@ pub enum KitchenError {
     Panicked(String),
 }
 
+/// A run that failed, with the summary of what it did before it failed
+/// (`None` when it failed before any thread started), so that a chef that
+/// gives up on Redis still tells how many dishes it made.
+#[derive(Debug, thiserror::Error)]
+// The cause is the message (not a `source`): `main` prints the whole chain.
+#[error("{error}")]
+pub struct RunError {
+    /// What went wrong.
+    pub error: KitchenError,
+    /// What the run did until then.
+    pub summary: Option<Box<Summary>>,
+}
+
+impl<E: Into<KitchenError>> From<E> for RunError {
+    fn from(e: E) -> Self {
+        RunError {
+            error: e.into(),
+            summary: None,
+        }
+    }
+}
+
 /// Salts that keep chef and diner random streams apart under one seed.
 const CHEF_SALT: u64 = 0x6368_6566;
 const DINER_SALT: u64 = 0x0064_696e_6572;
@@ -185,8 +207,8 @@ impl Stops {
 
 /// What a chef or diner thread sends when it ends.
 enum Report {
-    Chef(Result<ChefReport, PutError>),
-    Diner(Result<Tally, KitchenError>),
+    Chef(ChefReport, Option<PutError>),
+    Diner(Tally, Option<KitchenError>),
     Panicked(String),
 }
 
@@ -293,7 +315,7 @@ pub fn run(
     config: &KitchenConfig,
     shutdown: &Shutdown,
     printer: Printer,
-) -> Result<Summary, KitchenError> {
+) -> Result<Summary, RunError> {
     let (chefs, diners) = match config.role {
         Role::Run => (config.chefs, config.diners),
         Role::Chef => (config.chefs, 0),
@@ -348,7 +370,7 @@ pub fn run(
             // Threads already started must not run on without a run.
             crew.stops.fail();
             crew.stops.run_over.stop();
-            return Err(e);
+            return Err(e.into());
         }
     };
     // From here, the local queue closes once these chefs' producers are dropped.
@@ -360,13 +382,30 @@ pub fn run(
         ..
     } = crew;
     drop(reports);
-    let ends = collect(&rx, chefs_started, config.role, &stops);
+    let (made, ate, failure) = collect(&rx, chefs_started, config.role, &stops);
     let elapsed = started.elapsed();
     stops.run_over.stop();
     join_all(handles, watcher, status);
-    let (made, ate) = ends?;
-    let left = backend.gauge().depth()? as u64;
-    Ok(summarize(config, &backend, &made, &ate, elapsed, left))
+    let left = backend.gauge().depth().map(|d| d as u64);
+    let summary = summarize(
+        config,
+        &backend,
+        &made,
+        &ate,
+        elapsed,
+        left.as_ref().ok().copied(),
+    );
+    match (failure, left) {
+        (None, Ok(_)) => Ok(summary),
+        (Some(error), _) => Err(RunError {
+            error,
+            summary: Some(Box::new(summary)),
+        }),
+        (None, Err(e)) => Err(RunError {
+            error: e.into(),
+            summary: Some(Box::new(summary)),
+        }),
+    }
 }
 
 /// Stops the chefs on the caller's `shutdown` or when `duration` is up.
@@ -429,7 +468,8 @@ impl Crew<'_> {
             };
             let reporter = self.reporter(&name);
             handles.push(spawn(&name, move || {
-                reporter.send(Report::Diner(diner.eat()))
+                let (tally, failure) = diner.eat();
+                reporter.send(Report::Diner(tally, failure));
             })?);
         }
         drop(ready_tx);
@@ -468,7 +508,8 @@ impl Crew<'_> {
             };
             let reporter = self.reporter(&name);
             handles.push(spawn(&name, move || {
-                reporter.send(Report::Chef(chef.cook()))
+                let (report, failure) = chef.cook();
+                reporter.send(Report::Chef(report, failure));
             })?);
         }
         Ok(handles)
@@ -498,7 +539,7 @@ fn collect(
     chefs: usize,
     role: Role,
     stops: &Stops,
-) -> Result<(ChefReport, DinersReport), KitchenError> {
+) -> (ChefReport, DinersReport, Option<KitchenError>) {
     let mut made = ChefReport::default();
     let mut ate = DinersReport::default();
     let mut first_error: Option<KitchenError> = None;
@@ -512,32 +553,32 @@ fn collect(
     };
     for report in rx.iter() {
         match report {
-            Report::Chef(r) => {
+            Report::Chef(r, failure) => {
                 chefs_left -= 1;
                 if chefs_left == 0 {
                     stops.chefs_done.stop();
                 }
-                match r {
-                    Ok(r) => {
-                        made.made += r.made;
-                        made.lost += r.lost;
-                        made.max_depth = made.max_depth.max(r.max_depth);
-                    }
-                    Err(e) => fail(e.into()),
+                made.made += r.made;
+                made.lost += r.lost;
+                made.max_depth = made.max_depth.max(r.max_depth);
+                if let Some(e) = failure {
+                    fail(e.into());
                 }
             }
-            Report::Diner(Ok(t)) => {
+            Report::Diner(t, failure) => {
                 ate.eaten += t.eaten;
                 ate.lost += t.lost;
                 ate.rejected += t.rejected;
                 ate.max_depth = ate.max_depth.max(t.max_depth);
                 ate.latency.merge(&t.latency);
+                if let Some(e) = failure {
+                    fail(e);
+                }
             }
-            Report::Diner(Err(e)) => fail(e),
             Report::Panicked(name) => fail(KitchenError::Panicked(name)),
         }
     }
-    first_error.map_or(Ok((made, ate)), Err)
+    (made, ate, first_error)
 }
 
 /// Waits for every thread; each has already reported (or its reporter has
@@ -554,7 +595,7 @@ fn summarize(
     made: &ChefReport,
     ate: &DinersReport,
     elapsed: Duration,
-    left: u64,
+    left: Option<u64>,
 ) -> Summary {
     let (chefs, diners) = match config.role {
         Role::Run => (config.chefs, config.diners),
@@ -568,6 +609,7 @@ fn summarize(
         ate.eaten
     };
     Summary {
+        role: config.role,
         backend: config.backend.name(),
         mode: config.backend.mode(),
         chefs,

@@ -4,12 +4,20 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::kitchen::Role;
 use crate::kitchen::stats::Latency;
 use crate::queue::Mode;
 
 /// What a run did, as SPEC §3 lays it out.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Every figure is kept here; what a process cannot know (a chef-only
+/// process has no diners, so no latency; a diner-only process does not know
+/// the bound its chefs keep) is `null` in the JSON and absent from the table,
+/// rather than a misleading 0.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
+    /// Which threads ran.
+    pub role: Role,
     /// `"local"` or `"redis"`.
     pub backend: &'static str,
     /// `null` for local, else `"list"` or `"pubsub"`.
@@ -24,8 +32,8 @@ pub struct Summary {
     pub made: u64,
     /// Dishes taken off it (deliveries, in pub/sub mode).
     pub eaten: u64,
-    /// Dishes still queued at exit.
-    pub left: u64,
+    /// Dishes still queued at exit; `None` when the queue could not be read.
+    pub left: Option<u64>,
     /// Dishes shown to be gone (published with no subscriber).
     pub lost: u64,
     /// Payloads a diner could not read.
@@ -40,50 +48,113 @@ pub struct Summary {
     pub latency_us: Latency,
 }
 
+/// The JSON form: the spec's fields in order, `null` where the role cannot know.
+#[derive(Serialize)]
+struct Wire<'a> {
+    backend: &'static str,
+    mode: Option<Mode>,
+    chefs: Option<usize>,
+    diners: Option<usize>,
+    capacity: Option<usize>,
+    made: Option<u64>,
+    eaten: Option<u64>,
+    left: Option<u64>,
+    lost: u64,
+    rejected: Option<u64>,
+    max_depth: u64,
+    elapsed_s: f64,
+    dishes_per_s: f64,
+    latency_us: Option<&'a Latency>,
+}
+
 impl Summary {
+    fn cooks(&self) -> bool {
+        self.role != Role::Diner
+    }
+
+    fn eats(&self) -> bool {
+        self.role != Role::Chef
+    }
+
+    fn wire(&self) -> Wire<'_> {
+        let (cooks, eats) = (self.cooks(), self.eats());
+        Wire {
+            backend: self.backend,
+            mode: self.mode,
+            chefs: cooks.then_some(self.chefs),
+            diners: eats.then_some(self.diners),
+            // Chefs keep the bound; a diner-only process cannot know theirs.
+            capacity: self.capacity.filter(|_| cooks),
+            made: cooks.then_some(self.made),
+            eaten: eats.then_some(self.eaten),
+            left: self.left,
+            lost: self.lost,
+            rejected: eats.then_some(self.rejected),
+            max_depth: self.max_depth,
+            elapsed_s: self.elapsed_s,
+            dishes_per_s: self.dishes_per_s,
+            latency_us: eats.then_some(&self.latency_us),
+        }
+    }
+
     /// One JSON object on one line.
     pub fn to_json(&self) -> String {
         // Numbers and strings only: serializing cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        serde_json::to_string(&self.wire()).unwrap_or_default()
     }
 
-    /// The table printed on stderr.
+    /// The table printed on stderr: only the rows this role knows.
     pub fn to_table(&self) -> String {
+        let w = self.wire();
         let backend = match self.mode {
             Some(Mode::List) => format!("{} (list)", self.backend),
             Some(Mode::Pubsub) => format!("{} (pubsub)", self.backend),
             None => self.backend.to_owned(),
         };
-        let capacity = self
-            .capacity
-            .map_or_else(|| "unbounded".to_owned(), |c| c.to_string());
-        let l = &self.latency_us;
-        let rows: [(&str, String); 14] = [
-            ("backend", backend),
-            ("chefs", self.chefs.to_string()),
-            ("diners", self.diners.to_string()),
+        let capacity = if self.cooks() {
+            Some(
+                self.capacity
+                    .map_or_else(|| "unbounded".to_owned(), |c| c.to_string()),
+            )
+        } else {
+            None
+        };
+        let show = |v: Option<u64>| v.map(|n| n.to_string());
+        let rows: [(&str, Option<String>); 14] = [
+            ("backend", Some(backend)),
+            ("chefs", w.chefs.map(|n| n.to_string())),
+            ("diners", w.diners.map(|n| n.to_string())),
             ("capacity", capacity),
-            ("made", self.made.to_string()),
-            ("eaten", self.eaten.to_string()),
-            ("left", self.left.to_string()),
-            ("lost", self.lost.to_string()),
-            ("rejected", self.rejected.to_string()),
-            ("max depth", self.max_depth.to_string()),
-            ("elapsed", format!("{:.3} s", self.elapsed_s)),
+            ("made", show(w.made)),
+            ("eaten", show(w.eaten)),
+            (
+                "left",
+                Some(
+                    w.left
+                        .map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
+                ),
+            ),
+            ("lost", Some(self.lost.to_string())),
+            ("rejected", show(w.rejected)),
+            ("max depth", Some(self.max_depth.to_string())),
+            ("elapsed", Some(format!("{:.3} s", self.elapsed_s))),
             (
                 "rate",
-                format!("{} dishes/s", human_rate(self.dishes_per_s)),
+                Some(format!("{} dishes/s", human_rate(self.dishes_per_s))),
             ),
             (
                 "latency",
-                format!("p50 {} µs, p90 {} µs, p99 {} µs", l.p50, l.p90, l.p99),
+                w.latency_us
+                    .map(|l| format!("p50 {} µs, p90 {} µs, p99 {} µs", l.p50, l.p90, l.p99)),
             ),
-            ("max latency", format!("{} µs", l.max)),
+            ("max latency", w.latency_us.map(|l| format!("{} µs", l.max))),
         ];
         let mut out = String::from("kitchen summary\n");
         for (k, v) in rows {
-            // Writing to a String cannot fail.
-            let _ = writeln!(out, "  {k:<12} {v}");
+            if let Some(v) = v {
+                // Writing to a String cannot fail.
+                let _ = writeln!(out, "  {k:<12} {v}");
+            }
         }
         out
     }
@@ -106,6 +177,7 @@ mod tests {
 
     fn sample() -> Summary {
         Summary {
+            role: Role::Run,
             backend: "local",
             mode: None,
             chefs: 3,
@@ -113,7 +185,7 @@ mod tests {
             capacity: Some(10),
             made: 1000,
             eaten: 1000,
-            left: 0,
+            left: Some(0),
             lost: 0,
             rejected: 0,
             max_depth: 10,
@@ -166,6 +238,35 @@ mod tests {
         ] {
             assert!(t.contains(want), "{want:?} missing from\n{t}");
         }
+    }
+
+    #[test]
+    fn one_role_shows_only_what_it_knows() {
+        let chef = Summary {
+            role: Role::Chef,
+            ..sample()
+        };
+        let json = chef.to_json();
+        for null in ["diners", "eaten", "rejected", "latency_us"] {
+            assert!(
+                json.contains(&format!(r#""{null}":null"#)),
+                "{null}: {json}"
+            );
+        }
+        let t = chef.to_table();
+        assert!(!t.contains("eaten") && !t.contains("latency"), "{t}");
+        let diner = Summary {
+            role: Role::Diner,
+            ..sample()
+        };
+        let json = diner.to_json();
+        for null in ["chefs", "capacity", "made"] {
+            assert!(
+                json.contains(&format!(r#""{null}":null"#)),
+                "{null}: {json}"
+            );
+        }
+        assert!(!diner.to_table().contains("made"), "{}", diner.to_table());
     }
 
     #[test]

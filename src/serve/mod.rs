@@ -204,8 +204,8 @@ impl Server {
         let mut first_error = None;
         for (name, h) in self.eaters {
             let err = match h.join() {
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => e,
+                Ok((_, None)) => continue,
+                Ok((_, Some(e))) => e,
                 Err(_) => KitchenError::Panicked(name),
             };
             first_error.get_or_insert(err);
@@ -215,7 +215,7 @@ impl Server {
     }
 }
 
-type DinerThread = (String, JoinHandle<Result<WebSink, KitchenError>>);
+type DinerThread = (String, JoinHandle<(WebSink, Option<KitchenError>)>);
 
 /// Starts in-process diner `i`: the kitchen's diner, reporting to the server's figures.
 fn spawn_diner(
