@@ -1,6 +1,7 @@
 //! Shared test harness: the real `kitchen` binary, and waiting on conditions with a deadline.
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http_client;
 pub mod ledger;
 #[cfg(feature = "redis")]
 pub mod redis_kitchen;
