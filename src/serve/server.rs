@@ -62,6 +62,9 @@ const CHUNK: usize = 4096;
 const TICK: Duration = Duration::from_millis(10);
 /// How long accepting pauses when the system refuses a descriptor.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// Connections accepted in one go before the loop turns to the others: a
+/// flood of connects must not starve the connections already held.
+const ACCEPTS_PER_ROUND: usize = 256;
 /// Connections the kernel holds until the loop accepts them (capped by the
 /// system's `somaxconn`, 4 096 on Linux since 5.4; Go listens with that
 /// too). The standard library listens with 128: 2 000 connects in a burst
@@ -158,7 +161,7 @@ fn serve<H: Handler>(
         done: done_rx,
         shutdown: shutdown.clone(),
         next_due: None,
-        accept_paused: None,
+        accept_at: None,
     };
     let served = event_loop.run();
     // Workers finish the requests already queued, then see the end.
@@ -305,15 +308,17 @@ struct EventLoop {
     shutdown: Shutdown,
     /// When the deadlines must next be scanned (`None`: no deadline is set).
     next_due: Option<Instant>,
-    /// Accepting is paused until then, after the system refused a descriptor.
-    accept_paused: Option<Instant>,
+    /// When to accept again without waiting for readiness: after a pause
+    /// when the system refused a descriptor, or at once when a round's share
+    /// of accepts was used up.
+    accept_at: Option<Instant>,
 }
 
 impl EventLoop {
     fn run(&mut self) -> Result<(), ServeError> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let wait = [self.next_due, self.accept_paused]
+            let wait = [self.next_due, self.accept_at]
                 .into_iter()
                 .flatten()
                 .min()
@@ -327,9 +332,13 @@ impl EventLoop {
             if self.shutdown.is_stopped() && !self.ctx.stopping {
                 self.begin_stop();
             }
+            let mut accepted = false;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => {
+                        accepted = true;
+                        self.accept();
+                    }
                     // The answers are read below, whatever woke the loop.
                     WAKER => {}
                     token => self.drive(token, |c, ctx| c.drive(ctx)),
@@ -338,8 +347,10 @@ impl EventLoop {
             while let Ok(done) = self.done.try_recv() {
                 self.drive(done.token, |c, ctx| c.answer(done.out, done.close, ctx));
             }
-            if self.accept_paused.is_some_and(|at| self.ctx.now >= at) {
-                self.accept_paused = None;
+            // Only accepts left over from an earlier round: this round's
+            // listener event has had its share.
+            if !accepted && self.accept_at.is_some_and(|at| self.ctx.now >= at) {
+                self.accept_at = None;
                 self.accept();
             }
             if self.next_due.is_some_and(|at| self.ctx.now >= at) {
@@ -372,9 +383,10 @@ impl EventLoop {
         }
     }
 
-    /// Accepts until the backlog is empty (readiness comes on edges only).
+    /// Accepts until the backlog is empty (readiness comes on edges only),
+    /// or a round's share is used up.
     fn accept(&mut self) {
-        loop {
+        for _ in 0..ACCEPTS_PER_ROUND {
             let Some(listener) = &self.listener else {
                 return;
             };
@@ -394,7 +406,7 @@ impl EventLoop {
                 // Out of descriptors or memory: what waits in the backlog
                 // waits a moment, rather than the loop spinning on it.
                 Err(_) => {
-                    self.accept_paused = Some(self.ctx.now + ACCEPT_PAUSE);
+                    self.accept_at = Some(self.ctx.now + ACCEPT_PAUSE);
                     return;
                 }
             };
@@ -423,6 +435,8 @@ impl EventLoop {
                 .insert(token, Conn::new(stream, token, idle_until));
             self.next_due = Some(self.next_due.map_or(idle_until, |d| d.min(idle_until)));
         }
+        // More may wait: the next round takes them, after the others' events.
+        self.accept_at = Some(self.ctx.now);
     }
 
     /// Closes or answers `408` to every connection past its deadline.
@@ -454,7 +468,7 @@ impl EventLoop {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        self.accept_paused = None;
+        self.accept_at = None;
         let tokens: Vec<Token> = self.conns.keys().copied().collect();
         for token in tokens {
             self.drive(token, Conn::stop);
