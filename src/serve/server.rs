@@ -43,7 +43,7 @@ const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 /// The most connections held at once, when the descriptor limit allows it.
 /// Each costs a descriptor and a read buffer only while a request is in it.
-pub(crate) const MAX_CONNECTIONS: usize = 10_000;
+const MAX_CONNECTIONS: usize = 10_000;
 /// Descriptors kept for everything but client connections (standard streams,
 /// the poller), on top of [`FDS_PER_WORKER`] per worker.
 const RESERVED_FDS: u64 = 64;
