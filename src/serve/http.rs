@@ -117,6 +117,7 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -157,6 +158,9 @@ pub enum HeadError {
     BodyTooLarge(u64),
     /// `Transfer-Encoding` (chunked bodies).
     Unsupported,
+    /// A method that carries a body (`POST`, `PUT`, `PATCH`) without
+    /// `Content-Length`: where its body ends is unknown.
+    LengthRequired,
 }
 
 impl HeadError {
@@ -177,6 +181,10 @@ impl HeadError {
             HeadError::Unsupported => Response::json_error(
                 501,
                 "Transfer-Encoding is not supported; send the body with Content-Length",
+            ),
+            HeadError::LengthRequired => Response::json_error(
+                411,
+                "a request with a body needs Content-Length (0 for none)",
             ),
         }
     }
@@ -201,25 +209,37 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     };
     let path = target.split('?').next().unwrap_or(target);
     let mut body_len: Option<u64> = None;
+    let mut chunked = false;
     let mut connection: Option<&[u8]> = None;
     let mut expect_continue = false;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or(HeadError::Malformed("Content-Length is not a number"))?;
+            let n = content_length(h.value)?;
             if body_len.is_some_and(|m| m != n) {
                 return Err(HeadError::Malformed("conflicting Content-Length headers"));
             }
             body_len = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(HeadError::Unsupported);
+            chunked = true;
         } else if h.name.eq_ignore_ascii_case("connection") {
             connection = Some(h.value);
         } else if h.name.eq_ignore_ascii_case("expect") {
             expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
         }
+    }
+    // Two framings in one head is how requests are smuggled past a proxy
+    // that reads the other one: refuse, whatever either says.
+    if chunked && body_len.is_some() {
+        return Err(HeadError::Malformed(
+            "Content-Length and Transfer-Encoding together",
+        ));
+    }
+    if chunked {
+        return Err(HeadError::Unsupported);
+    }
+    // Without a length, a body would be read as the next request.
+    if body_len.is_none() && matches!(method, "POST" | "PUT" | "PATCH") {
+        return Err(HeadError::LengthRequired);
     }
     let body_len = body_len.unwrap_or(0);
     if body_len > MAX_BODY as u64 {
@@ -245,6 +265,24 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         http10: version == 0,
         expect_continue,
     }))
+}
+
+/// A `Content-Length` value: ASCII digits only (RFC 9110 §8.6). A sign,
+/// spaces inside or a list would each be read differently by some other
+/// server on the way, so each is a `400`.
+fn content_length(value: &[u8]) -> Result<u64, HeadError> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(HeadError::Malformed(
+            "Content-Length is not a decimal number",
+        ));
+    }
+    digits
+        .iter()
+        .try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .ok_or(HeadError::Malformed("Content-Length is out of range"))
 }
 
 /// Where `part`, a slice of `buf`, lies in it.
@@ -293,6 +331,55 @@ mod tests {
         assert_eq!(head(chunked), Err(HeadError::Unsupported));
         let bad = "POST /dishes HTTP/1.1\r\nContent-Length: x\r\n\r\n";
         assert!(matches!(head(bad), Err(HeadError::Malformed(_))));
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        let with = |v: &str| {
+            head(&format!(
+                "POST /dishes HTTP/1.1\r\nContent-Length: {v}\r\n\r\n"
+            ))
+        };
+        for bad in [
+            "+11",
+            "-1",
+            "1 1",
+            "0x10",
+            "11,11",
+            "1_0",
+            "",
+            "١١",
+            "99999999999999999999",
+        ] {
+            assert!(
+                matches!(with(bad), Err(HeadError::Malformed(_))),
+                "{bad:?} gave {:?}",
+                with(bad)
+            );
+        }
+        let ok = with("011").expect("valid").expect("complete");
+        assert_eq!(ok.body_len, 11);
+        let twice = "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(head(twice).expect("valid").expect("complete").body_len, 3);
+    }
+
+    #[test]
+    fn framing_that_could_be_smuggled_is_refused() {
+        let both =
+            "POST /dishes HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(head(both), Err(HeadError::Malformed(_))));
+        let both =
+            "POST /dishes HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        assert!(matches!(head(both), Err(HeadError::Malformed(_))));
+        for method in ["POST", "PUT", "PATCH"] {
+            let raw = format!("{method} /dishes HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(head(&raw), Err(HeadError::LengthRequired), "{method}");
+            assert_eq!(HeadError::LengthRequired.response().status, 411);
+        }
+        let get = head("GET / HTTP/1.1\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(get.body_len, 0);
     }
 
     #[test]

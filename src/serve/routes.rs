@@ -248,14 +248,17 @@ fn parse_new_dish(body: &[u8]) -> Result<Option<u8>, Response> {
 
 impl Handler for Web {
     fn handle(&mut self, req: &Request<'_>) -> Response {
+        // HEAD is a GET without the body, so only where a GET changes
+        // nothing: a HEAD that queued a dish would be a surprise.
         let get = matches!(req.method, "GET" | "HEAD");
+        let only_get = req.method == "GET";
         let only = |allow: &'static str, ok: bool, f: &mut dyn FnMut() -> Response| {
             if ok { f() } else { not_allowed(allow) }
         };
         match req.path {
             "/" => only("GET, HEAD", get, &mut || self.page()),
-            "/prodcons" => only("GET, HEAD", get, &mut || self.prodcons()),
-            "/pubsub" => only("GET, HEAD", get, &mut || self.pubsub()),
+            "/prodcons" => only("GET", only_get, &mut || self.prodcons()),
+            "/pubsub" => only("GET", only_get, &mut || self.pubsub()),
             "/dishes" => only("POST", req.method == "POST", &mut || self.create(req.body)),
             "/stats" => only("GET, HEAD", get, &mut || {
                 let snap = self.snapshot();

@@ -3,6 +3,7 @@
 //! regression fails the test instead of hanging it.
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http_client;
 pub mod ledger;
 #[cfg(feature = "redis")]
 pub mod redis_kitchen;
