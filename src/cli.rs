@@ -317,7 +317,7 @@ struct ServeArgs {
     /// Address to listen on (HOST:PORT; port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = defaults::BIND, value_parser = parse_bind)]
     bind: String,
-    /// Web worker threads: connections served at once.
+    /// Web worker threads: requests answered at once.
     #[arg(long, default_value_t = defaults::WORKERS as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: u32,
     /// In-process diner threads (local backend; 0 = none, dishes wait).

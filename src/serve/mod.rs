@@ -46,7 +46,7 @@ pub struct ServeConfig {
     pub capacity: Capacity,
     /// In-process diner threads (local backend; 0 = none, dishes wait).
     pub diners: usize,
-    /// Web worker threads: how many connections are served at once.
+    /// Web worker threads: how many requests are answered at once.
     pub workers: usize,
     /// In-process diners nap a uniform random time below this per dish.
     pub max_sleep: Duration,
