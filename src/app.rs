@@ -21,6 +21,9 @@ pub enum AppError {
     /// The queue could not be read.
     #[error(transparent)]
     Open(#[from] OpenError),
+    /// `kitchen enqueue` failed.
+    #[error(transparent)]
+    Enqueue(#[from] crate::enqueue::EnqueueError),
 }
 
 /// Runs `command` until done or `shutdown`; prints the summary (a table on
@@ -75,6 +78,11 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
             }
             drop(err);
             server.run(shutdown)?;
+            Ok(())
+        }
+        Command::Enqueue(config) => {
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            crate::enqueue::run(&config, shutdown, &mut out, &mut err)?;
             Ok(())
         }
         Command::Info {

@@ -18,6 +18,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::defaults;
+use crate::enqueue::EnqueueConfig;
+use crate::exec::Exec;
+use crate::kitchen::work::Work;
 use crate::kitchen::{KitchenConfig, Role};
 use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions};
 use crate::serve::ServeConfig;
@@ -49,6 +52,8 @@ enum Sub {
         "The most dishes waiting at once; a request that finds it full waits up to --full-wait-ms, then gets 503"
     )))]
     Serve(ServeArgs),
+    /// Queue dishes with these payloads (Redis); `--wait` prints each result.
+    Enqueue(EnqueueArgs),
     /// What is in Redis now: queue length and capacity, live diners and what
     /// each holds, dead letters, channel subscribers (Redis).
     // Chefs record their bound in Redis; the flags are what to show when no
@@ -181,6 +186,68 @@ struct ResultTtlArg {
     result_ttl: Secs,
 }
 
+/// What diners do with each dish (`run`, `diner`, `serve`).
+#[derive(Debug, Args)]
+struct WorkArgs {
+    /// Run CMD through `sh -c` once per dish, the payload on its stdin (never
+    /// in the command line), with KITCHEN_DISH_ID, KITCHEN_ATTEMPT and
+    /// KITCHEN_QUEUE set. Exit 0 is eaten (stdout, up to 64 KiB, is the
+    /// result); anything else is a failure. Without it, diners nap (the
+    /// tutorial's simulation).
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+    /// End a dish's command (its whole process group) after SECS: a failure.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "exec")]
+    timeout: Option<Duration>,
+    /// After the first Ctrl-C or SIGTERM, work in hand gets SECS; then it is
+    /// ended and its dish given back to the queue.
+    #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::SHUTDOWN_TIMEOUT), value_parser = parse_secs_arg)]
+    shutdown_timeout: Secs,
+    /// The largest payload a dish may carry, in bytes; a larger one is
+    /// refused (413 on `POST /dishes`) or dead-lettered.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PAYLOAD as u64, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
+    max_payload: u64,
+}
+
+impl WorkArgs {
+    fn work(&self) -> Work {
+        match &self.exec {
+            Some(command) => Work::Exec(Exec {
+                command: command.clone(),
+                timeout: self.timeout,
+            }),
+            None => Work::Nap,
+        }
+    }
+
+    fn max_payload(&self) -> usize {
+        usize::try_from(self.max_payload).unwrap_or(usize::MAX)
+    }
+}
+
+/// `kitchen enqueue`: dishes with these payloads, tracked.
+#[derive(Debug, Args)]
+struct EnqueueArgs {
+    /// Payloads: any JSON value or text, one dish each; `-` reads one
+    /// payload per line from stdin.
+    #[arg(value_name = "PAYLOAD", required = true)]
+    payloads: Vec<String>,
+    /// Wait for each dish's result, print its output, and exit 1 if any failed.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    backend: RedisBackendArg,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    capacity: CapacityArgs,
+    #[command(flatten)]
+    reconnect: ReconnectArg,
+    /// The largest payload a dish may carry, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PAYLOAD as u64, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
+    max_payload: u64,
+}
+
 #[derive(Debug, Args)]
 struct InfoArgs {
     #[command(flatten)]
@@ -265,6 +332,8 @@ struct RunArgs {
     #[command(flatten)]
     result_ttl: ResultTtlArg,
     #[command(flatten)]
+    work: WorkArgs,
+    #[command(flatten)]
     pace: PaceArgs,
 }
 
@@ -309,6 +378,11 @@ struct DinerArgs {
     #[command(flatten)]
     result_ttl: ResultTtlArg,
     #[command(flatten)]
+    work: WorkArgs,
+    /// Eat until the queue is empty, then exit 0 (for cron and CI).
+    #[arg(long)]
+    burst: bool,
+    #[command(flatten)]
     pace: PaceArgs,
 }
 
@@ -345,6 +419,8 @@ struct ServeArgs {
     capacity: CapacityArgs,
     #[command(flatten)]
     result_ttl: ResultTtlArg,
+    #[command(flatten)]
+    work: WorkArgs,
 }
 
 /// What to do, validated.
@@ -364,6 +440,8 @@ pub enum Command {
         /// The server.
         config: ServeConfig,
     },
+    /// Queue tracked dishes, and maybe wait for their results.
+    Enqueue(EnqueueConfig),
     /// Print what is in Redis now.
     Info {
         /// Where to look.
@@ -437,6 +515,7 @@ impl Cli {
             Some(Sub::Diner(a)) => a.into_command(t),
             Some(Sub::Serve(a)) => a.into_command(t),
             Some(Sub::Info(a)) => a.into_command(t),
+            Some(Sub::Enqueue(a)) => a.into_command(t),
         }
     }
 }
@@ -559,10 +638,16 @@ impl RunArgs {
         t.refuse(local, &REDIS_ONLY)?;
         t.refuse(
             local,
-            &[(
-                "result_ttl",
-                "--result-ttl applies to --backend redis, where diners record results for `kitchen serve`; a local run keeps none",
-            )],
+            &[
+                (
+                    "result_ttl",
+                    "--result-ttl applies to --backend redis, where diners record results for `kitchen serve`; a local run keeps none",
+                ),
+                (
+                    "max_payload",
+                    "--max-payload applies to --backend redis, where payloads come from other producers; a local run makes its own",
+                ),
+            ],
         )?;
         t.refuse(!local && mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
         t.refuse(!local && mode == Mode::List, &LIST_IGNORES)?;
@@ -571,6 +656,7 @@ impl RunArgs {
             o.heartbeat_ttl = self.heartbeat.heartbeat_ttl.0;
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
             o.result_ttl = self.result_ttl.result_ttl.0;
+            o.max_payload = self.work.max_payload();
         })?;
         let capacity = self.capacity.capacity(t, local)?;
         Ok(kitchen_command(
@@ -581,6 +667,8 @@ impl RunArgs {
                 chefs: self.chefs.chefs as usize,
                 diners: self.diners.diners as usize,
                 dishes: self.dishes.dishes,
+                work: self.work.work(),
+                shutdown_timeout: self.work.shutdown_timeout.0,
                 ..KitchenConfig::default()
             },
             self.pace,
@@ -645,10 +733,14 @@ impl DinerArgs {
             o.heartbeat_ttl = self.heartbeat.heartbeat_ttl.0;
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
             o.result_ttl = self.result_ttl.result_ttl.0;
+            o.max_payload = self.work.max_payload();
         })?;
         Ok(kitchen_command(
             KitchenConfig {
                 role: Role::Diner,
+                work: self.work.work(),
+                shutdown_timeout: self.work.shutdown_timeout.0,
+                burst: self.burst,
                 backend: BackendConfig::Redis(redis),
                 // Diners never read the bound: chefs keep it.
                 chefs: 0,
@@ -692,8 +784,10 @@ impl ServeArgs {
         let result_ttl = self.result_ttl.result_ttl.0;
         // The server sets the mode per route, and fails fast instead of
         // reconnecting.
+        let max_payload = self.work.max_payload();
         let backend = backend_config(t, self.backend.backend, Mode::List, self.redis, |o| {
             o.result_ttl = result_ttl;
+            o.max_payload = max_payload;
         })?;
         let capacity = self.capacity.capacity(t, local)?;
         Ok(Command::Serve {
@@ -708,6 +802,9 @@ impl ServeArgs {
                 max_results: usize::try_from(self.max_results).unwrap_or(usize::MAX),
                 client_timeout: self.client_timeout.0,
                 full_wait: Duration::from_millis(self.full_wait_ms),
+                max_payload,
+                work: self.work.work(),
+                shutdown_timeout: self.work.shutdown_timeout.0,
             },
         })
     }
@@ -731,6 +828,27 @@ impl InfoArgs {
             capacity: self.capacity.capacity(t, false)?,
             json: self.json,
         })
+    }
+}
+
+impl EnqueueArgs {
+    fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
+        t.redis_only(
+            self.backend.backend,
+            "`kitchen enqueue` needs --backend redis (its default): a local queue lives inside one process; use `POST /dishes` on `kitchen serve` for it",
+        )?;
+        let max_payload = usize::try_from(self.max_payload).unwrap_or(usize::MAX);
+        let redis = redis_options(t, Mode::List, self.redis, |o| {
+            o.reconnect_for = self.reconnect.reconnect_timeout.0;
+            o.max_payload = max_payload;
+        })?;
+        Ok(Command::Enqueue(EnqueueConfig {
+            backend: BackendConfig::Redis(redis),
+            capacity: self.capacity.capacity(t, false)?,
+            payloads: self.payloads,
+            wait: self.wait,
+            max_payload,
+        }))
     }
 }
 
@@ -1209,7 +1327,15 @@ mod tests {
     fn each_subcommand_takes_only_the_flags_it_reads() {
         let redis = "redis-url queue channel";
         let pace = "duration max-sleep-ms seed quiet json ids";
+        let work = "exec timeout shutdown-timeout max-payload";
         let matrix = [
+            ("run", work.to_owned()),
+            ("diner", format!("{work} burst")),
+            ("serve", work.to_owned()),
+            (
+                "enqueue",
+                format!("wait capacity unbounded reconnect-timeout max-payload {redis}"),
+            ),
             (
                 "run",
                 format!("chefs diners dishes backend mode capacity unbounded batch {redis}"),
@@ -1240,7 +1366,7 @@ mod tests {
         ];
         let mut root = Cli::command();
         root.build();
-        for sub in ["run", "chef", "diner", "serve", "info"] {
+        for sub in ["run", "chef", "diner", "serve", "info", "enqueue"] {
             let mut want: Vec<&str> = matrix
                 .iter()
                 .filter(|(s, _)| *s == sub)

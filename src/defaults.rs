@@ -38,6 +38,13 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(HEARTBEAT_TTL_SECS);
 pub const RECONNECT_FOR: Duration = Duration::from_secs(RECONNECT_SECS);
 /// How long results are kept.
 pub const RESULT_TTL: Duration = Duration::from_secs(RESULT_TTL_SECS);
+/// After the first Ctrl-C or SIGTERM, how long work in hand may run, in
+/// seconds: below the 30 s most deploy tools wait before SIGKILL.
+pub const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
+/// After the first Ctrl-C or SIGTERM, how long work in hand may run.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(SHUTDOWN_TIMEOUT_SECS);
+/// The largest payload a dish may carry, in bytes: 1 MiB.
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
 /// The longest nap after each dish.
 pub const MAX_SLEEP: Duration = Duration::from_millis(MAX_SLEEP_MS);
 

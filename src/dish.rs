@@ -1,10 +1,10 @@
 //! The dish and its wire format: a small JSON object, or the tutorial's bare integer.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The largest dish number; the tutorial draws from 0 to 9.
 pub const MAX_DISH: u8 = 9;
@@ -66,51 +66,190 @@ impl std::str::FromStr for DishId {
     }
 }
 
-/// One dish: what a chef puts on the queue and a diner takes off it.
+/// What a dish carries: the tutorial's number, any JSON value, or text.
 ///
-/// `Copy` and 32 bytes, so the in-process channel moves it without allocating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Cheap to clone: the number needs no allocation (the kitchen's own dishes
+/// and the tutorial's `LPUSH queue 7`), and other payloads share one buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A dish number, 0 to [`MAX_DISH`]: the tutorial's dishes.
+    Number(u8),
+    /// Any other JSON value (an object, an array, a number outside 0–9,
+    /// `true`…), as its JSON text.
+    Json(Arc<str>),
+    /// Text that is not JSON, or a JSON string's text.
+    Text(Arc<str>),
+}
+
+impl Payload {
+    /// The bytes a command reads on its stdin: the number, the JSON text, or the text.
+    pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Payload::Number(n) => std::borrow::Cow::Owned(n.to_string().into_bytes()),
+            Payload::Json(s) | Payload::Text(s) => std::borrow::Cow::Borrowed(s.as_bytes()),
+        }
+    }
+
+    /// Its size in bytes, as the limit counts it.
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Number(_) => 1,
+            Payload::Json(s) | Payload::Text(s) => s.len(),
+        }
+    }
+
+    /// Whether it is empty text.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// As a JSON value, for records and API answers.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Payload::Number(n) => serde_json::Value::from(*n),
+            Payload::Json(s) => serde_json::from_str(s).unwrap_or(serde_json::Value::Null),
+            Payload::Text(s) => serde_json::Value::from(&**s),
+        }
+    }
+
+    /// A JSON value as a payload: a number 0–9 is a dish number, a string
+    /// is its text, anything else its JSON text.
+    pub fn from_json(v: &serde_json::Value) -> Payload {
+        match v {
+            serde_json::Value::Number(n) => {
+                match n.as_u64().filter(|&n| n <= u64::from(MAX_DISH)) {
+                    Some(d) => Payload::Number(d as u8),
+                    None => Payload::Json(Arc::from(n.to_string())),
+                }
+            }
+            serde_json::Value::String(s) => Payload::Text(Arc::from(s.as_str())),
+            other => Payload::Json(Arc::from(other.to_string())),
+        }
+    }
+}
+
+impl Payload {
+    /// A payload from JSON text known to parse (an envelope's `dish`), its
+    /// spelling kept: a number 0–9 is a dish number, a string is its text.
+    fn from_raw(raw: &str) -> Payload {
+        match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(serde_json::Value::Number(n))
+                if n.as_u64().is_some_and(|n| n <= u64::from(MAX_DISH)) =>
+            {
+                Payload::Number(n.as_u64().unwrap_or(0) as u8)
+            }
+            Ok(serde_json::Value::String(s)) => Payload::Text(Arc::from(s)),
+            _ => Payload::Json(Arc::from(raw)),
+        }
+    }
+
+    /// What a producer's text means as a payload: a dish number 0–9, any
+    /// other JSON value, a JSON string's text, or else the text itself.
+    pub fn read(text: &str) -> Payload {
+        let trimmed = text.trim();
+        if let Ok(n) = trimmed.parse::<u8>()
+            && n <= MAX_DISH
+        {
+            return Payload::Number(n);
+        }
+        match serde_json::from_str::<serde_json::Value>(trimmed) {
+            Ok(serde_json::Value::String(s)) => Payload::Text(Arc::from(s)),
+            Ok(_) => Payload::Json(Arc::from(trimmed)),
+            Err(_) => Payload::Text(Arc::from(text)),
+        }
+    }
+}
+
+/// Whether JSON text is an object with the keys of kitchen's envelope.
+fn is_envelope(json: &str) -> bool {
+    json.starts_with('{')
+        && matches!(
+            serde_json::from_str::<serde_json::Value>(json),
+            Ok(serde_json::Value::Object(o)) if o.contains_key("id") && o.contains_key("made_at")
+        )
+}
+
+/// How per-dish lines show a payload: the number itself, or a short excerpt
+/// on one line.
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const EXCERPT: usize = 40;
+        let text = match self {
+            Payload::Number(n) => return write!(f, "{n}"),
+            Payload::Json(s) | Payload::Text(s) => s,
+        };
+        for (shown, c) in text.chars().enumerate() {
+            if shown == EXCERPT {
+                return f.write_str("…");
+            }
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if c.is_control() => f.write_str("?")?,
+                c => write!(f, "{c}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One dish: what a chef puts on the queue and a diner takes off it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dish {
     /// Unique id.
     pub id: DishId,
-    /// The dish number, 0 to [`MAX_DISH`].
-    pub number: u8,
-    /// The chef that made it, counted from 1; 0 when unknown (a bare integer).
+    /// What it carries.
+    pub payload: Payload,
+    /// The chef that made it, counted from 1; 0 when unknown (another producer's).
     pub chef: u32,
     /// When it was made, in microseconds since the Unix epoch; 0 when unknown.
     pub made_at_us: u64,
-    /// Its maker will ask what became of it (the web entry's `POST /dishes`),
-    /// so diners record its result; other dishes cost them nothing extra.
+    /// Its maker will ask what became of it (`POST /dishes`, `kitchen
+    /// enqueue`), so diners record its result; other dishes cost them nothing extra.
     pub track: bool,
 }
 
 /// Why a payload is not a dish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// Not UTF-8, not an integer, not a JSON dish.
-    #[error("payload is neither a JSON dish nor an integer")]
+    /// Bytes that are not UTF-8 text.
+    #[error("payload is not UTF-8 text")]
     Garbage,
-    /// A dish number outside 0–9.
-    #[error("dish number {0} is out of range 0-{MAX_DISH}")]
-    OutOfRange(i64),
+    /// Over the payload size limit.
+    #[error("payload of {size} bytes is over the {limit}-byte limit (--max-payload)")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Looks like kitchen's own envelope (`{"id":…`) but does not read as one.
+    #[error("corrupt kitchen envelope: {0}")]
+    Corrupt(String),
     /// An id that is not `<16 hex digits>-<number>`.
     #[error("dish id is malformed")]
     BadId,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Wire<'a> {
     id: &'a str,
-    dish: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow)]
+    dish: &'a serde_json::value::RawValue,
+    #[serde(default)]
     chef: Option<&'a str>,
     made_at: u64,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     track: bool,
 }
 
+/// What kitchen's own envelope starts with: a payload that begins so and
+/// does not read as one is corrupt, not another producer's text.
+const ENVELOPE: &str = "{\"id\":";
+
 impl Dish {
-    /// A new dish made now by `chef`, with the next id of this process.
+    /// A new dish number `number` made now by `chef`, with sequence `seq` of this process.
     pub fn new(seq: u64, number: u8, chef: u32) -> Dish {
         Dish {
             made_at_us: now_us(),
@@ -122,52 +261,106 @@ impl Dish {
     /// so its latency is not measured: reading the clock is a fifth of the
     /// cost of a dish on the in-process queue at full speed.
     pub fn unstamped(seq: u64, number: u8, chef: u32) -> Dish {
+        Dish::with_payload(seq, Payload::Number(number), chef)
+    }
+
+    /// A dish carrying `payload`, made now by `chef` (0: not a chef).
+    pub fn carrying(seq: u64, payload: Payload, chef: u32) -> Dish {
+        Dish {
+            made_at_us: now_us(),
+            ..Dish::with_payload(seq, payload, chef)
+        }
+    }
+
+    fn with_payload(seq: u64, payload: Payload, chef: u32) -> Dish {
         Dish {
             id: DishId {
                 origin: DishId::process_origin(),
                 seq,
             },
-            number,
+            payload,
             chef,
             made_at_us: 0,
             track: false,
         }
     }
 
-    /// The wire form: `{"id":"…","dish":7,"chef":"chef-2","made_at":…}`,
-    /// `made_at` in microseconds since the Unix epoch.
-    pub fn encode(&self) -> String {
-        let id = self.id.to_string();
-        let chef = (self.chef != 0).then(|| format!("chef-{}", self.chef));
-        let wire = Wire {
-            id: &id,
-            dish: i64::from(self.number),
-            chef: chef.as_deref(),
-            made_at: self.made_at_us,
-            track: self.track,
-        };
-        // Serializing a struct of strings and integers cannot fail.
-        serde_json::to_string(&wire).unwrap_or_default()
+    /// The tutorial's dish number, if that is what it carries.
+    pub fn number(&self) -> Option<u8> {
+        match self.payload {
+            Payload::Number(n) => Some(n),
+            _ => None,
+        }
     }
 
-    /// Reads a payload: a JSON dish, or a bare integer as `LPUSH queue 7` sends.
+    /// The wire form: `{"id":"…","dish":7,"chef":"chef-2","made_at":…}`,
+    /// `made_at` in microseconds since the Unix epoch; `dish` is the payload
+    /// as JSON (text as a JSON string).
+    pub fn encode(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(96 + self.payload.len());
+        // Writing to a String cannot fail; ids and chef names need no escaping.
+        let _ = write!(out, r#"{{"id":"{}","dish":"#, self.id);
+        match &self.payload {
+            Payload::Number(n) => {
+                let _ = write!(out, "{n}");
+            }
+            // Read (or written) by serde_json: valid JSON already.
+            Payload::Json(s) => out.push_str(s),
+            Payload::Text(s) => out.push_str(&serde_json::Value::from(&**s).to_string()),
+        }
+        if self.chef != 0 {
+            let _ = write!(out, r#","chef":"chef-{}""#, self.chef);
+        }
+        let _ = write!(out, r#","made_at":{}"#, self.made_at_us);
+        if self.track {
+            out.push_str(r#","track":true"#);
+        }
+        out.push('}');
+        out
+    }
+
+    /// Reads a payload with no size limit (see [`Dish::decode_within`]).
     pub fn decode(bytes: &[u8]) -> Result<Dish, DecodeError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| DecodeError::Garbage)?
-            .trim();
-        if let Ok(n) = text.parse::<i64>() {
-            return Ok(Dish {
-                id: DishId::NONE,
-                number: checked_number(n)?,
-                chef: 0,
-                made_at_us: 0,
-                track: false,
+        Dish::decode_within(bytes, usize::MAX)
+    }
+
+    /// Reads a payload of at most `limit` bytes: kitchen's own envelope, or
+    /// what another producer sent (a bare integer as `LPUSH queue 7`, any
+    /// other JSON value, or text), which becomes a dish with a fresh id
+    /// ([`DishId::NONE`]; the backend gives it a place).
+    pub fn decode_within(bytes: &[u8], limit: usize) -> Result<Dish, DecodeError> {
+        if bytes.len() > limit {
+            return Err(DecodeError::TooLarge {
+                size: bytes.len(),
+                limit,
             });
         }
-        let wire: Wire<'_> = serde_json::from_str(text).map_err(|_| DecodeError::Garbage)?;
+        let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::Garbage)?;
+        let trimmed = text.trim();
+        if trimmed.starts_with(ENVELOPE) {
+            return Dish::decode_envelope(trimmed);
+        }
+        let payload = match Payload::read(text) {
+            // A JSON object that is ours with its keys in another order.
+            Payload::Json(j) if is_envelope(&j) => return Dish::decode_envelope(trimmed),
+            p => p,
+        };
+        Ok(Dish {
+            id: DishId::NONE,
+            payload,
+            chef: 0,
+            made_at_us: 0,
+            track: false,
+        })
+    }
+
+    fn decode_envelope(text: &str) -> Result<Dish, DecodeError> {
+        let wire: Wire<'_> =
+            serde_json::from_str(text).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
         Ok(Dish {
             id: wire.id.parse()?,
-            number: checked_number(wire.dish)?,
+            payload: Payload::from_raw(wire.dish.get()),
             chef: wire
                 .chef
                 .and_then(|c| c.strip_prefix("chef-"))
@@ -177,13 +370,6 @@ impl Dish {
             track: wire.track,
         })
     }
-}
-
-fn checked_number(n: i64) -> Result<u8, DecodeError> {
-    u8::try_from(n)
-        .ok()
-        .filter(|&d| d <= MAX_DISH)
-        .ok_or(DecodeError::OutOfRange(n))
 }
 
 /// Microseconds since the Unix epoch, the clock every process shares.
@@ -215,27 +401,65 @@ mod tests {
         let text = d.encode();
         assert!(text.ends_with(r#","track":true}"#), "{text}");
         assert_eq!(Dish::decode(text.as_bytes()), Ok(d));
-        assert_eq!(std::mem::size_of::<Dish>(), 32);
     }
 
     #[test]
     fn accepts_a_bare_integer() {
         let d = Dish::decode(b" 7\n").expect("bare integer");
         assert_eq!(
-            (d.number, d.id, d.chef, d.made_at_us),
-            (7, DishId::NONE, 0, 0)
+            (d.number(), d.id, d.chef, d.made_at_us),
+            (Some(7), DishId::NONE, 0, 0)
         );
     }
 
     #[test]
-    fn rejects_garbage_and_out_of_range() {
+    fn another_producers_json_and_text_are_dishes() {
+        let p = |b: &[u8]| Dish::decode(b).map(|d| (d.payload, d.id));
+        let json = |s: &str| Payload::Json(Arc::from(s));
+        let text = |s: &str| Payload::Text(Arc::from(s));
+        assert_eq!(
+            p(br#"{"dish":3}"#),
+            Ok((json(r#"{"dish":3}"#), DishId::NONE))
+        );
+        assert_eq!(p(b"10"), Ok((json("10"), DishId::NONE)));
+        assert_eq!(p(b"-1"), Ok((json("-1"), DishId::NONE)));
+        assert_eq!(p(b"soup"), Ok((text("soup"), DishId::NONE)));
+        assert_eq!(p(b"\"soup\""), Ok((text("soup"), DishId::NONE)));
+        assert_eq!(p(b" two words\n"), Ok((text(" two words\n"), DishId::NONE)));
+    }
+
+    #[test]
+    fn only_what_cannot_be_a_dish_is_refused() {
         assert_eq!(Dish::decode(b"\xff\xfe"), Err(DecodeError::Garbage));
-        assert_eq!(Dish::decode(b"soup"), Err(DecodeError::Garbage));
-        assert_eq!(Dish::decode(b"{\"dish\":3}"), Err(DecodeError::Garbage));
-        assert_eq!(Dish::decode(b"10"), Err(DecodeError::OutOfRange(10)));
-        assert_eq!(Dish::decode(b"-1"), Err(DecodeError::OutOfRange(-1)));
         let bad_id = br#"{"id":"x","dish":1,"made_at":0}"#;
         assert_eq!(Dish::decode(bad_id), Err(DecodeError::BadId));
+        let cut = br#"{"id":"00000000000000ab-1","dish":1,"ma"#;
+        assert!(matches!(Dish::decode(cut), Err(DecodeError::Corrupt(_))));
+        assert_eq!(
+            Dish::decode_within(b"12345", 4),
+            Err(DecodeError::TooLarge { size: 5, limit: 4 })
+        );
+    }
+
+    #[test]
+    fn any_payload_round_trips_and_shows_an_excerpt() {
+        for payload in [
+            Payload::Json(Arc::from(r#"{"task":"resize","w":64}"#)),
+            Payload::Json(Arc::from("[1,2,3]")),
+            Payload::Text(Arc::from("line one\nline \"two\" ünïcode")),
+        ] {
+            let d = Dish::carrying(9, payload.clone(), 0);
+            assert_eq!(
+                Dish::decode(d.encode().as_bytes()),
+                Ok(d.clone()),
+                "{}",
+                d.encode()
+            );
+        }
+        let long = Payload::Text(Arc::from("x".repeat(100).as_str()));
+        assert_eq!(long.to_string(), format!("{}…", "x".repeat(40)));
+        assert_eq!(Payload::Text(Arc::from("a\nb")).to_string(), "a\\nb");
+        assert_eq!(Payload::Number(7).to_string(), "7");
     }
 
     #[test]

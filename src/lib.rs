@@ -27,6 +27,8 @@
 //! |---|---|
 //! | [`cli`] | clap definitions, validated into a [`cli::Command`] |
 //! | [`app`] | carries out a command and prints its summary |
+//! | [`enqueue`] | `kitchen enqueue`: tracked dishes with given payloads, and their results |
+//! | [`exec`] | runs a dish's command (`--exec`): stdin, environment, timeout, process group |
 //! | [`kitchen`] | chefs, diners, statistics, the summary |
 //! | [`vocab`] | the words both sides share: capacity, options, outcomes, errors (a leaf) |
 //! | [`queue`] | the backend enum: the only module that sees both sides |
@@ -47,6 +49,8 @@ pub mod app;
 pub mod cli;
 pub mod defaults;
 pub mod dish;
+pub mod enqueue;
+pub mod exec;
 pub mod kitchen;
 pub mod local;
 pub mod notice;

@@ -18,7 +18,8 @@ use crate::shutdown::Shutdown;
 
 pub use crate::vocab::{
     AckError, BackendConfig, Capacity, Fault, GaugeError, Mode, OpenError, POLL, Put, PutError,
-    ReadyError, RedisOptions, ResultLimits, ResultsError, Stamping, Take, TakeError, redact_url,
+    ReadyError, RedisOptions, ResultLimits, ResultsError, Returned, Stamping, Take, TakeError,
+    redact_url,
 };
 
 /// An open backend: hands out producers, consumers, gauges and result stores.
@@ -183,7 +184,7 @@ pub enum Producer {
 impl Producer {
     /// Puts `dish`, waiting for room while the queue is full, until `shutdown`.
     #[inline]
-    pub fn put(&mut self, dish: Dish, shutdown: &Shutdown) -> Result<Put, PutError> {
+    pub fn put(&mut self, dish: &Dish, shutdown: &Shutdown) -> Result<Put, PutError> {
         match self {
             Producer::Local(p) => Ok(p.put(dish, shutdown)),
             #[cfg(feature = "redis")]
@@ -217,7 +218,7 @@ impl Producer {
     /// For callers that must answer soon (the web entry's `503`) rather than
     /// wait as long as a chef does.
     #[inline]
-    pub fn put_within(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, PutError> {
+    pub fn put_within(&mut self, dish: &Dish, wait: Duration) -> Result<Option<Put>, PutError> {
         match self {
             Producer::Local(p) => Ok(p.put_within(dish, wait)),
             #[cfg(feature = "redis")]
@@ -269,6 +270,20 @@ impl Consumer {
             Consumer::Local(_) => Ok(()),
             #[cfg(feature = "redis")]
             Consumer::Redis(c) => Ok(c.ack(dish)?),
+        }
+    }
+
+    /// Gives back `dish`, the one in hand, unfinished (the shutdown
+    /// deadline passed): says where it went.
+    pub fn give_back(&mut self, dish: &Dish) -> Returned {
+        match self {
+            // The channel handed it over: this process holds it, and ends.
+            Consumer::Local(_) => {
+                let _ = dish;
+                Returned::Held
+            }
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => c.give_back(dish),
         }
     }
 
@@ -357,27 +372,52 @@ impl Results {
         }
     }
 
-    /// `dish` is in `diner`'s hands.
-    pub fn eating(&mut self, dish: &Dish, diner: &str) -> Result<(), ResultsError> {
-        match self {
-            Results::Local(r) => {
-                r.set(dish.id, DishResult::eating(dish, diner));
-                Ok(())
-            }
-            #[cfg(feature = "redis")]
-            Results::Redis(r) => Ok(r.put(&DishResult::eating(dish, diner))?),
-        }
+    /// `dish` is in `diner`'s hands, on its `attempt`th try, since `started` (µs).
+    pub fn eating(
+        &mut self,
+        dish: &Dish,
+        diner: &str,
+        attempt: u32,
+        started: u64,
+    ) -> Result<(), ResultsError> {
+        self.record(DishResult::eating(dish, diner, attempt, started))
     }
 
-    /// `diner` has eaten `dish`.
-    pub fn eaten(&mut self, dish: &Dish, diner: &str) -> Result<(), ResultsError> {
+    /// `diner` has eaten `dish`; its command printed `output`.
+    pub fn eaten(
+        &mut self,
+        dish: &Dish,
+        diner: &str,
+        attempt: u32,
+        started: u64,
+        output: Option<String>,
+    ) -> Result<(), ResultsError> {
+        self.record(DishResult::eaten(dish, diner, attempt, started, output))
+    }
+
+    /// `dish` failed in `diner`'s hands, for `reason`.
+    pub fn failed(
+        &mut self,
+        dish: &Dish,
+        diner: &str,
+        attempt: u32,
+        started: u64,
+        reason: &str,
+    ) -> Result<(), ResultsError> {
+        self.record(DishResult::failed(dish, diner, attempt, started, reason))
+    }
+
+    /// Replaces a tracked dish's record.
+    fn record(&mut self, r: DishResult) -> Result<(), ResultsError> {
         match self {
-            Results::Local(r) => {
-                r.set(dish.id, DishResult::eaten(dish, diner));
+            Results::Local(store) => {
+                if let Ok(id) = r.id.parse() {
+                    store.set(id, r);
+                }
                 Ok(())
             }
             #[cfg(feature = "redis")]
-            Results::Redis(r) => Ok(r.put(&DishResult::eaten(dish, diner))?),
+            Results::Redis(store) => Ok(store.put(&r)?),
         }
     }
 

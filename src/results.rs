@@ -23,28 +23,49 @@ pub enum Status {
     Queued,
     /// A diner has it.
     Eating,
-    /// Done.
+    /// Done: its command exited 0 (or its handler returned `Ok`).
     Eaten,
+    /// Its command failed (or its handler returned `Err`); `error` says why.
+    Failed,
     /// A diner could not read it. (A payload no diner can read has no id to
     /// file it under, so in practice a tracked dish never ends here.)
     Rejected,
 }
+
+/// The longest payload a record repeats (`dish`); a larger one is `null`
+/// there, so a record stays small whatever was queued.
+pub const RECORD_PAYLOAD_MAX: usize = 4 * 1024;
 
 /// The record `GET /dishes/{id}` returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DishResult {
     /// The dish id.
     pub id: String,
-    /// The dish number.
-    pub dish: u8,
+    /// The payload (up to [`RECORD_PAYLOAD_MAX`] bytes; else `null`).
+    pub dish: Option<serde_json::Value>,
     /// Where it is.
     pub status: Status,
+    /// Attempts so far (1 while the first runs).
+    #[serde(default)]
+    pub attempts: u32,
     /// Which diner has or had it (`diner-1`), once one does.
     pub diner: Option<String>,
+    /// What its command printed (capped), once eaten.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
     /// When it was made, microseconds since the Unix epoch.
     pub made_at: u64,
+    /// When a diner started on it.
+    #[serde(default)]
+    pub started_at: Option<u64>,
     /// When it was eaten, microseconds since the Unix epoch.
     pub eaten_at: Option<u64>,
+    /// When it ended, eaten or failed.
+    #[serde(default)]
+    pub finished_at: Option<u64>,
 }
 
 impl DishResult {
@@ -52,35 +73,67 @@ impl DishResult {
     pub fn queued(dish: &Dish) -> DishResult {
         DishResult {
             id: dish.id.to_string(),
-            dish: dish.number,
+            dish: (dish.payload.len() <= RECORD_PAYLOAD_MAX).then(|| dish.payload.to_json()),
             status: Status::Queued,
+            attempts: 0,
             diner: None,
+            output: None,
+            error: None,
             made_at: dish.made_at_us,
+            started_at: None,
             eaten_at: None,
+            finished_at: None,
         }
     }
 
-    /// `dish` in a diner's hands.
-    pub fn eating(dish: &Dish, diner: &str) -> DishResult {
+    /// `dish` in a diner's hands, on its `attempt`th try.
+    pub fn eating(dish: &Dish, diner: &str, attempt: u32, started_at: u64) -> DishResult {
         DishResult {
             status: Status::Eating,
+            attempts: attempt,
             diner: Some(diner.to_owned()),
+            started_at: Some(started_at),
             ..DishResult::queued(dish)
         }
     }
 
-    /// `dish` eaten just now.
-    pub fn eaten(dish: &Dish, diner: &str) -> DishResult {
+    /// `dish` eaten just now, its command having printed `output`.
+    pub fn eaten(
+        dish: &Dish,
+        diner: &str,
+        attempt: u32,
+        started_at: u64,
+        output: Option<String>,
+    ) -> DishResult {
+        let now = now_us();
         DishResult {
             status: Status::Eaten,
-            eaten_at: Some(now_us()),
-            ..DishResult::eating(dish, diner)
+            output,
+            eaten_at: Some(now),
+            finished_at: Some(now),
+            ..DishResult::eating(dish, diner, attempt, started_at)
+        }
+    }
+
+    /// `dish` failed just now, for `reason`.
+    pub fn failed(
+        dish: &Dish,
+        diner: &str,
+        attempt: u32,
+        started_at: u64,
+        reason: &str,
+    ) -> DishResult {
+        DishResult {
+            status: Status::Failed,
+            error: Some(reason.to_owned()),
+            finished_at: Some(now_us()),
+            ..DishResult::eating(dish, diner, attempt, started_at)
         }
     }
 
     /// As JSON.
     pub fn to_json(&self) -> String {
-        // Strings and numbers only: serializing cannot fail.
+        // Strings, numbers and JSON values only: serializing cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
 }

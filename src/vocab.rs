@@ -65,6 +65,8 @@ pub struct RedisOptions {
     pub reconnect_for: Duration,
     /// How long diners keep the result of a tracked dish (`POST /dishes`).
     pub result_ttl: Duration,
+    /// The largest payload a diner accepts; larger ones are dead-lettered.
+    pub max_payload: usize,
 }
 
 impl RedisOptions {
@@ -79,6 +81,7 @@ impl RedisOptions {
             heartbeat_ttl: defaults::HEARTBEAT_TTL,
             reconnect_for: defaults::RECONNECT_FOR,
             result_ttl: defaults::RESULT_TTL,
+            max_payload: defaults::MAX_PAYLOAD,
         }
     }
 }
@@ -95,6 +98,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("heartbeat_ttl", &self.heartbeat_ttl)
             .field("reconnect_for", &self.reconnect_for)
             .field("result_ttl", &self.result_ttl)
+            .field("max_payload", &self.max_payload)
             .finish()
     }
 }
@@ -127,6 +131,15 @@ impl BackendConfig {
         match self {
             BackendConfig::Local => None,
             BackendConfig::Redis(o) => Some(o.mode),
+        }
+    }
+
+    /// The queue's name, as a command sees it in `KITCHEN_QUEUE`.
+    pub fn queue_name(&self) -> &str {
+        match self {
+            BackendConfig::Local => "local",
+            BackendConfig::Redis(o) if o.mode == Mode::Pubsub => &o.channel,
+            BackendConfig::Redis(o) => &o.queue,
         }
     }
 
@@ -223,6 +236,17 @@ pub enum Take {
     Idle,
     /// Nothing more will ever arrive.
     Closed,
+}
+
+/// Where a dish a diner gave back unfinished (the shutdown deadline) went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returned {
+    /// Back on the shared queue, for another diner.
+    Queued,
+    /// Held by this process, which is ending: counted as left.
+    Held,
+    /// Gone: a channel cannot take a delivery back.
+    Lost,
 }
 
 /// How long a consumer waits before answering [`Take::Idle`].

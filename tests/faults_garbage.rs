@@ -1,6 +1,6 @@
-//! Faults: garbage in the queue (random bytes, huge payloads, JSON of the
-//! wrong shape, numbers out of range) is dead-lettered byte for byte, and
-//! the diners go on eating the real dishes around it.
+//! Faults: what cannot be a dish (bytes that are not text, payloads over
+//! the limit, corrupt envelopes of ours) is dead-lettered with its reason,
+//! any other producer's text or JSON is eaten, and the diners go on.
 #![cfg(feature = "redis")]
 
 mod support;
@@ -11,7 +11,7 @@ use support::redis_kitchen::{CHANNEL, QUEUE, holdings, spawn, spawn_subscribers}
 use support::redis_server::RedisServer;
 use support::{LIMIT, last_json, num, wait_until};
 
-/// Payloads that are not dishes.
+/// Payloads that cannot be dishes.
 fn garbage() -> Vec<Vec<u8>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(6);
     let mut v: Vec<Vec<u8>> = (0..40)
@@ -25,44 +25,54 @@ fn garbage() -> Vec<Vec<u8>> {
     big.extend(b"\"");
     v.push(big);
     for s in [
-        "",
-        " ",
-        "soup",
-        "null",
-        "[]",
-        "[7]",
-        "\"7\"",
-        "{}",
-        r#"{"dish":3}"#,
-        r#"{"id":"00000000000000ab-1","dish":"3","made_at":1}"#,
-        r#"{"id":"00000000000000ab-1","dish":3.5,"made_at":1}"#,
         r#"{"id":"00000000000000ab-1","dish":3,"made_at":-1}"#,
         r#"{"id":"nope","dish":3,"made_at":1}"#,
-        r#"{"id":"00000000000000ab-1","dish":10,"made_at":1}"#,
-        r#"{"id":"00000000000000ab-1","dish":-1,"made_at":1}"#,
-        "10",
-        "-1",
-        "255",
-        "256",
-        "9223372036854775807",
-        "99999999999999999999999",
-        "7 7",
-        "0x7",
+        r#"{"id":"00000000000000ab-1","made_at":1}"#,
+        r#"{"id":"00000000000000ab-1","dish":3,"#,
+        r#"{"made_at":1,"id":7,"dish":3}"#,
     ] {
         v.push(s.as_bytes().to_vec());
     }
     v
 }
 
+/// Another producer's payloads: none of them kitchen's, every one a dish.
+const FOREIGN: [&str; 20] = [
+    " ",
+    "soup",
+    "null",
+    "[]",
+    "[7]",
+    "\"7\"",
+    "{}",
+    r#"{"dish":3}"#,
+    r#"{"dish":"3"}"#,
+    r#"{"task":"resize","w":64}"#,
+    "10",
+    "-1",
+    "255",
+    "9223372036854775807",
+    "99999999999999999999999",
+    "7 7",
+    "0x7",
+    "ünïcødé ✓",
+    "line one\nline two",
+    "3.5",
+];
+
 #[test]
 fn garbage_is_dead_lettered_and_diners_live_on() {
     let server = RedisServer::start();
     let junk = garbage();
     let mut con = server.connection();
-    // Garbage and real dishes (bare integers) interleaved, oldest on the right.
+    // Garbage and dishes (bare integers, other producers' text and JSON)
+    // interleaved, oldest on the right.
     for (i, g) in junk.iter().enumerate() {
         let _: u64 = con.lpush(QUEUE, g.as_slice()).unwrap();
         let _: u64 = con.lpush(QUEUE, (i % 10).to_string()).unwrap();
+    }
+    for f in FOREIGN {
+        let _: u64 = con.lpush(QUEUE, f).unwrap();
     }
     let (mut diner, mut lines) = spawn(
         &server,
@@ -93,21 +103,39 @@ fn garbage_is_dead_lettered_and_diners_live_on() {
     });
     let s = last_json(&diner.stop("INT", lines));
     let n = junk.len() as u64;
-    assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (n + 1, n), "{s}");
-    let mut dead: Vec<Vec<u8>> = con.lrange(format!("{QUEUE}:dead"), 0, -1).unwrap();
-    let mut want = junk.clone();
-    dead.sort();
-    want.sort();
-    assert!(
-        dead == want,
-        "the dead letters are the garbage, byte for byte"
+    let dishes = n + FOREIGN.len() as u64 + 1;
+    assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (dishes, n), "{s}");
+    let dead: Vec<String> = con.lrange(format!("{QUEUE}:dead"), 0, -1).unwrap();
+    let mut sizes: Vec<u64> = dead
+        .iter()
+        .map(|d| {
+            let letter: serde_json::Value = serde_json::from_str(d).expect("a dead letter is JSON");
+            assert!(
+                letter["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "{letter}"
+            );
+            assert!(
+                letter["payload"]
+                    .as_str()
+                    .is_some_and(|p| p.len() <= 4 * 1024 * 3),
+                "{d:.200}"
+            );
+            letter["bytes"].as_u64().expect("its size")
+        })
+        .collect();
+    let mut want: Vec<u64> = junk.iter().map(|j| j.len() as u64).collect();
+    sizes.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(
+        sizes, want,
+        "one dead letter per garbage payload, with its size"
     );
     let h = holdings(&server, QUEUE);
     assert_eq!((h.queue, h.processing, h.dead, h.diners), (0, 0, n, 0));
     eprintln!(
-        "faults: garbage: {n} payloads (largest {} bytes) dead-lettered byte for byte, {} dishes eaten, 0 lost",
+        "faults: garbage: {n} payloads (largest {} bytes) dead-lettered with their reasons, {dishes} dishes eaten (of them {} other producers' text and JSON), 0 lost",
         junk.iter().map(Vec::len).max().unwrap_or(0),
-        n + 1
+        FOREIGN.len()
     );
 }
 
@@ -120,12 +148,15 @@ fn garbage_on_the_channel_is_counted_and_subscribers_live_on() {
     for g in &junk {
         let _: u64 = con.publish(CHANNEL, g.as_slice()).unwrap();
     }
+    for f in FOREIGN {
+        let _: u64 = con.publish(CHANNEL, f).unwrap();
+    }
     let _: u64 = con.publish(CHANNEL, "7").unwrap();
     lines.wait_for(LIMIT, |l| l.contains("ate dish 7 "));
     let s = last_json(&diner.stop("INT", lines));
     assert_eq!(
         (num(&s, "eaten"), num(&s, "rejected")),
-        (1, junk.len() as u64),
+        (FOREIGN.len() as u64 + 1, junk.len() as u64),
         "{s}"
     );
 }

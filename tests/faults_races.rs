@@ -48,7 +48,7 @@ fn a_dish_pushed_while_the_diner_looks_is_not_left_behind() {
     finished.stop();
     let take = join_within(take, LIMIT, "the diner's take").expect("take");
     match take {
-        Take::Dish { dish, .. } => assert_eq!(dish.number, 7),
+        Take::Dish { dish, .. } => assert_eq!(dish.number(), Some(7)),
         other => panic!("{other:?}: the last dish was left behind"),
     }
 }

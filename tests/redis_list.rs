@@ -214,22 +214,73 @@ fn each_chef_is_served_oldest_first() {
 }
 
 #[test]
-fn bare_integers_are_eaten_and_garbage_is_set_aside() {
+fn any_payload_is_eaten_and_only_what_cannot_be_a_dish_is_set_aside() {
     let server = RedisServer::start();
-    for p in ["7", "soup", "12", "{\"dish\":3}", "4"] {
+    let big = "x".repeat(200);
+    let corrupt = r#"{"id":"00000000000000ab-1","dish":"#;
+    let foreign = [
+        "7",
+        "soup",
+        "12",
+        r#"{"dish":3}"#,
+        r#"{"task":"resize","w":64}"#,
+        corrupt,
+        &big,
+        "4",
+    ];
+    for p in foreign {
         let _: u64 = server.query(&["LPUSH", QUEUE, p]);
     }
     let (diner, mut lines) = spawn(
         &server,
         "diner",
-        &["--diners", "1", "--max-sleep-ms", "0", "--json"],
+        &[
+            "--diners",
+            "1",
+            "--max-sleep-ms",
+            "0",
+            "--max-payload",
+            "100",
+            "--json",
+        ],
     );
     lines.wait_for(LIMIT, |l| l.contains("ate dish 4 "));
-    let s = last_json(&diner.stop("INT", lines));
-    assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (2, 3), "{s}");
+    let out = diner.stop("INT", lines);
+    let s = last_json(&out);
+    assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (6, 2), "{s}");
+    for shown in [
+        "ate dish soup ",
+        r#"ate dish {"task":"resize","w":64} "#,
+        "ate dish 12 ",
+    ] {
+        assert!(
+            out.iter().any(|l| l.contains(shown)),
+            "{shown:?} in {out:?}"
+        );
+    }
     let mut dead = server.lrange(&format!("{QUEUE}:dead"));
     dead.reverse();
-    assert_eq!(dead, ["soup", "12", "{\"dish\":3}"]);
+    let letters: Vec<serde_json::Value> = dead
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("a dead letter is JSON"))
+        .collect();
+    assert_eq!(letters.len(), 2, "{dead:?}");
+    assert_eq!(letters[0]["payload"], corrupt);
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("corrupt kitchen envelope")),
+        "{}",
+        letters[0]
+    );
+    assert_eq!(letters[1]["bytes"], 200);
+    assert!(
+        letters[1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("over the 100-byte limit")),
+        "{}",
+        letters[1]
+    );
     assert!(leftovers(&server).is_empty(), "{:?}", leftovers(&server));
 }
 

@@ -82,7 +82,7 @@ fn a_diner_process_hears_a_chef_process() {
     assert_eq!(num(&s, "eaten"), 20, "{s}");
     // A payload that is not a dish is counted, not fatal.
     let (diner, mut lines, _err) = spawn_subscribers(&server, 1, &[]);
-    let _: u64 = server.query(&["PUBLISH", CHANNEL, "soup"]);
+    let _: u64 = server.query(&["PUBLISH", CHANNEL, r#"{"id":"soup""#]);
     let _: u64 = server.query(&["PUBLISH", CHANNEL, "7"]);
     lines.wait_for(LIMIT, |l| l.contains("ate dish 7 "));
     let s = last_json(&diner.stop("INT", lines));

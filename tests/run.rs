@@ -188,6 +188,7 @@ fn json_summary_has_every_field_with_its_type() {
         "capacity",
         "made",
         "eaten",
+        "failed",
         "left",
         "lost",
         "rejected",

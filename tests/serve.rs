@@ -140,24 +140,40 @@ fn a_dish_nobody_eats_stays_queued_and_no_body_means_random() {
 }
 
 #[test]
-fn bad_bodies_are_400_with_a_json_error() {
+fn bodies_that_are_not_json_are_400_with_a_json_error() {
     let s = no_diners(10);
-    for body in [
-        "{",
-        "not json",
-        "[1]",
-        r#"{"dish": 10}"#,
-        r#"{"dish": -1}"#,
-        r#"{"dish": "seven"}"#,
-        r#"{"dish": 1.5}"#,
-        r#"{"dosh": 1}"#,
-        "\u{0}\u{1}",
-    ] {
+    for body in ["{", "not json", "[1", r#"{"dish": }"#, "\u{0}\u{1}"] {
         let r = s.post("/dishes", body);
         assert_eq!(r.status, 400, "{body:?} gave {}", r.text());
         assert!(r.json()["error"].is_string(), "{body:?}");
     }
     assert_eq!(queued(&s), 0);
+}
+
+/// Any JSON body is a payload; `{"dish": N}` with N from 0 to 9 is still
+/// the tutorial's dish N.
+#[test]
+fn any_json_body_is_a_payload_and_its_result_can_be_read() {
+    let s = no_diners(10);
+    for (body, want) in [
+        (r#"{"dish": 4}"#, serde_json::json!(4)),
+        (r#"{"dish": 10}"#, serde_json::json!({"dish": 10})),
+        (
+            r#"{"task":"resize","w":64}"#,
+            serde_json::json!({"task":"resize","w":64}),
+        ),
+        ("[1, 2]", serde_json::json!([1, 2])),
+        (r#""hello""#, serde_json::json!("hello")),
+    ] {
+        let r = s.post("/dishes", body);
+        assert_eq!(r.status, 202, "{body}: {}", r.text());
+        assert_eq!(r.json()["dish"], want, "{body}");
+        let id = r.json()["id"].as_str().expect("an id").to_owned();
+        let got = s.get(&format!("/dishes/{id}"));
+        assert_eq!(got.json()["dish"], want, "{body}");
+        assert_eq!(got.json()["status"], "queued", "{body}");
+    }
+    assert_eq!(queued(&s), 5);
 }
 
 #[test]
@@ -193,9 +209,10 @@ fn wrong_methods_are_405_with_allow() {
 }
 
 #[test]
-fn a_body_over_64_kib_is_413() {
+fn a_payload_over_the_limit_is_413() {
     let s = no_diners(10);
-    let big = format!(r#"{{"dish":1,"pad":"{}"}}"#, "x".repeat(70 * 1024));
+    // Over --max-payload (1 MiB by default): refused by the route.
+    let big = format!(r#"{{"dish":1,"pad":"{}"}}"#, "x".repeat(1 << 20));
     let r = s.post("/dishes", &big);
     assert_eq!(r.status, 413, "{}", r.text());
     // Refused from the header alone, before any body is sent.

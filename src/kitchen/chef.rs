@@ -71,7 +71,7 @@ impl Chef {
             }
             let (stopped, n) = if per_trip == 1 {
                 let dish = self.next_dish(&mut ids);
-                let put = self.producer.put(dish, &self.stop)?;
+                let put = self.producer.put(&dish, &self.stop)?;
                 (!self.record(r, &dish, put), 1)
             } else {
                 dishes.clear();
@@ -114,7 +114,7 @@ impl Chef {
 
     /// Counts and prints one put; `false` when it was stopped instead.
     fn record(&self, r: &mut ChefReport, dish: &Dish, put: Put) -> bool {
-        let (number, id) = (dish.number, IdTag(self.ids.then_some(dish.id)));
+        let (number, id) = (&dish.payload, IdTag(self.ids.then_some(dish.id)));
         match put {
             Put::Queued { depth } => {
                 r.max_depth = r.max_depth.max(depth as u64);

@@ -10,8 +10,8 @@ use rand::rngs::StdRng;
 
 use crate::dish::{Dish, now_us};
 use crate::kitchen::KitchenError;
-use crate::kitchen::chef::random_nap;
-use crate::queue::{Consumer, Results, Take};
+use crate::kitchen::work::{Course, Meal, Table};
+use crate::queue::{Consumer, Results, Returned, Take};
 use crate::shutdown::Shutdown;
 
 /// Where a diner reports what it did.
@@ -21,6 +21,11 @@ pub trait Sink: Send {
     fn took(&mut self, dish: &Dish, depth: usize, latency_us: Option<u64>);
     /// The dish in hand was eaten and acknowledged.
     fn ate(&mut self, dish: &Dish);
+    /// The dish in hand failed (its command's exit status, a timeout…).
+    fn failed(&mut self, dish: &Dish, reason: &str);
+    /// The dish in hand was abandoned at the shutdown deadline, and went
+    /// where `returned` says.
+    fn abandoned(&mut self, dish: &Dish, returned: Returned);
     /// A payload that is not a dish was set aside.
     fn rejected(&mut self, reason: &str);
     /// The diner is done; `lost` dishes were shown never to have arrived.
@@ -30,8 +35,6 @@ pub trait Sink: Send {
 /// Everything one diner thread needs.
 #[derive(Debug)]
 pub struct Diner<S> {
-    /// Its name, as printed and recorded (`diner-1`).
-    pub name: String,
     /// Its end of the queue.
     pub consumer: Consumer,
     /// Stop taking new dishes (a diner-only process on Ctrl-C, or a failure).
@@ -40,10 +43,16 @@ pub struct Diner<S> {
     pub chefs_done: Shutdown,
     /// Told once the consumer is ready (dropped unsent if it fails first).
     pub ready: Option<crossbeam_channel::Sender<()>>,
-    /// Naps a uniform random time below this per dish.
+    /// The shutdown deadline has passed: end the dish in hand, and give it back.
+    pub abandon: Shutdown,
+    /// What it does with each dish.
+    pub meal: Meal,
+    /// Naps a uniform random time below this per dish (the simulation).
     pub max_sleep: Duration,
     /// For the naps.
     pub rng: StdRng,
+    /// The queue's name, for `KITCHEN_QUEUE`.
+    pub queue: String,
     /// Where the results of tracked dishes go.
     pub results: Results,
     /// The name results are recorded under (unique across processes where
@@ -68,7 +77,7 @@ impl<S: Sink> Diner<S> {
         if let Some(tx) = self.ready.take() {
             let _ = tx.send(());
         }
-        while !self.stop.is_stopped() {
+        while !self.stop.is_stopped() && !self.abandon.is_stopped() {
             match self.consumer.take(&self.chefs_done)? {
                 Take::Dish { dish, depth } => self.eat_one(dish, depth)?,
                 Take::Rejected { reason } => self.sink.rejected(&reason),
@@ -80,21 +89,48 @@ impl<S: Sink> Diner<S> {
     }
 
     fn eat_one(&mut self, dish: Dish, depth: usize) -> Result<(), KitchenError> {
-        // Latency ends when a diner takes the dish: the nap is eating, not waiting.
+        // Latency ends when a diner takes the dish: eating is not waiting.
         let latency = (dish.made_at_us != 0).then(|| now_us().saturating_sub(dish.made_at_us));
         self.sink.took(&dish, depth, latency);
+        // Attempts are counted from 1; retries (a later issue) will count on.
+        let attempt = 1;
+        let started = now_us();
         if dish.track {
-            self.results.eating(&dish, &self.results_name)?;
+            self.results
+                .eating(&dish, &self.results_name, attempt, started)?;
         }
-        // Eating is not interrupted by a stop: a diner finishes its dish.
-        if !self.max_sleep.is_zero() {
-            std::thread::sleep(random_nap(&mut self.rng, self.max_sleep));
+        let table = Table {
+            attempt,
+            queue: &self.queue,
+            max_sleep: self.max_sleep,
+            abandon: &self.abandon,
+        };
+        // A stop does not interrupt a dish: the diner finishes it, unless the
+        // shutdown deadline passes first.
+        match self.meal.eat(&dish, &table, &mut self.rng) {
+            Course::Ate(output) => {
+                self.consumer.ack(&dish)?;
+                if dish.track {
+                    let output = output.map(|o| String::from_utf8_lossy(&o).into_owned());
+                    self.results
+                        .eaten(&dish, &self.results_name, attempt, started, output)?;
+                }
+                self.sink.ate(&dish);
+            }
+            Course::Failed(reason) => {
+                // Recorded, and done with: retries and dead letters come later.
+                self.consumer.ack(&dish)?;
+                if dish.track {
+                    self.results
+                        .failed(&dish, &self.results_name, attempt, started, &reason)?;
+                }
+                self.sink.failed(&dish, &reason);
+            }
+            Course::Abandoned => {
+                let returned = self.consumer.give_back(&dish);
+                self.sink.abandoned(&dish, returned);
+            }
         }
-        self.consumer.ack(&dish)?;
-        if dish.track {
-            self.results.eaten(&dish, &self.results_name)?;
-        }
-        self.sink.ate(&dish);
         Ok(())
     }
 }

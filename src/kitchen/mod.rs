@@ -6,11 +6,12 @@
 //! decides where it goes.
 
 mod chef;
-pub mod diner;
+pub(crate) mod diner;
 pub mod output;
 pub mod stats;
 mod status;
 pub mod summary;
+pub mod work;
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -24,7 +25,7 @@ use crate::defaults;
 use crate::dish::Dish;
 use crate::queue::{
     AckError, Backend, BackendConfig, Capacity, GaugeError, OpenError, PutError, ReadyError,
-    ResultLimits, ResultsError, TakeError,
+    ResultLimits, ResultsError, Returned, TakeError,
 };
 use crate::shutdown::Shutdown;
 pub(crate) use chef::IdBlock;
@@ -34,6 +35,7 @@ pub use output::Printer;
 use output::{IdTag, PrintOrder};
 use stats::{LatencyHistogram, LiveCounters, Tickets};
 pub use summary::Summary;
+use work::Work;
 
 /// Which threads this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,13 @@ pub struct KitchenConfig {
     pub quiet: bool,
     /// End each per-dish line with the dish's id (`--ids`).
     pub ids: bool,
+    /// What diners do with each dish: nap (the tutorial), a command, a handler.
+    pub work: Work,
+    /// After the first Ctrl-C or SIGTERM, work in hand gets this long; then
+    /// it is ended and its dish given back.
+    pub shutdown_timeout: Duration,
+    /// Diners stop once the queue is empty (`kitchen diner --burst`).
+    pub burst: bool,
 }
 
 impl Default for KitchenConfig {
@@ -88,6 +97,9 @@ impl Default for KitchenConfig {
             seed: None,
             quiet: false,
             ids: false,
+            work: Work::Nap,
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            burst: false,
         }
     }
 }
@@ -177,6 +189,8 @@ struct Stops {
     /// Diners stop taking: a failure; in a diner-only process, also the
     /// chefs' stop (there are no chefs, and what is queued is not ours).
     diners: Shutdown,
+    /// The shutdown deadline passed: work in hand ends, its dish goes back.
+    abandon: Shutdown,
     /// The run is over: the watcher and the status line end.
     run_over: Shutdown,
 }
@@ -193,6 +207,7 @@ impl Stops {
             chefs,
             chefs_done: Shutdown::new(),
             diners,
+            abandon: Shutdown::new(),
             run_over: Shutdown::new(),
         }
     }
@@ -248,7 +263,11 @@ struct Tally {
     order: Arc<PrintOrder>,
     live: Arc<LiveCounters>,
     eaten: u64,
-    /// Dishes shown never to have arrived (a dropped pub/sub subscription).
+    failed: u64,
+    /// Dishes given back unfinished that this process held (counted as left).
+    held: u64,
+    /// Dishes shown never to have arrived (a dropped pub/sub subscription),
+    /// or abandoned deliveries a channel cannot take back.
     lost: u64,
     rejected: u64,
     max_depth: u64,
@@ -269,7 +288,7 @@ impl Sink for Tally {
                 format_args!(
                     "diner-{} ate dish {} --- {depth} left to eat{}",
                     self.number,
-                    dish.number,
+                    dish.payload,
                     IdTag(self.ids.then_some(dish.id))
                 ),
                 &self.print_stop,
@@ -278,6 +297,31 @@ impl Sink for Tally {
     }
 
     fn ate(&mut self, _: &Dish) {}
+
+    fn failed(&mut self, dish: &Dish, reason: &str) {
+        self.failed += 1;
+        if self.printer.enabled() {
+            self.printer.line(
+                format_args!(
+                    "diner-{} failed dish {} --- {reason}{}",
+                    self.number,
+                    dish.payload,
+                    IdTag(self.ids.then_some(dish.id))
+                ),
+                &self.print_stop,
+            );
+        }
+    }
+
+    fn abandoned(&mut self, _: &Dish, returned: Returned) {
+        // Counted as eaten when taken; it was not.
+        self.eaten = self.eaten.saturating_sub(1);
+        match returned {
+            Returned::Queued => {}
+            Returned::Held => self.held += 1,
+            Returned::Lost => self.lost += 1,
+        }
+    }
 
     fn rejected(&mut self, reason: &str) {
         self.rejected += 1;
@@ -340,7 +384,11 @@ pub fn run(
     };
 
     let started = Instant::now();
-    let watcher = watch(shutdown, config.duration, &crew.stops)?;
+    let watcher = watch(shutdown, config, &crew.stops)?;
+    if config.burst {
+        // No chef of ours will come: diners end once the queue is empty.
+        crew.stops.chefs_done.stop();
+    }
     let status = if status::wanted(config.quiet) {
         let (made, eaten) = (crew.made_live.clone(), crew.eaten_live.clone());
         let done = crew.stops.run_over.clone();
@@ -386,7 +434,8 @@ pub fn run(
     let elapsed = started.elapsed();
     stops.run_over.stop();
     join_all(handles, watcher, status);
-    let left = backend.gauge().depth().map(|d| d as u64);
+    // Dishes given back unfinished that this process held are left too.
+    let left = backend.gauge().depth().map(|d| d as u64 + ate.held);
     let summary = summarize(
         config,
         &backend,
@@ -408,23 +457,27 @@ pub fn run(
     }
 }
 
-/// Stops the chefs on the caller's `shutdown` or when `duration` is up.
+/// Stops the chefs on the caller's `shutdown` or when `duration` is up; after
+/// a `shutdown`, gives the work in hand `shutdown_timeout`, then abandons it.
 fn watch(
     shutdown: &Shutdown,
-    duration: Option<Duration>,
+    config: &KitchenConfig,
     stops: &Stops,
 ) -> Result<JoinHandle<()>, KitchenError> {
-    let (shutdown, stop_chefs, run_over) = (
-        shutdown.clone(),
-        stops.chefs.clone(),
-        stops.run_over.clone(),
-    );
+    let (shutdown, stops) = (shutdown.clone(), stops.clone());
+    let (duration, grace) = (config.duration, config.shutdown_timeout);
     spawn("watcher", move || {
         let timeout = duration.map_or_else(never, crossbeam_channel::after);
         select! {
-            recv(shutdown.receiver()) -> _ => { stop_chefs.stop(); }
-            recv(timeout) -> _ => { stop_chefs.stop(); }
-            recv(run_over.receiver()) -> _ => {}
+            recv(shutdown.receiver()) -> _ => {
+                stops.chefs.stop();
+                // The deadline counts from the signal, whatever is queued.
+                if !stops.run_over.sleep(grace) {
+                    stops.abandon.stop();
+                }
+            }
+            recv(timeout) -> _ => { stops.chefs.stop(); }
+            recv(stops.run_over.receiver()) -> _ => {}
         }
     })
 }
@@ -443,13 +496,15 @@ impl Crew<'_> {
                 } else {
                     name.clone()
                 },
-                name: name.clone(),
                 consumer: self.backend.consumer(),
                 stop: self.stops.diners.clone(),
                 chefs_done: self.stops.chefs_done.clone(),
+                abandon: self.stops.abandon.clone(),
                 ready: Some(ready_tx.clone()),
+                meal: self.config.work.for_diner(),
                 max_sleep: self.config.max_sleep,
                 rng: rng_for(self.config.seed, DINER_SALT, i),
+                queue: self.config.backend.queue_name().to_owned(),
                 results: self.backend.results(),
                 sink: Tally {
                     number: i as u32 + 1,
@@ -460,6 +515,8 @@ impl Crew<'_> {
                     order: self.order.clone(),
                     live: self.eaten_live.clone(),
                     eaten: 0,
+                    failed: 0,
+                    held: 0,
                     lost: 0,
                     rejected: 0,
                     max_depth: 0,
@@ -527,6 +584,8 @@ impl Crew<'_> {
 #[derive(Debug, Default)]
 struct DinersReport {
     eaten: u64,
+    failed: u64,
+    held: u64,
     lost: u64,
     rejected: u64,
     max_depth: u64,
@@ -567,6 +626,8 @@ fn collect(
             }
             Report::Diner(t, failure) => {
                 ate.eaten += t.eaten;
+                ate.failed += t.failed;
+                ate.held += t.held;
                 ate.lost += t.lost;
                 ate.rejected += t.rejected;
                 ate.max_depth = ate.max_depth.max(t.max_depth);
@@ -617,6 +678,7 @@ fn summarize(
         capacity: backend.shown_capacity(config.capacity),
         made: made.made,
         eaten: ate.eaten,
+        failed: ate.failed,
         left,
         // Published to nobody (chefs), or shown missing by a diner.
         lost: made.lost + ate.lost,

@@ -30,8 +30,10 @@ pub struct Summary {
     pub capacity: Option<usize>,
     /// Dishes put on the queue (published, in pub/sub mode).
     pub made: u64,
-    /// Dishes taken off it (deliveries, in pub/sub mode).
+    /// Dishes taken off it and eaten (deliveries, in pub/sub mode).
     pub eaten: u64,
+    /// Dishes whose work failed (their command exited non-zero, timed out…).
+    pub failed: u64,
     /// Dishes still queued at exit; `None` when the queue could not be read.
     pub left: Option<u64>,
     /// Dishes shown to be gone (published with no subscriber).
@@ -58,6 +60,7 @@ struct Wire<'a> {
     capacity: Option<usize>,
     made: Option<u64>,
     eaten: Option<u64>,
+    failed: Option<u64>,
     left: Option<u64>,
     lost: u64,
     rejected: Option<u64>,
@@ -87,6 +90,7 @@ impl Summary {
             capacity: self.capacity.filter(|_| cooks),
             made: cooks.then_some(self.made),
             eaten: eats.then_some(self.eaten),
+            failed: eats.then_some(self.failed),
             left: self.left,
             lost: self.lost,
             rejected: eats.then_some(self.rejected),
@@ -120,13 +124,14 @@ impl Summary {
             None
         };
         let show = |v: Option<u64>| v.map(|n| n.to_string());
-        let rows: [(&str, Option<String>); 14] = [
+        let rows: [(&str, Option<String>); 15] = [
             ("backend", Some(backend)),
             ("chefs", w.chefs.map(|n| n.to_string())),
             ("diners", w.diners.map(|n| n.to_string())),
             ("capacity", capacity),
             ("made", show(w.made)),
             ("eaten", show(w.eaten)),
+            ("failed", show(w.failed)),
             (
                 "left",
                 Some(
@@ -185,6 +190,7 @@ mod tests {
             capacity: Some(10),
             made: 1000,
             eaten: 1000,
+            failed: 0,
             left: Some(0),
             lost: 0,
             rejected: 0,
@@ -207,7 +213,7 @@ mod tests {
             json,
             concat!(
                 r#"{"backend":"local","mode":null,"chefs":3,"diners":2,"capacity":10,"#,
-                r#""made":1000,"eaten":1000,"left":0,"lost":0,"rejected":0,"max_depth":10,"#,
+                r#""made":1000,"eaten":1000,"failed":0,"left":0,"lost":0,"rejected":0,"max_depth":10,"#,
                 r#""elapsed_s":0.01,"dishes_per_s":100000.0,"#,
                 r#""latency_us":{"p50":3,"p90":9,"p99":40,"max":120}}"#
             )

@@ -8,7 +8,7 @@ use crossbeam_channel::{
 };
 use parking_lot::Mutex;
 
-use crate::dish::{Dish, DishId};
+use crate::dish::{Dish, DishId, Payload};
 use crate::results::LocalResults;
 use crate::shutdown::Shutdown;
 use crate::vocab::{Capacity, OpenError, POLL, Put, ResultLimits, Take};
@@ -25,9 +25,39 @@ pub struct LocalQueue {
     sampled: bool,
     /// What became of tracked dishes: the web entry and its diners share it.
     results: Arc<LocalResults>,
+    /// Payloads that do not fit a packed dish.
+    pantry: Arc<Pantry>,
 }
 
-/// A dish as the channel carries it: 16 bytes where [`Dish`] takes 32.
+/// Payloads other than a dish number, beside the channel: the channel
+/// carries 16 bytes per dish, and a dish that carries JSON or text leaves its
+/// payload here under its id, for the diner that takes it. The kitchen's own
+/// dishes (numbers) never come here, so they pay nothing for it.
+#[derive(Debug, Default)]
+struct Pantry {
+    shelf: Mutex<std::collections::HashMap<u64, Payload>>,
+}
+
+impl Pantry {
+    fn key(id: DishId) -> u64 {
+        // Dishes without an origin (another producer's) have their own keys.
+        (id.seq & SEQ_MASK) | if id.origin == 0 { NO_ORIGIN } else { 0 }
+    }
+
+    fn store(&self, id: DishId, payload: Payload) {
+        self.shelf.lock().insert(Pantry::key(id), payload);
+    }
+
+    fn take(&self, id: DishId) -> Payload {
+        // A payload is stored before its dish is sent, so it is there.
+        self.shelf
+            .lock()
+            .remove(&Pantry::key(id))
+            .unwrap_or(Payload::Number(0))
+    }
+}
+
+/// A dish as the channel carries it: 16 bytes where [`Dish`] takes 56.
 ///
 /// Every slot a chef writes is a cache line a diner on the other core must
 /// fetch; halving the message lets a full-speed kitchen move about a third
@@ -35,14 +65,15 @@ pub struct LocalQueue {
 /// id's origin is implied; the rest fits one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Packed {
-    /// seq (45 bits) | number (4) | chef (13) | no-origin (1) | track (1)
+    /// seq (44 bits) | in the pantry (1) | number (4) | chef (13) | no-origin (1) | track (1)
     word: u64,
     made_at_us: u64,
 }
 
-const SEQ_BITS: u32 = 45;
+const SEQ_BITS: u32 = 44;
 const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
-const NUMBER_SHIFT: u32 = SEQ_BITS;
+const IN_PANTRY: u64 = 1 << SEQ_BITS;
+const NUMBER_SHIFT: u32 = SEQ_BITS + 1;
 const CHEF_SHIFT: u32 = NUMBER_SHIFT + 4;
 const CHEF_MAX: u32 = (1 << 13) - 1;
 const NO_ORIGIN: u64 = 1 << 62;
@@ -50,7 +81,7 @@ const TRACK: u64 = 1 << 63;
 
 impl Packed {
     #[inline]
-    fn pack(d: &Dish) -> Packed {
+    fn pack(d: &Dish, pantry: &Pantry) -> Packed {
         // A chef number beyond 13 bits is recorded as unknown (0) rather than
         // wrapped onto another chef; kitchen starts at most 4096.
         let chef = if d.chef > CHEF_MAX {
@@ -58,9 +89,17 @@ impl Packed {
         } else {
             u64::from(d.chef)
         };
-        let mut word = (d.id.seq & SEQ_MASK)
-            | (u64::from(d.number & 0xf) << NUMBER_SHIFT)
-            | (chef << CHEF_SHIFT);
+        let number = match &d.payload {
+            Payload::Number(n) => u64::from(n & 0xf),
+            other => {
+                pantry.store(d.id, other.clone());
+                0
+            }
+        };
+        let mut word = (d.id.seq & SEQ_MASK) | (number << NUMBER_SHIFT) | (chef << CHEF_SHIFT);
+        if !matches!(d.payload, Payload::Number(_)) {
+            word |= IN_PANTRY;
+        }
         if d.id.origin == 0 {
             word |= NO_ORIGIN;
         }
@@ -73,19 +112,29 @@ impl Packed {
         }
     }
 
-    #[inline]
-    fn unpack(self) -> Dish {
+    fn id(self) -> DishId {
         let w = self.word;
-        Dish {
-            id: DishId {
-                origin: if w & NO_ORIGIN != 0 {
-                    0
-                } else {
-                    DishId::process_origin()
-                },
-                seq: w & SEQ_MASK,
+        DishId {
+            origin: if w & NO_ORIGIN != 0 {
+                0
+            } else {
+                DishId::process_origin()
             },
-            number: ((w >> NUMBER_SHIFT) & 0xf) as u8,
+            seq: w & SEQ_MASK,
+        }
+    }
+
+    #[inline]
+    fn unpack(self, pantry: &Pantry) -> Dish {
+        let w = self.word;
+        let id = self.id();
+        Dish {
+            id,
+            payload: if w & IN_PANTRY != 0 {
+                pantry.take(id)
+            } else {
+                Payload::Number(((w >> NUMBER_SHIFT) & 0xf) as u8)
+            },
             chef: ((w >> CHEF_SHIFT) as u32) & CHEF_MAX,
             made_at_us: self.made_at_us,
             track: w & TRACK != 0,
@@ -114,6 +163,7 @@ impl LocalQueue {
             capacity: capacity.limit(),
             sampled: false,
             results: Arc::new(LocalResults::new(limits.ttl, limits.max)),
+            pantry: Arc::default(),
         }
     }
 
@@ -146,6 +196,7 @@ impl LocalQueue {
             tx,
             probe: self.probe(),
             capacity: self.capacity,
+            pantry: self.pantry.clone(),
         })
     }
 
@@ -154,6 +205,7 @@ impl LocalQueue {
         Consumer {
             rx: self.rx.clone(),
             probe: self.probe(),
+            pantry: self.pantry.clone(),
         }
     }
 
@@ -169,6 +221,7 @@ pub struct Producer {
     tx: Sender<Packed>,
     probe: DepthProbe,
     capacity: Option<usize>,
+    pantry: Arc<Pantry>,
 }
 
 /// Reads the depth every `every`th time, repeating the last reading between.
@@ -206,8 +259,16 @@ impl DepthProbe {
 impl Producer {
     /// Puts `dish`, blocking while full until there is room or `shutdown`.
     #[inline]
-    pub fn put(&mut self, dish: Dish, shutdown: &Shutdown) -> Put {
-        let mut dish = Packed::pack(&dish);
+    pub fn put(&mut self, dish: &Dish, shutdown: &Shutdown) -> Put {
+        let put = self.send(Packed::pack(dish, &self.pantry), shutdown);
+        if put == Put::Stopped {
+            self.pantry.take(dish.id);
+        }
+        put
+    }
+
+    #[inline]
+    fn send(&mut self, mut dish: Packed, shutdown: &Shutdown) -> Put {
         // The common case needs no clock: a deadline costs a clock read.
         dish = match self.tx.try_send(dish) {
             Ok(()) => {
@@ -246,7 +307,7 @@ impl Producer {
     pub fn put_all(&mut self, dishes: &[Dish], shutdown: &Shutdown) -> Vec<Put> {
         let mut out = Vec::with_capacity(dishes.len());
         for d in dishes {
-            let put = self.put(*d, shutdown);
+            let put = self.put(d, shutdown);
             out.push(put);
             if put == Put::Stopped {
                 break;
@@ -257,8 +318,16 @@ impl Producer {
 
     /// Puts `dish` if there is room within `wait`; `None` when still full.
     #[inline]
-    pub fn put_within(&mut self, dish: Dish, wait: Duration) -> Option<Put> {
-        let dish = match self.tx.try_send(Packed::pack(&dish)) {
+    pub fn put_within(&mut self, dish: &Dish, wait: Duration) -> Option<Put> {
+        let put = self.send_within(Packed::pack(dish, &self.pantry), wait);
+        if !matches!(put, Some(Put::Queued { .. })) {
+            self.pantry.take(dish.id);
+        }
+        put
+    }
+
+    fn send_within(&mut self, dish: Packed, wait: Duration) -> Option<Put> {
+        let dish = match self.tx.try_send(dish) {
             Ok(()) => {
                 return Some(Put::Queued {
                     depth: self.tx.len(),
@@ -282,6 +351,7 @@ impl Producer {
 pub struct Consumer {
     rx: Receiver<Packed>,
     probe: DepthProbe,
+    pantry: Arc<Pantry>,
 }
 
 impl Consumer {
@@ -298,7 +368,7 @@ impl Consumer {
             Ok(packed) => {
                 let rx = &self.rx;
                 Take::Dish {
-                    dish: packed.unpack(),
+                    dish: packed.unpack(&self.pantry),
                     depth: self.probe.read(|| rx.len()),
                 }
             }
@@ -324,7 +394,7 @@ mod tests {
         let stop = Shutdown::new();
         let mut p = q.producer().expect("producer before seal");
         let mut c = q.consumer();
-        assert_eq!(p.put(Dish::new(1, 3, 1), &stop), Put::Queued { depth: 1 });
+        assert_eq!(p.put(&Dish::new(1, 3, 1), &stop), Put::Queued { depth: 1 });
         q.seal();
         assert!(matches!(q.producer(), Err(OpenError::Sealed)));
         drop(p);
@@ -334,23 +404,30 @@ mod tests {
 
     #[test]
     fn packing_keeps_every_field() {
+        let pantry = Pantry::default();
         let mut d = Dish::new(123_456, 9, 4096);
         d.track = true;
-        assert_eq!(Packed::pack(&d).unpack(), d);
+        assert_eq!(Packed::pack(&d, &pantry).unpack(&pantry), d);
         let bare = Dish {
             id: DishId::NONE,
-            number: 7,
+            payload: Payload::Number(7),
             chef: 0,
             made_at_us: 0,
             track: false,
         };
-        assert_eq!(Packed::pack(&bare).unpack(), bare);
+        assert_eq!(Packed::pack(&bare, &pantry).unpack(&pantry), bare);
         let stranger = Dish::new(1, 0, CHEF_MAX + 1);
         assert_eq!(
-            Packed::pack(&stranger).unpack().chef,
+            Packed::pack(&stranger, &pantry).unpack(&pantry).chef,
             0,
             "unknown, not wrapped"
         );
+        // Other payloads wait in the pantry, beside the packed dish.
+        let json = Dish::carrying(77, Payload::Json(Arc::from(r#"{"w":64}"#)), 2);
+        let packed = Packed::pack(&json, &pantry);
+        assert_eq!(pantry.shelf.lock().len(), 1);
+        assert_eq!(packed.unpack(&pantry), json);
+        assert!(pantry.shelf.lock().is_empty(), "taken with its dish");
         assert_eq!(std::mem::size_of::<Packed>(), 16);
     }
 
@@ -399,7 +476,7 @@ mod tests {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let _ = ready_tx.send(());
-            let _ = done_tx.send(p.put(dish, &stop));
+            let _ = done_tx.send(p.put(&dish, &stop));
         });
         ready.recv_timeout(WAKE).expect("the chef thread starts");
         assert_eq!(
@@ -415,7 +492,7 @@ mod tests {
         let q = LocalQueue::new(Capacity::Bounded(1));
         let stop = Shutdown::new();
         let mut p = q.producer().expect("producer");
-        assert_eq!(p.put(Dish::new(1, 0, 1), &stop), Put::Queued { depth: 1 });
+        assert_eq!(p.put(&Dish::new(1, 0, 1), &stop), Put::Queued { depth: 1 });
         let done = blocked_put(p, Dish::new(2, 0, 1), &stop);
         stop.stop();
         assert_eq!(done.recv_timeout(WAKE), Ok(Put::Stopped));
@@ -427,7 +504,7 @@ mod tests {
         let q = LocalQueue::new(Capacity::Bounded(1));
         let stop = Shutdown::new();
         let mut p = q.producer().expect("producer");
-        assert_eq!(p.put(Dish::new(1, 0, 1), &stop), Put::Queued { depth: 1 });
+        assert_eq!(p.put(&Dish::new(1, 0, 1), &stop), Put::Queued { depth: 1 });
         let done = blocked_put(p, Dish::new(2, 0, 1), &stop);
         let mut c = q.consumer();
         let seq = |t: Take| match t {
@@ -445,11 +522,11 @@ mod tests {
         let q = LocalQueue::new(Capacity::Bounded(1));
         let mut p = q.producer().expect("producer");
         assert_eq!(
-            p.put_within(Dish::new(1, 0, 1), Duration::ZERO),
+            p.put_within(&Dish::new(1, 0, 1), Duration::ZERO),
             Some(Put::Queued { depth: 1 })
         );
         assert_eq!(
-            p.put_within(Dish::new(2, 0, 1), Duration::from_millis(1)),
+            p.put_within(&Dish::new(2, 0, 1), Duration::from_millis(1)),
             None
         );
         assert_eq!(q.consumer().depth(), 1);

@@ -179,8 +179,8 @@ impl Producer {
     }
 
     /// Pushes one dish, waiting (without polling) while the list is full.
-    pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, Fault> {
-        let puts = self.put_all(std::slice::from_ref(&dish), stop)?;
+    pub fn put(&mut self, dish: &Dish, stop: &Shutdown) -> Result<Put, Fault> {
+        let puts = self.put_all(std::slice::from_ref(dish), stop)?;
         Ok(puts.first().copied().unwrap_or(Put::Stopped))
     }
 
@@ -191,9 +191,9 @@ impl Producer {
     }
 
     /// Pushes one dish if there is room within `wait`; `None` when still full.
-    pub fn put_within(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, Fault> {
+    pub fn put_within(&mut self, dish: &Dish, wait: Duration) -> Result<Option<Put>, Fault> {
         let deadline = Instant::now() + wait;
-        let puts = self.push(std::slice::from_ref(&dish), Until::Deadline(deadline))?;
+        let puts = self.push(std::slice::from_ref(dish), Until::Deadline(deadline))?;
         Ok(match puts.first() {
             Some(Put::Stopped) | None => None,
             Some(put) => Some(*put),
@@ -305,6 +305,8 @@ struct Names {
     processing: String,
     heartbeat: String,
     ttl: Duration,
+    /// The largest payload taken as a dish; larger ones are set aside.
+    max_payload: usize,
     give_back: Script,
     take_many: Script,
 }
@@ -406,6 +408,7 @@ impl Consumer {
                 keys,
                 id,
                 ttl: opts.heartbeat_ttl,
+                max_payload: opts.max_payload,
                 give_back: Script::new(GIVE_BACK),
                 take_many: Script::new(TAKE_MANY),
             },
@@ -545,7 +548,7 @@ impl Consumer {
     }
 
     fn hand_out(&mut self, payload: Vec<u8>) -> Result<Take, Fault> {
-        match Dish::decode(&payload) {
+        match Dish::decode_within(&payload, self.names.max_payload) {
             Ok(dish) => {
                 self.batch.in_hand = Some(dish.id);
                 Ok(Take::Dish {
@@ -555,8 +558,9 @@ impl Consumer {
             }
             Err(e) => {
                 let dead = &self.names.keys.dead;
+                let letter = dead_letter(&payload, &e.to_string());
                 self.names.run(&mut self.conn, &mut self.batch, |c| {
-                    redis::cmd("LPUSH").arg(dead).arg(&payload).query::<u64>(c)
+                    redis::cmd("LPUSH").arg(dead).arg(&letter).query::<u64>(c)
                 })?;
                 // Set aside: the next take drops it from the processing list.
                 self.batch.done += 1;
@@ -592,6 +596,20 @@ impl Drop for Consumer {
         let leave = self.names.give_back(self.batch.done, true);
         let _ = self.conn.run(|c| leave.invoke::<u64>(c));
     }
+}
+
+/// A dead letter: the payload (lossy text, at most a few KiB of it, so an
+/// oversized one does not fill Redis twice), why it was set aside, and when.
+fn dead_letter(payload: &[u8], reason: &str) -> String {
+    const KEEP: usize = 4 * 1024;
+    let kept = &payload[..payload.len().min(KEEP)];
+    serde_json::json!({
+        "payload": String::from_utf8_lossy(kept),
+        "bytes": payload.len(),
+        "reason": reason,
+        "at": crate::dish::now_us(),
+    })
+    .to_string()
 }
 
 /// Adds `n` wake-up tokens for waiting chefs, keeping at most [`MAX_TOKENS`].

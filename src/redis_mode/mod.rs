@@ -25,7 +25,8 @@ use redis::{Client, Connection, RedisError};
 use crate::dish::Dish;
 use crate::shutdown::Shutdown;
 use crate::vocab::{
-    Capacity, Fault, Mode, Put, ReadyError, RedisOptions, ResultLimits, Take, TakeError, redact_url,
+    Capacity, Fault, Mode, Put, ReadyError, RedisOptions, ResultLimits, Returned, Take, TakeError,
+    redact_url,
 };
 
 pub use info::{Info, InfoDiner, info};
@@ -154,7 +155,7 @@ pub enum Producer {
 
 impl Producer {
     /// Puts one dish (see [`crate::queue::Producer::put`]).
-    pub fn put(&mut self, dish: Dish, stop: &Shutdown) -> Result<Put, Fault> {
+    pub fn put(&mut self, dish: &Dish, stop: &Shutdown) -> Result<Put, Fault> {
         match self {
             Producer::List(p) => p.put(dish, stop),
             Producer::Pubsub(p) => p.put(dish),
@@ -178,7 +179,7 @@ impl Producer {
     }
 
     /// Puts one dish if there is room within `wait` (see [`crate::queue::Producer::put_within`]).
-    pub fn put_within(&mut self, dish: Dish, wait: Duration) -> Result<Option<Put>, Fault> {
+    pub fn put_within(&mut self, dish: &Dish, wait: Duration) -> Result<Option<Put>, Fault> {
         match self {
             Producer::List(p) => p.put_within(dish, wait),
             // Publishing never waits for room: a channel holds nothing.
@@ -220,6 +221,20 @@ impl Consumer {
         match self {
             Consumer::List(c) => c.ack(dish),
             Consumer::Pubsub(_) => Ok(()),
+        }
+    }
+
+    /// Gives back `dish` unfinished (see [`crate::queue::Consumer::give_back`]).
+    pub fn give_back(&mut self, dish: &Dish) -> Returned {
+        match self {
+            // Not acknowledged: it stays in this diner's processing list,
+            // which goes back on the queue when the diner leaves (or, if it
+            // is killed first, when its heartbeat expires).
+            Consumer::List(_) => {
+                let _ = dish;
+                Returned::Queued
+            }
+            Consumer::Pubsub(_) => Returned::Lost,
         }
     }
 

@@ -77,7 +77,7 @@ impl Producer {
     }
 
     /// Publishes one dish; `receivers: 0` means nobody got it.
-    pub fn put(&mut self, dish: Dish) -> Result<Put, Fault> {
+    pub fn put(&mut self, dish: &Dish) -> Result<Put, Fault> {
         let payload = dish.encode();
         let receivers: usize = self.conn.run(|c| {
             redis::cmd("PUBLISH")
@@ -99,6 +99,8 @@ pub struct Consumer {
     url: String,
     reconnect_for: Duration,
     marker: String,
+    /// The largest payload taken as a dish.
+    max_payload: usize,
     reader: Option<Reader>,
     /// When the end marker went out.
     marker_sent: Option<Instant>,
@@ -156,6 +158,7 @@ impl Consumer {
             url: opts.url.clone(),
             reconnect_for: opts.reconnect_for,
             marker: format!("{END_MARKER}{}", unique_name("diner", n)),
+            max_payload: opts.max_payload,
             reader: None,
             marker_sent: None,
             gaps: Gaps::default(),
@@ -230,7 +233,7 @@ impl Consumer {
                 }
                 continue; // another diner's end of run
             }
-            return Ok(match Dish::decode(&payload) {
+            return Ok(match Dish::decode_within(&payload, self.max_payload) {
                 Ok(dish) => {
                     self.gaps.saw(dish.id);
                     Take::Dish { dish, depth: 0 }

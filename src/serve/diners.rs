@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::dish::Dish;
 use crate::kitchen::diner::Sink;
+use crate::queue::Returned;
 use crate::serve::Shared;
 use crate::serve::metrics::Metrics;
 
@@ -23,6 +24,12 @@ impl Sink for WebSink {
     fn ate(&mut self, _: &Dish) {
         Metrics::bump(&self.shared.metrics.eaten);
     }
+
+    fn failed(&mut self, _: &Dish, _: &str) {
+        Metrics::bump(&self.shared.metrics.failed);
+    }
+
+    fn abandoned(&mut self, _: &Dish, _: Returned) {}
 
     fn rejected(&mut self, _: &str) {
         Metrics::bump(&self.shared.metrics.rejected);

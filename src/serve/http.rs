@@ -9,8 +9,10 @@ use std::fmt::Write as _;
 
 /// The largest request head (request line and headers) we read.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// The largest request body we read; larger ones get `413`.
-pub const MAX_BODY: usize = 64 * 1024;
+/// The largest request body we read; larger ones get `413` before a byte
+/// of them is read. A dish's payload may be this large (the default
+/// `--max-payload`); `POST /dishes` refuses more than `--max-payload` itself.
+pub const MAX_BODY: usize = crate::defaults::MAX_PAYLOAD;
 /// How many headers a request may carry.
 const MAX_HEADERS: usize = 32;
 
@@ -325,8 +327,9 @@ mod tests {
         ));
         let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
         assert_eq!(head(&big), Err(HeadError::TooLarge));
-        let body = "POST /dishes HTTP/1.1\r\nContent-Length: 70000\r\n\r\n";
-        assert_eq!(head(body), Err(HeadError::BodyTooLarge(70_000)));
+        let over = MAX_BODY as u64 + 1;
+        let body = format!("POST /dishes HTTP/1.1\r\nContent-Length: {over}\r\n\r\n");
+        assert_eq!(head(&body), Err(HeadError::BodyTooLarge(over)));
         let chunked = "POST /dishes HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(head(chunked), Err(HeadError::Unsupported));
         let bad = "POST /dishes HTTP/1.1\r\nContent-Length: x\r\n\r\n";

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub eaten: AtomicU64,
     /// Payloads this server's diners could not read.
     pub rejected: AtomicU64,
+    /// Dishes this server's diners failed (their command exited non-zero).
+    pub failed: AtomicU64,
     /// Dishes published with no subscriber.
     pub lost: AtomicU64,
     /// Requests refused with `503` because the queue was full.

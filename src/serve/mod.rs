@@ -23,6 +23,8 @@ mod server;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::select;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -31,6 +33,7 @@ use rand::rngs::StdRng;
 use crate::defaults;
 use crate::kitchen::KitchenError;
 use crate::kitchen::diner::Diner;
+use crate::kitchen::work::Work;
 use crate::queue::{Backend, BackendConfig, Capacity, Fault, OpenError, ResultLimits};
 use crate::shutdown::Shutdown;
 use diners::WebSink;
@@ -60,6 +63,12 @@ pub struct ServeConfig {
     /// How long a request waits for room in a full queue before its `503`:
     /// enough to ride out a burst, far below the second a client may wait.
     pub full_wait: Duration,
+    /// The largest payload `POST /dishes` takes (bytes); more is a `413`.
+    pub max_payload: usize,
+    /// What the in-process diners do with each dish (`--exec`).
+    pub work: Work,
+    /// After the stop, how long the in-process diners' work in hand may run.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -74,6 +83,9 @@ impl Default for ServeConfig {
             max_results: defaults::MAX_RESULTS,
             client_timeout: defaults::CLIENT_TIMEOUT,
             full_wait: defaults::FULL_WAIT,
+            max_payload: defaults::MAX_PAYLOAD,
+            work: Work::Nap,
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -134,6 +146,9 @@ pub struct Server {
     workers: Vec<Web>,
     eaters: Vec<DinerThread>,
     client_timeout: Duration,
+    /// Stopped at the shutdown deadline: the diners' work in hand ends.
+    abandon: Shutdown,
+    shutdown_timeout: Duration,
     /// Whether the queue could not be reached at start (it is served with
     /// `503`s until it can).
     pub waiting_for_queue: bool,
@@ -183,8 +198,9 @@ impl Server {
         } else {
             config.diners
         };
+        let abandon = Shutdown::new();
         let eaters = (0..diners)
-            .map(|i| spawn_diner(&backend, &shared, i))
+            .map(|i| spawn_diner(&backend, &shared, &abandon, i))
             .collect::<Result<Vec<_>, _>>()?;
         // The queue closes once the workers (its producers) are gone.
         backend.seal();
@@ -193,6 +209,8 @@ impl Server {
             workers,
             eaters,
             client_timeout: config.client_timeout,
+            abandon,
+            shutdown_timeout: config.shutdown_timeout,
             waiting_for_queue,
         })
     }
@@ -200,6 +218,25 @@ impl Server {
     /// Serves until `shutdown`; then finishes the requests in flight, lets
     /// the in-process diners eat what is queued, and returns.
     pub fn run(self, shutdown: &Shutdown) -> Result<(), ServeError> {
+        // The diners' work in hand gets `shutdown_timeout` from the stop.
+        let done = Shutdown::new();
+        let deadline = {
+            let (shutdown, done, abandon) = (shutdown.clone(), done.clone(), self.abandon.clone());
+            let grace = self.shutdown_timeout;
+            thread::Builder::new()
+                .name("shutdown-deadline".into())
+                .spawn(move || {
+                    select! {
+                        recv(shutdown.receiver()) -> _ => {
+                            if !done.sleep(grace) {
+                                abandon.stop();
+                            }
+                        }
+                        recv(done.receiver()) -> _ => {}
+                    }
+                })
+                .map_err(ServeError::Spawn)?
+        };
         let served = server::run(self.listener, self.workers, self.client_timeout, shutdown);
         let mut first_error = None;
         for (name, h) in self.eaters {
@@ -210,6 +247,8 @@ impl Server {
             };
             first_error.get_or_insert(err);
         }
+        done.stop();
+        let _ = deadline.join();
         served?;
         first_error.map_or(Ok(()), |e| Err(e.into()))
     }
@@ -221,20 +260,23 @@ type DinerThread = (String, JoinHandle<(WebSink, Option<KitchenError>)>);
 fn spawn_diner(
     backend: &Backend,
     shared: &Arc<Shared>,
+    abandon: &Shutdown,
     i: usize,
 ) -> Result<DinerThread, ServeError> {
     let name = format!("diner-{}", i + 1);
     let diner = Diner {
         results_name: name.clone(),
-        name: name.clone(),
         consumer: backend.consumer(),
         // The local queue closes by disconnection once the workers are
         // gone: these diners then eat what is left and end by themselves.
         stop: Shutdown::new(),
         chefs_done: Shutdown::new(),
+        abandon: abandon.clone(),
         ready: None,
+        meal: shared.config.work.for_diner(),
         max_sleep: shared.config.max_sleep,
         rng: StdRng::from_os_rng(),
+        queue: shared.config.backend.queue_name().to_owned(),
         results: backend.results(),
         sink: WebSink {
             shared: shared.clone(),

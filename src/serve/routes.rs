@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::dish::{Dish, DishId, MAX_DISH};
+use crate::dish::{Dish, DishId, MAX_DISH, Payload};
 use crate::kitchen::IdBlock;
 use crate::queue::{Backend, Gauge, OpenError, Producer, Put, PutError, Results};
-use crate::results::Status;
+use crate::results::{RECORD_PAYLOAD_MAX, Status};
 use crate::serve::Shared;
 use crate::serve::http::{Request, Response};
 use crate::serve::metrics::{Metrics, Snapshot};
@@ -39,16 +39,9 @@ pub(crate) struct Web {
 #[derive(Debug, Serialize)]
 struct Accepted<'a> {
     id: String,
-    dish: u8,
+    dish: Option<serde_json::Value>,
     status: Status,
     location: &'a str,
-}
-
-/// The body of `POST /dishes`; `{}` or no body picks a random dish.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewDish {
-    dish: Option<i64>,
 }
 
 impl Web {
@@ -64,14 +57,15 @@ impl Web {
         })
     }
 
-    fn dish(&mut self, number: Option<u8>) -> Dish {
-        let number = number.unwrap_or_else(|| self.rng.random_range(0..=MAX_DISH));
-        Dish::new(self.ids.next(), number, 0)
+    fn dish(&mut self, payload: Option<Payload>) -> Dish {
+        let payload =
+            payload.unwrap_or_else(|| Payload::Number(self.rng.random_range(0..=MAX_DISH)));
+        Dish::carrying(self.ids.next(), payload, 0)
     }
 
     /// Queues `dish`, waiting at most `--full-wait-ms` for room: a queue
     /// still full, or a backend that fails, is a `503` with `Retry-After`.
-    fn put(&mut self, dish: Dish) -> Result<(), Response> {
+    fn put(&mut self, dish: &Dish) -> Result<(), Response> {
         let wait = self.shared.config.full_wait;
         let put = self.producer.put_within(dish, wait);
         self.count(put).map(|_| ())
@@ -110,7 +104,7 @@ impl Web {
 
     fn prodcons(&mut self) -> Response {
         let dish = self.dish(None);
-        match self.put(dish) {
+        match self.put(&dish) {
             Ok(()) => see_page(),
             Err(resp) => resp,
         }
@@ -125,7 +119,7 @@ impl Web {
             );
         };
         // Publishing never waits for room: a channel holds nothing.
-        let put = publisher.put_within(dish, std::time::Duration::ZERO);
+        let put = publisher.put_within(&dish, std::time::Duration::ZERO);
         match self.count(put) {
             Ok(_) => see_page(),
             Err(resp) => resp,
@@ -133,24 +127,24 @@ impl Web {
     }
 
     fn create(&mut self, body: &[u8]) -> Response {
-        let number = match parse_new_dish(body) {
-            Ok(n) => n,
+        let payload = match parse_payload(body, self.shared.config.max_payload) {
+            Ok(p) => p,
             Err(resp) => return resp,
         };
-        let mut dish = self.dish(number);
+        let mut dish = self.dish(payload);
         dish.track = true;
         // Recorded before it is queued, so a quick diner finds the record.
         if let Err(e) = self.results.queued(&dish) {
             return self.unavailable(&e);
         }
-        if let Err(resp) = self.put(dish) {
+        if let Err(resp) = self.put(&dish) {
             self.results.forget(dish.id);
             return resp;
         }
         let location = format!("/dishes/{}", dish.id);
         let body = Accepted {
             id: dish.id.to_string(),
-            dish: dish.number,
+            dish: (dish.payload.len() <= RECORD_PAYLOAD_MAX).then(|| dish.payload.to_json()),
             status: Status::Queued,
             location: &location,
         };
@@ -219,31 +213,38 @@ impl Web {
     }
 }
 
-/// The dish number a `POST /dishes` body asks for (`None`: any), or its `400`.
-fn parse_new_dish(body: &[u8]) -> Result<Option<u8>, Response> {
+/// The payload a `POST /dishes` body asks for (`None`: a random dish
+/// number, for an empty body or `{}`), or its `4xx`. Any JSON value is a
+/// payload; `{"dish": N}` with N from 0 to 9 is the tutorial's dish N.
+fn parse_payload(body: &[u8], max: usize) -> Result<Option<Payload>, Response> {
     let body = body.trim_ascii();
+    if body.len() > max {
+        return Err(Response::json_error(
+            413,
+            &format!(
+                "the payload is {} bytes, over the {max}-byte limit (--max-payload)",
+                body.len()
+            ),
+        ));
+    }
     if body.is_empty() {
         return Ok(None);
     }
-    // serde would read a struct from an array too; the API takes objects.
-    let parsed = if body.starts_with(b"{") {
-        serde_json::from_slice::<NewDish>(body).map_err(|e| e.to_string())
-    } else {
-        Err("not a JSON object".to_owned())
-    };
-    let wanted = parsed.map_err(|e| {
-        Response::json_error(400, &format!("body is not {{\"dish\": 0-{MAX_DISH}}}: {e}"))
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        Response::json_error(400, &format!("the body is not JSON ({e}): send any JSON value, e.g. {{\"dish\": 3}} or {{\"task\": \"resize\"}}"))
     })?;
-    match wanted.dish {
-        None => Ok(None),
-        Some(n) => match u8::try_from(n).ok().filter(|&d| d <= MAX_DISH) {
-            Some(d) => Ok(Some(d)),
-            None => Err(Response::json_error(
-                400,
-                &format!("dish {n} is out of range 0-{MAX_DISH}"),
-            )),
-        },
+    if let serde_json::Value::Object(o) = &value {
+        if o.is_empty() {
+            return Ok(None);
+        }
+        if o.len() == 1
+            && let Some(n) = o.get("dish").and_then(serde_json::Value::as_u64)
+            && n <= u64::from(MAX_DISH)
+        {
+            return Ok(Some(Payload::Number(n as u8)));
+        }
     }
+    Ok(Some(Payload::from_json(&value)))
 }
 
 impl Handler for Web {
