@@ -1,0 +1,215 @@
+//! Real work: payloads on a command's stdin, exit codes as failures, timeouts, the
+//! shutdown deadline, `kitchen enqueue --wait` and `diner --burst`, on a real Redis.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::redis_kitchen::{QUEUE, args, run, spawn};
+use support::redis_server::RedisServer;
+use support::{LIMIT, kitchen, last_json, num, signal, stderr, wait_output, wait_until};
+
+/// `kitchen enqueue PAYLOADS…` against `server`; its output.
+fn enqueue(server: &RedisServer, rest: &[&str]) -> std::process::Output {
+    run(server, "enqueue", rest)
+}
+
+/// `kitchen diner --burst --exec CMD …`: eats what is queued, then exits.
+fn burst(server: &RedisServer, cmd: &str, rest: &[&str]) -> std::process::Output {
+    let mut a = vec!["--burst", "--max-sleep-ms", "0", "--json", "--exec", cmd];
+    a.extend_from_slice(rest);
+    run(server, "diner", &a)
+}
+
+#[test]
+fn payloads_reach_the_command_on_stdin_untouched_and_are_never_run() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trap = dir.path().join("pwned");
+    let injection = format!("$(touch {})", trap.display());
+    let payloads = [
+        r#"he said "hi" and 'bye'"#,
+        "ünïcødé ✓ 日本",
+        "a;b && c | d > e",
+        injection.as_str(),
+    ];
+    let mut a: Vec<&str> = payloads.to_vec();
+    a.push("-");
+    // One payload of exactly 1 MiB (the default --max-payload), through stdin.
+    let big = "x".repeat(1 << 20);
+    let mut child = kitchen()
+        .args(args(&server, "enqueue", &a))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn enqueue");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{big}\nline two of stdin").expect("write stdin");
+    drop(stdin);
+    let out = wait_output(child, LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), 6, "one id per dish: {ids:?}");
+    let cmd = format!("cat > {}/$KITCHEN_DISH_ID", dir.path().display());
+    let s = last_json(
+        &String::from_utf8_lossy(&burst(&server, &cmd, &[]).stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!((num(&s, "eaten"), num(&s, "failed")), (6, 0), "{s}");
+    let mut want: Vec<String> = payloads.iter().map(|p| (*p).to_owned()).collect();
+    want.push(big);
+    want.push("line two of stdin".to_owned());
+    for (id, want) in ids.iter().zip(&want) {
+        let got = std::fs::read_to_string(dir.path().join(id)).expect("the command wrote it");
+        assert!(
+            got == *want,
+            "{id}: {} bytes, want {}",
+            got.len(),
+            want.len()
+        );
+    }
+    assert!(!trap.exists(), "a payload was executed");
+}
+
+#[test]
+fn exit_status_and_stderr_are_the_failure_and_enqueue_wait_reports_them() {
+    let server = RedisServer::start();
+    let (diner, lines) = spawn(
+        &server,
+        "diner",
+        &[
+            "--max-sleep-ms",
+            "0",
+            "--json",
+            "--exec",
+            r#"read -r p; if [ "$p" = bad ]; then echo "no good: $p" >&2; exit 3; fi; printf '%s!' "$p" | tr a-z A-Z"#,
+        ],
+    );
+    let out = enqueue(&server, &["--wait", "hello", "bad", "world"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO!\nWORLD!\n");
+    let err = stderr(&out);
+    assert!(
+        err.contains("exit status 3") && err.contains("no good: bad"),
+        "{err}"
+    );
+    assert!(err.contains("1 of 3 dishes failed"), "{err}");
+    let s = last_json(&diner.stop("INT", lines));
+    assert_eq!((num(&s, "eaten"), num(&s, "failed")), (2, 1), "{s}");
+}
+
+#[test]
+fn a_timeout_ends_the_command_and_its_grandchildren() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pidfile = dir.path().join("pid");
+    let cmd = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+    enqueue(&server, &["slow"]);
+    let started = Instant::now();
+    let out = burst(&server, &cmd, &["--timeout", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let s = last_json(&lines);
+    assert_eq!((num(&s, "eaten"), num(&s, "failed")), (0, 1), "{s}");
+    assert!(lines.iter().any(|l| l.contains("timed out")), "{lines:?}");
+    let pid = std::fs::read_to_string(&pidfile).expect("the grandchild's pid");
+    let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
+    assert!(!alive, "the grandchild sleep {} survived", pid.trim());
+    eprintln!(
+        "work: timeout 1 s ended the group after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn the_shutdown_deadline_gives_the_dish_back_and_another_diner_eats_it() {
+    let server = RedisServer::start();
+    enqueue(&server, &["long meal"]);
+    let (diner, mut lines) = spawn(
+        &server,
+        "diner",
+        &["--exec", "sleep 60", "--shutdown-timeout", "2", "--json"],
+    );
+    lines.wait_for(LIMIT, |l| l.contains("ate dish long meal"));
+    let stopped = Instant::now();
+    signal(diner.id(), "TERM");
+    let out = diner.wait(LIMIT);
+    let took = stopped.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        took < Duration::from_secs(2 + 2),
+        "exited {took:?} after SIGTERM"
+    );
+    assert_eq!(server.llen(QUEUE), 1, "the dish is back on the queue");
+    let s = last_json(
+        &String::from_utf8_lossy(&burst(&server, "cat", &[]).stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(num(&s, "eaten"), 1, "another diner ate it: {s}");
+    eprintln!(
+        "work: sleep 60 abandoned, diner exited {:.1} s after SIGTERM (deadline 2 s)",
+        took.as_secs_f64()
+    );
+}
+
+#[test]
+fn burst_exits_0_once_the_queue_is_empty() {
+    let server = RedisServer::start();
+    let out = enqueue(&server, &["1", "2", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = burst(&server, "true", &["--diners", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.llen(QUEUE), 0);
+    // An empty queue: nothing to do, and done at once.
+    let out = burst(&server, "true", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn serve_runs_the_command_for_a_posted_json_body_and_get_returns_its_output() {
+    let (_serve, addr, _) = support::web::spawn_serve(&["--exec", "wc -c"]);
+    let r = support::web::request(addr, "POST", "/dishes", Some(br#"{"task":"count me"}"#));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("an id").to_owned();
+    let mut last = serde_json::Value::Null;
+    wait_until(LIMIT, "the dish to be eaten", || {
+        last = support::web::request(addr, "GET", &format!("/dishes/{id}"), None).json();
+        last["status"] == "eaten"
+    });
+    assert_eq!(last["output"].as_str().map(str::trim), Some("19"), "{last}");
+    assert_eq!(last["attempts"], 1);
+    assert!(
+        last["started_at"].as_u64() <= last["finished_at"].as_u64(),
+        "{last}"
+    );
+}
+
+#[test]
+fn a_local_run_can_exec_too_and_counts_failures() {
+    let out = support::run(&[
+        "run",
+        "--dishes",
+        "20",
+        "--max-sleep-ms",
+        "0",
+        "--json",
+        "--quiet",
+        "--exec",
+        r#"read -r n; [ "$n" -lt 5 ]"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = support::summary(&out);
+    assert_eq!(num(&s, "eaten") + num(&s, "failed"), 20, "{s}");
+}
