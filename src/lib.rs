@@ -36,6 +36,7 @@
 //! | `redis_mode` | the Redis backend, list and pub/sub (feature `redis`) |
 //! | [`redis_url`] | Redis URLs: checked, database read, credentials redacted |
 //! | [`dish`] | the dish and its wire format |
+//! | `exec` | real work: a dish's command (`--exec`) run through `sh -c`, its process group ended on timeout or shutdown (unix) |
 //! | [`defaults`] | every default, defined once |
 //! | [`shutdown`] | the stop token every thread watches |
 //! | [`notice`] | operator notices on stderr that never panic |
@@ -47,6 +48,8 @@ pub mod app;
 pub mod cli;
 pub mod defaults;
 pub mod dish;
+#[cfg(unix)]
+pub mod exec;
 pub mod kitchen;
 pub mod local;
 pub mod notice;
