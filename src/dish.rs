@@ -248,6 +248,9 @@ struct Wire<'a> {
 /// does not read as one is corrupt, not another producer's text.
 const ENVELOPE: &str = "{\"id\":";
 
+/// Room for the envelope's keys (id, chef, time made) around a payload.
+const ENVELOPE_KEYS: usize = 256;
+
 impl Dish {
     /// A new dish number `number` made now by `chef`, with sequence `seq` of this process.
     pub fn new(seq: u64, number: u8, chef: u32) -> Dish {
@@ -330,16 +333,24 @@ impl Dish {
     /// other JSON value, or text), which becomes a dish with a fresh id
     /// ([`DishId::NONE`]; the backend gives it a place).
     pub fn decode_within(bytes: &[u8], limit: usize) -> Result<Dish, DecodeError> {
-        if bytes.len() > limit {
-            return Err(DecodeError::TooLarge {
-                size: bytes.len(),
-                limit,
-            });
+        let too_large = |size| DecodeError::TooLarge { size, limit };
+        // The limit is the payload's: an envelope may add its keys, and a
+        // text payload its JSON escapes, but not without bound.
+        let envelope_room = limit
+            .saturating_add(limit / 8)
+            .saturating_add(ENVELOPE_KEYS);
+        let ours = bytes.trim_ascii_start().starts_with(ENVELOPE.as_bytes());
+        if bytes.len() > if ours { envelope_room } else { limit } {
+            return Err(too_large(bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::Garbage)?;
         let trimmed = text.trim();
-        if trimmed.starts_with(ENVELOPE) {
-            return Dish::decode_envelope(trimmed);
+        if ours {
+            let dish = Dish::decode_envelope(trimmed)?;
+            if dish.payload.len() > limit {
+                return Err(too_large(dish.payload.len()));
+            }
+            return Ok(dish);
         }
         let payload = match Payload::read(text) {
             // A JSON object that is ours with its keys in another order.

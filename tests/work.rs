@@ -124,8 +124,11 @@ fn a_timeout_ends_the_command_and_its_grandchildren() {
     assert_eq!((num(&s, "eaten"), num(&s, "failed")), (0, 1), "{s}");
     assert!(lines.iter().any(|l| l.contains("timed out")), "{lines:?}");
     let pid = std::fs::read_to_string(&pidfile).expect("the grandchild's pid");
-    let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
-    assert!(!alive, "the grandchild sleep {} survived", pid.trim());
+    assert!(
+        support::has_ended(&pid),
+        "the grandchild sleep {} survived",
+        pid.trim()
+    );
     eprintln!(
         "work: timeout 1 s ended the group after {:.1} s",
         started.elapsed().as_secs_f64()
@@ -212,4 +215,40 @@ fn a_local_run_can_exec_too_and_counts_failures() {
     assert!(out.status.success(), "{}", stderr(&out));
     let s = support::summary(&out);
     assert_eq!(num(&s, "eaten") + num(&s, "failed"), 20, "{s}");
+}
+
+#[test]
+fn on_the_local_backend_dishes_ended_by_the_deadline_count_as_left() {
+    let (run, mut lines) = support::spawn_lines(&[
+        "run",
+        "--dishes",
+        "2",
+        "--max-sleep-ms",
+        "0",
+        "--exec",
+        "sleep 60",
+        "--shutdown-timeout",
+        "1",
+        "--json",
+    ]);
+    lines.wait_for_n(2, " ate dish ");
+    let stopped = Instant::now();
+    signal(run.id(), "TERM");
+    let out = run.finish(lines);
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(1 + 2),
+        "exited {took:?} after SIGTERM"
+    );
+    let s = last_json(&out);
+    assert_eq!(
+        (
+            num(&s, "made"),
+            num(&s, "eaten"),
+            num(&s, "failed"),
+            num(&s, "left")
+        ),
+        (2, 0, 0, 2),
+        "made = eaten + failed + left: {s}"
+    );
 }

@@ -299,6 +299,9 @@ impl Sink for Tally {
     fn ate(&mut self, _: &Dish) {}
 
     fn failed(&mut self, dish: &Dish, reason: &str) {
+        // Counted as eaten when taken; it was not: made = eaten + failed + left + lost.
+        self.eaten = self.eaten.saturating_sub(1);
+        self.live.set(self.slot, self.eaten);
         self.failed += 1;
         if self.printer.enabled() {
             self.printer.line(

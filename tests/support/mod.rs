@@ -318,3 +318,14 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Whether process `pid` has ended: gone, or a zombie its new parent has
+/// yet to reap (in a container, nobody may reap it for a while).
+pub fn has_ended(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
