@@ -40,9 +40,10 @@
 //! always reaped and the helper always joined before `run` returns.
 //!
 //! The command has ended when its shell has exited *and* its stdout and
-//! stderr are closed: a background process that keeps them open keeps the
-//! dish running (bounded by the timeout), as with `$(…)` in a shell; one that
-//! redirects them (`cmd >/dev/null 2>&1 &`) is left to run. A process that
+//! stderr are closed (and its stdin written or closed): a background process
+//! that keeps them open keeps the dish running (bounded by the timeout), as
+//! with `$(…)` in a shell; one that redirects them (`cmd >/dev/null 2>&1 &`)
+//! is left to run. A process that
 //! leaves the group (`setsid`) is out of reach of the signals; if it holds the
 //! pipes, the helper stops reading them when the group has been killed.
 //!
