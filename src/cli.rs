@@ -1001,10 +1001,8 @@ fn parse_bind(s: &str) -> Result<String, String> {
 /// it redacted.
 fn check_redis_url(s: &str) -> Result<(), String> {
     crate::redis_url::validate(s)?;
-    // What the redis crate itself refuses (TLS in this build, `?protocol=`).
-    #[cfg(feature = "redis")]
-    crate::redis_mode::validate_url(s)?;
-    Ok(())
+    // What the backend itself refuses (TLS in this build, `?protocol=`).
+    crate::queue::check_redis_url(s)
 }
 
 #[cfg(test)]

@@ -267,7 +267,10 @@ impl Consumer {
     pub fn ack(&mut self, dish: &Dish) -> Result<(), AckError> {
         match self {
             // The channel forgot the dish when it handed it out.
-            Consumer::Local(_) => Ok(()),
+            Consumer::Local(_) => {
+                let _ = dish;
+                Ok(())
+            }
             #[cfg(feature = "redis")]
             Consumer::Redis(c) => Ok(c.ack(dish)?),
         }
@@ -459,5 +462,20 @@ pub fn info(opts: &RedisOptions, capacity: Capacity, json: bool) -> Result<Strin
     {
         let _ = (opts, capacity, json);
         Err(OpenError::NotCompiled)
+    }
+}
+
+/// Checks a Redis URL as the backend will read it; `Err` is the usage
+/// error to print (never echoing a password). Without the `redis` feature
+/// there is nothing more to check: opening says the feature is missing.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    #[cfg(feature = "redis")]
+    {
+        redis_mode::validate_url(url)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = url;
+        Ok(())
     }
 }

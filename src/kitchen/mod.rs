@@ -392,20 +392,7 @@ pub fn run(
         // No chef of ours will come: diners end once the queue is empty.
         crew.stops.chefs_done.stop();
     }
-    let status = if status::wanted(config.quiet) {
-        let (made, eaten) = (crew.made_live.clone(), crew.eaten_live.clone());
-        let done = crew.stops.run_over.clone();
-        Some(
-            status::spawn(made, eaten, crew.backend.gauge(), done).map_err(|error| {
-                KitchenError::Spawn {
-                    thread: "status".into(),
-                    error,
-                }
-            })?,
-        )
-    } else {
-        None
-    };
+    let status = crew.status_line()?;
     // Diners first, and chefs only once every diner is ready (subscribed, in
     // pub/sub mode), so that no dish of this run is published to nobody.
     let started_threads = crew
@@ -486,6 +473,21 @@ fn watch(
 }
 
 impl Crew<'_> {
+    /// Starts the live status line, when the run is quiet on a terminal.
+    fn status_line(&self) -> Result<Option<JoinHandle<()>>, KitchenError> {
+        if !status::wanted(self.config.quiet) {
+            return Ok(None);
+        }
+        let (made, eaten) = (self.made_live.clone(), self.eaten_live.clone());
+        let done = self.stops.run_over.clone();
+        status::spawn(made, eaten, self.backend.gauge(), done)
+            .map(Some)
+            .map_err(|error| KitchenError::Spawn {
+                thread: "status".into(),
+                error,
+            })
+    }
+
     /// Starts `n` diners; `true` once every one is ready.
     fn spawn_diners(&self, n: usize) -> Result<(Vec<JoinHandle<()>>, bool), KitchenError> {
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(n);
