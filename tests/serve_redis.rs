@@ -257,3 +257,23 @@ fn a_dish_in_a_diners_hands_is_eating() {
     assert!(got["eaten_at"].is_null(), "{got}");
     drop(diner);
 }
+
+/// On Redis the diners are other processes: `/stats` counts their live
+/// threads instead of saying 0, and leaves what only they know as null.
+#[test]
+fn stats_on_redis_count_live_diner_processes_and_leave_their_figures_null() {
+    let redis = RedisServer::start();
+    let s = serve_on(&redis, 10);
+    let (diner, lines) = spawn(&redis, "diner", &["--diners", "2", "--max-sleep-ms", "0"]);
+    wait_until(LIMIT, "two live diner threads in /stats", || {
+        s.get("/stats").json()["diners"] == 2
+    });
+    let stats = s.get("/stats").json();
+    for unknown in ["eaten", "rejected", "latency_us"] {
+        assert!(stats[unknown].is_null(), "{unknown}: {stats}");
+    }
+    diner.stop("INT", lines);
+    wait_until(LIMIT, "no live diner once it left", || {
+        s.get("/stats").json()["diners"] == 0
+    });
+}
