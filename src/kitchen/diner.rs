@@ -72,6 +72,7 @@ impl<S: Sink> Diner<S> {
         (self.sink, failure)
     }
 
+    #[inline(never)]
     fn eat_all(&mut self) -> Result<(), KitchenError> {
         self.consumer.ready()?;
         if let Some(tx) = self.ready.take() {
@@ -88,13 +89,16 @@ impl<S: Sink> Diner<S> {
         Ok(())
     }
 
+    #[inline]
     fn eat_one(&mut self, dish: Dish, depth: usize) -> Result<(), KitchenError> {
         // Latency ends when a diner takes the dish: eating is not waiting.
         let latency = (dish.made_at_us != 0).then(|| now_us().saturating_sub(dish.made_at_us));
         self.sink.took(&dish, depth, latency);
         // Attempts are counted from 1; retries (a later issue) will count on.
         let attempt = 1;
-        let started = now_us();
+        // Only a tracked dish's record needs the start time: a clock read
+        // per dish would cost the in-process queue a fifth of its speed.
+        let started = if dish.track { now_us() } else { 0 };
         if dish.track {
             self.results
                 .eating(&dish, &self.results_name, attempt, started)?;

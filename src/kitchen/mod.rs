@@ -275,6 +275,7 @@ struct Tally {
 }
 
 impl Sink for Tally {
+    #[inline]
     fn took(&mut self, dish: &Dish, depth: usize, latency_us: Option<u64>) {
         if let Some(us) = latency_us {
             self.latency.record(us);
@@ -296,6 +297,7 @@ impl Sink for Tally {
         }
     }
 
+    #[inline]
     fn ate(&mut self, _: &Dish) {}
 
     fn failed(&mut self, dish: &Dish, reason: &str) {

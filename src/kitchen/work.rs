@@ -139,6 +139,7 @@ pub(crate) struct Table<'a> {
 }
 
 impl Meal {
+    #[inline(always)]
     pub(crate) fn eat(&mut self, dish: &Dish, table: &Table<'_>, rng: &mut StdRng) -> Course {
         match self {
             Meal::Nap => {

@@ -357,7 +357,7 @@ pub struct Consumer {
 impl Consumer {
     /// Takes the oldest dish; [`Take::Closed`] once every producer is gone and
     /// the channel is empty.
-    #[inline]
+    #[inline(always)]
     pub fn take(&mut self, _finished: &Shutdown) -> Take {
         let got = match self.rx.try_recv() {
             Ok(dish) => Ok(dish),
