@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::list::Keys;
-use super::{client, connect};
+use super::{client, connect_checked};
 use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
 /// A snapshot of one queue and channel.
@@ -48,7 +48,7 @@ pub struct InfoDiner {
 pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
     let client = client(&opts.url)?;
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
-    let mut con = connect(&client).map_err(fail)?;
+    let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
     let keys = Keys::new(&opts.queue);
     type Snapshot = (u64, u64, Vec<String>, (String, u64), Option<String>);
     let (length, dead, ids, numsub, recorded): Snapshot = redis::pipe()

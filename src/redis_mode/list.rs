@@ -43,11 +43,11 @@ use crate::shutdown::Shutdown;
 use crate::vocab::{Capacity, Fault, Put, ReadyError, RedisOptions, Take, TakeError};
 
 /// How long a chef blocks waiting for a wake-up token before checking again.
-const ROOM_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const ROOM_WAIT: Duration = Duration::from_millis(500);
 
 /// How long a diner blocks in BLMOVE on an empty queue before answering
 /// [`Take::Idle`], so it notices a stop.
-const TAKE_WAIT: Duration = Duration::from_millis(250);
+pub(crate) const TAKE_WAIT: Duration = Duration::from_millis(250);
 
 const _: () = assert!(ROOM_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());

@@ -17,7 +17,7 @@ mod list;
 mod pubsub;
 mod results;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, RedisError};
@@ -45,6 +45,18 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 const _: () = assert!(READ_TIMEOUT.as_millis() >= MAX_BLOCK.as_millis() + 2_000);
 
+/// What fail-fast connections (the web entry's) wait for a connection or a
+/// reply: a request is answered within about this, whatever Redis does. Their
+/// only blocking command waits for room at most [`list::ROOM_WAIT`], and a
+/// reply dropped after the timeout costs at most a wake-up token or a dish
+/// queued twice (at least once), so the rule of [`READ_TIMEOUT`] relaxes to
+/// one second of margin.
+const FAST_TIMEOUT: Duration = Duration::from_millis(1_500);
+
+const _: () = assert!(FAST_TIMEOUT.as_millis() >= list::ROOM_WAIT.as_millis() + 1_000);
+const _: () = assert!(FAST_TIMEOUT.as_millis() >= list::TAKE_WAIT.as_millis() + 1_000);
+const _: () = assert!(FAST_TIMEOUT.as_millis() <= READ_TIMEOUT.as_millis());
+
 /// An open Redis backend: validated options and a checked server.
 #[derive(Debug)]
 pub struct RedisQueue {
@@ -63,7 +75,7 @@ impl RedisQueue {
         results: ResultLimits,
     ) -> Result<RedisQueue, Fault> {
         let client = client(&opts.url)?;
-        let mut con = connect(&client).map_err(|e| classify(e, &opts.url, &opts.queue))?;
+        let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
         if opts.mode == Mode::List {
             check_list(&mut con, &opts.url, &opts.queue)?;
             check_list(&mut con, &opts.url, &list::dead_key(&opts.queue))?;
@@ -223,8 +235,9 @@ impl Consumer {
         }
     }
 
-    /// Dishes shown never to have arrived (pub/sub); a list loses none.
-    pub fn lost(&self) -> u64 {
+    /// Dishes shown never eaten (pub/sub; see [`pubsub::Consumer::lost`]);
+    /// a list loses none.
+    pub fn lost(&mut self) -> u64 {
         match self {
             Consumer::List(_) => 0,
             Consumer::Pubsub(c) => c.lost(),
@@ -251,11 +264,23 @@ impl Gauge {
             .run(|c| redis::cmd("LLEN").arg(key).query::<usize>(c))
     }
 
-    /// Whether Redis answers.
-    pub fn ping(&mut self) -> Result<(), Fault> {
-        self.conn
-            .run(|c| redis::cmd("PING").query::<String>(c))
-            .map(|_| ())
+    /// Whether Redis answers and can take dishes: [`Fault::OutOfMemory`]
+    /// while it is over its `maxmemory` (read best effort: a user whose ACL
+    /// forbids `INFO` sees only whether Redis answers).
+    pub fn health(&mut self) -> Result<(), Fault> {
+        self.conn.run(|c| redis::cmd("PING").query::<String>(c))?;
+        match self.memory() {
+            Ok(m) if m.full() => Err(Fault::OutOfMemory {
+                url: redact_url(&self.conn.url),
+                detail: m.detail(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// How much memory Redis uses, and its limit.
+    pub fn memory(&mut self) -> Result<Memory, Fault> {
+        self.conn.run(memory)
     }
 
     /// Clients subscribed to the channel now.
@@ -287,6 +312,8 @@ pub(crate) struct Conn {
     url: String,
     key: String,
     pub(crate) reconnect_for: Duration,
+    /// How long a connection attempt or a reply may take.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Conn {
@@ -306,6 +333,13 @@ impl Conn {
             url: opts.url.clone(),
             key: opts.queue.clone(),
             reconnect_for: opts.reconnect_for,
+            // A caller that never waits out an outage must not wait long
+            // for a reply either (see FAST_TIMEOUT).
+            timeout: if opts.reconnect_for.is_zero() {
+                FAST_TIMEOUT
+            } else {
+                READ_TIMEOUT
+            },
         }
     }
 
@@ -337,15 +371,27 @@ impl Conn {
                     return Ok(v);
                 }
                 Err(e) if is_transient(&e) => e,
+                Err(e) if is_oom(&e) => return Err(self.out_of_memory()),
                 Err(e) => return Err(classify(e, &self.url, &self.key)),
             };
             // The connection may be half-way through a reply: never reuse it.
             self.con = None;
-            // A connection opened before a Redis restart fails on its first
-            // use after it, although the server is back: one fresh attempt
-            // first, or a caller that never waits (`kitchen serve`) would
-            // answer 503 once per stale connection after the outage ended.
-            if !fresh && !retried_stale {
+            if err.is_timeout() {
+                // Busy, not gone: a caller that must answer soon says so
+                // now, and a new connection would only queue behind the
+                // same slow command, so no fresh attempt at once.
+                if self.reconnect_for.is_zero() {
+                    return Err(Fault::Slow {
+                        url: redact_url(&self.url),
+                        secs: secs(self.timeout),
+                    });
+                }
+            } else if !fresh && !retried_stale {
+                // A connection opened before a Redis restart fails on its
+                // first use after it, although the server is back: one
+                // fresh attempt first, or a caller that never waits
+                // (`kitchen serve`) would answer 503 once per stale
+                // connection after the outage ended.
                 retried_stale = true;
                 continue;
             }
@@ -355,12 +401,130 @@ impl Conn {
 
     fn connection(&mut self) -> Result<&mut Connection, RedisError> {
         if self.con.is_none() {
-            self.con = Some(connect(&self.client)?);
+            self.con = Some(connect_within(&self.client, self.timeout)?);
         }
         // Just filled in above; `Option::insert` would borrow twice.
         self.con
             .as_mut()
             .ok_or_else(|| RedisError::from(std::io::Error::other("no connection")))
+    }
+}
+
+impl Conn {
+    /// Redis refused a write for want of memory: the fault, with Redis's
+    /// limit when it says; the first of a spell is announced on stderr.
+    fn out_of_memory(&mut self) -> Fault {
+        // Best effort: an ACL user may not read INFO.
+        let detail = self
+            .con
+            .as_mut()
+            .and_then(|c| memory(c).ok())
+            .map_or_else(|| "over its maxmemory".to_owned(), |m| m.detail());
+        let url = redact_url(&self.url);
+        let now = crate::dish::now_us().max(1);
+        if OOM_SINCE
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            crate::notice!(
+                "kitchen: redis at {url} is out of memory ({detail}): chefs wait until diners free room"
+            );
+        }
+        Fault::OutOfMemory { url, detail }
+    }
+
+    /// A write that Redis refuses when out of memory went through: a spell
+    /// announced is over, and says so with how long it lasted.
+    #[inline]
+    pub(crate) fn has_room(&self) {
+        // One relaxed load on the hot path; the swap only after a spell.
+        if OOM_SINCE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let since = OOM_SINCE.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            let secs = crate::dish::now_us().saturating_sub(since) as f64 / 1e6;
+            crate::notice!(
+                "kitchen: redis at {} has room again after {secs:.1} s",
+                redact_url(&self.url)
+            );
+        }
+    }
+}
+
+/// When this process's current out-of-memory spell began (µs since the
+/// epoch), 0 when there is none: one notice per spell, not one per chef.
+static OOM_SINCE: AtomicU64 = AtomicU64::new(0);
+
+/// What `INFO memory` says of Redis's memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Memory {
+    /// Bytes in use.
+    pub used: u64,
+    /// The limit in bytes; 0 for none.
+    pub max: u64,
+    /// What Redis does at the limit (`noeviction`, `allkeys-lru`, …).
+    pub policy: String,
+    /// `used`, as Redis writes it for people (`1.93M`).
+    #[serde(skip)]
+    pub used_human: String,
+    /// `max`, likewise.
+    #[serde(skip)]
+    pub max_human: String,
+}
+
+impl Memory {
+    /// Whether Redis refuses writes for want of memory: over its limit with
+    /// a policy that cannot evict every key (with `allkeys-*` it evicts
+    /// instead, and writes go through).
+    pub fn full(&self) -> bool {
+        self.max > 0 && self.used > self.max && !self.policy.starts_with("allkeys")
+    }
+
+    /// `maxmemory 2.00M, noeviction`, for messages.
+    pub fn detail(&self) -> String {
+        format!("maxmemory {}, {}", self.max_human, self.policy)
+    }
+
+    fn parse(info: &str) -> Memory {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Memory {
+            used: field("used_memory").parse().unwrap_or(0),
+            max: field("maxmemory").parse().unwrap_or(0),
+            policy: field("maxmemory_policy"),
+            used_human: field("used_memory_human"),
+            max_human: field("maxmemory_human"),
+        }
+    }
+}
+
+/// Reads `INFO memory`.
+fn memory(c: &mut Connection) -> Result<Memory, RedisError> {
+    let info: String = redis::cmd("INFO").arg("memory").query(c)?;
+    Ok(Memory::parse(&info))
+}
+
+/// Whether Redis refused a command for want of memory (`OOM command not
+/// allowed when used memory > 'maxmemory'`), alone, in a script or in a
+/// pipeline (whose error carries no code of its own).
+fn is_oom(e: &RedisError) -> bool {
+    e.code() == Some("OOM")
+        || e.to_string()
+            .contains("command not allowed when used memory")
+}
+
+/// `1.5` or `5`: seconds as messages print them.
+fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{:.1}", d.as_secs_f64())
     }
 }
 
@@ -404,11 +568,19 @@ impl<'a> Reconnect<'a> {
                 // One notice per outage, not one per connection.
                 Outage::Connection => {
                     if !OUTAGE.swap(true, Ordering::Relaxed) {
-                        crate::notice!(
-                            "kitchen: lost redis at {} ({err}); reconnecting for up to {} s",
-                            redact_url(url),
-                            self.limit.as_secs()
-                        );
+                        if err.is_timeout() {
+                            crate::notice!(
+                                "kitchen: redis at {} did not answer in time (busy or overloaded); trying again for up to {} s",
+                                redact_url(url),
+                                self.limit.as_secs()
+                            );
+                        } else {
+                            crate::notice!(
+                                "kitchen: lost redis at {} ({err}); reconnecting for up to {} s",
+                                redact_url(url),
+                                self.limit.as_secs()
+                            );
+                        }
                     }
                 }
                 Outage::Subscription(channel) => crate::notice!(
@@ -419,6 +591,12 @@ impl<'a> Reconnect<'a> {
         }
         let since = *self.failing_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= self.limit {
+            if err.is_timeout() {
+                return Err(Fault::Slow {
+                    url: redact_url(url),
+                    secs: secs(since.elapsed()),
+                });
+            }
             return Err(Fault::Gone {
                 url: redact_url(url),
                 secs: self.limit.as_secs(),
@@ -490,9 +668,27 @@ fn db_of(url: &str) -> i64 {
 }
 
 fn connect(client: &Client) -> Result<Connection, RedisError> {
-    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-    con.set_read_timeout(Some(READ_TIMEOUT))?;
-    con.set_write_timeout(Some(READ_TIMEOUT))?;
+    connect_within(client, READ_TIMEOUT)
+}
+
+/// [`connect`], its failure classified: a server that accepts and does not
+/// answer within [`CONNECT_TIMEOUT`] is slow, not absent.
+fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, Fault> {
+    connect(client).map_err(|e| match classify(e, url, key) {
+        Fault::Slow { url, .. } => Fault::Slow {
+            url,
+            secs: secs(CONNECT_TIMEOUT),
+        },
+        other => other,
+    })
+}
+
+/// Connects (within [`CONNECT_TIMEOUT`], or `timeout` if shorter); every
+/// reply then waits at most `timeout`.
+fn connect_within(client: &Client, timeout: Duration) -> Result<Connection, RedisError> {
+    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT.min(timeout))?;
+    con.set_read_timeout(Some(timeout))?;
+    con.set_write_timeout(Some(timeout))?;
     Ok(con)
 }
 
@@ -523,6 +719,12 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
             detail: code_or(&code, "authentication failed"),
         };
     }
+    if is_oom(&e) {
+        return Fault::OutOfMemory {
+            url,
+            detail: "over its maxmemory".to_owned(),
+        };
+    }
     if code == "WRONGTYPE" || text.contains("WRONGTYPE") {
         return Fault::WrongType {
             key: key.to_owned(),
@@ -531,7 +733,13 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
             db: db_of(&url),
         };
     }
-    if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
+    if e.is_timeout() {
+        return Fault::Slow {
+            url,
+            secs: secs(READ_TIMEOUT),
+        };
+    }
+    if e.is_io_error() || e.is_connection_refusal() {
         return Fault::Unreachable { url, detail: text };
     }
     Fault::Redis { url, detail: text }
