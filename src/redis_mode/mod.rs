@@ -45,13 +45,27 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 const _: () = assert!(READ_TIMEOUT.as_millis() >= MAX_BLOCK.as_millis() + 2_000);
 
-/// What fail-fast connections (the web entry's) wait for a connection or a
-/// reply: a request is answered within about this, whatever Redis does. Their
-/// only blocking command waits for room at most [`list::ROOM_WAIT`], and a
-/// reply dropped after the timeout costs at most a wake-up token or a dish
-/// queued twice (at least once), so the rule of [`READ_TIMEOUT`] relaxes to
-/// one second of margin.
+/// What fail-fast connections (the web entry's) wait for a reply, and for a
+/// new connection half of it: a request is answered within about this,
+/// whatever Redis does. Their only blocking command waits for room at most
+/// [`list::ROOM_WAIT`], and a reply dropped after the timeout costs at most a
+/// wake-up token or a dish queued twice (at least once), so the rule of
+/// [`READ_TIMEOUT`] relaxes to one second of margin.
+///
+/// The redis crate waits the whole timeout once per reply it expects, so a
+/// silent server costs a pipeline of N commands N timeouts: fail-fast paths
+/// send one command or one script per round trip, connections skip the
+/// crate's `CLIENT SETINFO` (two replies more), and after one timeout every
+/// fail-fast connection answers [`Fault::Slow`] at once for the next
+/// `FAST_TIMEOUT` (see [`Conn::run_fresh`]).
 const FAST_TIMEOUT: Duration = Duration::from_millis(1_500);
+
+/// Until when (µs since the epoch) fail-fast connections answer
+/// [`Fault::Slow`] without asking, after one of them waited in vain.
+static SLOW_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+/// How long (ms) the fail-fast connection that set [`SLOW_UNTIL`] waited.
+static SLOW_WAITED_MS: AtomicU64 = AtomicU64::new(0);
 
 const _: () = assert!(FAST_TIMEOUT.as_millis() >= list::ROOM_WAIT.as_millis() + 1_000);
 const _: () = assert!(FAST_TIMEOUT.as_millis() >= list::TAKE_WAIT.as_millis() + 1_000);
@@ -312,8 +326,11 @@ pub(crate) struct Conn {
     url: String,
     key: String,
     pub(crate) reconnect_for: Duration,
-    /// How long a connection attempt or a reply may take.
+    /// How long a reply may take.
     timeout: Duration,
+    /// Fails fast: never waits out an outage, and gives up at once while
+    /// Redis is known to be slow.
+    fast: bool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -340,6 +357,7 @@ impl Conn {
             } else {
                 READ_TIMEOUT
             },
+            fast: opts.reconnect_for.is_zero(),
         }
     }
 
@@ -357,10 +375,15 @@ impl Conn {
         &mut self,
         mut f: impl FnMut(&mut Connection, bool) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
+        if self.fast && crate::dish::now_us() < SLOW_UNTIL.load(Ordering::Relaxed) {
+            let waited = Duration::from_millis(SLOW_WAITED_MS.load(Ordering::Relaxed));
+            return Err(self.slow(waited));
+        }
         let mut retry = Reconnect::new(self.reconnect_for, Outage::Connection);
         let mut retried_stale = false;
         loop {
             let fresh = self.con.is_none();
+            let attempt = Instant::now();
             let result = match self.connection() {
                 Ok(c) => f(c, fresh),
                 Err(e) => Err(e),
@@ -380,11 +403,15 @@ impl Conn {
                 // Busy, not gone: a caller that must answer soon says so
                 // now, and a new connection would only queue behind the
                 // same slow command, so no fresh attempt at once.
+                let waited = attempt.elapsed();
+                if self.fast {
+                    let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+                    SLOW_WAITED_MS.store(ms, Ordering::Relaxed);
+                    let until = crate::dish::now_us() + FAST_TIMEOUT.as_micros() as u64;
+                    SLOW_UNTIL.fetch_max(until, Ordering::Relaxed);
+                }
                 if self.reconnect_for.is_zero() {
-                    return Err(Fault::Slow {
-                        url: redact_url(&self.url),
-                        secs: secs(self.timeout),
-                    });
+                    return Err(self.slow(waited));
                 }
             } else if !fresh && !retried_stale {
                 // A connection opened before a Redis restart fails on its
@@ -399,9 +426,23 @@ impl Conn {
         }
     }
 
+    fn slow(&self, waited: Duration) -> Fault {
+        Fault::Slow {
+            url: redact_url(&self.url),
+            secs: secs(waited),
+        }
+    }
+
     fn connection(&mut self) -> Result<&mut Connection, RedisError> {
         if self.con.is_none() {
-            self.con = Some(connect_within(&self.client, self.timeout)?);
+            // Fail-fast: the handshake (AUTH, SELECT) and a command fit
+            // in about one timeout between them.
+            let connect = if self.fast {
+                self.timeout / 2
+            } else {
+                CONNECT_TIMEOUT
+            };
+            self.con = Some(connect_within(&self.client, connect, self.timeout)?);
         }
         // Just filled in above; `Option::insert` would borrow twice.
         self.con
@@ -519,12 +560,13 @@ fn is_oom(e: &RedisError) -> bool {
             .contains("command not allowed when used memory")
 }
 
-/// `1.5` or `5`: seconds as messages print them.
+/// `0.8` or `5`: seconds as messages print them, to a tenth.
 fn secs(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        d.as_secs().to_string()
+    let tenths = (d.as_millis() + 50) / 100;
+    if tenths.is_multiple_of(10) {
+        (tenths / 10).to_string()
     } else {
-        format!("{:.1}", d.as_secs_f64())
+        format!("{}.{}", tenths / 10, tenths % 10)
     }
 }
 
@@ -639,10 +681,16 @@ pub(crate) fn client(url: &str) -> Result<Client, Fault> {
             detail: TLS_MISSING.to_owned(),
         });
     }
-    Client::open(url).map_err(|_| Fault::Redis {
+    let shape = || Fault::Redis {
         url: redact_url(url),
         detail: URL_SHAPE.to_owned(),
-    })
+    };
+    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|_| shape())?;
+    // No `CLIENT SETINFO` in the handshake: two replies fewer to wait for
+    // from a server that hangs (see FAST_TIMEOUT), and Redis before 7.2
+    // refuses it anyway.
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    Client::open(info.set_redis_settings(settings)).map_err(|_| shape())
 }
 
 /// What a Redis URL looks like.
@@ -668,7 +716,7 @@ fn db_of(url: &str) -> i64 {
 }
 
 fn connect(client: &Client) -> Result<Connection, RedisError> {
-    connect_within(client, READ_TIMEOUT)
+    connect_within(client, CONNECT_TIMEOUT, READ_TIMEOUT)
 }
 
 /// [`connect`], its failure classified: a server that accepts and does not
@@ -683,10 +731,14 @@ fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, 
     })
 }
 
-/// Connects (within [`CONNECT_TIMEOUT`], or `timeout` if shorter); every
-/// reply then waits at most `timeout`.
-fn connect_within(client: &Client, timeout: Duration) -> Result<Connection, RedisError> {
-    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT.min(timeout))?;
+/// Connects within `connect` (the handshake included); every reply then
+/// waits at most `timeout`.
+fn connect_within(
+    client: &Client,
+    connect: Duration,
+    timeout: Duration,
+) -> Result<Connection, RedisError> {
+    let con = client.get_connection_with_timeout(connect)?;
     con.set_read_timeout(Some(timeout))?;
     con.set_write_timeout(Some(timeout))?;
     Ok(con)
