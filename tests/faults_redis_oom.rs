@@ -77,12 +77,17 @@ fn a_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
     start_spell(&server);
     let began = Instant::now();
     let notice = err.wait_for(LIMIT, |l| l.contains("is out of memory"));
-    assert!(notice.contains("chefs wait until diners free room"), "{notice}");
+    assert!(
+        notice.contains("chefs wait until diners free room"),
+        "{notice}"
+    );
     assert!(notice.contains("maxmemory"), "{notice}");
     // Chefs cannot add a dish; diners still take and eat what waits.
-    wait_until(LIMIT, "the diners to eat the queue during the spell", || {
-        server.llen(QUEUE) == 0
-    });
+    wait_until(
+        LIMIT,
+        "the diners to eat the queue during the spell",
+        || server.llen(QUEUE) == 0,
+    );
     let drained_in = began.elapsed();
     // Heartbeats go on too (a diner presumed dead would have its dishes
     // eaten twice): the TTL of one rises again.
@@ -91,7 +96,10 @@ fn a_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
     wait_until(LIMIT, "a heartbeat refreshed during the spell", || {
         server.query::<i64>(&["PTTL", &heartbeat]) > first
     });
-    assert!(out_of_memory(&server), "all of this happened during the spell");
+    assert!(
+        out_of_memory(&server),
+        "all of this happened during the spell"
+    );
 
     end_spell(&server);
     let lasted = began.elapsed();
