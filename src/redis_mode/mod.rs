@@ -331,6 +331,9 @@ pub(crate) struct Conn {
     /// Fails fast: never waits out an outage, and gives up at once while
     /// Redis is known to be slow.
     fast: bool,
+    /// When the last command was sent (µs since the epoch), so that only a
+    /// command sent after a spell began can end it (see [`Conn::has_room`]).
+    sent_us: u64,
 }
 
 impl std::fmt::Debug for Conn {
@@ -358,6 +361,7 @@ impl Conn {
                 READ_TIMEOUT
             },
             fast: opts.reconnect_for.is_zero(),
+            sent_us: 0,
         }
     }
 
@@ -384,6 +388,7 @@ impl Conn {
         loop {
             let fresh = self.con.is_none();
             let attempt = Instant::now();
+            self.sent_us = crate::dish::now_us();
             let result = match self.connection() {
                 Ok(c) => f(c, fresh),
                 Err(e) => Err(e),
@@ -474,16 +479,22 @@ impl Conn {
         Fault::OutOfMemory { url, detail }
     }
 
-    /// A write that Redis refuses when out of memory went through: a spell
-    /// announced is over, and says so with how long it lasted.
+    /// The last command, one that Redis refuses when out of memory, went
+    /// through: a spell announced is over, and says so with how long it
+    /// lasted. Only if the command was sent after the spell began: a BLMOVE
+    /// blocked since before it, or a reply overtaken by another thread's
+    /// refusal, proves nothing.
     #[inline]
     pub(crate) fn has_room(&self) {
-        // One relaxed load on the hot path; the swap only after a spell.
-        if OOM_SINCE.load(Ordering::Relaxed) == 0 {
+        // One relaxed load on the hot path; the rest only after a spell.
+        let since = OOM_SINCE.load(Ordering::Relaxed);
+        if since == 0 || self.sent_us < since {
             return;
         }
-        let since = OOM_SINCE.swap(0, Ordering::Relaxed);
-        if since != 0 {
+        if OOM_SINCE
+            .compare_exchange(since, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
             let secs = crate::dish::now_us().saturating_sub(since) as f64 / 1e6;
             crate::notice!(
                 "kitchen: redis at {} has room again after {secs:.1} s",
