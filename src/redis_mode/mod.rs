@@ -856,6 +856,33 @@ mod tests {
     }
 
     #[test]
+    fn memory_is_full_over_the_limit_unless_every_key_can_go() {
+        let info = "# Memory\r\nused_memory:3000\r\nused_memory_human:2.93K\r\n\
+                    maxmemory:2000\r\nmaxmemory_human:1.95K\r\nmaxmemory_policy:noeviction\r\n";
+        let m = Memory::parse(info);
+        assert_eq!(
+            (m.used, m.max, m.policy.as_str()),
+            (3000, 2000, "noeviction")
+        );
+        assert!(m.full());
+        assert_eq!(m.detail(), "maxmemory 1.95K, noeviction");
+        let evicts = Memory {
+            policy: "allkeys-lru".into(),
+            ..m.clone()
+        };
+        assert!(!evicts.full());
+        let unlimited = Memory { max: 0, ..m };
+        assert!(!unlimited.full());
+    }
+
+    #[test]
+    fn seconds_print_to_a_tenth() {
+        assert_eq!(secs(Duration::from_millis(1_500)), "1.5");
+        assert_eq!(secs(Duration::from_millis(750)), "0.8");
+        assert_eq!(secs(Duration::from_secs(5)), "5");
+    }
+
+    #[test]
     fn the_database_number_comes_from_the_path() {
         assert_eq!(db_of("redis://h:1/5"), 5);
         assert_eq!(db_of("redis://h:1"), 0);
