@@ -292,9 +292,12 @@ impl Consumer {
         }
     }
 
-    /// Dishes this consumer can show were sent to it and never arrived (a
-    /// dropped pub/sub subscription); 0 for queues, which lose nothing.
-    pub fn lost(&self) -> u64 {
+    /// Dishes this consumer can show were sent to it and never eaten: for a
+    /// pub/sub subscription, those that never arrived (it dropped) and
+    /// those delivered and still unread when the diner stopped; 0 for
+    /// queues, which lose nothing. Asked once, when the diner is done: a
+    /// subscription stops listening here.
+    pub fn lost(&mut self) -> u64 {
         match self {
             Consumer::Local(_) => 0,
             #[cfg(feature = "redis")]
@@ -323,12 +326,24 @@ impl Gauge {
         }
     }
 
-    /// Whether the queue answers.
+    /// Whether the queue answers and can take dishes ([`Fault::OutOfMemory`]
+    /// while a shared backend is out of memory).
     pub fn health(&mut self) -> Result<(), GaugeError> {
         match self {
             Gauge::Local(_) => Ok(()),
             #[cfg(feature = "redis")]
-            Gauge::Redis(g) => Ok(g.ping()?),
+            Gauge::Redis(g) => Ok(g.health()?),
+        }
+    }
+
+    /// Whether a shared backend is out of memory now (refusing new dishes
+    /// until diners free room); `None` where there is no server, or it does
+    /// not say.
+    pub fn out_of_memory(&mut self) -> Option<bool> {
+        match self {
+            Gauge::Local(_) => None,
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.memory().ok().map(|m| m.full()),
         }
     }
 

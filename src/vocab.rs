@@ -310,6 +310,27 @@ pub enum Fault {
         /// The database number, for the hint.
         db: i64,
     },
+    /// Redis is over its `maxmemory` and refuses writes that would grow it:
+    /// a spell that passes once diners free room, not a reason to stop.
+    #[error(
+        "redis at {url} is out of memory ({detail}): chefs wait until diners free room; to end it, run more diners, delete what fills it, or raise maxmemory"
+    )]
+    OutOfMemory {
+        /// The server, password redacted.
+        url: String,
+        /// Its limit and policy, as far as it says (`maxmemory 2.00M, noeviction`).
+        detail: String,
+    },
+    /// Redis is up but did not answer in time: busy, not gone.
+    #[error(
+        "redis at {url} did not answer within {secs} s: it is busy or overloaded (a slow command, a large save); retry later, or watch it with `redis-cli --latency`"
+    )]
+    Slow {
+        /// The server, password redacted.
+        url: String,
+        /// How long kitchen waited, in seconds (`1.5`).
+        secs: String,
+    },
     /// Any other answer from Redis that kitchen cannot work with.
     #[error("redis at {url} failed: {detail}")]
     Redis {

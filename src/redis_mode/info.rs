@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::list::Keys;
-use super::{client, connect};
+use super::{Memory, client, connect_checked};
 use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
 /// A snapshot of one queue and channel.
@@ -22,6 +22,11 @@ pub struct Info {
     pub capacity: Option<usize>,
     /// Whether `capacity` was recorded by a chef (else it is the flag's).
     pub capacity_from_chefs: bool,
+    /// More dishes wait than `capacity`: an earlier chef kept a larger bound
+    /// (the last chef to start records its own), or dishes were pushed past
+    /// it (`LPUSH` by hand, an `--unbounded` chef) or put back by diners.
+    /// Chefs that keep `capacity` wait until fewer wait.
+    pub over_capacity: bool,
     /// Payloads set aside in `<queue>:dead`.
     pub dead: u64,
     /// Registered diners, live or presumed dead.
@@ -30,6 +35,12 @@ pub struct Info {
     pub channel: String,
     /// Clients subscribed to it now.
     pub subscribers: u64,
+    /// Redis's memory and limit; `null` when it does not say (an ACL user
+    /// without `INFO`).
+    pub memory: Option<Memory>,
+    /// Redis is over its `maxmemory` and refuses new dishes: chefs wait
+    /// until diners free room.
+    pub out_of_memory: bool,
 }
 
 /// One registered diner.
@@ -48,7 +59,7 @@ pub struct InfoDiner {
 pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
     let client = client(&opts.url)?;
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
-    let mut con = connect(&client).map_err(fail)?;
+    let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
     let keys = Keys::new(&opts.queue);
     type Snapshot = (u64, u64, Vec<String>, (String, u64), Option<String>);
     let (length, dead, ids, numsub, recorded): Snapshot = redis::pipe()
@@ -80,16 +91,22 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
             .map_err(fail)?;
         diners.push(InfoDiner { id, alive, holding });
     }
+    // Best effort: an ACL user may not read INFO.
+    let memory = super::memory(&mut con).ok();
+    let capacity = match recorded.as_deref() {
+        Some(super::list::UNBOUNDED) => None,
+        Some(n) => n.parse().ok().or(capacity.limit()),
+        None => capacity.limit(),
+    };
     Ok(Info {
         url: redact_url(&opts.url),
         queue: opts.queue.clone(),
         length,
-        capacity: match recorded.as_deref() {
-            Some(super::list::UNBOUNDED) => None,
-            Some(n) => n.parse().ok().or(capacity.limit()),
-            None => capacity.limit(),
-        },
+        over_capacity: capacity.is_some_and(|c| length > c as u64),
+        capacity,
         capacity_from_chefs: recorded.is_some(),
+        out_of_memory: memory.as_ref().is_some_and(Memory::full),
+        memory,
         dead,
         diners,
         channel: opts.channel.clone(),
@@ -118,11 +135,20 @@ impl Info {
         } else {
             "from --capacity: no chef has run"
         };
-        let _ = writeln!(
-            out,
-            "  waiting      {} of {capacity} ({source})",
-            self.length
-        );
+        if self.over_capacity {
+            // Said plainly: "3 of 2" reads like a bug in the bound.
+            let _ = writeln!(
+                out,
+                "  waiting      {}, over the bound of {capacity} ({source}): an earlier chef kept a larger bound, or dishes were pushed past it or put back; chefs wait until fewer than {capacity} wait",
+                self.length
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  waiting      {} of {capacity} ({source})",
+                self.length
+            );
+        }
         let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, self.queue);
         let _ = writeln!(
             out,
@@ -145,9 +171,28 @@ impl Info {
         }
         let _ = writeln!(
             out,
-            "  channel      {} ({} subscribers)",
-            self.channel, self.subscribers
+            "  channel      {} ({} {})",
+            self.channel,
+            self.subscribers,
+            if self.subscribers == 1 {
+                "subscriber"
+            } else {
+                "subscribers"
+            }
         );
+        if let Some(m) = &self.memory {
+            let limit = if m.max == 0 {
+                "no maxmemory".to_owned()
+            } else {
+                format!("maxmemory {} ({})", m.max_human, m.policy)
+            };
+            let state = if self.out_of_memory {
+                ": OUT OF MEMORY, new dishes are refused; chefs wait until diners free room"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  memory       {} used, {limit}{state}", m.used_human);
+        }
         out
     }
 }

@@ -28,7 +28,22 @@
 //! refreshes `Q:diner:<id>` and puts back the dishes of diners whose heartbeat
 //! expired. On a reconnect a diner puts its
 //! whole processing list back (at least once: a dish may be eaten twice, never
-//! lost).
+//! lost). Within a batch the ack waits for the next take, unless eating took
+//! [`ACK_LAG`] or more: then the diner drops what it ate before handing out
+//! the next dish, so `kitchen info` never shows eaten dishes as held for
+//! long, and full-speed batches keep their one round trip per batch.
+//!
+//! **Out of memory.** Redis over its `maxmemory` (policy `noeviction`)
+//! refuses every command that may grow memory (LPUSH, LMOVE, SET, SADD…), yet
+//! only eating frees memory. Chefs wait, with backoff (50 ms doubling to
+//! 1 s), and try again. Diners keep eating: Redis never refuses RPOP, LPOP,
+//! LREM or PEXPIRE, and once a script has written it lets the script finish
+//! (it cannot stop one half-way). So every script a diner runs writes first
+//! with one of those: the take (RPOP), giving back and recovering (LPOP, then
+//! RPUSH), registering (PEXPIRE, then SET and SADD), setting aside (LREM, then
+//! LPUSH). Their own growth is a dish's move, a heartbeat or a token: bounded.
+//! The plain commands of the fast path (LMOVE, BLMOVE, wake-up tokens) fall
+//! back to the take script when refused.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -43,11 +58,11 @@ use crate::shutdown::Shutdown;
 use crate::vocab::{Capacity, Fault, Put, ReadyError, RedisOptions, Take, TakeError};
 
 /// How long a chef blocks waiting for a wake-up token before checking again.
-const ROOM_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const ROOM_WAIT: Duration = Duration::from_millis(500);
 
 /// How long a diner blocks in BLMOVE on an empty queue before answering
 /// [`Take::Idle`], so it notices a stop.
-const TAKE_WAIT: Duration = Duration::from_millis(250);
+pub(crate) const TAKE_WAIT: Duration = Duration::from_millis(250);
 
 const _: () = assert!(ROOM_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
@@ -88,12 +103,19 @@ pub const MAX_TOKENS: usize = 16;
 
 /// KEYS: queue, processing, heartbeat, diners. ARGV: eaten to drop, leave?, id.
 /// Drops the eaten dishes, puts the rest back on the queue's right end (next
-/// to be taken, oldest rightmost), and on leave forgets the diner.
+/// to be taken, oldest rightmost), and on leave forgets the diner. LPOP then
+/// RPUSH, not LMOVE: the first write must be one Redis allows when out of
+/// memory (see the module docs).
 const GIVE_BACK: &str = r"
 local eaten = tonumber(ARGV[1])
 if eaten > 0 then redis.call('RPOP', KEYS[2], eaten) end
 local n = 0
-while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do n = n + 1 end
+while true do
+  local d = redis.call('LPOP', KEYS[2])
+  if not d then break end
+  redis.call('RPUSH', KEYS[1], d)
+  n = n + 1
+end
 if ARGV[2] == '1' then
   redis.call('DEL', KEYS[3])
   redis.call('SREM', KEYS[4], ARGV[3])
@@ -103,17 +125,55 @@ return n
 
 /// KEYS: queue, diners. ARGV: queue name (the key prefix).
 /// Puts back what diners without a heartbeat held; returns how many dishes.
+/// LPOP then RPUSH, as in [`GIVE_BACK`].
 const RECOVER: &str = r"
 local moved = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if redis.call('EXISTS', ARGV[1] .. ':diner:' .. id) == 0 then
     local proc = ARGV[1] .. ':processing:' .. id
-    while redis.call('LMOVE', proc, KEYS[1], 'LEFT', 'RIGHT') do moved = moved + 1 end
+    while true do
+      local d = redis.call('LPOP', proc)
+      if not d then break end
+      redis.call('RPUSH', KEYS[1], d)
+      moved = moved + 1
+    end
     redis.call('SREM', KEYS[2], id)
   end
 end
 return moved
 ";
+
+/// KEYS: heartbeat, diners. ARGV: heartbeat value, TTL in ms, diner id.
+/// Registers the diner with a live heartbeat, atomically, so a recovering
+/// diner never sees the member without its heartbeat. The refresh comes
+/// first: Redis allows it when out of memory, and then the rest.
+const REGISTER: &str = r"
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+";
+
+/// KEYS: processing, dead. ARGV: the payload, its dead letter (the payload with why and when).
+/// Sets a payload that is not a dish aside: out of the processing list (the
+/// first of it from the right, the end handed out first) and onto the
+/// dead-letter list. LREM first, as Redis allows it when out of memory.
+const SET_ASIDE: &str = r"
+redis.call('LREM', KEYS[1], -1, ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+";
+
+/// Eating a dish from a batch for this long or more sends the ack before
+/// the next dish is handed out, rather than with the next take: a diner
+/// slow enough to be watched with `kitchen info` shows only what it holds,
+/// and one fast enough to need batches still pays one round trip per batch.
+const ACK_LAG: Duration = Duration::from_millis(100);
+
+/// The first wait after Redis refused a chef's push for want of memory;
+/// it doubles up to [`OOM_WAIT_MAX`] while the spell lasts.
+const OOM_WAIT: Duration = Duration::from_millis(50);
+
+/// The longest wait between a chef's pushes while Redis is out of memory.
+const OOM_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// The key names of one queue.
 #[derive(Debug, Clone)]
@@ -201,34 +261,34 @@ impl Producer {
     }
 
     fn push(&mut self, dishes: &[Dish], until: Until<'_>) -> Result<Vec<Put>, Fault> {
-        if !self.announced {
-            // For `kitchen info`: the bound chefs keep is not otherwise in Redis.
-            let value = self
-                .capacity
-                .limit()
-                .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
-            let key = &self.keys.capacity;
-            self.conn
-                .run(|c| redis::cmd("SET").arg(key).arg(&value).query::<()>(c))?;
-            self.announced = true;
-        }
+        self.announce()?;
         let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
         let mut out = Vec::with_capacity(dishes.len());
-        let Some(cap) = self.capacity.limit() else {
-            let depth: usize = self.conn.run(|c| {
-                redis::cmd("LPUSH")
-                    .arg(&self.keys.queue)
-                    .arg(&payloads)
-                    .query(c)
-            })?;
-            out.extend(queued(depth, payloads.len()));
-            return Ok(out);
-        };
         let mut rest = &payloads[..];
+        let mut oom_wait = OOM_WAIT;
         while !rest.is_empty() {
-            let (pushed, depth): (usize, usize) = self
-                .conn
-                .run(|c| self.put.key(&self.keys.queue).arg(cap).arg(rest).invoke(c))?;
+            let (pushed, depth) = match self.try_push(rest) {
+                Ok(got) => got,
+                // A spell, not an end: wait for diners to free room, as for
+                // a full queue, and try again.
+                Err(fault @ Fault::OutOfMemory { .. }) => {
+                    if until.pause(oom_wait) {
+                        oom_wait = (oom_wait * 2).min(OOM_WAIT_MAX);
+                        continue;
+                    }
+                    match until {
+                        // A caller that must answer soon learns why.
+                        Until::Deadline(_) => return Err(fault),
+                        Until::Stopped(_) => {
+                            out.push(Put::Stopped);
+                            break;
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            self.conn.has_room();
+            oom_wait = OOM_WAIT;
             if pushed > 0 {
                 out.extend(queued(depth, pushed));
                 rest = &rest[pushed.min(rest.len())..];
@@ -253,6 +313,46 @@ impl Producer {
         }
         Ok(out)
     }
+
+    /// Writes the bound this chef keeps to `Q:capacity`, once, for `kitchen
+    /// info` (it is not otherwise in Redis). Redis out of memory leaves it
+    /// for a later push: the dishes matter more.
+    fn announce(&mut self) -> Result<(), Fault> {
+        if self.announced {
+            return Ok(());
+        }
+        let value = self
+            .capacity
+            .limit()
+            .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
+        let key = &self.keys.capacity;
+        match self
+            .conn
+            .run(|c| redis::cmd("SET").arg(key).arg(&value).query::<()>(c))
+        {
+            Ok(()) => self.announced = true,
+            Err(Fault::OutOfMemory { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// One push of as many of `payloads` as there is room for: (pushed,
+    /// length after); pushed 0 means full.
+    fn try_push(&mut self, payloads: &[String]) -> Result<(usize, usize), Fault> {
+        let queue = &self.keys.queue;
+        match self.capacity.limit() {
+            None => {
+                let depth: usize = self
+                    .conn
+                    .run(|c| redis::cmd("LPUSH").arg(queue).arg(payloads).query(c))?;
+                Ok((payloads.len(), depth))
+            }
+            Some(cap) => self
+                .conn
+                .run(|c| self.put.key(queue).arg(cap).arg(payloads).invoke(c)),
+        }
+    }
 }
 
 /// How long a full list is waited on.
@@ -273,6 +373,22 @@ impl Until<'_> {
                 let left = at.saturating_duration_since(Instant::now());
                 // BLPOP takes a timeout of 0 as "forever"; Redis counts in ms.
                 (left >= Duration::from_millis(1)).then(|| left.min(ROOM_WAIT))
+            }
+        }
+    }
+
+    /// Sleeps up to `d` before another try; `false`: stop trying (stopped,
+    /// or the deadline came).
+    fn pause(self, d: Duration) -> bool {
+        match self {
+            Until::Stopped(stop) => !stop.sleep(d),
+            Until::Deadline(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                std::thread::sleep(d.min(left));
+                true
             }
         }
     }
@@ -309,6 +425,8 @@ struct Names {
     max_payload: usize,
     give_back: Script,
     take_many: Script,
+    register: Script,
+    set_aside: Script,
 }
 
 /// The heartbeat thread, once the diner is ready.
@@ -341,6 +459,8 @@ struct Batch {
     in_hand: Option<DishId>,
     /// The last blocking wait found nothing: wait again straight away.
     idle: bool,
+    /// When this diner last took from Redis (and so acknowledged).
+    took_at: Option<Instant>,
 }
 
 impl Batch {
@@ -366,7 +486,7 @@ impl Names {
         let out = conn.run_fresh(|c, fresh| {
             if fresh {
                 self.give_back(0, false).invoke::<u64>(c)?;
-                register(c, &self.keys, &self.id, self.ttl)?;
+                register(c, &self.register, &self.keys, &self.id, self.ttl)?;
                 reset = true;
             }
             f(c)
@@ -411,6 +531,8 @@ impl Consumer {
                 max_payload: opts.max_payload,
                 give_back: Script::new(GIVE_BACK),
                 take_many: Script::new(TAKE_MANY),
+                register: Script::new(REGISTER),
+                set_aside: Script::new(SET_ASIDE),
             },
             heart: Heart::Waiting(heart_conn),
             batch: Batch {
@@ -428,8 +550,14 @@ impl Consumer {
                 return Ok(());
             };
             let n = &self.names;
-            let beat = Beat::start(conn, n.keys.clone(), n.id.clone(), n.ttl)
-                .map_err(ReadyError::Spawn)?;
+            let beat = Beat::start(
+                conn,
+                n.keys.clone(),
+                n.id.clone(),
+                n.ttl,
+                n.register.clone(),
+            )
+            .map_err(ReadyError::Spawn)?;
             self.heart = Heart::Beating(beat);
         }
         Ok(())
@@ -449,6 +577,7 @@ impl Consumer {
             self.ready()?;
         }
         if let Some(p) = self.batch.buffer.pop_front() {
+            self.ack_if_late()?;
             return Ok(self.hand_out(p)?);
         }
         // An idle diner goes straight back to its blocking wait: a few
@@ -469,36 +598,113 @@ impl Consumer {
             conn, names, batch, ..
         } = self;
         let (queue, processing) = (&names.keys.queue, &names.processing);
-        let one: Option<Vec<u8>> = names.run(conn, batch, |c| {
+        let blocked = names.run(conn, batch, |c| {
             redis::cmd("BLMOVE")
                 .arg(queue)
                 .arg(processing)
                 .arg("RIGHT")
                 .arg("LEFT")
                 .arg(TAKE_WAIT.as_secs_f64())
-                .query(c)
-        })?;
+                .query::<Option<Vec<u8>>>(c)
+        });
+        let one = match blocked {
+            Ok(one) => {
+                conn.has_room();
+                one
+            }
+            // Refused for want of memory (though it moves, never adds):
+            // take as the script does, else wait as BLMOVE would have.
+            Err(Fault::OutOfMemory { .. }) => {
+                if let Some(take) = self.take_scripted()? {
+                    return Ok(take);
+                }
+                std::thread::sleep(TAKE_WAIT);
+                self.batch.idle = true;
+                return Ok(Take::Idle);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        batch.took_at = Some(Instant::now());
         batch.idle = one.is_none();
         let Some(p) = one else { return Ok(Take::Idle) };
         let mut pipe = redis::pipe();
         pipe.cmd("LLEN").arg(queue);
         wake(&mut pipe, &names.keys.room, 1);
+        // Tokens are a courtesy to chefs: Redis refusing them for want of
+        // memory must not cost the dish in hand.
+        pipe.ignore_errors();
         let (depth,): (usize,) = names.run(conn, batch, |c| pipe.query(c))?;
         batch.depth = depth;
         Ok(self.hand_out(p)?)
     }
 
+    /// Acknowledges the dishes eaten from this batch now, rather than with
+    /// the next take, once eating took [`ACK_LAG`] or more since this diner
+    /// last took from Redis (see the module docs).
+    fn ack_if_late(&mut self) -> Result<(), Fault> {
+        let late = self.batch.took_at.is_some_and(|t| t.elapsed() >= ACK_LAG);
+        if self.batch.done == 0 || !late {
+            return Ok(());
+        }
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let (processing, done) = (&names.processing, batch.done);
+        // RPOP: the eaten dishes are the rightmost of the processing list.
+        names.run(conn, batch, |c| {
+            redis::cmd("RPOP")
+                .arg(processing)
+                .arg(done)
+                .query::<redis::Value>(c)
+        })?;
+        batch.done = 0;
+        batch.took_at = Some(Instant::now());
+        Ok(())
+    }
+
     /// Without blocking: drops what was eaten and takes up to a batch of
     /// dishes, handing out the first; `None` when the queue is empty.
     fn take_now(&mut self) -> Result<Option<Take>, Fault> {
+        if self.batch.size > 1 {
+            return self.take_scripted();
+        }
+        match self.take_piped() {
+            Ok(got) => {
+                self.conn.has_room();
+                self.hand_out_first(got)
+            }
+            // Redis ran the pipeline's RPOP of the eaten dishes (it never
+            // refuses one) and refused its LMOVE: the script takes instead.
+            Err(Fault::OutOfMemory { .. }) => {
+                self.batch.done = 0;
+                self.take_scripted()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Consumer::take_now`] by the take script, which Redis runs also when
+    /// out of memory (its first write is an RPOP).
+    fn take_scripted(&mut self) -> Result<Option<Take>, Fault> {
+        let got = self.take_round_trip(true)?;
+        self.hand_out_first(got)
+    }
+
+    /// [`Consumer::take_now`] by plain commands: one dish, for `--batch 1`.
+    fn take_piped(&mut self) -> Result<Vec<redis::Value>, Fault> {
+        self.take_round_trip(false)
+    }
+
+    /// One round trip: drop what was eaten, move up to a batch of dishes
+    /// into the processing list, read the length, wake as many chefs.
+    /// Answers {length, payloads oldest first…}.
+    fn take_round_trip(&mut self, scripted: bool) -> Result<Vec<redis::Value>, Fault> {
         let Consumer {
             conn, names, batch, ..
         } = self;
         let (max, done) = (batch.size, batch.done);
         let (keys, processing) = (&names.keys, &names.processing);
-        // One round trip: drop what was eaten, move up to `max` dishes into
-        // the processing list, read the length, wake as many chefs.
-        let mut got: Vec<redis::Value> = if max == 1 {
+        let got: Vec<redis::Value> = if !scripted {
             let mut pipe = redis::pipe();
             if done > 0 {
                 pipe.cmd("RPOP").arg(processing).arg(done).ignore();
@@ -529,6 +735,14 @@ impl Consumer {
             })?
         };
         batch.done = 0;
+        batch.took_at = Some(Instant::now());
+        Ok(got)
+    }
+
+    /// Reads a take's answer: notes the depth, keeps the batch, hands out
+    /// the first dish; `None` when the queue was empty.
+    fn hand_out_first(&mut self, mut got: Vec<redis::Value>) -> Result<Option<Take>, Fault> {
+        let batch = &mut self.batch;
         batch.depth = match got.first() {
             Some(redis::Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
             _ => 0,
@@ -557,13 +771,18 @@ impl Consumer {
                 })
             }
             Err(e) => {
-                let dead = &self.names.keys.dead;
-                let letter = dead_letter(&payload, &e.to_string());
-                self.names.run(&mut self.conn, &mut self.batch, |c| {
-                    redis::cmd("LPUSH").arg(dead).arg(&letter).query::<u64>(c)
+                let names = &self.names;
+                // Out of the processing list at once, so `done` counts only
+                // eaten dishes, the rightmost.
+                names.run(&mut self.conn, &mut self.batch, |c| {
+                    names
+                        .set_aside
+                        .key(&names.processing)
+                        .key(&names.keys.dead)
+                        .arg(&payload)
+                        .arg(dead_letter(&payload, &e.to_string()))
+                        .invoke::<()>(c)
                 })?;
-                // Set aside: the next take drops it from the processing list.
-                self.batch.done += 1;
                 Ok(Take::Rejected {
                     reason: e.to_string(),
                 })
@@ -634,22 +853,21 @@ fn wake(pipe: &mut redis::Pipeline, room: &str, n: usize) {
 /// How long unclaimed wake-up tokens live.
 const ROOM_TTL_MS: u64 = 10_000;
 
-/// Registers `id` with a live heartbeat, atomically, so a recovering diner
-/// never sees the member without its heartbeat.
-fn register(c: &mut Connection, keys: &Keys, id: &str, ttl: Duration) -> Result<(), RedisError> {
-    redis::pipe()
-        .atomic()
-        .cmd("SET")
-        .arg(keys.heartbeat(id))
+/// Registers `id` with a live heartbeat by `script` ([`REGISTER`]).
+fn register(
+    c: &mut Connection,
+    script: &Script,
+    keys: &Keys,
+    id: &str,
+    ttl: Duration,
+) -> Result<(), RedisError> {
+    script
+        .key(keys.heartbeat(id))
+        .key(&keys.diners)
         .arg(format!("pid {}", std::process::id()))
-        .arg("PX")
         .arg(ttl_ms(ttl))
-        .ignore()
-        .cmd("SADD")
-        .arg(&keys.diners)
         .arg(id)
-        .ignore()
-        .exec(c)
+        .invoke(c)
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
@@ -665,7 +883,13 @@ struct Beat {
 }
 
 impl Beat {
-    fn start(mut conn: Conn, keys: Keys, id: String, ttl: Duration) -> std::io::Result<Beat> {
+    fn start(
+        mut conn: Conn,
+        keys: Keys,
+        id: String,
+        ttl: Duration,
+        register_script: Script,
+    ) -> std::io::Result<Beat> {
         let stop = Shutdown::new();
         let (tx, done) = crossbeam_channel::bounded::<()>(1);
         let beat = (ttl / 5).max(Duration::from_millis(20));
@@ -677,7 +901,7 @@ impl Beat {
                 loop {
                     // Errors here are the diner thread's to report; keep beating.
                     let _ = conn.run(|c| {
-                        register(c, &keys, &id, ttl)?;
+                        register(c, &register_script, &keys, &id, ttl)?;
                         recover
                             .key(&keys.queue)
                             .key(&keys.diners)

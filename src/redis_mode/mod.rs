@@ -17,7 +17,7 @@ mod list;
 mod pubsub;
 mod results;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, RedisError};
@@ -46,6 +46,32 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 const _: () = assert!(READ_TIMEOUT.as_millis() >= MAX_BLOCK.as_millis() + 2_000);
 
+/// What fail-fast connections (the web entry's) wait for a reply, and for a
+/// new connection half of it: a request is answered within about this,
+/// whatever Redis does. Their only blocking command waits for room at most
+/// [`list::ROOM_WAIT`], and a reply dropped after the timeout costs at most a
+/// wake-up token or a dish queued twice (at least once), so the rule of
+/// [`READ_TIMEOUT`] relaxes to one second of margin.
+///
+/// The redis crate waits the whole timeout once per reply it expects, so a
+/// silent server costs a pipeline of N commands N timeouts: fail-fast paths
+/// send one command or one script per round trip, connections skip the
+/// crate's `CLIENT SETINFO` (two replies more), and after one timeout every
+/// fail-fast connection answers [`Fault::Slow`] at once for the next
+/// `FAST_TIMEOUT` (see [`Conn::run_fresh`]).
+const FAST_TIMEOUT: Duration = Duration::from_millis(1_500);
+
+/// Until when (µs since the epoch) fail-fast connections answer
+/// [`Fault::Slow`] without asking, after one of them waited in vain.
+static SLOW_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+/// How long (ms) the fail-fast connection that set [`SLOW_UNTIL`] waited.
+static SLOW_WAITED_MS: AtomicU64 = AtomicU64::new(0);
+
+const _: () = assert!(FAST_TIMEOUT.as_millis() >= list::ROOM_WAIT.as_millis() + 1_000);
+const _: () = assert!(FAST_TIMEOUT.as_millis() >= list::TAKE_WAIT.as_millis() + 1_000);
+const _: () = assert!(FAST_TIMEOUT.as_millis() <= READ_TIMEOUT.as_millis());
+
 /// An open Redis backend: validated options and a checked server.
 #[derive(Debug)]
 pub struct RedisQueue {
@@ -64,7 +90,7 @@ impl RedisQueue {
         results: ResultLimits,
     ) -> Result<RedisQueue, Fault> {
         let client = client(&opts.url)?;
-        let mut con = connect(&client).map_err(|e| classify(e, &opts.url, &opts.queue))?;
+        let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
         if opts.mode == Mode::List {
             check_list(&mut con, &opts.url, &opts.queue)?;
             check_list(&mut con, &opts.url, &list::dead_key(&opts.queue))?;
@@ -238,8 +264,9 @@ impl Consumer {
         }
     }
 
-    /// Dishes shown never to have arrived (pub/sub); a list loses none.
-    pub fn lost(&self) -> u64 {
+    /// Dishes shown never eaten (pub/sub; see [`pubsub::Consumer::lost`]);
+    /// a list loses none.
+    pub fn lost(&mut self) -> u64 {
         match self {
             Consumer::List(_) => 0,
             Consumer::Pubsub(c) => c.lost(),
@@ -266,11 +293,23 @@ impl Gauge {
             .run(|c| redis::cmd("LLEN").arg(key).query::<usize>(c))
     }
 
-    /// Whether Redis answers.
-    pub fn ping(&mut self) -> Result<(), Fault> {
-        self.conn
-            .run(|c| redis::cmd("PING").query::<String>(c))
-            .map(|_| ())
+    /// Whether Redis answers and can take dishes: [`Fault::OutOfMemory`]
+    /// while it is over its `maxmemory` (read best effort: a user whose ACL
+    /// forbids `INFO` sees only whether Redis answers).
+    pub fn health(&mut self) -> Result<(), Fault> {
+        self.conn.run(|c| redis::cmd("PING").query::<String>(c))?;
+        match self.memory() {
+            Ok(m) if m.full() => Err(Fault::OutOfMemory {
+                url: redact_url(&self.conn.url),
+                detail: m.detail(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// How much memory Redis uses, and its limit.
+    pub fn memory(&mut self) -> Result<Memory, Fault> {
+        self.conn.run(memory)
     }
 
     /// Clients subscribed to the channel now.
@@ -302,6 +341,14 @@ pub(crate) struct Conn {
     url: String,
     key: String,
     pub(crate) reconnect_for: Duration,
+    /// How long a reply may take.
+    timeout: Duration,
+    /// Fails fast: never waits out an outage, and gives up at once while
+    /// Redis is known to be slow.
+    fast: bool,
+    /// When the last command was sent (µs since the epoch), so that only a
+    /// command sent after a spell began can end it (see [`Conn::has_room`]).
+    sent_us: u64,
 }
 
 impl std::fmt::Debug for Conn {
@@ -321,6 +368,15 @@ impl Conn {
             url: opts.url.clone(),
             key: opts.queue.clone(),
             reconnect_for: opts.reconnect_for,
+            // A caller that never waits out an outage must not wait long
+            // for a reply either (see FAST_TIMEOUT).
+            timeout: if opts.reconnect_for.is_zero() {
+                FAST_TIMEOUT
+            } else {
+                READ_TIMEOUT
+            },
+            fast: opts.reconnect_for.is_zero(),
+            sent_us: 0,
         }
     }
 
@@ -338,10 +394,16 @@ impl Conn {
         &mut self,
         mut f: impl FnMut(&mut Connection, bool) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
+        if self.fast && crate::dish::now_us() < SLOW_UNTIL.load(Ordering::Relaxed) {
+            let waited = Duration::from_millis(SLOW_WAITED_MS.load(Ordering::Relaxed));
+            return Err(self.slow(waited));
+        }
         let mut retry = Reconnect::new(self.reconnect_for, Outage::Connection);
         let mut retried_stale = false;
         loop {
             let fresh = self.con.is_none();
+            let attempt = Instant::now();
+            self.sent_us = crate::dish::now_us();
             let result = match self.connection() {
                 Ok(c) => f(c, fresh),
                 Err(e) => Err(e),
@@ -352,15 +414,31 @@ impl Conn {
                     return Ok(v);
                 }
                 Err(e) if is_transient(&e) => e,
+                Err(e) if is_oom(&e) => return Err(self.out_of_memory()),
                 Err(e) => return Err(classify(e, &self.url, &self.key)),
             };
             // The connection may be half-way through a reply: never reuse it.
             self.con = None;
-            // A connection opened before a Redis restart fails on its first
-            // use after it, although the server is back: one fresh attempt
-            // first, or a caller that never waits (`kitchen serve`) would
-            // answer 503 once per stale connection after the outage ended.
-            if !fresh && !retried_stale {
+            if err.is_timeout() {
+                // Busy, not gone: a caller that must answer soon says so
+                // now, and a new connection would only queue behind the
+                // same slow command, so no fresh attempt at once.
+                let waited = attempt.elapsed();
+                if self.fast {
+                    let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+                    SLOW_WAITED_MS.store(ms, Ordering::Relaxed);
+                    let until = crate::dish::now_us() + FAST_TIMEOUT.as_micros() as u64;
+                    SLOW_UNTIL.fetch_max(until, Ordering::Relaxed);
+                }
+                if self.reconnect_for.is_zero() {
+                    return Err(self.slow(waited));
+                }
+            } else if !fresh && !retried_stale {
+                // A connection opened before a Redis restart fails on its
+                // first use after it, although the server is back: one
+                // fresh attempt first, or a caller that never waits
+                // (`kitchen serve`) would answer 503 once per stale
+                // connection after the outage ended.
                 retried_stale = true;
                 continue;
             }
@@ -368,14 +446,153 @@ impl Conn {
         }
     }
 
+    fn slow(&self, waited: Duration) -> Fault {
+        Fault::Slow {
+            url: redact_url(&self.url),
+            secs: secs(waited),
+        }
+    }
+
     fn connection(&mut self) -> Result<&mut Connection, RedisError> {
         if self.con.is_none() {
-            self.con = Some(connect(&self.client)?);
+            // Fail-fast: the handshake (AUTH, SELECT) and a command fit
+            // in about one timeout between them.
+            let connect = if self.fast {
+                self.timeout / 2
+            } else {
+                CONNECT_TIMEOUT
+            };
+            self.con = Some(connect_within(&self.client, connect, self.timeout)?);
         }
         // Just filled in above; `Option::insert` would borrow twice.
         self.con
             .as_mut()
             .ok_or_else(|| RedisError::from(std::io::Error::other("no connection")))
+    }
+}
+
+impl Conn {
+    /// Redis refused a write for want of memory: the fault, with Redis's
+    /// limit when it says; the first of a spell is announced on stderr.
+    fn out_of_memory(&mut self) -> Fault {
+        // Best effort: an ACL user may not read INFO.
+        let detail = self
+            .con
+            .as_mut()
+            .and_then(|c| memory(c).ok())
+            .map_or_else(|| "over its maxmemory".to_owned(), |m| m.detail());
+        let url = redact_url(&self.url);
+        let now = crate::dish::now_us().max(1);
+        if OOM_SINCE
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            crate::notice!(
+                "kitchen: redis at {url} is out of memory ({detail}): chefs wait until diners free room"
+            );
+        }
+        Fault::OutOfMemory { url, detail }
+    }
+
+    /// The last command, one that Redis refuses when out of memory, went
+    /// through: a spell announced is over, and says so with how long it
+    /// lasted. Only if the command was sent after the spell began: a BLMOVE
+    /// blocked since before it, or a reply overtaken by another thread's
+    /// refusal, proves nothing.
+    #[inline]
+    pub(crate) fn has_room(&self) {
+        // One relaxed load on the hot path; the rest only after a spell.
+        let since = OOM_SINCE.load(Ordering::Relaxed);
+        if since == 0 || self.sent_us < since {
+            return;
+        }
+        if OOM_SINCE
+            .compare_exchange(since, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let secs = crate::dish::now_us().saturating_sub(since) as f64 / 1e6;
+            crate::notice!(
+                "kitchen: redis at {} has room again after {secs:.1} s",
+                redact_url(&self.url)
+            );
+        }
+    }
+}
+
+/// When this process's current out-of-memory spell began (µs since the
+/// epoch), 0 when there is none: one notice per spell, not one per chef.
+static OOM_SINCE: AtomicU64 = AtomicU64::new(0);
+
+/// What `INFO memory` says of Redis's memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Memory {
+    /// Bytes in use.
+    pub used: u64,
+    /// The limit in bytes; 0 for none.
+    pub max: u64,
+    /// What Redis does at the limit (`noeviction`, `allkeys-lru`, …).
+    pub policy: String,
+    /// `used`, as Redis writes it for people (`1.93M`).
+    #[serde(skip)]
+    pub used_human: String,
+    /// `max`, likewise.
+    #[serde(skip)]
+    pub max_human: String,
+}
+
+impl Memory {
+    /// Whether Redis refuses writes for want of memory: over its limit with
+    /// a policy that cannot evict every key (with `allkeys-*` it evicts
+    /// instead, and writes go through).
+    pub fn full(&self) -> bool {
+        self.max > 0 && self.used > self.max && !self.policy.starts_with("allkeys")
+    }
+
+    /// `maxmemory 2.00M, noeviction`, for messages.
+    pub fn detail(&self) -> String {
+        format!("maxmemory {}, {}", self.max_human, self.policy)
+    }
+
+    fn parse(info: &str) -> Memory {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Memory {
+            used: field("used_memory").parse().unwrap_or(0),
+            max: field("maxmemory").parse().unwrap_or(0),
+            policy: field("maxmemory_policy"),
+            used_human: field("used_memory_human"),
+            max_human: field("maxmemory_human"),
+        }
+    }
+}
+
+/// Reads `INFO memory`.
+fn memory(c: &mut Connection) -> Result<Memory, RedisError> {
+    let info: String = redis::cmd("INFO").arg("memory").query(c)?;
+    Ok(Memory::parse(&info))
+}
+
+/// Whether Redis refused a command for want of memory (`OOM command not
+/// allowed when used memory > 'maxmemory'`), alone, in a script or in a
+/// pipeline (whose error carries no code of its own).
+fn is_oom(e: &RedisError) -> bool {
+    e.code() == Some("OOM")
+        || e.to_string()
+            .contains("command not allowed when used memory")
+}
+
+/// `0.8` or `5`: seconds as messages print them, to a tenth.
+fn secs(d: Duration) -> String {
+    let tenths = (d.as_millis() + 50) / 100;
+    if tenths.is_multiple_of(10) {
+        (tenths / 10).to_string()
+    } else {
+        format!("{}.{}", tenths / 10, tenths % 10)
     }
 }
 
@@ -419,11 +636,19 @@ impl<'a> Reconnect<'a> {
                 // One notice per outage, not one per connection.
                 Outage::Connection => {
                     if !OUTAGE.swap(true, Ordering::Relaxed) {
-                        crate::notice!(
-                            "kitchen: lost redis at {} ({err}); reconnecting for up to {} s",
-                            redact_url(url),
-                            self.limit.as_secs()
-                        );
+                        if err.is_timeout() {
+                            crate::notice!(
+                                "kitchen: redis at {} did not answer in time (busy or overloaded); trying again for up to {} s",
+                                redact_url(url),
+                                self.limit.as_secs()
+                            );
+                        } else {
+                            crate::notice!(
+                                "kitchen: lost redis at {} ({err}); reconnecting for up to {} s",
+                                redact_url(url),
+                                self.limit.as_secs()
+                            );
+                        }
                     }
                 }
                 Outage::Subscription(channel) => crate::notice!(
@@ -434,6 +659,12 @@ impl<'a> Reconnect<'a> {
         }
         let since = *self.failing_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= self.limit {
+            if err.is_timeout() {
+                return Err(Fault::Slow {
+                    url: redact_url(url),
+                    secs: secs(since.elapsed()),
+                });
+            }
             return Err(Fault::Gone {
                 url: redact_url(url),
                 secs: self.limit.as_secs(),
@@ -476,10 +707,16 @@ pub(crate) fn client(url: &str) -> Result<Client, Fault> {
             detail: TLS_MISSING.to_owned(),
         });
     }
-    Client::open(url).map_err(|_| Fault::Redis {
+    let shape = || Fault::Redis {
         url: redact_url(url),
         detail: URL_SHAPE.to_owned(),
-    })
+    };
+    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|_| shape())?;
+    // No `CLIENT SETINFO` in the handshake: two replies fewer to wait for
+    // from a server that hangs (see FAST_TIMEOUT), and Redis before 7.2
+    // refuses it anyway.
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    Client::open(info.set_redis_settings(settings)).map_err(|_| shape())
 }
 
 /// What a Redis URL looks like.
@@ -505,9 +742,31 @@ fn db_of(url: &str) -> i64 {
 }
 
 fn connect(client: &Client) -> Result<Connection, RedisError> {
-    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-    con.set_read_timeout(Some(READ_TIMEOUT))?;
-    con.set_write_timeout(Some(READ_TIMEOUT))?;
+    connect_within(client, CONNECT_TIMEOUT, READ_TIMEOUT)
+}
+
+/// [`connect`], its failure classified: a server that accepts and does not
+/// answer within [`CONNECT_TIMEOUT`] is slow, not absent.
+fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, Fault> {
+    connect(client).map_err(|e| match classify(e, url, key) {
+        Fault::Slow { url, .. } => Fault::Slow {
+            url,
+            secs: secs(CONNECT_TIMEOUT),
+        },
+        other => other,
+    })
+}
+
+/// Connects within `connect` (the handshake included); every reply then
+/// waits at most `timeout`.
+fn connect_within(
+    client: &Client,
+    connect: Duration,
+    timeout: Duration,
+) -> Result<Connection, RedisError> {
+    let con = client.get_connection_with_timeout(connect)?;
+    con.set_read_timeout(Some(timeout))?;
+    con.set_write_timeout(Some(timeout))?;
     Ok(con)
 }
 
@@ -538,6 +797,12 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
             detail: code_or(&code, "authentication failed"),
         };
     }
+    if is_oom(&e) {
+        return Fault::OutOfMemory {
+            url,
+            detail: "over its maxmemory".to_owned(),
+        };
+    }
     if code == "WRONGTYPE" || text.contains("WRONGTYPE") {
         return Fault::WrongType {
             key: key.to_owned(),
@@ -546,7 +811,13 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
             db: db_of(&url),
         };
     }
-    if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
+    if e.is_timeout() {
+        return Fault::Slow {
+            url,
+            secs: secs(READ_TIMEOUT),
+        };
+    }
+    if e.is_io_error() || e.is_connection_refusal() {
         return Fault::Unreachable { url, detail: text };
     }
     Fault::Redis { url, detail: text }
@@ -597,6 +868,33 @@ mod tests {
         let bad = validate_url("redis://u:pw@127.0.0.1:x/5").unwrap_err();
         assert!(!bad.contains("pw@"), "{bad}");
         assert!(validate_url("rediss://h/0").unwrap_err().contains("TLS"));
+    }
+
+    #[test]
+    fn memory_is_full_over_the_limit_unless_every_key_can_go() {
+        let info = "# Memory\r\nused_memory:3000\r\nused_memory_human:2.93K\r\n\
+                    maxmemory:2000\r\nmaxmemory_human:1.95K\r\nmaxmemory_policy:noeviction\r\n";
+        let m = Memory::parse(info);
+        assert_eq!(
+            (m.used, m.max, m.policy.as_str()),
+            (3000, 2000, "noeviction")
+        );
+        assert!(m.full());
+        assert_eq!(m.detail(), "maxmemory 1.95K, noeviction");
+        let evicts = Memory {
+            policy: "allkeys-lru".into(),
+            ..m.clone()
+        };
+        assert!(!evicts.full());
+        let unlimited = Memory { max: 0, ..m };
+        assert!(!unlimited.full());
+    }
+
+    #[test]
+    fn seconds_print_to_a_tenth() {
+        assert_eq!(secs(Duration::from_millis(1_500)), "1.5");
+        assert_eq!(secs(Duration::from_millis(750)), "0.8");
+        assert_eq!(secs(Duration::from_secs(5)), "5");
     }
 
     #[test]

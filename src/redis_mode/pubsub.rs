@@ -14,6 +14,14 @@
 //! bound: a gap at the very end of a chef's stream, or across two blocks, has
 //! no later dish to reveal it.)
 //!
+//! **A diner that stops.** Redis has sent a subscriber every dish published
+//! while it listened, counting it among the receivers (`served to 1
+//! diners`); a diner stopped by Ctrl-C has eaten only some of them. When it
+//! is done ([`Consumer::lost`]), its reader unsubscribes: Redis answers the
+//! UNSUBSCRIBE after every message it sent before, so what the reader holds
+//! up to that answer is exactly what was delivered and not eaten, and is
+//! counted as `lost`. Delivered = eaten + lost.
+//!
 //! **End of a run.** When every chef of the run is done, each diner publishes
 //! an end marker unique to it; Redis delivers a connection's messages in
 //! order, and every chef's PUBLISH had returned before, so once a diner reads
@@ -44,6 +52,12 @@ const LISTEN_WAIT: Duration = Duration::from_millis(250);
 /// How long a diner waits for its own end marker before closing anyway
 /// (it may have been lost with a dropped subscription).
 const MARKER_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a stopping diner waits for its reader to hand over what it
+/// still holds: the reader may be in the middle of a reconnect (a connection
+/// attempt, then the subscription's confirmation).
+const CLOSE_WAIT: Duration =
+    Duration::from_secs(CONNECT_TIMEOUT.as_secs() + READ_TIMEOUT.as_secs());
 
 /// One chef's connection to the channel.
 #[derive(Debug)]
@@ -106,6 +120,8 @@ pub struct Consumer {
     marker_sent: Option<Instant>,
     /// Dishes that never arrived, found by their ids.
     gaps: Gaps,
+    /// Dishes delivered and never taken, counted when the diner stopped.
+    unread: u64,
 }
 
 /// Finds dishes missing from each chef thread's stream of ids.
@@ -141,6 +157,26 @@ struct Reader {
     stop: Arc<AtomicBool>,
 }
 
+impl Reader {
+    /// Stops the reader and takes what it still holds, once it has flushed
+    /// its subscription (or after [`CLOSE_WAIT`]); returns those payloads.
+    fn close(self) -> Vec<Vec<u8>> {
+        self.stop.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + CLOSE_WAIT;
+        let mut held = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Ok(p)) => held.push(p),
+                // The reader failed on its way out: nothing more comes.
+                Ok(Err(_)) => {}
+                // Disconnected: the reader is done; Timeout: bounded.
+                Err(_) => return held,
+            }
+        }
+    }
+}
+
 impl Drop for Reader {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -162,6 +198,7 @@ impl Consumer {
             reader: None,
             marker_sent: None,
             gaps: Gaps::default(),
+            unread: 0,
         }
     }
 
@@ -196,9 +233,23 @@ impl Consumer {
         }
     }
 
-    /// Dishes this diner can show it never received (see the module docs).
-    pub fn lost(&self) -> u64 {
-        self.gaps.missed
+    /// Dishes this diner can show it never ate: those that never arrived,
+    /// and, once it stops listening here, those delivered and never taken
+    /// (see the module docs). For when the diner is done: after this, the
+    /// consumer hears nothing more.
+    pub fn lost(&mut self) -> u64 {
+        if let Some(reader) = self.reader.take() {
+            for payload in reader.close() {
+                // Only dishes: an end marker or a payload that is not a dish
+                // was never one of the dishes counted as made.
+                if let Ok(dish) = Dish::decode(&payload) {
+                    // Its id may reveal dishes missed before it, too.
+                    self.gaps.saw(dish.id);
+                    self.unread += 1;
+                }
+            }
+        }
+        self.gaps.missed + self.unread
     }
 
     /// The next delivery; [`Take::Closed`] once `finished` and this diner's
@@ -308,6 +359,19 @@ impl Listener {
                 }
                 Err(e) if e.is_timeout() => {}
                 Err(e) => return Err(e),
+            }
+        }
+        // Stopped: hand over what Redis already sent. It answers the
+        // UNSUBSCRIBE after every message it delivered before, and the crate
+        // keeps the messages read on the way; those are read back without
+        // touching the socket, so a short timeout ends the reading once
+        // they are out. If Redis does not answer, what came is what counts.
+        if sub.unsubscribe(&self.channel).is_ok() {
+            sub.set_read_timeout(Some(Duration::from_millis(1)))?;
+            while let Ok(msg) = sub.get_message() {
+                if self.tx.send(Ok(msg.get_payload_bytes().to_vec())).is_err() {
+                    break;
+                }
             }
         }
         Ok(())

@@ -6,8 +6,39 @@
 //! records allowed. Without the count bound an unauthenticated client could
 //! fill Redis with a day of `POST /dishes` records (89 k in 10 s took 30 MB)
 //! until it answered `OOM` to the queue itself.
+//!
+//! When Redis is out of memory anyway, a new record (`POST /dishes`) is
+//! refused, and the web entry answers `503`; a diner's later states still
+//! go through (see [`UPDATE`]), so recording a result never stops a diner.
 
-use redis::RedisError;
+/// KEYS: the record, the index. ARGV: its JSON, TTL in ms, id, time queued
+/// (µs), most records kept, the record key's prefix.
+/// Records a new dish and drops the oldest records beyond the bound: one
+/// reply, where a pipeline would make a caller wait once per command if
+/// Redis hangs. Returns how many records were dropped.
+const QUEUED: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])
+if over <= 0 then return 0 end
+local oldest = redis.call('ZPOPMIN', KEYS[2], over)
+for i = 1, #oldest, 2 do redis.call('DEL', ARGV[6] .. oldest[i]) end
+return over
+";
+
+/// KEYS: the record. ARGV: its new JSON, TTL in ms.
+/// Overwrites a record that still exists, with a fresh TTL. The refresh
+/// comes first: Redis allows PEXPIRE when out of memory, and once a script
+/// has written it lets the script finish, so a diner's `eating` and `eaten`
+/// are recorded even then (each replaces a record of about its size).
+const UPDATE: &str = r"
+if redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+";
+
+use redis::Script;
 
 use super::Conn;
 use crate::dish::{DishId, now_us};
@@ -25,6 +56,8 @@ pub struct Results {
     index: String,
     ttl_ms: u64,
     max: usize,
+    queued: Script,
+    update: Script,
 }
 
 impl Results {
@@ -37,6 +70,8 @@ impl Results {
                 .unwrap_or(u64::MAX)
                 .max(1),
             max: max.max(1),
+            queued: Script::new(QUEUED),
+            update: Script::new(UPDATE),
         }
     }
 
@@ -51,44 +86,29 @@ impl Results {
     pub fn put(&mut self, r: &DishResult) -> Result<(), Fault> {
         let (key, value, ttl) = (self.key(&r.id), r.to_json(), self.ttl_ms);
         if r.status != Status::Queued {
-            return self.conn.run(|c| {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&value)
-                    .arg("PX")
-                    .arg(ttl)
-                    .arg("XX")
-                    .query::<()>(c)
-            });
+            let update = &self.update;
+            return self
+                .conn
+                .run(|c| update.key(&key).arg(&value).arg(ttl).invoke::<()>(c));
         }
-        let (index, max) = (&self.index, self.max);
-        let prefix = &self.prefix;
-        self.conn.run(|c| {
-            let (held,): (usize,) = redis::pipe()
-                .atomic()
-                .cmd("SET")
-                .arg(&key)
+        let (index, script) = (&self.index, &self.queued);
+        let (max, prefix) = (self.max, &self.prefix);
+        let queued = self.conn.run(|c| {
+            script
+                .key(&key)
+                .key(index)
                 .arg(&value)
-                .arg("PX")
                 .arg(ttl)
-                .ignore()
-                .cmd("ZADD")
-                .arg(index)
-                .arg(now_us())
                 .arg(&r.id)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(index)
-                .arg(ttl)
-                .ignore()
-                .cmd("ZCARD")
-                .arg(index)
-                .query(c)?;
-            if held > max {
-                trim(c, index, prefix, held - max)?;
-            }
-            Ok(())
-        })
+                .arg(now_us())
+                .arg(max)
+                .arg(prefix)
+                .invoke::<u64>(c)
+        });
+        if queued.is_ok() {
+            self.conn.has_room();
+        }
+        queued.map(|_| ())
     }
 
     /// Forgets a record (its dish never made it onto the queue).
@@ -115,17 +135,4 @@ impl Results {
         let raw: Option<String> = self.conn.run(|c| redis::cmd("GET").arg(&key).query(c))?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
-}
-
-/// Drops the `n` oldest records of `index`.
-fn trim(c: &mut redis::Connection, index: &str, prefix: &str, n: usize) -> Result<(), RedisError> {
-    let popped: Vec<(String, f64)> = redis::cmd("ZPOPMIN").arg(index).arg(n).query(c)?;
-    if popped.is_empty() {
-        return Ok(());
-    }
-    let mut del = redis::cmd("DEL");
-    for (id, _) in &popped {
-        del.arg(format!("{prefix}{id}"));
-    }
-    del.query::<()>(c)
 }

@@ -176,7 +176,7 @@ impl Server {
         let (backend, waiting_for_queue) =
             match Backend::open(&backend_config, config.capacity, limits) {
                 Ok(b) => (b, false),
-                Err(OpenError::Fault(Fault::Unreachable { .. })) => (
+                Err(OpenError::Fault(Fault::Unreachable { .. } | Fault::Slow { .. })) => (
                     Backend::open_unchecked(&backend_config, config.capacity, limits)?,
                     true,
                 ),

@@ -1,5 +1,6 @@
 //! The routes: what each path and method does, for one web worker.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
@@ -8,7 +9,7 @@ use serde::Serialize;
 
 use crate::dish::{Dish, DishId, MAX_DISH, Payload};
 use crate::kitchen::IdBlock;
-use crate::queue::{Backend, Gauge, OpenError, Producer, Put, PutError, Results};
+use crate::queue::{Backend, Fault, Gauge, OpenError, Producer, Put, PutError, Results};
 use crate::results::{RECORD_PAYLOAD_MAX, Status};
 use crate::serve::Shared;
 use crate::serve::http::{Request, Response};
@@ -18,6 +19,10 @@ use crate::serve::server::Handler;
 
 /// What the page says under the pub/sub link when there is no pub/sub.
 const LOCAL_PUBSUB_NOTE: &str = "needs --backend redis";
+
+/// The `503` body while Redis is out of memory: a spell that diners end.
+const OUT_OF_MEMORY: &str =
+    "redis is out of memory: new dishes are refused until diners free room; retry later";
 
 /// One web worker's state: its own producers, gauge, results store and
 /// random numbers, so requests on different workers share nothing but
@@ -90,15 +95,20 @@ impl Web {
                     "the queue is full ({cap} dishes waiting); retry in a second"
                 )))
             }
-            Err(e) => Err(self.unavailable(&e)),
+            Err(e) => Err(self.unavailable(&e.0)),
         }
     }
 
     /// The `503` for a backend that failed: the client learns only that the
-    /// queue is unavailable; the operator's log gets the detail (redacted).
-    fn unavailable(&self, e: &dyn std::fmt::Display) -> Response {
+    /// queue is unavailable, or out of memory; the operator's log gets the
+    /// detail (redacted). An out-of-memory spell is announced there once,
+    /// by the backend, not once per request.
+    fn unavailable(&self, fault: &Fault) -> Response {
         Metrics::bump(&self.shared.metrics.unavailable);
-        crate::notice!("kitchen serve: {e}");
+        if let Fault::OutOfMemory { .. } = fault {
+            return unavailable(OUT_OF_MEMORY);
+        }
+        crate::notice!("kitchen serve: {fault}");
         unavailable("the queue is unavailable; retry in a second")
     }
 
@@ -135,7 +145,7 @@ impl Web {
         dish.track = true;
         // Recorded before it is queued, so a quick diner finds the record.
         if let Err(e) = self.results.queued(&dish) {
-            return self.unavailable(&e);
+            return self.unavailable(&e.0);
         }
         if let Err(resp) = self.put(&dish) {
             self.results.forget(dish.id);
@@ -164,7 +174,7 @@ impl Web {
                 404,
                 &format!("no dish {id}: never queued here, or its result has expired"),
             ),
-            Err(e) => self.unavailable(&e),
+            Err(e) => self.unavailable(&e.0),
         }
     }
 
@@ -201,8 +211,27 @@ impl Web {
     fn healthz(&mut self) -> Response {
         match self.gauge.health() {
             Ok(()) => Response::json(200, r#"{"status":"ok"}"#.to_owned()),
-            Err(e) => self.unavailable(&e),
+            Err(e) => self.unavailable(&e.0),
         }
+    }
+
+    /// `/metrics`: the server's figures, and whether Redis is out of memory.
+    fn metrics(&mut self) -> Response {
+        let snap = self.snapshot();
+        let mut text = self.shared.metrics.prometheus(&snap);
+        if let Some(oom) = self.gauge.out_of_memory() {
+            text.push_str(
+                "# HELP kitchen_redis_oom Whether redis is out of memory and refuses new dishes (1) or not (0).\n",
+            );
+            text.push_str("# TYPE kitchen_redis_oom gauge\n");
+            // Writing to a String cannot fail.
+            let _ = writeln!(text, "kitchen_redis_oom {}", u8::from(oom));
+        }
+        Response::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            text.into_bytes(),
+        )
     }
 
     fn page(&mut self) -> Response {
@@ -265,15 +294,7 @@ impl Handler for Web {
                 let snap = self.snapshot();
                 Response::json(200, serde_json::to_string(&snap).unwrap_or_default())
             }),
-            "/metrics" => only("GET, HEAD", get, &mut || {
-                let snap = self.snapshot();
-                let text = self.shared.metrics.prometheus(&snap);
-                Response::new(
-                    200,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    text.into_bytes(),
-                )
-            }),
+            "/metrics" => only("GET, HEAD", get, &mut || self.metrics()),
             "/healthz" => only("GET, HEAD", get, &mut || self.healthz()),
             path => match path.strip_prefix("/dishes/") {
                 Some(id) => only("GET, HEAD", get, &mut || self.lookup(id)),

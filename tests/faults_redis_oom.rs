@@ -1,0 +1,237 @@
+//! Faults: Redis out of memory (`maxmemory`, policy `noeviction`) is a
+//! spell, not an end. Chefs wait, diners keep eating, every process lives,
+//! and once memory is freed the kitchen goes on: made = eaten + left, every
+//! dish eaten. The web entry answers `503` (out of memory) meanwhile, says so
+//! on `/healthz` and `/metrics`, and `202` after. Results stay bounded by count.
+//!
+//! A spell is made by hand, so that it lasts exactly as long as the test
+//! wants: a 2 MiB filler key, then `maxmemory` set 512 KiB below what Redis
+//! uses; deleting the filler ends it.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use kitchen::queue::{BackendConfig, Capacity, Mode, RedisOptions};
+use kitchen::serve::ServeConfig;
+use support::ledger::Ledger;
+use support::redis_kitchen::{QUEUE, holdings, spawn};
+use support::redis_server::RedisServer;
+use support::web::{Reply, TestServer, config, request, spawn_serve};
+use support::{LIMIT, Lines, last_json, num, signal, wait_until};
+
+/// The key that fills Redis during a spell.
+const FILLER: &str = "kitchen:test:filler";
+
+/// A redis-server that refuses writes at its limit rather than evicting.
+fn server() -> RedisServer {
+    RedisServer::start_with(&["--maxmemory-policy", "noeviction"])
+}
+
+/// A field of `INFO memory`.
+fn memory(server: &RedisServer, field: &str) -> u64 {
+    let info: String = server.query(&["INFO", "memory"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in INFO memory: {info}"))
+}
+
+/// Whether Redis is over its limit now.
+fn out_of_memory(server: &RedisServer) -> bool {
+    let max = memory(server, "maxmemory");
+    max > 0 && memory(server, "used_memory") > max
+}
+
+/// Starts a spell: Redis over its limit by 512 KiB, far more than the
+/// dishes, heartbeats and connections of a test come and go by.
+fn start_spell(server: &RedisServer) {
+    let big = "x".repeat(2 << 20);
+    let _: () = server.query(&["SET", FILLER, &big]);
+    let limit = memory(server, "used_memory") - (512 << 10);
+    let _: () = server.query(&["CONFIG", "SET", "maxmemory", &limit.to_string()]);
+    assert!(out_of_memory(server), "the spell has begun");
+}
+
+/// Ends it: the filler goes, and Redis is 1.5 MiB under its limit.
+fn end_spell(server: &RedisServer) {
+    let _: u64 = server.query(&["DEL", FILLER]);
+    assert!(!out_of_memory(server), "the spell is over");
+}
+
+#[test]
+fn a_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
+    let server = server();
+    // Three chefs outpace two diners: the queue is full when the spell
+    // begins, so the diners have something to eat during it.
+    let (mut run, mut out) = spawn(
+        &server,
+        "run",
+        &["--max-sleep-ms", "100", "--ids", "--json"],
+    );
+    let mut err = Lines::new(run.child().stderr.take().expect("stderr"));
+    wait_until(LIMIT, "the queue to fill", || server.llen(QUEUE) == 10);
+
+    start_spell(&server);
+    let began = Instant::now();
+    let notice = err.wait_for(LIMIT, |l| l.contains("is out of memory"));
+    assert!(
+        notice.contains("chefs wait until diners free room"),
+        "{notice}"
+    );
+    assert!(notice.contains("maxmemory"), "{notice}");
+    // Chefs cannot add a dish; diners still take and eat what waits.
+    wait_until(
+        LIMIT,
+        "the diners to eat the queue during the spell",
+        || server.llen(QUEUE) == 0,
+    );
+    let drained_in = began.elapsed();
+    // Heartbeats go on too (a diner presumed dead would have its dishes
+    // eaten twice): the TTL of one rises again.
+    let heartbeat = server.keys(&format!("{QUEUE}:diner:*"))[0].clone();
+    let first: i64 = server.query(&["PTTL", &heartbeat]);
+    wait_until(LIMIT, "a heartbeat refreshed during the spell", || {
+        server.query::<i64>(&["PTTL", &heartbeat]) > first
+    });
+    assert!(
+        out_of_memory(&server),
+        "all of this happened during the spell"
+    );
+
+    end_spell(&server);
+    let lasted = began.elapsed();
+    err.wait_for(LIMIT, |l| l.contains("has room again"));
+    // The chefs are back at work.
+    out.wait_for_n(10, " made dish ");
+    let all = run.stop("INT", out);
+
+    let s = last_json(&all);
+    let mut ledger = Ledger::new();
+    ledger.read(&all);
+    let (made, eaten, left) = (num(&s, "made"), num(&s, "eaten"), num(&s, "left"));
+    assert_eq!(made, eaten + left, "made = eaten + left: {s}");
+    assert_eq!(left, 0, "{s}");
+    assert_eq!(ledger.uneaten(), Vec::<String>::new(), "{ledger}");
+    let h = holdings(&server, QUEUE);
+    assert_eq!((h.total(), h.diners), (0, 0), "{h:?}");
+    eprintln!(
+        "faults: out of memory, run 3x2: made {made}, eaten {eaten}, left {left}; \
+         the queue of 10 drained {:.2} s into the spell, which lasted {:.2} s",
+        drained_in.as_secs_f64(),
+        lasted.as_secs_f64()
+    );
+}
+
+/// `POST /dishes` with an empty object.
+fn post(addr: SocketAddr) -> Reply {
+    request(addr, "POST", "/dishes", Some(b"{}"))
+}
+
+fn get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path, None)
+}
+
+/// Whether `/metrics` shows the gauge at `value`.
+fn oom_gauge(addr: SocketAddr, value: u8) -> bool {
+    get(addr, "/metrics")
+        .text()
+        .lines()
+        .any(|l| l == format!("kitchen_redis_oom {value}"))
+}
+
+#[test]
+fn serve_answers_503_out_of_memory_during_a_spell_and_202_after() {
+    let server = server();
+    let url = server.url();
+    let (serve, addr, mut err) = spawn_serve(&[
+        "--backend",
+        "redis",
+        "--redis-url",
+        &url,
+        "--capacity",
+        "1000",
+        "--workers",
+        "2",
+    ]);
+    let first = post(addr);
+    assert_eq!(first.status, 202);
+    let location = first.header("location").expect("Location").to_owned();
+    assert!(oom_gauge(addr, 0));
+    assert_eq!(get(addr, "/healthz").status, 200);
+
+    start_spell(&server);
+    for r in [post(addr), get(addr, "/prodcons"), get(addr, "/healthz")] {
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("1"));
+        let why = r.json()["error"].as_str().unwrap_or_default().to_owned();
+        assert!(why.contains("redis is out of memory"), "{why}");
+    }
+    assert!(oom_gauge(addr, 1));
+    err.wait_for(LIMIT, |l| l.contains("is out of memory"));
+    // A diner started during the spell registers, takes the waiting dish,
+    // and records that it ate it.
+    let (diner, diner_out) = spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]);
+    wait_until(LIMIT, "the diner to eat the dish during the spell", || {
+        get(addr, &location).json()["status"] == "eaten"
+    });
+    assert!(out_of_memory(&server), "still in the spell");
+
+    end_spell(&server);
+    let freed = Instant::now();
+    let mut refused_after = 0;
+    wait_until(LIMIT, "serve to accept again", || {
+        let ok = post(addr).status == 202;
+        refused_after += u32::from(!ok);
+        ok
+    });
+    let recovered = freed.elapsed();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert!(oom_gauge(addr, 0));
+    err.wait_for(LIMIT, |l| l.contains("has room again"));
+    signal(serve.id(), "INT");
+    let out = serve.wait(LIMIT);
+    assert!(out.status.success(), "{:?}: {:?}", out.status, err.seen);
+    wait_until(LIMIT, "the diner to eat the second dish", || {
+        server.llen(QUEUE) == 0
+    });
+    let s = last_json(&diner.stop("INT", diner_out));
+    assert_eq!(num(&s, "eaten"), 2, "both accepted dishes: {s}");
+    eprintln!(
+        "faults: out of memory, serve: 503 during the spell, 202 again {:.3} s after the filler went \
+         ({refused_after} refused after it)",
+        recovered.as_secs_f64()
+    );
+}
+
+#[test]
+fn results_in_redis_keep_at_most_max_results_records() {
+    let server = RedisServer::start();
+    // `--max-results` is a flag of `serve --backend local`; the library
+    // bounds Redis's records with the same setting.
+    let s = TestServer::start(ServeConfig {
+        backend: BackendConfig::Redis(RedisOptions::new(server.url(), Mode::List)),
+        capacity: Capacity::Bounded(100),
+        max_results: 5,
+        ..config()
+    });
+    let ids: Vec<String> = (0..12)
+        .map(|_| {
+            let r = s.post("/dishes", "{}");
+            assert_eq!(r.status, 202, "{}", r.text());
+            r.json()["id"].as_str().expect("an id").to_owned()
+        })
+        .collect();
+    let records = server.keys(&format!("{QUEUE}:result:*"));
+    assert_eq!(records.len(), 5, "{records:?}");
+    let indexed: u64 = server.query(&["ZCARD", &format!("{QUEUE}:results")]);
+    assert_eq!(indexed, 5);
+    // The oldest went first.
+    for (i, id) in ids.iter().enumerate() {
+        let want = if i < 7 { 404 } else { 200 };
+        assert_eq!(s.get(&format!("/dishes/{id}")).status, want, "dish {i}");
+    }
+    assert_eq!(server.llen(QUEUE), 12, "the dishes themselves all wait");
+}
