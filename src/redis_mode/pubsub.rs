@@ -242,7 +242,10 @@ impl Consumer {
             for payload in reader.close() {
                 // Only dishes: an end marker or a payload that is not a dish
                 // was never one of the dishes counted as made.
-                if let Ok(dish) = Dish::decode(&payload) {
+                if payload.starts_with(END_MARKER.as_bytes()) {
+                    continue;
+                }
+                if let Ok(dish) = Dish::decode_within(&payload, self.max_payload) {
                     // Its id may reveal dishes missed before it, too.
                     self.gaps.saw(dish.id);
                     self.unread += 1;
