@@ -50,8 +50,7 @@ impl Summary {
     /// The table printed on stderr.
     pub fn to_table(&self) -> String {
         let backend = match self.mode {
-            Some(Mode::List) => format!("{} (list)", self.backend),
-            Some(Mode::Pubsub) => format!("{} (pubsub)", self.backend),
+            Some(mode) => format!("{} ({})", self.backend, mode.name()),
             None => self.backend.to_owned(),
         };
         let capacity = self

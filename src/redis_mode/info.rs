@@ -8,7 +8,7 @@ use super::list::Keys;
 use super::{client, connect};
 use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
-/// A snapshot of one queue and channel.
+/// A snapshot of one queue, channel and stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Info {
     /// The server, password redacted.
@@ -30,6 +30,8 @@ pub struct Info {
     pub channel: String,
     /// Clients subscribed to it now.
     pub subscribers: u64,
+    /// The stream (stream mode) and its consumer groups.
+    pub stream: super::StreamInfo,
 }
 
 /// One registered diner.
@@ -80,6 +82,8 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
             .map_err(fail)?;
         diners.push(InfoDiner { id, alive, holding });
     }
+    let stream = super::stream::info(&mut con, opts, capacity)
+        .map_err(|e| super::classify(e, &opts.url, &opts.stream))?;
     Ok(Info {
         url: redact_url(&opts.url),
         queue: opts.queue.clone(),
@@ -94,6 +98,7 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         diners,
         channel: opts.channel.clone(),
         subscribers: numsub.1,
+        stream,
     })
 }
 
@@ -148,6 +153,7 @@ impl Info {
             "  channel      {} ({} subscribers)",
             self.channel, self.subscribers
         );
+        out.push_str(&self.stream.to_table());
         out
     }
 }
