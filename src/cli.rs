@@ -162,7 +162,8 @@ struct NoModeArg {
 #[derive(Debug, Args)]
 struct CapacityArgs {
     /// The most dishes waiting at once; chefs wait while it is full (list
-    /// and local; pubsub holds nothing, so it has no capacity).
+    /// and local; stream: what the slowest consumer group has not
+    /// acknowledged; pubsub holds nothing, so it has no capacity).
     #[arg(long, value_name = "N", default_value_t = defaults::CAPACITY as u32, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
     /// No bound on waiting dishes, as the tutorial's Redis list had.
@@ -173,8 +174,9 @@ struct CapacityArgs {
 /// `--batch` of the roles that talk to Redis in rounds (`run`, `chef`, `diner`).
 #[derive(Debug, Args)]
 struct BatchArg {
-    /// Redis: dishes per round trip. List: chefs push and diners take up to N
-    /// (still bounded, still at least once). Pubsub: chefs publish up to N.
+    /// Redis: dishes per round trip. List and stream: chefs add and diners
+    /// take up to N (still bounded, still at least once). Pubsub: chefs
+    /// publish up to N.
     #[arg(long, value_name = "N", default_value_t = defaults::BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     batch: u32,
 }
@@ -182,8 +184,8 @@ struct BatchArg {
 /// `--heartbeat-ttl` of the roles with list-mode diners (`run`, `diner`).
 #[derive(Debug, Args)]
 struct HeartbeatArg {
-    /// Redis list: a diner silent this long is presumed dead and its dishes
-    /// go back on the queue.
+    /// Redis list and stream: a diner silent this long is presumed dead and
+    /// its dishes go back on the queue (stream: to a live diner of its group).
     #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::HEARTBEAT_TTL), value_parser = parse_secs_arg)]
     heartbeat_ttl: Secs,
 }

@@ -63,7 +63,7 @@ impl Mode {
 pub struct RedisOptions {
     /// `redis://[user:password@]host:port/db`.
     pub url: String,
-    /// List or pub/sub.
+    /// List, pub/sub or stream.
     pub mode: Mode,
     /// The list key (list mode).
     pub queue: String,
@@ -132,7 +132,7 @@ pub fn redact_url(url: &str) -> String {
 pub enum BackendConfig {
     /// The in-process crossbeam channel.
     Local,
-    /// Redis, in list or pub/sub mode.
+    /// Redis, in list, pub/sub or stream mode.
     Redis(RedisOptions),
 }
 
