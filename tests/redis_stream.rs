@@ -538,3 +538,20 @@ fn the_web_entry_adds_to_the_stream_and_tracks_results() {
     assert_eq!(num(&s, "eaten"), 2, "{s}");
     drop(serve);
 }
+
+#[test]
+fn a_stream_key_of_another_type_is_refused_with_one_line() {
+    let server = RedisServer::start();
+    let _: () = server.query(&["SET", STREAM, "x"]);
+    for role in ["chef", "diner"] {
+        let out = run(&server, role, &["--mode", "stream"]);
+        assert_eq!(out.status.code(), Some(1), "{role}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("key `{STREAM}` holds a string, not a stream"))
+                && err.contains("choose another --stream")
+                && err.lines().count() == 1,
+            "{role}: {err}"
+        );
+    }
+}

@@ -1098,28 +1098,26 @@ pub(crate) fn info(
     capacity: Capacity,
 ) -> Result<StreamInfo, RedisError> {
     let keys = Keys::new(&opts.stream);
-    let (kind, length, dead, recorded, (secs, micros)): (
-        String,
-        u64,
-        u64,
-        Option<String>,
-        (u64, u64),
-    ) = redis::pipe()
-        .cmd("TYPE")
-        .arg(&keys.stream)
-        .cmd("XLEN")
-        .arg(&keys.stream)
-        .cmd("LLEN")
-        .arg(&keys.dead)
-        .cmd("GET")
-        .arg(&keys.capacity)
-        .cmd("TIME")
-        .query(con)?;
+    let (kind, dead, recorded, (secs, micros)): (String, u64, Option<String>, (u64, u64)) =
+        redis::pipe()
+            .cmd("TYPE")
+            .arg(&keys.stream)
+            .cmd("LLEN")
+            .arg(&keys.dead)
+            .cmd("GET")
+            .arg(&keys.capacity)
+            .cmd("TIME")
+            .query(con)?;
     let now_ms = secs * 1_000 + micros / 1_000;
-    let unacknowledged: u64 = if kind == "stream" {
-        Script::new(UNACKED).key(&keys.stream).invoke(con)?
+    // Another type under the name shows as an empty stream here; the roles
+    // refuse it when they open (`check`).
+    let (length, unacknowledged): (u64, u64) = if kind == "stream" {
+        (
+            redis::cmd("XLEN").arg(&keys.stream).query(con)?,
+            Script::new(UNACKED).key(&keys.stream).invoke(con)?,
+        )
     } else {
-        0
+        (0, 0)
     };
     let mut groups = Vec::new();
     let listed = if kind == "stream" {
