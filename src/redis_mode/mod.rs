@@ -32,9 +32,9 @@ use crate::vocab::{
     Capacity, Fault, Mode, Put, ReadyError, RedisOptions, ResultLimits, Take, TakeError, redact_url,
 };
 
+pub use info::{ConsumerInfo, GroupInfo, StreamInfo};
 pub use info::{Info, InfoDiner, info};
 pub use results::Results;
-pub use stream::{ConsumerInfo, GroupInfo, StreamInfo};
 
 /// How long a connection attempt may take before Redis counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
