@@ -12,16 +12,25 @@
 //! - `ceiling`: a bare crossbeam loop moving integers, nothing else;
 //! - with the `redis` feature, against a redis-server this bench starts (the
 //!   test harness, reused): `redis_list` (reliable: processing lists and
-//!   acknowledgements), `redis_list_batch` (`--batch 16`), `redis_pubsub`;
-//!   and beside them `redis-benchmark` on the same server (`lpush`, one
-//!   client per chef, plain and pipelined `-P 16`) as their ceiling.
+//!   acknowledgements), `redis_list_batch` (`--batch 16`), `redis_stream`
+//!   (one consumer group: XREADGROUP, XACK), `redis_stream_batch`
+//!   (`--batch 16`), `redis_pubsub`; and beside them `redis-benchmark` on
+//!   the same server (`lpush`, one client per chef, plain and pipelined
+//!   `-P 16`) as their ceiling.
+//!
+//! With the `redis` feature, a `fanout` scenario too: 3 chefs and every
+//! dish to two readers, two pub/sub subscribers beside two consumer groups
+//! of one diner each (durable fan-out), one dish per round trip and
+//! `--batch 16`; its figure is deliveries per second.
 //!
 //! Criterion measures throughput; then one accounting pass per scenario and
 //! backend prints dishes/s, p50/p99 latency and made/eaten/lost/duplicated as
 //! Markdown tables, and writes them with an SVG chart to
 //! `target/kitchen-bench/`.
 //!
-//! Run: `cargo bench --bench backends` (`-- --quick` for a fast look).
+//! Run: `cargo bench --bench backends` (`-- --quick` for a fast look;
+//! `-- stream` measures and reports only the designs whose id contains
+//! `stream`).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -59,6 +68,8 @@ enum Design {
     MutexCondvar,
     RedisList,
     RedisListBatch,
+    RedisStream,
+    RedisStreamBatch,
     RedisPubsub,
 }
 
@@ -71,9 +82,11 @@ const LOCAL_DESIGNS: [Design; 5] = [
 ];
 
 #[cfg(feature = "redis")]
-const REDIS_DESIGNS: [Design; 3] = [
+const REDIS_DESIGNS: [Design; 5] = [
     Design::RedisList,
     Design::RedisListBatch,
+    Design::RedisStream,
+    Design::RedisStreamBatch,
     Design::RedisPubsub,
 ];
 #[cfg(not(feature = "redis"))]
@@ -93,6 +106,8 @@ impl Design {
             Design::MutexCondvar => "Mutex+Condvar",
             Design::RedisList => "redis list",
             Design::RedisListBatch => "redis list --batch 16",
+            Design::RedisStream => "redis stream",
+            Design::RedisStreamBatch => "redis stream --batch 16",
             Design::RedisPubsub => "redis pubsub",
         }
     }
@@ -101,8 +116,8 @@ impl Design {
     /// second, not millions.
     fn dishes(self) -> u64 {
         match self {
-            Design::RedisList => 2_000,
-            Design::RedisListBatch | Design::RedisPubsub => 10_000,
+            Design::RedisList | Design::RedisStream => 2_000,
+            Design::RedisListBatch | Design::RedisStreamBatch | Design::RedisPubsub => 10_000,
             // A few hundred thousand a second at worst: keep an iteration short.
             Design::StdSyncChannel | Design::MutexCondvar => 20_000,
             _ => DISHES,
@@ -118,6 +133,8 @@ impl Design {
             Design::MutexCondvar => "mutex_condvar",
             Design::RedisList => "redis_list",
             Design::RedisListBatch => "redis_list_batch16",
+            Design::RedisStream => "redis_stream",
+            Design::RedisStreamBatch => "redis_stream_batch16",
             Design::RedisPubsub => "redis_pubsub",
         }
     }
@@ -283,17 +300,20 @@ fn run(env: &Env, design: Design, p: usize, c: usize, cap: usize, n: u64) -> Out
         Design::Ceiling => ceiling(p, c, cap, n),
         Design::Kitchen => kitchen_run(KitchenConfig::default(), p, c, cap, n),
         #[cfg(feature = "redis")]
-        Design::RedisList | Design::RedisListBatch | Design::RedisPubsub => {
+        Design::RedisList
+        | Design::RedisListBatch
+        | Design::RedisStream
+        | Design::RedisStreamBatch
+        | Design::RedisPubsub => {
             use kitchen::queue::{BackendConfig, Mode, RedisOptions};
-            let mode = if design == Design::RedisPubsub {
-                Mode::Pubsub
-            } else {
-                Mode::List
+            let mode = match design {
+                Design::RedisPubsub => Mode::Pubsub,
+                Design::RedisStream | Design::RedisStreamBatch => Mode::Stream,
+                _ => Mode::List,
             };
-            let batch = if design == Design::RedisListBatch {
-                REDIS_BATCH
-            } else {
-                1
+            let batch = match design {
+                Design::RedisListBatch | Design::RedisStreamBatch => REDIS_BATCH,
+                _ => 1,
             };
             let base = KitchenConfig {
                 backend: BackendConfig::Redis(RedisOptions {
@@ -444,7 +464,21 @@ fn kitchen_run(base: KitchenConfig, p: usize, c: usize, cap: usize, n: u64) -> O
 }
 
 fn designs() -> impl Iterator<Item = Design> {
-    LOCAL_DESIGNS.into_iter().chain(REDIS_DESIGNS)
+    LOCAL_DESIGNS
+        .into_iter()
+        .chain(REDIS_DESIGNS)
+        .filter(|d| wanted(d.id()))
+}
+
+/// The filter given on the command line (`cargo bench --bench backends --
+/// stream`): criterion applies it to what it measures, and the report
+/// passes apply it to what they run, so a filtered run stays short.
+fn filter() -> Option<String> {
+    std::env::args().skip(1).find(|a| !a.starts_with('-'))
+}
+
+fn wanted(id: &str) -> bool {
+    filter().is_none_or(|f| id.contains(&f))
 }
 
 fn throughput(c: &mut Criterion) {
@@ -517,7 +551,10 @@ fn report(_: &mut Criterion) {
                 bars.push((format!("{scenario} cap {cap}"), design.name(), rate));
             }
             #[cfg(feature = "redis")]
-            for (name, rate) in redis_ceilings(&env, p) {
+            for (name, rate) in redis_ceilings(&env, p)
+                .into_iter()
+                .filter(|_| wanted("redis"))
+            {
                 let _ = writeln!(
                     md,
                     "| {name} | {} | – | – | – | – | – | – |",
@@ -527,6 +564,8 @@ fn report(_: &mut Criterion) {
             }
         }
     }
+    #[cfg(feature = "redis")]
+    fanout_report(&env, &mut md, &mut bars);
     println!("{md}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kitchen-bench");
     let _ = std::fs::create_dir_all(&dir);
@@ -653,9 +692,251 @@ fn colour(name: &str) -> &'static str {
         "Mutex+Condvar" => "#ff7f0e",
         "redis list" => "#9467bd",
         n if n.starts_with("redis list") => "#8c564b",
+        n if n.starts_with("redis stream") => "#17becf",
         _ => "#e377c2",
     }
 }
 
+/// One way to give every dish to two readers.
+#[cfg(feature = "redis")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fanout {
+    /// Two subscribers of one channel: at most once, nothing kept.
+    Pubsub { batch: usize },
+    /// Two consumer groups of one diner each: at least once, kept until
+    /// both have acknowledged.
+    Stream { batch: usize },
+}
+
+#[cfg(feature = "redis")]
+const FANOUTS: [Fanout; 4] = [
+    Fanout::Pubsub { batch: 1 },
+    Fanout::Stream { batch: 1 },
+    Fanout::Pubsub { batch: REDIS_BATCH },
+    Fanout::Stream { batch: REDIS_BATCH },
+];
+
+/// Chefs of the fan-out scenario.
+#[cfg(feature = "redis")]
+const FANOUT_CHEFS: usize = 3;
+/// The stream's bound in the fan-out scenario: both groups keep up, so
+/// this only caps a burst.
+#[cfg(feature = "redis")]
+const FANOUT_CAPACITY: usize = 1024;
+
+#[cfg(feature = "redis")]
+impl Fanout {
+    fn name(self) -> String {
+        match self {
+            Fanout::Pubsub { batch: 1 } => "redis pubsub, 2 subscribers".into(),
+            Fanout::Stream { batch: 1 } => "redis stream, 2 groups".into(),
+            Fanout::Pubsub { batch } => format!("redis pubsub, 2 subscribers, --batch {batch}"),
+            Fanout::Stream { batch } => format!("redis stream, 2 groups, --batch {batch}"),
+        }
+    }
+
+    fn id(self) -> String {
+        match self {
+            Fanout::Pubsub { batch } => format!("redis_pubsub_2subs_batch{batch}"),
+            Fanout::Stream { batch } => format!("redis_stream_2groups_batch{batch}"),
+        }
+    }
+
+    /// Dishes per criterion iteration (each delivered twice).
+    fn dishes(self) -> u64 {
+        match self {
+            Fanout::Pubsub { batch: 1 } | Fanout::Stream { batch: 1 } => 2_000,
+            _ => 10_000,
+        }
+    }
+}
+
+/// Moves `n` dishes from [`FANOUT_CHEFS`] chefs to two readers through the
+/// library's queue API (the kitchen runs one group per process); each
+/// reader takes until the chefs are done and it has read everything.
+#[cfg(feature = "redis")]
+fn fanout(env: &Env, how: Fanout, n: u64) -> Outcome {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use kitchen::dish::{Dish, now_us};
+    use kitchen::queue::{Backend, BackendConfig, Mode, RedisOptions, ResultLimits, Take};
+
+    // A stream of its own per run, so no run reads another's groups.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let (mode, batch) = match how {
+        Fanout::Pubsub { batch } => (Mode::Pubsub, batch),
+        Fanout::Stream { batch } => (Mode::Stream, batch),
+    };
+    let opts = |group: &str| RedisOptions {
+        batch,
+        stream: format!("bench:fanout:{run}"),
+        group: group.to_owned(),
+        ..RedisOptions::new(env.redis.url(), mode)
+    };
+    let open = |o: RedisOptions| {
+        Backend::open(
+            &BackendConfig::Redis(o),
+            Capacity::Bounded(FANOUT_CAPACITY),
+            ResultLimits::default(),
+        )
+        .unwrap_or_else(|e| panic!("open: {e}"))
+    };
+    let readers = [open(opts("g1")), open(opts("g2"))];
+    let finished = Shutdown::new();
+    let start = Instant::now();
+    let (made, results) = thread::scope(|s| {
+        let mut consumers: Vec<_> = readers.iter().map(Backend::consumer).collect();
+        for c in &mut consumers {
+            c.ready().unwrap_or_else(|e| panic!("ready: {e}"));
+        }
+        let diners: Vec<_> = consumers
+            .into_iter()
+            .map(|mut c| {
+                let finished = finished.clone();
+                s.spawn(move || {
+                    let mut seen = vec![0u64; (n as usize).div_ceil(64)];
+                    let (mut hist, mut dup) = (LatencyHistogram::new(), 0);
+                    loop {
+                        match c.take(&finished).unwrap_or_else(|e| panic!("take: {e}")) {
+                            Take::Dish { dish, .. } => {
+                                hist.record(now_us().saturating_sub(dish.made_at_us));
+                                let id = dish.id.seq;
+                                let (w, b) = ((id / 64) as usize, id % 64);
+                                dup += u64::from(seen[w] & (1 << b) != 0);
+                                seen[w] |= 1 << b;
+                                c.ack(&dish).unwrap_or_else(|e| panic!("ack: {e}"));
+                            }
+                            Take::Closed => break,
+                            Take::Rejected { .. } | Take::Idle => {}
+                        }
+                    }
+                    (seen, hist, dup)
+                })
+            })
+            .collect();
+        let chefs: Vec<_> = (0..FANOUT_CHEFS as u64)
+            .map(|k| {
+                let mut p = readers[0]
+                    .producer()
+                    .unwrap_or_else(|e| panic!("producer: {e}"));
+                let stop = Shutdown::new();
+                s.spawn(move || {
+                    let mine: Vec<Dish> = (k..n)
+                        .step_by(FANOUT_CHEFS)
+                        .map(|seq| Dish::new(seq, (seq % 10) as u8, k as u32 + 1))
+                        .collect();
+                    let mut made = 0;
+                    for chunk in mine.chunks(batch) {
+                        let puts = p
+                            .put_all(chunk, &stop)
+                            .unwrap_or_else(|e| panic!("put: {e}"));
+                        made += puts.len() as u64;
+                    }
+                    made
+                })
+            })
+            .collect();
+        let made: u64 = chefs.into_iter().map(|h| h.join().expect("chef")).sum();
+        finished.stop();
+        let results: Vec<_> = diners
+            .into_iter()
+            .map(|h| h.join().expect("diner"))
+            .collect();
+        (made, results)
+    });
+    let elapsed = start.elapsed();
+    let mut out = Outcome {
+        elapsed,
+        made,
+        ..Outcome::default()
+    };
+    let mut hist = LatencyHistogram::new();
+    for (seen, h, dup) in results {
+        let got = seen.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
+        out.lost += made - got;
+        out.duplicated += dup;
+        hist.merge(&h);
+    }
+    out.eaten = hist.len();
+    let l = hist.latency();
+    (out.p50_us, out.p99_us) = (l.p50, l.p99);
+    if mode == Mode::Stream {
+        let _: Result<(), _> = redis::cmd("DEL")
+            .arg(format!("bench:fanout:{run}"))
+            .query(&mut env.redis.connection());
+    }
+    out
+}
+
+#[cfg(feature = "redis")]
+fn fanouts() -> impl Iterator<Item = Fanout> {
+    FANOUTS.into_iter().filter(|f| wanted(&f.id()))
+}
+
+#[cfg(feature = "redis")]
+fn fanout_throughput(c: &mut Criterion) {
+    let env = Env::start();
+    let mut g = c.benchmark_group("fanout");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(300));
+    g.measurement_time(Duration::from_secs(1));
+    for how in FANOUTS {
+        let n = how.dishes();
+        g.throughput(Throughput::Elements(2 * n));
+        g.bench_function(BenchmarkId::from_parameter(how.id()), |b| {
+            b.iter(|| fanout(&env, how, n))
+        });
+    }
+    g.finish();
+}
+
+/// The fan-out table: deliveries per second, every dish to two readers.
+#[cfg(feature = "redis")]
+fn fanout_report(env: &Env, md: &mut String, bars: &mut Vec<(String, &'static str, f64)>) {
+    let rows: Vec<_> = fanouts().collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n### `fanout` ({FANOUT_CHEFS} chefs, every dish to 2 readers), capacity {FANOUT_CAPACITY}\n"
+    );
+    md.push_str(
+        "| backend | deliveries/s | p50 µs | p99 µs | made | delivered | lost | duplicated |\n",
+    );
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for how in rows {
+        let n = how.dishes() * REPORT_FACTOR;
+        let o = (0..3)
+            .map(|_| fanout(env, how, n))
+            .min_by_key(|o| o.elapsed)
+            .unwrap_or_default();
+        let rate = o.eaten as f64 / o.elapsed.as_secs_f64();
+        let flag = if o.lost > 0 || o.duplicated > 0 {
+            " ⚠"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            md,
+            "| {}{flag} | {} | {} | {} | {} | {} | {} | {} |",
+            how.name(),
+            kitchen::kitchen::summary::human_rate(rate),
+            o.p50_us,
+            o.p99_us,
+            o.made,
+            o.eaten,
+            o.lost,
+            o.duplicated
+        );
+        // The chart's labels live as long as the program.
+        bars.push(("fanout".into(), how.name().leak(), rate));
+    }
+}
+
+#[cfg(feature = "redis")]
+criterion_group!(benches, throughput, fanout_throughput, report);
+#[cfg(not(feature = "redis"))]
 criterion_group!(benches, throughput, report);
 criterion_main!(benches);

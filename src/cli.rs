@@ -115,19 +115,46 @@ struct RedisArgs {
     /// The Redis channel that carries dishes in pubsub mode.
     #[arg(long, default_value = defaults::CHANNEL)]
     channel: String,
+    /// The Redis stream that carries dishes in stream mode (dead letters
+    /// are kept beside it).
+    #[arg(long, default_value = defaults::STREAM)]
+    stream: String,
 }
 
-/// `--mode` of the roles that use one of the two (`run`, `chef`, `diner`).
+/// `--group` of the roles that use a stream's consumer group (`run`,
+/// `chef`, `diner`, `serve`).
+#[derive(Debug, Args)]
+struct GroupArg {
+    /// Stream mode: the consumer group diners join (every group gets every
+    /// dish; a new group starts from the oldest entry the stream holds).
+    /// Chefs and the web entry report its backlog as `left` and depth.
+    #[arg(long, value_name = "NAME", default_value = defaults::GROUP)]
+    group: String,
+}
+
+/// `--mode` of the roles that use one mode (`run`, `chef`, `diner`).
 #[derive(Debug, Args)]
 struct ModeArg {
-    /// Redis mode: list (each dish to one diner, nothing lost) or pubsub
-    /// (each dish to every subscribed diner).
+    /// Redis mode: list (each dish to one diner, nothing lost), pubsub
+    /// (each dish to every subscribed diner) or stream (each consumer group
+    /// gets every dish, each dish to one diner of a group, nothing lost).
     #[arg(long, value_enum, default_value_t = Mode::List)]
     mode: Mode,
 }
 
-/// `--mode` of `serve` and `info`, which use the list and the channel both:
-/// out of their help, and refused with that reason rather than clap's bare
+/// `--mode` of `serve`, whose /prodcons uses the list or the stream and
+/// whose /pubsub always uses the channel.
+#[derive(Debug, Args)]
+struct ServeModeArg {
+    /// Redis: where /prodcons and POST /dishes put dishes, the list
+    /// (default) or, with `stream`, the stream; /pubsub always publishes on
+    /// --channel.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+}
+
+/// `--mode` of `info`, which shows the list, the channel and the stream:
+/// out of its help, and refused with that reason rather than clap's bare
 /// "unexpected argument".
 #[derive(Debug, Args)]
 struct NoModeArg {
@@ -140,7 +167,8 @@ struct NoModeArg {
 #[derive(Debug, Args)]
 struct CapacityArgs {
     /// The most dishes waiting at once; chefs wait while it is full (list
-    /// and local; pubsub holds nothing, so it has no capacity).
+    /// and local; stream: what the slowest consumer group has not
+    /// acknowledged; pubsub holds nothing, so it has no capacity).
     #[arg(long, value_name = "N", default_value_t = defaults::CAPACITY as u32, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
     /// No bound on waiting dishes, as the tutorial's Redis list had.
@@ -151,8 +179,9 @@ struct CapacityArgs {
 /// `--batch` of the roles that talk to Redis in rounds (`run`, `chef`, `diner`).
 #[derive(Debug, Args)]
 struct BatchArg {
-    /// Redis: dishes per round trip. List: chefs push and diners take up to N
-    /// (still bounded, still at least once). Pubsub: chefs publish up to N.
+    /// Redis: dishes per round trip. List and stream: chefs add and diners
+    /// take up to N (still bounded, still at least once). Pubsub: chefs
+    /// publish up to N.
     #[arg(long, value_name = "N", default_value_t = defaults::BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     batch: u32,
 }
@@ -160,8 +189,8 @@ struct BatchArg {
 /// `--heartbeat-ttl` of the roles with list-mode diners (`run`, `diner`).
 #[derive(Debug, Args)]
 struct HeartbeatArg {
-    /// Redis list: a diner silent this long is presumed dead and its dishes
-    /// go back on the queue.
+    /// Redis list and stream: a diner silent this long is presumed dead and
+    /// its dishes go back on the queue (stream: to a live diner of its group).
     #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::HEARTBEAT_TTL), value_parser = parse_secs_arg)]
     heartbeat_ttl: Secs,
 }
@@ -322,6 +351,8 @@ struct RunArgs {
     #[command(flatten)]
     redis: RedisArgs,
     #[command(flatten)]
+    group: GroupArg,
+    #[command(flatten)]
     capacity: CapacityArgs,
     #[command(flatten)]
     batch: BatchArg,
@@ -350,6 +381,8 @@ struct ChefArgs {
     #[command(flatten)]
     redis: RedisArgs,
     #[command(flatten)]
+    group: GroupArg,
+    #[command(flatten)]
     capacity: CapacityArgs,
     #[command(flatten)]
     batch: BatchArg,
@@ -369,6 +402,8 @@ struct DinerArgs {
     mode: ModeArg,
     #[command(flatten)]
     redis: RedisArgs,
+    #[command(flatten)]
+    group: GroupArg,
     #[command(flatten)]
     batch: BatchArg,
     #[command(flatten)]
@@ -412,9 +447,11 @@ struct ServeArgs {
     #[command(flatten)]
     backend: BackendArg,
     #[command(flatten)]
-    mode: NoModeArg,
+    mode: ServeModeArg,
     #[command(flatten)]
     redis: RedisArgs,
+    #[command(flatten)]
+    group: GroupArg,
     #[command(flatten)]
     capacity: CapacityArgs,
     #[command(flatten)]
@@ -578,7 +615,7 @@ impl Typed<'_> {
 }
 
 /// Flags that mean something only with `--backend redis`, and why.
-const REDIS_ONLY: [(&str, &str); 7] = [
+const REDIS_ONLY: [(&str, &str); 9] = [
     (
         "mode",
         "--mode applies to --backend redis; the local backend is a queue",
@@ -594,6 +631,14 @@ const REDIS_ONLY: [(&str, &str); 7] = [
     (
         "channel",
         "--channel names a Redis channel: add --backend redis, or drop it for the local queue",
+    ),
+    (
+        "stream",
+        "--stream names a Redis stream: add --backend redis --mode stream, or drop it for the local queue",
+    ),
+    (
+        "group",
+        "--group names a consumer group of a Redis stream: add --backend redis --mode stream, or drop it for the local queue",
     ),
     (
         "batch",
@@ -625,6 +670,24 @@ const PUBSUB_IGNORES: [(&str, &str); 3] = [
     ),
 ];
 
+/// What only `--mode stream` reads, wherever another mode is chosen, and why.
+const STREAM_ONLY: [(&str, &str); 2] = [
+    (
+        "stream",
+        "--stream names the stream of --mode stream: add --mode stream, or drop it",
+    ),
+    (
+        "group",
+        "--group names a consumer group of --mode stream: add --mode stream, or drop it",
+    ),
+];
+
+/// What `--mode stream` ignores in the roles that use one mode, and why.
+const STREAM_IGNORES: [(&str, &str); 1] = [(
+    "channel",
+    "--channel does not apply to --mode stream, which carries dishes on --stream; add --mode pubsub, or drop it",
+)];
+
 /// What `--mode list` ignores in the roles that use one mode, and why.
 const LIST_IGNORES: [(&str, &str); 1] = [(
     "channel",
@@ -651,7 +714,10 @@ impl RunArgs {
         )?;
         t.refuse(!local && mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
         t.refuse(!local && mode == Mode::List, &LIST_IGNORES)?;
+        t.refuse(!local && mode == Mode::Stream, &STREAM_IGNORES)?;
+        t.refuse(!local && mode != Mode::Stream, &STREAM_ONLY)?;
         let backend = backend_config(t, backend, mode, self.redis, |o| {
+            o.group = self.group.group;
             o.batch = self.batch.batch as usize;
             o.heartbeat_ttl = self.heartbeat.heartbeat_ttl.0;
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
@@ -692,7 +758,17 @@ impl ChefArgs {
             )],
         )?;
         t.refuse(mode == Mode::List, &LIST_IGNORES)?;
+        t.refuse(mode == Mode::Stream, &STREAM_IGNORES)?;
+        t.refuse(
+            mode == Mode::Stream,
+            &[(
+                "queue",
+                "--queue does not apply to `kitchen chef --mode stream`, whose chefs add to --stream; drop it, or use --mode list",
+            )],
+        )?;
+        t.refuse(mode != Mode::Stream, &STREAM_ONLY)?;
         let redis = redis_options(t, mode, self.redis, |o| {
+            o.group = self.group.group;
             o.batch = self.batch.batch as usize;
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
         })?;
@@ -728,7 +804,10 @@ impl DinerArgs {
             )],
         )?;
         t.refuse(mode == Mode::List, &LIST_IGNORES)?;
+        t.refuse(mode == Mode::Stream, &STREAM_IGNORES)?;
+        t.refuse(mode != Mode::Stream, &STREAM_ONLY)?;
         let redis = redis_options(t, mode, self.redis, |o| {
+            o.group = self.group.group;
             o.batch = self.batch.batch as usize;
             o.heartbeat_ttl = self.heartbeat.heartbeat_ttl.0;
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
@@ -755,15 +834,17 @@ impl DinerArgs {
 
 impl ServeArgs {
     fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
-        if self.mode.mode.is_some() {
+        let local = self.backend.backend == BackendKind::Local;
+        t.refuse(local, &REDIS_ONLY)?;
+        if self.mode.mode == Some(Mode::Pubsub) {
             return Err(t.error(
                 ErrorKind::ArgumentConflict,
-                "`kitchen serve` takes no --mode: /prodcons uses the list and /pubsub the channel"
+                "`kitchen serve` takes no --mode pubsub: /pubsub always publishes on --channel, and /prodcons needs somewhere dishes wait; use --mode list (the default) or --mode stream"
                     .into(),
             ));
         }
-        let local = self.backend.backend == BackendKind::Local;
-        t.refuse(local, &REDIS_ONLY)?;
+        let mode = self.mode.mode.unwrap_or(Mode::List);
+        t.refuse(!local && mode != Mode::Stream, &STREAM_ONLY)?;
         t.refuse(
             !local,
             &[
@@ -782,11 +863,13 @@ impl ServeArgs {
             ],
         )?;
         let result_ttl = self.result_ttl.result_ttl.0;
-        // The server sets the mode per route, and fails fast instead of
-        // reconnecting.
+        // /pubsub publishes whatever the mode; the server fails fast instead
+        // of reconnecting.
+        let group = self.group.group;
         let max_payload = self.work.max_payload();
-        let backend = backend_config(t, self.backend.backend, Mode::List, self.redis, |o| {
+        let backend = backend_config(t, self.backend.backend, mode, self.redis, |o| {
             o.result_ttl = result_ttl;
+            o.group = group;
             o.max_payload = max_payload;
         })?;
         let capacity = self.capacity.capacity(t, local)?;
@@ -819,7 +902,8 @@ impl InfoArgs {
         if self.mode.mode.is_some() {
             return Err(t.error(
                 ErrorKind::ArgumentConflict,
-                "`kitchen info` takes no --mode: it shows both the list and the channel".into(),
+                "`kitchen info` takes no --mode: it shows the list, the channel and the stream"
+                    .into(),
             ));
         }
         let redis = redis_options(t, Mode::List, self.redis, |_| {})?;
@@ -899,6 +983,7 @@ fn redis_options(
     let mut o = RedisOptions::new(redis.redis_url, mode);
     o.queue = redis.queue;
     o.channel = redis.channel;
+    o.stream = redis.stream;
     set(&mut o);
     Ok(o)
 }
@@ -1234,7 +1319,13 @@ mod tests {
         );
         refused("serve --queue q", "--queue names a Redis list");
         refused("serve --redis-url redis://h/1", "--redis-url applies");
-        refused("serve --backend redis --mode list", "takes no --mode");
+        refused(
+            "serve --backend redis --mode pubsub",
+            "takes no --mode pubsub",
+        );
+        refused("serve --mode stream", "--mode applies to --backend redis");
+        refused("serve --backend redis --stream s", "add --mode stream");
+        refused("serve --backend redis --group g", "add --mode stream");
         refused("serve --heartbeat-ttl 3", "unexpected argument");
         refused("serve --reconnect-timeout 3", "unexpected argument");
         refused("diner --capacity 3", "unexpected argument '--capacity'");
@@ -1251,6 +1342,25 @@ mod tests {
         );
         refused("info --batch 5", "unexpected argument '--batch'");
         refused("info --mode pubsub", "takes no --mode");
+        refused("info --mode stream", "takes no --mode");
+        refused("info --group g", "unexpected argument '--group'");
+        refused("run --stream s", "add --backend redis --mode stream");
+        refused("run --group g", "add --backend redis --mode stream");
+        refused("run --backend redis --group g", "add --mode stream");
+        refused("diner --mode pubsub --stream s", "add --mode stream");
+        refused("chef --group g", "add --mode stream");
+        refused(
+            "diner --mode stream --channel c",
+            "carries dishes on --stream",
+        );
+        refused(
+            "chef --mode stream --queue q",
+            "whose chefs add to --stream",
+        );
+        refused(
+            "run --backend redis --mode stream --channel c",
+            "--channel does not apply",
+        );
         refused("info --heartbeat-ttl 5", "unexpected argument");
         refused("info --result-ttl 5", "unexpected argument");
         refused("chef --diners 2", "unexpected argument");
@@ -1300,6 +1410,12 @@ mod tests {
         accepted("info --capacity 3 --queue q --channel c --json");
         accepted("run --backend redis --mode pubsub --batch 3 --queue q");
         accepted("run --backend redis --unbounded --heartbeat-ttl 2");
+        accepted("run --backend redis --mode stream --stream s --group g --batch 3 --queue q");
+        accepted("chef --mode stream --stream s --group g --unbounded --batch 8");
+        accepted("diner --mode stream --group g --heartbeat-ttl 2 --batch 4 --queue q");
+        accepted("serve --backend redis --mode stream --stream s --group g --channel c");
+        accepted("serve --backend redis --mode list --queue q");
+        accepted("info --stream s --queue q");
     }
 
     #[test]
@@ -1323,7 +1439,7 @@ mod tests {
     /// Each subcommand's `--help` lists exactly the flags it reads.
     #[test]
     fn each_subcommand_takes_only_the_flags_it_reads() {
-        let redis = "redis-url queue channel";
+        let redis = "redis-url queue channel stream";
         let pace = "duration max-sleep-ms seed quiet json ids";
         let work = "exec timeout shutdown-timeout max-payload";
         let matrix = [
@@ -1336,7 +1452,7 @@ mod tests {
             ),
             (
                 "run",
-                format!("chefs diners dishes backend mode capacity unbounded batch {redis}"),
+                format!("chefs diners dishes backend mode group capacity unbounded batch {redis}"),
             ),
             (
                 "run",
@@ -1344,17 +1460,17 @@ mod tests {
             ),
             (
                 "chef",
-                format!("chefs dishes mode capacity unbounded batch {redis}"),
+                format!("chefs dishes mode group capacity unbounded batch {redis}"),
             ),
             ("chef", format!("reconnect-timeout {pace}")),
             (
                 "diner",
-                format!("diners mode batch heartbeat-ttl reconnect-timeout {redis}"),
+                format!("diners mode group batch heartbeat-ttl reconnect-timeout {redis}"),
             ),
             ("diner", format!("result-ttl {pace}")),
             (
                 "serve",
-                format!("bind workers diners max-sleep-ms max-results {redis}"),
+                format!("bind workers diners max-sleep-ms max-results mode group {redis}"),
             ),
             (
                 "serve",
@@ -1435,7 +1551,7 @@ mod tests {
         assert_eq!(c.client_timeout, Duration::from_millis(500));
         for bad in [
             &["serve", "--workers", "0"][..],
-            &["serve", "--mode", "list", "--backend", "redis"],
+            &["serve", "--mode", "pubsub", "--backend", "redis"],
             &["serve", "--result-ttl", "0"],
         ] {
             assert_eq!(parse(bad).map(|_| ()).expect_err("refused").exit_code(), 2);
@@ -1470,6 +1586,49 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn stream_mode_takes_its_stream_and_group_on_every_role() {
+        for role in [
+            "run --backend redis",
+            "chef",
+            "diner",
+            "serve --backend redis",
+        ] {
+            let line = format!("{role} --mode stream --stream s --group g");
+            let args: Vec<&str> = line.split(' ').collect();
+            let o = match parse(&args).unwrap_or_else(|e| panic!("{line}: {e}")) {
+                Command::Kitchen {
+                    config:
+                        KitchenConfig {
+                            backend: BackendConfig::Redis(o),
+                            ..
+                        },
+                    ..
+                } => o,
+                Command::Serve {
+                    config:
+                        ServeConfig {
+                            backend: BackendConfig::Redis(o),
+                            ..
+                        },
+                    ..
+                } => o,
+                other => panic!("{line} gave {other:?}"),
+            };
+            assert_eq!(
+                (o.mode, o.stream.as_str(), o.group.as_str()),
+                (Mode::Stream, "s", "g"),
+                "{line}"
+            );
+        }
+        let o = redis(&["diner"]);
+        assert_eq!(
+            (o.stream.as_str(), o.group.as_str()),
+            (defaults::STREAM, defaults::GROUP)
+        );
+        assert_eq!(redis(&["info", "--stream", "s"]).stream, "s");
     }
 
     #[test]

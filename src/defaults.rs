@@ -18,6 +18,10 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379/5";
 pub const QUEUE: &str = "task:prodcons:queue";
 /// The tutorial's channel.
 pub const CHANNEL: &str = "task:pubsub:channel";
+/// The stream key of stream mode.
+pub const STREAM: &str = "task:prodcons:stream";
+/// The consumer group stream-mode diners join.
+pub const GROUP: &str = "kitchen";
 /// Dishes per Redis round trip.
 pub const BATCH: usize = 1;
 /// A diner's heartbeat lifetime, in seconds: a SIGKILLed diner's dish is back

@@ -42,6 +42,20 @@ pub enum Mode {
     List,
     /// A channel: each dish to every subscribed diner, gone if nobody listens.
     Pubsub,
+    /// A stream read by consumer groups: every group gets every dish, each
+    /// dish to one diner of a group, at least once.
+    Stream,
+}
+
+impl Mode {
+    /// The name `--mode` takes and the summary shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::List => "list",
+            Mode::Pubsub => "pubsub",
+            Mode::Stream => "stream",
+        }
+    }
 }
 
 /// Where to find Redis and what to call things there.
@@ -49,13 +63,18 @@ pub enum Mode {
 pub struct RedisOptions {
     /// `redis://[user:password@]host:port/db`.
     pub url: String,
-    /// List or pub/sub.
+    /// List, pub/sub or stream.
     pub mode: Mode,
     /// The list key (list mode).
     pub queue: String,
     /// The channel (pub/sub mode).
     pub channel: String,
-    /// Dishes a diner takes per round trip (list mode).
+    /// The stream key (stream mode).
+    pub stream: String,
+    /// The consumer group diners join (stream mode); chefs and the web
+    /// entry report its backlog as their depth.
+    pub group: String,
+    /// Dishes a diner takes per round trip (list and stream modes).
     pub batch: usize,
     /// How long a diner's heartbeat lives: a diner silent this long is
     /// presumed dead and its dishes go back on the queue.
@@ -77,6 +96,8 @@ impl RedisOptions {
             mode,
             queue: defaults::QUEUE.to_owned(),
             channel: defaults::CHANNEL.to_owned(),
+            stream: defaults::STREAM.to_owned(),
+            group: defaults::GROUP.to_owned(),
             batch: defaults::BATCH,
             heartbeat_ttl: defaults::HEARTBEAT_TTL,
             reconnect_for: defaults::RECONNECT_FOR,
@@ -94,6 +115,8 @@ impl std::fmt::Debug for RedisOptions {
             .field("mode", &self.mode)
             .field("queue", &self.queue)
             .field("channel", &self.channel)
+            .field("stream", &self.stream)
+            .field("group", &self.group)
             .field("batch", &self.batch)
             .field("heartbeat_ttl", &self.heartbeat_ttl)
             .field("reconnect_for", &self.reconnect_for)
@@ -113,7 +136,7 @@ pub fn redact_url(url: &str) -> String {
 pub enum BackendConfig {
     /// The in-process crossbeam channel.
     Local,
-    /// Redis, in list or pub/sub mode.
+    /// Redis, in list, pub/sub or stream mode.
     Redis(RedisOptions),
 }
 

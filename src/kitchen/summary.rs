@@ -111,8 +111,7 @@ impl Summary {
     pub fn to_table(&self) -> String {
         let w = self.wire();
         let backend = match self.mode {
-            Some(Mode::List) => format!("{} (list)", self.backend),
-            Some(Mode::Pubsub) => format!("{} (pubsub)", self.backend),
+            Some(mode) => format!("{} ({})", self.backend, mode.name()),
             None => self.backend.to_owned(),
         };
         let capacity = if self.cooks() {

@@ -1,14 +1,18 @@
-//! `kitchen info`: what an operator asks first, as `rq info` answers it.
+//! `kitchen info`: what an operator asks first, as `rq info` answers it:
+//! the list and its diners, the channel, and the stream's consumer groups.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use redis::{Connection, RedisError, Script, Value};
+
 use super::list::Keys;
+use super::stream::{self, fields, int, items, text};
 use super::{Memory, client, connect_checked};
 use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
-/// A snapshot of one queue and channel.
+/// A snapshot of one queue, channel and stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Info {
     /// The server, password redacted.
@@ -41,6 +45,8 @@ pub struct Info {
     /// Redis is over its `maxmemory` and refuses new dishes: chefs wait
     /// until diners free room.
     pub out_of_memory: bool,
+    /// The stream (stream mode) and its consumer groups.
+    pub stream: StreamInfo,
 }
 
 /// One registered diner.
@@ -91,6 +97,8 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
             .map_err(fail)?;
         diners.push(InfoDiner { id, alive, holding });
     }
+    let stream = stream_info(&mut con, opts, capacity)
+        .map_err(|e| super::classify(e, &opts.url, &opts.stream))?;
     // Best effort: an ACL user may not read INFO.
     let memory = super::memory(&mut con).ok();
     let capacity = match recorded.as_deref() {
@@ -111,6 +119,7 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         diners,
         channel: opts.channel.clone(),
         subscribers: numsub.1,
+        stream,
     })
 }
 
@@ -192,6 +201,227 @@ impl Info {
                 ""
             };
             let _ = writeln!(out, "  memory       {} used, {limit}{state}", m.used_human);
+        }
+        out.push_str(&self.stream.to_table());
+        out
+    }
+}
+
+/// The stream as `kitchen info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamInfo {
+    /// The stream key.
+    pub key: String,
+    /// Entries it holds: waiting, pending, or acknowledged and not yet trimmed.
+    pub length: u64,
+    /// What the slowest group has not acknowledged (its lag plus pending):
+    /// what `capacity` bounds.
+    pub unacknowledged: u64,
+    /// The bound chefs keep, as the last stream chef to start recorded it
+    /// (else `--capacity`); `null` when unbounded.
+    pub capacity: Option<usize>,
+    /// Whether `capacity` was recorded by a chef (else it is the flag's).
+    pub capacity_from_chefs: bool,
+    /// Payloads set aside in `<stream>:dead`.
+    pub dead: u64,
+    /// Its consumer groups.
+    pub groups: Vec<GroupInfo>,
+}
+
+/// One consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupInfo {
+    /// Its name (`--group`).
+    pub name: String,
+    /// Entries delivered to a diner and not yet acknowledged.
+    pub pending: u64,
+    /// Entries not yet delivered to the group; `null` when Redis cannot tell
+    /// (after an XDEL in the middle of the stream).
+    pub lag: Option<u64>,
+    /// The last entry delivered to the group.
+    pub last_delivered: String,
+    /// How long ago the oldest pending entry was added, in ms.
+    pub oldest_pending_age_ms: Option<u64>,
+    /// How many times the oldest pending entry was delivered.
+    pub oldest_pending_deliveries: Option<u64>,
+    /// Its consumers (diners, live or gone).
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// One consumer of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsumerInfo {
+    /// Its name (`diner-<pid>-<origin>-<n>`).
+    pub name: String,
+    /// Entries it holds, not yet acknowledged.
+    pub pending: u64,
+    /// Since it was last heard from, in ms.
+    pub idle_ms: u64,
+    /// Whether it was heard from within the heartbeat TTL.
+    pub alive: bool,
+}
+
+/// Reads the stream section of `kitchen info`.
+fn stream_info(
+    con: &mut Connection,
+    opts: &RedisOptions,
+    capacity: Capacity,
+) -> Result<StreamInfo, RedisError> {
+    let keys = stream::Keys::new(&opts.stream);
+    let (kind, dead, recorded, (secs, micros)): (String, u64, Option<String>, (u64, u64)) =
+        redis::pipe()
+            .cmd("TYPE")
+            .arg(&keys.stream)
+            .cmd("LLEN")
+            .arg(&keys.dead)
+            .cmd("GET")
+            .arg(&keys.capacity)
+            .cmd("TIME")
+            .query(con)?;
+    let now_ms = secs * 1_000 + micros / 1_000;
+    // Another type under the name shows as an empty stream here; the roles
+    // refuse it when they open (`check`).
+    let (length, unacknowledged): (u64, u64) = if kind == "stream" {
+        (
+            redis::cmd("XLEN").arg(&keys.stream).query(con)?,
+            Script::new(stream::UNACKED).key(&keys.stream).invoke(con)?,
+        )
+    } else {
+        (0, 0)
+    };
+    let mut groups = Vec::new();
+    let listed = if kind == "stream" {
+        items(
+            redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&keys.stream)
+                .query(con)?,
+        )
+    } else {
+        Vec::new()
+    };
+    let ttl = stream::ttl_ms(opts.heartbeat_ttl);
+    for g in listed {
+        let f = fields(g);
+        let name = f.text("name");
+        let (consumers, oldest): (Value, Value) = redis::pipe()
+            .cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&keys.stream)
+            .arg(&name)
+            .cmd("XPENDING")
+            .arg(&keys.stream)
+            .arg(&name)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .query(con)?;
+        let mut consumers: Vec<ConsumerInfo> = items(consumers)
+            .into_iter()
+            .map(|c| {
+                let f = fields(c);
+                let idle_ms = f.int("idle").unwrap_or(0);
+                ConsumerInfo {
+                    name: f.text("name"),
+                    pending: f.int("pending").unwrap_or(0),
+                    idle_ms,
+                    alive: idle_ms < ttl,
+                }
+            })
+            .collect();
+        consumers.sort_by(|a, b| a.name.cmp(&b.name));
+        // [[id, consumer, idle ms, deliveries]] for the oldest pending entry.
+        let oldest: Vec<Value> = items(oldest)
+            .into_iter()
+            .next()
+            .map(items)
+            .unwrap_or_default();
+        let oldest_id = oldest.first().and_then(text);
+        groups.push(GroupInfo {
+            pending: f.int("pending").unwrap_or(0),
+            lag: f.int("lag"),
+            last_delivered: f.text("last-delivered-id"),
+            oldest_pending_age_ms: oldest_id
+                .as_deref()
+                .and_then(|id| id.split('-').next()?.parse::<u64>().ok())
+                .map(|added| now_ms.saturating_sub(added)),
+            oldest_pending_deliveries: oldest.get(3).and_then(int),
+            consumers,
+            name,
+        });
+    }
+    Ok(StreamInfo {
+        key: opts.stream.clone(),
+        length,
+        unacknowledged,
+        capacity: match recorded.as_deref() {
+            Some(stream::UNBOUNDED) => None,
+            Some(n) => n.parse().ok().or(capacity.limit()),
+            None => capacity.limit(),
+        },
+        capacity_from_chefs: recorded.is_some(),
+        dead,
+        groups,
+    })
+}
+
+impl StreamInfo {
+    /// The stream's lines of the info table.
+    pub fn to_table(&self) -> String {
+        let capacity = self
+            .capacity
+            .map_or_else(|| "unbounded".to_owned(), |c| c.to_string());
+        let source = if self.capacity_from_chefs {
+            "as chefs keep it"
+        } else {
+            "from --capacity: no stream chef has run"
+        };
+        // Writing to a String cannot fail.
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "  stream       {}: {} unacknowledged of {capacity} ({source}), {} entries",
+            self.key, self.unacknowledged, self.length
+        );
+        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, self.key);
+        if self.groups.is_empty() {
+            let _ = writeln!(
+                out,
+                "  groups       none yet (the first diner creates its group)"
+            );
+        }
+        for g in &self.groups {
+            let live = g.consumers.iter().filter(|c| c.alive).count();
+            let lag = g
+                .lag
+                .map_or_else(|| "unknown".to_owned(), |l| l.to_string());
+            let oldest = match (g.oldest_pending_age_ms, g.oldest_pending_deliveries) {
+                (Some(age), Some(n)) => {
+                    format!(
+                        ", oldest {:.1} s old, delivered {n} time{}",
+                        age as f64 / 1e3,
+                        if n == 1 { "" } else { "s" }
+                    )
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  group        {}: lag {lag}, {} pending{oldest}; {live} live of {} consumers",
+                g.name,
+                g.pending,
+                g.consumers.len()
+            );
+            for c in &g.consumers {
+                let state = if c.alive { "live" } else { "silent" };
+                let _ = writeln!(
+                    out,
+                    "    {} {state}, holding {}, idle {:.1} s",
+                    c.name,
+                    c.pending,
+                    c.idle_ms as f64 / 1e3
+                );
+            }
         }
         out
     }

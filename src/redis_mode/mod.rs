@@ -1,5 +1,7 @@
 //! The Redis backend: a list (each dish to one diner, oldest first, nothing
-//! lost) or a pub/sub channel (each dish to every subscribed diner).
+//! lost), a pub/sub channel (each dish to every subscribed diner), or a
+//! stream read by consumer groups (each group gets every dish, each dish to
+//! one diner of a group).
 //!
 //! Every producer, consumer and gauge owns one connection, opened lazily in
 //! the thread that uses it (see `Conn`), which reconnects with backoff when
@@ -9,6 +11,7 @@
 //! |---|---|
 //! | `list.rs` | list mode: bounded push, take into a processing list, ack, heartbeats, recovery |
 //! | `pubsub.rs` | pub/sub mode: publish, subscribe, end-of-run markers |
+//! | `stream.rs` | stream mode: consumer groups, bounded adds, acknowledgements, claims of dead diners' entries, trimming |
 //! | `info.rs` | `kitchen info`: what an operator asks first |
 //! | `results.rs` | what became of tracked dishes, beside the queue |
 
@@ -16,6 +19,7 @@ mod info;
 mod list;
 mod pubsub;
 mod results;
+mod stream;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,6 +33,7 @@ use crate::vocab::{
     redact_url,
 };
 
+pub use info::{ConsumerInfo, GroupInfo, StreamInfo};
 pub use info::{Info, InfoDiner, info};
 pub use results::Results;
 
@@ -91,9 +96,13 @@ impl RedisQueue {
     ) -> Result<RedisQueue, Fault> {
         let client = client(&opts.url)?;
         let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
-        if opts.mode == Mode::List {
-            check_list(&mut con, &opts.url, &opts.queue)?;
-            check_list(&mut con, &opts.url, &list::dead_key(&opts.queue))?;
+        match opts.mode {
+            Mode::List => {
+                check_list(&mut con, &opts.url, &opts.queue)?;
+                check_list(&mut con, &opts.url, &list::dead_key(&opts.queue))?;
+            }
+            Mode::Stream => stream::check(&mut con, &opts)?,
+            Mode::Pubsub => {}
         }
         Ok(RedisQueue {
             opts,
@@ -129,6 +138,11 @@ impl RedisQueue {
                 Producer::List(list::Producer::new(self.conn(), &self.opts, self.capacity))
             }
             Mode::Pubsub => Producer::Pubsub(pubsub::Producer::new(self.conn(), &self.opts)),
+            Mode::Stream => Producer::Stream(stream::Producer::new(
+                self.conn(),
+                &self.opts,
+                self.capacity,
+            )),
         }
     }
 
@@ -141,6 +155,9 @@ impl RedisQueue {
                 self.conn(),
                 &self.opts,
             )),
+            Mode::Stream => {
+                Consumer::Stream(stream::Consumer::new(self.conn(), self.conn(), &self.opts))
+            }
         }
     }
 
@@ -156,6 +173,7 @@ impl RedisQueue {
             key: self.holds_dishes().then(|| self.opts.queue.clone()),
             keys: list::Keys::new(&self.opts.queue),
             channel: self.opts.channel.clone(),
+            stream: (self.opts.mode == Mode::Stream).then(|| stream::Gauge::new(&self.opts)),
         }
     }
 
@@ -177,6 +195,8 @@ pub enum Producer {
     List(list::Producer),
     /// Publishes on the channel.
     Pubsub(pubsub::Producer),
+    /// Adds to the stream.
+    Stream(stream::Producer),
 }
 
 impl Producer {
@@ -185,6 +205,7 @@ impl Producer {
         match self {
             Producer::List(p) => p.put(dish, stop),
             Producer::Pubsub(p) => p.put(dish),
+            Producer::Stream(p) => p.put(dish, stop),
         }
     }
 
@@ -193,6 +214,7 @@ impl Producer {
         match self {
             Producer::List(p) => p.batch,
             Producer::Pubsub(p) => p.batch,
+            Producer::Stream(p) => p.batch,
         }
     }
 
@@ -201,6 +223,7 @@ impl Producer {
         match self {
             Producer::List(p) => p.put_all(dishes, stop),
             Producer::Pubsub(p) => p.put_all(dishes),
+            Producer::Stream(p) => p.put_all(dishes, stop),
         }
     }
 
@@ -210,6 +233,7 @@ impl Producer {
             Producer::List(p) => p.put_within(dish, wait),
             // Publishing never waits for room: a channel holds nothing.
             Producer::Pubsub(p) => p.put(dish).map(Some),
+            Producer::Stream(p) => p.put_within(dish, wait),
         }
     }
 }
@@ -223,6 +247,8 @@ pub enum Consumer {
     List(list::Consumer),
     /// Listens on the channel.
     Pubsub(pubsub::Consumer),
+    /// Reads the stream in its group.
+    Stream(stream::Consumer),
 }
 
 impl Consumer {
@@ -231,6 +257,7 @@ impl Consumer {
         match self {
             Consumer::List(c) => c.ready(),
             Consumer::Pubsub(c) => c.ready(),
+            Consumer::Stream(c) => c.ready(),
         }
     }
 
@@ -239,6 +266,7 @@ impl Consumer {
         match self {
             Consumer::List(c) => c.take(finished),
             Consumer::Pubsub(c) => c.take(finished),
+            Consumer::Stream(c) => c.take(finished),
         }
     }
 
@@ -247,6 +275,7 @@ impl Consumer {
         match self {
             Consumer::List(c) => c.ack(dish),
             Consumer::Pubsub(_) => Ok(()),
+            Consumer::Stream(c) => c.ack(dish),
         }
     }
 
@@ -261,6 +290,10 @@ impl Consumer {
                 Returned::Queued
             }
             Consumer::Pubsub(_) => Returned::Lost,
+            // Not acknowledged: pending in its group, handed back (claimable
+            // at once) when the diner leaves, or claimed once its heartbeat
+            // stops.
+            Consumer::Stream(_) => Returned::Queued,
         }
     }
 
@@ -270,11 +303,12 @@ impl Consumer {
         match self {
             Consumer::List(_) => 0,
             Consumer::Pubsub(c) => c.lost(),
+            Consumer::Stream(c) => c.lost(),
         }
     }
 }
 
-/// Reads the list's length, and whether Redis answers.
+/// Reads the list's length (the stream group's lag), and whether Redis answers.
 #[derive(Debug)]
 pub struct Gauge {
     conn: Conn,
@@ -283,11 +317,16 @@ pub struct Gauge {
     /// The queue's keys, for its registered diners.
     keys: list::Keys,
     channel: String,
+    /// The stream's group, in stream mode: depth and diners are its.
+    stream: Option<stream::Gauge>,
 }
 
 impl Gauge {
-    /// Dishes waiting now.
+    /// Dishes waiting now (in stream mode, not yet delivered to the group).
     pub fn depth(&mut self) -> Result<usize, Fault> {
+        if let Some(s) = &self.stream {
+            return self.conn.run(|c| s.depth(c));
+        }
         let Some(key) = &self.key else { return Ok(0) };
         self.conn
             .run(|c| redis::cmd("LLEN").arg(key).query::<usize>(c))
@@ -321,8 +360,12 @@ impl Gauge {
         Ok(n)
     }
 
-    /// Diner threads registered on the list with a live heartbeat.
+    /// Diner threads registered on the list with a live heartbeat (in
+    /// stream mode, the group's consumers heard from within the TTL).
     pub fn diners(&mut self) -> Result<usize, Fault> {
+        if let Some(s) = &self.stream {
+            return self.conn.run(|c| s.diners(c));
+        }
         let keys = &self.keys;
         self.conn.run(|c| list::live_diners(c, keys))
     }

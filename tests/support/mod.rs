@@ -9,6 +9,8 @@ pub mod ledger;
 pub mod redis_kitchen;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(feature = "redis")]
+pub mod redis_stream;
 pub mod slow_proxy;
 
 pub mod web;

@@ -1,0 +1,1216 @@
+//! Stream mode: chefs XADD to a Redis stream, consumer groups of diners read
+//! it with XREADGROUP; every group gets every dish, each dish goes to one
+//! diner of a group, at least once.
+//!
+//! Keys, all beside the stream `S` (default `task:prodcons:stream`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `S` | stream | entries `dish <payload>` (so `XADD S '*' dish 7` is a dish); its consumer groups, their consumers and pending entries live inside it |
+//! | `S:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
+//! | `S:dead` | list | payloads that are not dishes, for a person to look at |
+//! | `S:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
+//!
+//! **Groups.** A diner joins `--group` (XGROUP CREATE … `0` MKSTREAM, a
+//! BUSYGROUP answer meaning another diner was first), so a new group starts
+//! from the oldest entry the stream still holds. Each diner is a consumer
+//! of its own name (`diner-<pid>-<origin>-<n>`).
+//!
+//! **Bounded.** The capacity bounds the entries the slowest group has not
+//! acknowledged: for each group, its lag (not yet delivered) plus its
+//! pending entries (delivered, not acknowledged); the largest counts. With
+//! no group yet, every entry counts (the first group will read them all).
+//! What diners hold counts, as in list mode it does not: `--capacity`
+//! should exceed diners × `--batch` for diners to keep busy. A chef adds
+//! through one script ([`ADD`]), so check-and-add is atomic across
+//! processes; when full it blocks on `S:room` (BLPOP) until a diner's
+//! acknowledgement drops a token there, as list mode does. A group nobody
+//! reads holds the chefs back: remove it with `XGROUP DESTROY` (`kitchen
+//! info` shows its lag).
+//!
+//! **Acknowledged entries do not stay.** Entries every group has
+//! acknowledged are trimmed (`XTRIM MINID` to the oldest entry some group
+//! still needs: its oldest pending entry, or the one after its
+//! last-delivered id) by every diner's heartbeat, by a diner leaving, and by
+//! a chef that finds the stream longer than the room it wants. So the
+//! stream holds the unacknowledged entries plus those acknowledged behind
+//! the oldest pending one: `XLEN` ≤ capacity + pending when diners
+//! acknowledge in order, and a slow dish holds back the trim (memory), never
+//! the chefs. With no group yet nothing is trimmed.
+//!
+//! **At least once.** A diner reads with `XREADGROUP … COUNT batch BLOCK
+//! 250 ms … >`, and acknowledges what it ate (XACK) in the same pipeline as
+//! its next read, so an acknowledgement costs no round trip. What it holds
+//! stays in the group's pending entries until then. Its heartbeat thread
+//! (every TTL/5) resets the idle time of its own pending entries (XCLAIM to
+//! itself, JUSTID), trims, and forgets consumers that hold nothing and were
+//! silent a TTL. A diner that dies stops resetting: its entries go idle,
+//! and a live diner of the group claims them (`XAUTOCLAIM`, min-idle = the
+//! heartbeat TTL, every TTL/5) and eats them, within about 1.2 TTL. A diner
+//! that leaves acknowledges what it ate and hands back what it did not
+//! (XCLAIM with a large IDLE, so the next XAUTOCLAIM takes it at once).
+//! After a reconnect a diner first re-reads its own pending entries
+//! (`XREADGROUP … 0`): a reply lost with the old connection is read again,
+//! never lost, and XACK may be repeated safely.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use redis::{Connection, RedisError, Script, Value};
+
+use super::{Conn, unique_name};
+use crate::dish::{Dish, DishId};
+use crate::shutdown::Shutdown;
+use crate::vocab::{Capacity, Fault, Put, ReadyError, RedisOptions, Take, TakeError, redact_url};
+
+/// How long a chef blocks waiting for a wake-up token before checking again.
+const ROOM_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a diner's XREADGROUP blocks on an empty stream before answering
+/// [`Take::Idle`], so it notices a stop.
+const TAKE_WAIT: Duration = Duration::from_millis(250);
+
+const _: () = assert!(ROOM_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
+const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
+
+/// The most wake-up tokens kept in `S:room`.
+pub const MAX_TOKENS: usize = 16;
+
+/// How long unclaimed wake-up tokens live.
+const ROOM_TTL_MS: u64 = 10_000;
+
+/// The idle time a leaving diner gives what it hands back: far past any
+/// heartbeat TTL, so the next XAUTOCLAIM of the group takes it at once.
+const HANDED_BACK_IDLE_MS: u64 = 1_000_000_000;
+
+/// The most of its own pending entries a heartbeat refreshes, or a leaving
+/// diner hands back, per call: far more than one diner holds (`--batch` is
+/// at most 10 000).
+const MAX_HELD: usize = 100_000;
+
+/// Lua shared by the scripts: a group's fields, and the trim to the oldest
+/// entry some group still needs.
+macro_rules! floor_lua {
+    () => {
+        r"
+local function fields(flat)
+  local f = {}
+  for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+  return f
+end
+local function group_of(key, name)
+  if redis.call('EXISTS', key) == 0 then return nil end
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local f = fields(g)
+    if f['name'] == name then return f end
+  end
+  return nil
+end
+-- The oldest id some group still needs: its oldest pending entry, or the
+-- one after its last-delivered id. nil without groups: a group created
+-- later starts from the oldest entry, so nothing may go.
+local function floor_of(key)
+  local best, best_ms, best_seq
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local f = fields(g)
+    local id, next_one = f['last-delivered-id'], true
+    if tonumber(f['pending']) > 0 then
+      id, next_one = redis.call('XPENDING', key, f['name'])[2], false
+    end
+    local dash = string.find(id, '-', 1, true)
+    local ms, seq_s = string.sub(id, 1, dash - 1), string.sub(id, dash + 1)
+    local seq = tonumber(seq_s)
+    -- Lua counts in doubles: past 2^53 keep the id itself (one acknowledged
+    -- entry stays), never a rounded one.
+    if next_one and seq < 9007199254740992 then
+      seq = seq + 1
+      seq_s = string.format('%.0f', seq)
+    end
+    local msn = tonumber(ms)
+    if best == nil or msn < best_ms or (msn == best_ms and seq < best_seq) then
+      best, best_ms, best_seq = ms .. '-' .. seq_s, msn, seq
+    end
+  end
+  return best
+end
+-- What the slowest group has not acknowledged: max over groups of lag +
+-- pending. The stream's length when there is no group (the first one will
+-- read it all) or Redis cannot tell a lag (after an XDEL mid-stream).
+local function unacked(key)
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  local groups = redis.call('XINFO', 'GROUPS', key)
+  if #groups == 0 then return redis.call('XLEN', key) end
+  local most = 0
+  for _, g in ipairs(groups) do
+    local f = fields(g)
+    if not f['lag'] then return redis.call('XLEN', key) end
+    most = math.max(most, tonumber(f['lag']) + tonumber(f['pending']))
+  end
+  return most
+end
+local function trim(key)
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  local floor = floor_of(key)
+  if floor == nil then return 0 end
+  return redis.call('XTRIM', key, 'MINID', floor)
+end
+local function wake(room, n, most, ttl)
+  if n <= 0 then return end
+  for i = 1, math.min(n, most) do redis.call('LPUSH', room, '1') end
+  redis.call('LTRIM', room, 0, most - 1)
+  redis.call('PEXPIRE', room, ttl)
+end
+"
+    };
+}
+
+/// KEYS: stream. ARGV: capacity, payloads…
+/// Adds as many payloads as there is room for: room is the capacity less
+/// what the slowest group has not acknowledged. The stream's length bounds
+/// that from above, so a short stream needs no more; a long one is trimmed
+/// on the way. Returns {added, unacknowledged after}; added 0 means full.
+const ADD: &str = concat!(
+    floor_lua!(),
+    r"
+local key, cap, n = KEYS[1], tonumber(ARGV[1]), #ARGV - 1
+local used = redis.call('XLEN', key)
+if used + n > cap and used > 0 then
+  trim(key)
+  used = unacked(key)
+end
+n = math.min(n, cap - used)
+if n <= 0 then return {0, used} end
+for i = 2, n + 1 do redis.call('XADD', key, '*', 'dish', ARGV[i]) end
+return {n, used + n}
+"
+);
+
+/// KEYS: stream. ARGV: group, consumer, idle ms after which a consumer that
+/// holds nothing is forgotten, most entries to refresh.
+/// A diner's heartbeat: resets the idle time of its own pending entries (so
+/// nobody claims them while it lives), forgets silent consumers that hold
+/// nothing, trims. Returns how many entries were trimmed.
+const BEAT: &str = concat!(
+    floor_lua!(),
+    r"
+local key, group, me = KEYS[1], ARGV[1], ARGV[2]
+if group_of(key, group) == nil then return 0 end
+local claim = {'XCLAIM', key, group, me, 0}
+for _, e in ipairs(redis.call('XPENDING', key, group, '-', '+', tonumber(ARGV[4]), me)) do
+  claim[#claim + 1] = e[1]
+end
+if #claim > 5 then
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', key, group)) do
+  local f = fields(c)
+  if f['name'] ~= me and tonumber(f['pending']) == 0 and tonumber(f['idle']) > tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', key, group, f['name'])
+  end
+end
+return trim(key)
+"
+);
+
+/// KEYS: stream, room. ARGV: group, consumer, hand-back idle ms, most
+/// tokens, token TTL ms, ids eaten…
+/// A diner leaving: acknowledges what it ate (waking as many chefs), hands
+/// back what it holds uneaten with a large idle time (so the next XAUTOCLAIM
+/// takes it), or, holding nothing, leaves the group; trims. Returns how many
+/// entries it handed back.
+const LEAVE: &str = concat!(
+    floor_lua!(),
+    r"
+local key, group, me = KEYS[1], ARGV[1], ARGV[2]
+if group_of(key, group) == nil then return 0 end
+local acked = 0
+if #ARGV > 5 then acked = redis.call('XACK', key, group, unpack(ARGV, 6)) end
+local claim = {'XCLAIM', key, group, me, 0}
+for _, e in ipairs(redis.call('XPENDING', key, group, '-', '+', 100000, me)) do
+  claim[#claim + 1] = e[1]
+end
+local held = #claim - 5
+if held > 0 then
+  claim[#claim + 1] = 'IDLE'
+  claim[#claim + 1] = ARGV[3]
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+else
+  redis.call('XGROUP', 'DELCONSUMER', key, group, me)
+end
+wake(KEYS[2], acked, tonumber(ARGV[4]), ARGV[5])
+trim(key)
+return held
+"
+);
+
+/// KEYS: stream. ARGV: group.
+/// What the group has not yet been delivered: its lag, or the stream's
+/// length when the group does not exist yet (it will start from the
+/// oldest entry) or Redis cannot tell the lag (after an XDEL in the middle).
+const DEPTH: &str = concat!(
+    floor_lua!(),
+    r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local g = group_of(KEYS[1], ARGV[1])
+if g ~= nil and g['lag'] then return g['lag'] end
+return redis.call('XLEN', KEYS[1])
+"
+);
+
+/// KEYS: stream. ARGV: group, TTL ms.
+/// Consumers of the group heard from within the TTL: live diners.
+const LIVE: &str = concat!(
+    floor_lua!(),
+    r"
+if group_of(KEYS[1], ARGV[1]) == nil then return 0 end
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  if tonumber(fields(c)['idle']) < tonumber(ARGV[2]) then n = n + 1 end
+end
+return n
+"
+);
+
+/// KEYS: stream. What the slowest group has not acknowledged (see [`ADD`]).
+pub(super) const UNACKED: &str = concat!(floor_lua!(), "return unacked(KEYS[1])");
+
+/// The key names of one stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub stream: String,
+    pub room: String,
+    pub capacity: String,
+    pub dead: String,
+}
+
+impl Keys {
+    pub fn new(stream: &str) -> Keys {
+        Keys {
+            stream: stream.to_owned(),
+            room: format!("{stream}:room"),
+            capacity: format!("{stream}:capacity"),
+            dead: format!("{stream}:dead"),
+        }
+    }
+}
+
+/// What `S:capacity` holds for chefs that run `--unbounded`.
+pub(super) const UNBOUNDED: &str = "unbounded";
+
+/// A connection whose errors name the stream, not the list.
+fn stream_conn(mut conn: Conn, opts: &RedisOptions) -> Conn {
+    conn.key = opts.stream.clone();
+    conn
+}
+
+/// Fails unless the stream is a stream (or absent) and its dead-letter key a
+/// list (or absent), so a wrong `--stream` fails before any thread starts.
+pub(crate) fn check(con: &mut Connection, opts: &RedisOptions) -> Result<(), Fault> {
+    let keys = Keys::new(&opts.stream);
+    for (key, want) in [(&keys.stream, "stream"), (&keys.dead, "list")] {
+        let found: String = redis::cmd("TYPE")
+            .arg(key)
+            .query(con)
+            .map_err(|e| super::classify(e, &opts.url, key))?;
+        if found != want && found != "none" {
+            return Err(Fault::Redis {
+                url: redact_url(&opts.url),
+                detail: format!(
+                    "key `{key}` holds a {found}, not a {want}: choose another --stream, or delete the key (`redis-cli -n {} DEL {key}`)",
+                    super::db_of(&opts.url)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One chef's connection to the stream.
+#[derive(Debug)]
+pub struct Producer {
+    conn: Conn,
+    keys: Keys,
+    capacity: Capacity,
+    /// Dishes per round trip.
+    pub(crate) batch: usize,
+    add: Script,
+    /// Whether this chef has written its capacity to `S:capacity`.
+    announced: bool,
+}
+
+impl Producer {
+    pub(crate) fn new(conn: Conn, opts: &RedisOptions, capacity: Capacity) -> Producer {
+        Producer {
+            conn: stream_conn(conn, opts),
+            keys: Keys::new(&opts.stream),
+            capacity,
+            batch: opts.batch.max(1),
+            add: Script::new(ADD),
+            announced: false,
+        }
+    }
+
+    /// Adds one dish, waiting (without polling) while the stream is full.
+    pub fn put(&mut self, dish: &Dish, stop: &Shutdown) -> Result<Put, Fault> {
+        let puts = self.put_all(std::slice::from_ref(dish), stop)?;
+        Ok(puts.first().copied().unwrap_or(Put::Stopped))
+    }
+
+    /// Adds dishes in order, as many per round trip as there is room for,
+    /// waiting (without polling) while the stream is full.
+    pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, Fault> {
+        self.add(dishes, Until::Stopped(stop))
+    }
+
+    /// Adds one dish if there is room within `wait`; `None` when still full.
+    pub fn put_within(&mut self, dish: &Dish, wait: Duration) -> Result<Option<Put>, Fault> {
+        let deadline = Instant::now() + wait;
+        let puts = self.add(std::slice::from_ref(dish), Until::Deadline(deadline))?;
+        Ok(match puts.first() {
+            Some(Put::Stopped) | None => None,
+            Some(put) => Some(*put),
+        })
+    }
+
+    fn add(&mut self, dishes: &[Dish], until: Until<'_>) -> Result<Vec<Put>, Fault> {
+        if !self.announced {
+            // For `kitchen info`: the bound chefs keep is not otherwise in Redis.
+            let value = self
+                .capacity
+                .limit()
+                .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
+            let key = &self.keys.capacity;
+            self.conn
+                .run(|c| redis::cmd("SET").arg(key).arg(&value).query::<()>(c))?;
+            self.announced = true;
+        }
+        let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
+        let mut out = Vec::with_capacity(dishes.len());
+        let stream = &self.keys.stream;
+        let Some(cap) = self.capacity.limit() else {
+            // Unbounded: plain pipelined XADDs; heartbeats trim.
+            let mut pipe = redis::pipe();
+            for p in &payloads {
+                pipe.cmd("XADD")
+                    .arg(stream)
+                    .arg("*")
+                    .arg("dish")
+                    .arg(p)
+                    .ignore();
+            }
+            pipe.cmd("XLEN").arg(stream);
+            let (depth,): (usize,) = self.conn.run(|c| pipe.query(c))?;
+            out.extend(queued(depth, payloads.len()));
+            return Ok(out);
+        };
+        let mut rest = &payloads[..];
+        while !rest.is_empty() {
+            let (added, depth): (usize, usize) = self
+                .conn
+                .run(|c| self.add.key(stream).arg(cap).arg(rest).invoke(c))?;
+            if added > 0 {
+                out.extend(queued(depth, added));
+                rest = &rest[added.min(rest.len())..];
+                continue;
+            }
+            let Some(wait) = until.wait() else {
+                out.push(Put::Stopped);
+                break;
+            };
+            // Full: sleep in Redis until an acknowledgement hands us a token.
+            let room = &self.keys.room;
+            let _: Option<(String, String)> = self.conn.run(|c| {
+                redis::cmd("BLPOP")
+                    .arg(room)
+                    .arg(wait.as_secs_f64())
+                    .query(c)
+            })?;
+            if until.wait().is_none() {
+                out.push(Put::Stopped);
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How long a full stream is waited on.
+#[derive(Debug, Clone, Copy)]
+enum Until<'a> {
+    /// Until room, or the stop.
+    Stopped(&'a Shutdown),
+    /// Until room, or this instant.
+    Deadline(Instant),
+}
+
+impl Until<'_> {
+    /// How long the next blocking wait for room may last; `None`: no more waiting.
+    fn wait(self) -> Option<Duration> {
+        match self {
+            Until::Stopped(stop) => (!stop.is_stopped()).then_some(ROOM_WAIT),
+            Until::Deadline(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                // BLPOP takes a timeout of 0 as "forever"; Redis counts in ms.
+                (left >= Duration::from_millis(1)).then(|| left.min(ROOM_WAIT))
+            }
+        }
+    }
+}
+
+/// The outcomes of `n` dishes added at once, the stream `depth` long after.
+fn queued(depth: usize, n: usize) -> impl Iterator<Item = Put> {
+    (0..n).map(move |i| Put::Queued {
+        depth: (depth + i + 1).saturating_sub(n),
+    })
+}
+
+/// One diner: a consumer of its group.
+#[derive(Debug)]
+pub struct Consumer {
+    conn: Conn,
+    /// Its names in Redis, fixed for its life.
+    names: Names,
+    heart: Heart,
+    /// What it read and has not yet told Redis about.
+    batch: Batch,
+}
+
+/// One diner's names and scripts: read on every take, never changed.
+#[derive(Debug)]
+struct Names {
+    keys: Keys,
+    group: String,
+    /// Its consumer name in the group.
+    me: String,
+    ttl: Duration,
+    /// The largest payload taken as a dish; larger ones are set aside.
+    max_payload: usize,
+    leave: Script,
+}
+
+/// The heartbeat thread, once the diner is ready.
+#[derive(Debug)]
+enum Heart {
+    /// Not started yet: the connection it will use.
+    Waiting(Box<Conn>),
+    /// Beating.
+    Beating(Beat),
+    /// Stopped (the diner is leaving).
+    Stopped,
+}
+
+/// One stream entry as a diner reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    id: String,
+    body: Body,
+}
+
+/// What an entry carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Body {
+    /// The `dish` field.
+    Dish(Vec<u8>),
+    /// No `dish` field: the fields it has, as a JSON object, for the dead letters.
+    Other(String),
+    /// Pending, but no longer in the stream (deleted or trimmed by someone else).
+    Gone,
+}
+
+/// What the diner read and owes Redis.
+#[derive(Debug)]
+struct Batch {
+    /// Most entries per read (`--batch`, XREADGROUP's COUNT).
+    size: usize,
+    /// Read, not yet handed out (oldest first).
+    buffer: VecDeque<Entry>,
+    /// The group's lag seen by the last read.
+    depth: usize,
+    /// Entry ids eaten (or set aside), to acknowledge with the next read.
+    done: Vec<String>,
+    /// The dish handed out and not yet acknowledged, and its entry id.
+    in_hand: Option<(DishId, String)>,
+    /// Read this consumer's own pending entries (`… 0`) before new ones: set
+    /// on every new connection, since a reply may have been lost with the old.
+    history: bool,
+    /// When to look for entries of dead diners next (XAUTOCLAIM).
+    next_claim: Instant,
+    /// Where the last XAUTOCLAIM scan stopped (`0-0`: start over).
+    cursor: String,
+    /// Entries found pending but gone from the stream.
+    lost: u64,
+}
+
+impl Batch {
+    /// Forgets what was read on a connection that is gone: it is still in
+    /// this consumer's pending entries, and the history read brings it back.
+    fn reconnected(&mut self) {
+        self.buffer.clear();
+        self.history = true;
+    }
+
+    /// Adds the acknowledgement of what was eaten, and as many wake-up
+    /// tokens, to `pipe`.
+    fn ack_into(&self, pipe: &mut redis::Pipeline, names: &Names) {
+        if self.done.is_empty() {
+            return;
+        }
+        pipe.cmd("XACK")
+            .arg(&names.keys.stream)
+            .arg(&names.group)
+            .arg(&self.done)
+            .ignore();
+        wake(pipe, &names.keys.room, self.done.len());
+    }
+}
+
+impl Names {
+    /// Runs `f` on `conn`. A fresh connection first makes sure the group
+    /// exists (Redis may have restarted empty) and has `batch` forget what
+    /// it read on the old one; a group that vanished meanwhile (NOGROUP) is
+    /// created again and `f` retried once.
+    fn run<T>(
+        &self,
+        conn: &mut Conn,
+        batch: &mut Batch,
+        mut f: impl FnMut(&mut Connection, &mut Batch) -> Result<T, RedisError>,
+    ) -> Result<T, Fault> {
+        conn.run_fresh(|c, fresh| {
+            if fresh {
+                self.join(c)?;
+                batch.reconnected();
+            }
+            match f(c, batch) {
+                Err(e) if is_nogroup(&e) => {
+                    self.join(c)?;
+                    f(c, batch)
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// Creates the group from the oldest entry the stream holds, unless it
+    /// exists (BUSYGROUP: another diner was first).
+    fn join(&self, c: &mut Connection) -> Result<(), RedisError> {
+        let created: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query(c);
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        ttl_ms(self.ttl)
+    }
+}
+
+/// Whether Redis said the group (or the stream) is not there.
+fn is_nogroup(e: &RedisError) -> bool {
+    // A pipeline's error carries no single code: read its text.
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+impl Consumer {
+    pub(crate) fn new(conn: Conn, mut heart_conn: Conn, opts: &RedisOptions) -> Consumer {
+        static DINERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = DINERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A heartbeat that waits out a long outage would outlive its diner.
+        heart_conn.reconnect_for = Duration::ZERO;
+        Consumer {
+            conn: stream_conn(conn, opts),
+            names: Names {
+                keys: Keys::new(&opts.stream),
+                group: opts.group.clone(),
+                me: unique_name("diner", n),
+                ttl: opts.heartbeat_ttl,
+                max_payload: opts.max_payload,
+                leave: Script::new(LEAVE),
+            },
+            heart: Heart::Waiting(Box::new(stream_conn(heart_conn, opts))),
+            batch: Batch {
+                size: opts.batch.max(1),
+                buffer: VecDeque::new(),
+                depth: 0,
+                done: Vec::new(),
+                in_hand: None,
+                history: true,
+                next_claim: Instant::now(),
+                cursor: "0-0".to_owned(),
+                lost: 0,
+            },
+        }
+    }
+
+    /// Connects, joins the group (creating it if this diner is its first)
+    /// and starts the heartbeat.
+    pub fn ready(&mut self) -> Result<(), ReadyError> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        names.run(conn, batch, |_, _| Ok(()))?;
+        if let Heart::Waiting(_) = self.heart {
+            let Heart::Waiting(conn) = std::mem::replace(&mut self.heart, Heart::Stopped) else {
+                return Ok(());
+            };
+            let n = &self.names;
+            let beat = Beat::start(
+                *conn,
+                n.keys.stream.clone(),
+                n.group.clone(),
+                n.me.clone(),
+                n.ttl,
+            )
+            .map_err(ReadyError::Spawn)?;
+            self.heart = Heart::Beating(beat);
+        }
+        Ok(())
+    }
+
+    /// Dishes found pending but gone from the stream (deleted or trimmed by
+    /// another client): shown never to be eaten.
+    pub fn lost(&self) -> u64 {
+        self.batch.lost
+    }
+
+    /// Takes the next dish: from what the last read brought, else this
+    /// consumer's own pending entries after a reconnect, else a dead diner's
+    /// (when a claim is due), else new ones, blocking up to [`TAKE_WAIT`].
+    pub fn take(&mut self, finished: &Shutdown) -> Result<Take, TakeError> {
+        if let Heart::Waiting(_) = self.heart {
+            self.ready()?;
+        }
+        loop {
+            if let Some(entry) = self.batch.buffer.pop_front() {
+                match self.hand_out(entry)? {
+                    Some(take) => return Ok(take),
+                    None => continue,
+                }
+            }
+            if self.batch.history {
+                if self.read(Read::History)? == 0 {
+                    self.batch.history = false;
+                }
+                continue;
+            }
+            if Instant::now() >= self.batch.next_claim && self.claim()? > 0 {
+                continue;
+            }
+            // Read before looking at the stream: a chef's last add may land
+            // between an empty look and a later read of `finished`, and
+            // closing then would leave that dish behind.
+            let was_finished = finished.is_stopped();
+            let read = if was_finished {
+                Read::New(None)
+            } else {
+                Read::New(Some(TAKE_WAIT))
+            };
+            if self.read(read)? == 0 && self.batch.buffer.is_empty() && !self.batch.history {
+                return Ok(if was_finished {
+                    Take::Closed
+                } else {
+                    Take::Idle
+                });
+            }
+        }
+    }
+
+    /// One XREADGROUP, with the acknowledgements owed and the group's lag
+    /// in the same round trip; what it brings goes to the buffer. Returns
+    /// how many entries it brought.
+    fn read(&mut self, how: Read) -> Result<usize, Fault> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let result = names.run(conn, batch, |c, b| {
+            let mut pipe = redis::pipe();
+            b.ack_into(&mut pipe, names);
+            // A new connection reads this consumer's own pending entries first.
+            let (id, block) = match how {
+                _ if b.history => ("0", None),
+                Read::History => ("0", None),
+                Read::New(block) => (">", block),
+            };
+            let read = pipe
+                .cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&names.group)
+                .arg(&names.me)
+                .arg("COUNT")
+                .arg(b.size);
+            if let Some(block) = block {
+                read.arg("BLOCK").arg(ms(block).max(1));
+            }
+            read.arg("STREAMS").arg(&names.keys.stream).arg(id);
+            pipe.cmd("XINFO").arg("GROUPS").arg(&names.keys.stream);
+            pipe.query::<(Value, Value)>(c)
+        });
+        let (got, groups) = match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                // Whatever that read delivered is pending for this consumer
+                // only: read it back first if this diner goes on.
+                batch.history = true;
+                return Err(e);
+            }
+        };
+        batch.done.clear();
+        if let Some(lag) = lag_of(groups, &names.group) {
+            batch.depth = lag;
+        }
+        let entries = read_reply(got);
+        let n = entries.len();
+        batch.buffer.extend(entries);
+        Ok(n)
+    }
+
+    /// Claims entries dead diners of the group held past the heartbeat TTL
+    /// (XAUTOCLAIM), into the buffer. Returns how many.
+    ///
+    /// XAUTOCLAIM adds one to each claimed entry's delivery count (the
+    /// fourth field of `XPENDING key group - + n`): that count is where a
+    /// future `--max-attempts` reads a dish's attempts, dead-lettering it
+    /// past the limit. (A leaving diner's hand-back counts too.)
+    fn claim(&mut self) -> Result<usize, Fault> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let min_idle = names.ttl_ms();
+        let reply = names.run(conn, batch, |c, b| {
+            if b.history {
+                // A new connection: this consumer's own entries come first.
+                return Ok(None);
+            }
+            let mut pipe = redis::pipe();
+            b.ack_into(&mut pipe, names);
+            pipe.cmd("XAUTOCLAIM")
+                .arg(&names.keys.stream)
+                .arg(&names.group)
+                .arg(&names.me)
+                .arg(min_idle)
+                .arg(&b.cursor)
+                .arg("COUNT")
+                .arg(b.size);
+            pipe.query::<(Value,)>(c).map(|(v,)| Some(v))
+        });
+        let reply = match reply {
+            Ok(Some(v)) => v,
+            Ok(None) => return Ok(0),
+            Err(e) => {
+                batch.history = true;
+                return Err(e);
+            }
+        };
+        batch.done.clear();
+        let mut parts = items(reply).into_iter();
+        let cursor = parts.next().and_then(|v| text(&v)).unwrap_or_default();
+        let claimed = parts.next().map(entries).unwrap_or_default();
+        // Redis 7 also lists the pending entries it found deleted (and
+        // dropped from the group): dishes nobody will eat.
+        batch.lost += parts.next().map_or(0, |v| items(v).len() as u64);
+        // Scan on at once while the pending list has more; else wait a beat.
+        let scanned_all = cursor.is_empty() || cursor == "0-0";
+        batch.next_claim = if scanned_all {
+            Instant::now() + beat_period(names.ttl)
+        } else {
+            Instant::now()
+        };
+        batch.cursor = if scanned_all {
+            "0-0".to_owned()
+        } else {
+            cursor
+        };
+        let n = claimed.len();
+        batch.buffer.extend(claimed);
+        Ok(n)
+    }
+
+    /// Hands out one entry: a dish, or a rejection (set aside in `S:dead`);
+    /// `None` for an entry gone from the stream, which is skipped.
+    fn hand_out(&mut self, entry: Entry) -> Result<Option<Take>, Fault> {
+        let (payload, reason) = match entry.body {
+            Body::Gone => {
+                self.batch.lost += 1;
+                self.batch.done.push(entry.id);
+                return Ok(None);
+            }
+            Body::Dish(payload) => match Dish::decode_within(&payload, self.names.max_payload) {
+                Ok(dish) => {
+                    self.batch.in_hand = Some((dish.id, entry.id));
+                    return Ok(Some(Take::Dish {
+                        dish,
+                        depth: self.batch.depth,
+                    }));
+                }
+                Err(e) => (payload, e.to_string()),
+            },
+            Body::Other(fields) => (
+                fields.into_bytes(),
+                format!("stream entry {} has no `dish` field", entry.id),
+            ),
+        };
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let dead = &names.keys.dead;
+        names.run(conn, batch, |c, _| {
+            redis::cmd("LPUSH").arg(dead).arg(&payload).query::<u64>(c)
+        })?;
+        // Set aside: acknowledged with the next read.
+        self.batch.done.push(entry.id);
+        Ok(Some(Take::Rejected { reason }))
+    }
+
+    /// Marks `dish`, the one in hand, as eaten; the next read acknowledges it.
+    pub fn ack(&mut self, dish: &Dish) -> Result<(), Fault> {
+        // Any other dish is not this diner's to acknowledge.
+        let mine = self
+            .batch
+            .in_hand
+            .as_ref()
+            .is_some_and(|(id, _)| *id == dish.id);
+        if let Some((_, entry)) = self.batch.in_hand.take_if(|_| mine) {
+            self.batch.done.push(entry);
+        }
+        Ok(())
+    }
+}
+
+/// Which entries a read asks for.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// This consumer's own pending entries (`0`).
+    History,
+    /// New entries (`>`), blocking up to this long.
+    New(Option<Duration>),
+}
+
+impl Drop for Consumer {
+    /// Leaves cleanly: acknowledges what was eaten, hands back what was not
+    /// (the batch not handed out, a dish not acknowledged), leaves the group
+    /// if it holds nothing, trims.
+    fn drop(&mut self) {
+        let Heart::Beating(beat) = std::mem::replace(&mut self.heart, Heart::Stopped) else {
+            return;
+        };
+        beat.stop();
+        // One attempt: a diner on its way out does not wait for Redis.
+        self.conn.reconnect_for = Duration::ZERO;
+        let n = &self.names;
+        let mut leave = n.leave.prepare_invoke();
+        leave
+            .key(&n.keys.stream)
+            .key(&n.keys.room)
+            .arg(&n.group)
+            .arg(&n.me)
+            .arg(HANDED_BACK_IDLE_MS)
+            .arg(MAX_TOKENS)
+            .arg(ROOM_TTL_MS)
+            .arg(&self.batch.done);
+        let _ = self.conn.run(|c| leave.invoke::<u64>(c));
+    }
+}
+
+/// Adds `n` wake-up tokens for waiting chefs, keeping at most [`MAX_TOKENS`].
+fn wake(pipe: &mut redis::Pipeline, room: &str, n: usize) {
+    pipe.cmd("LPUSH").arg(room);
+    for _ in 0..n.clamp(1, MAX_TOKENS) {
+        pipe.arg(1);
+    }
+    pipe.ignore()
+        .cmd("LTRIM")
+        .arg(room)
+        .arg(0)
+        .arg(MAX_TOKENS - 1)
+        .ignore()
+        // Tokens nobody waited for go stale: let them vanish.
+        .cmd("PEXPIRE")
+        .arg(room)
+        .arg(ROOM_TTL_MS)
+        .ignore();
+}
+
+pub(super) fn ttl_ms(ttl: Duration) -> u64 {
+    ms(ttl).max(1)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How often a heartbeat beats, and a diner looks for dead diners' entries.
+fn beat_period(ttl: Duration) -> Duration {
+    (ttl / 5).max(Duration::from_millis(20))
+}
+
+/// A diner's heartbeat thread: every TTL/5, resets the idle time of what
+/// the diner holds, forgets consumers long gone, trims (see [`BEAT`]).
+#[derive(Debug)]
+struct Beat {
+    stop: Shutdown,
+    done: Receiver<()>,
+}
+
+impl Beat {
+    fn start(
+        mut conn: Conn,
+        stream: String,
+        group: String,
+        me: String,
+        ttl: Duration,
+    ) -> std::io::Result<Beat> {
+        let stop = Shutdown::new();
+        let (tx, done) = crossbeam_channel::bounded::<()>(1);
+        let period = beat_period(ttl);
+        let token = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("heartbeat-{me}"))
+            .spawn(move || {
+                let beat = Script::new(BEAT);
+                loop {
+                    // Errors here are the diner thread's to report; keep beating.
+                    let _ = conn.run(|c| {
+                        beat.key(&stream)
+                            .arg(&group)
+                            .arg(&me)
+                            .arg(ttl_ms(ttl))
+                            .arg(MAX_HELD)
+                            .invoke::<u64>(c)
+                    });
+                    if token.sleep(period) {
+                        break;
+                    }
+                }
+                drop(tx);
+            })?;
+        Ok(Beat { stop, done })
+    }
+
+    /// Stops beating; waits briefly so a last beat cannot follow the goodbye.
+    fn stop(self) {
+        self.stop.stop();
+        let _ = self.done.recv_timeout(Duration::from_secs(1));
+    }
+}
+
+/// Reads the depth (the group's lag) and live diners of one group.
+#[derive(Debug)]
+pub struct Gauge {
+    stream: String,
+    group: String,
+    ttl: Duration,
+    depth: Script,
+    live: Script,
+}
+
+impl Gauge {
+    pub(crate) fn new(opts: &RedisOptions) -> Gauge {
+        Gauge {
+            stream: opts.stream.clone(),
+            group: opts.group.clone(),
+            ttl: opts.heartbeat_ttl,
+            depth: Script::new(DEPTH),
+            live: Script::new(LIVE),
+        }
+    }
+
+    /// What the group has not yet been delivered (see [`DEPTH`]).
+    pub(crate) fn depth(&self, c: &mut Connection) -> Result<usize, RedisError> {
+        self.depth.key(&self.stream).arg(&self.group).invoke(c)
+    }
+
+    /// Consumers of the group heard from within the heartbeat TTL.
+    pub(crate) fn diners(&self, c: &mut Connection) -> Result<usize, RedisError> {
+        self.live
+            .key(&self.stream)
+            .arg(&self.group)
+            .arg(ttl_ms(self.ttl))
+            .invoke(c)
+    }
+}
+
+/// The elements of an array (or a RESP3 map, flattened); nothing for nil.
+pub(super) fn items(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::Int(n) => Some(n.to_string().into_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.into_bytes()),
+        _ => None,
+    }
+}
+
+pub(super) fn text(v: &Value) -> Option<String> {
+    bytes(v.clone()).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+pub(super) fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+/// A reply of name/value pairs (XINFO), by name.
+pub(super) struct Fields(Vec<(String, Value)>);
+
+pub(super) fn fields(v: Value) -> Fields {
+    let mut out = Vec::new();
+    let mut it = items(v).into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.push((text(&k).unwrap_or_default(), v));
+    }
+    Fields(out)
+}
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    pub(super) fn text(&self, name: &str) -> String {
+        self.get(name).and_then(text).unwrap_or_default()
+    }
+
+    pub(super) fn int(&self, name: &str) -> Option<u64> {
+        self.get(name).and_then(int)
+    }
+}
+
+/// The lag of `group` in an XINFO GROUPS reply.
+fn lag_of(groups: Value, group: &str) -> Option<usize> {
+    items(groups)
+        .into_iter()
+        .map(fields)
+        .find(|f| f.text("name") == group)
+        .and_then(|f| f.int("lag"))
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// The entries of an XREADGROUP reply, `[[key, [entry…]]…]` (a map in RESP3).
+fn read_reply(v: Value) -> Vec<Entry> {
+    match v {
+        Value::Map(m) => m.into_iter().flat_map(|(_, es)| entries(es)).collect(),
+        other => items(other)
+            .into_iter()
+            .flat_map(|s| items(s).into_iter().nth(1).map(entries).unwrap_or_default())
+            .collect(),
+    }
+}
+
+/// `[[id, [field, value…]]…]`; an entry whose fields are nil is gone.
+fn entries(v: Value) -> Vec<Entry> {
+    items(v).into_iter().filter_map(entry).collect()
+}
+
+fn entry(v: Value) -> Option<Entry> {
+    let mut parts = items(v).into_iter();
+    let id = text(&parts.next()?)?;
+    let body = match parts.next() {
+        None | Some(Value::Nil) => Body::Gone,
+        Some(fs) => {
+            let mut pairs = Vec::new();
+            let mut it = items(fs).into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((text(&k).unwrap_or_default(), v));
+            }
+            match pairs.iter().position(|(k, _)| k == "dish") {
+                Some(i) => Body::Dish(bytes(pairs.swap_remove(i).1).unwrap_or_default()),
+                None => Body::Other(
+                    serde_json::Value::Object(
+                        pairs
+                            .into_iter()
+                            .map(|(k, v)| {
+                                (k, serde_json::Value::String(text(&v).unwrap_or_default()))
+                            })
+                            .collect(),
+                    )
+                    .to_string(),
+                ),
+            }
+        }
+    };
+    Some(Entry { id, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn reads_entries_of_every_shape() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![
+                Value::Array(vec![
+                    bulk("1-1"),
+                    Value::Array(vec![bulk("dish"), bulk("7")]),
+                ]),
+                Value::Array(vec![
+                    bulk("1-2"),
+                    Value::Array(vec![bulk("task"), bulk("resize")]),
+                ]),
+                Value::Array(vec![bulk("1-3"), Value::Nil]),
+            ]),
+        ])]);
+        let got = read_reply(reply);
+        assert_eq!(
+            got,
+            [
+                Entry {
+                    id: "1-1".into(),
+                    body: Body::Dish(b"7".to_vec())
+                },
+                Entry {
+                    id: "1-2".into(),
+                    body: Body::Other(r#"{"task":"resize"}"#.into())
+                },
+                Entry {
+                    id: "1-3".into(),
+                    body: Body::Gone
+                },
+            ]
+        );
+        assert!(read_reply(Value::Nil).is_empty());
+        // RESP3 answers with a map of streams.
+        let map = Value::Map(vec![(
+            bulk("s"),
+            Value::Array(vec![Value::Array(vec![
+                bulk("2-0"),
+                Value::Array(vec![bulk("dish"), bulk("1")]),
+            ])]),
+        )]);
+        assert_eq!(read_reply(map).len(), 1);
+    }
+
+    #[test]
+    fn finds_the_lag_of_one_group() {
+        let group =
+            |name: &str, lag: Value| Value::Array(vec![bulk("name"), bulk(name), bulk("lag"), lag]);
+        let reply = Value::Array(vec![group("a", Value::Int(4)), group("b", Value::Nil)]);
+        assert_eq!(lag_of(reply.clone(), "a"), Some(4));
+        assert_eq!(lag_of(reply.clone(), "b"), None);
+        assert_eq!(lag_of(reply, "c"), None);
+    }
+}
