@@ -2,7 +2,8 @@
 //!
 //! Chefs (producers) put dishes on a bounded queue; diners (consumers) take
 //! them off, oldest first. The queue is a backend chosen at run time: an
-//! in-process crossbeam channel, or Redis (list or publish/subscribe), so the
+//! in-process crossbeam channel, or Redis (a list, publish/subscribe or a
+//! stream with consumer groups), so the
 //! same kitchen shows producer/consumer behaviour in one process and serves
 //! real work across many.
 //!
@@ -35,7 +36,7 @@
 //! | [`local`] | the in-process crossbeam backend |
 //! | [`serve`] | the web entry, `kitchen serve` |
 //! | [`results`] | what became of each dish queued through the web API |
-//! | `redis_mode` | the Redis backend, list and pub/sub (feature `redis`) |
+//! | `redis_mode` | the Redis backend: list, pub/sub and stream modes (feature `redis`) |
 //! | [`redis_url`] | Redis URLs: checked, database read, credentials redacted |
 //! | [`dish`] | the dish and its wire format |
 //! | [`defaults`] | every default, defined once |

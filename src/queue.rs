@@ -27,7 +27,7 @@ pub use crate::vocab::{
 pub enum Backend {
     /// The in-process channel.
     Local(local::LocalQueue),
-    /// A Redis list or channel.
+    /// A Redis list, channel or stream.
     #[cfg(feature = "redis")]
     Redis(Box<redis_mode::RedisQueue>),
 }
@@ -176,7 +176,7 @@ impl Backend {
 pub enum Producer {
     /// The in-process channel.
     Local(local::Producer),
-    /// A Redis list or channel.
+    /// A Redis list, channel or stream.
     #[cfg(feature = "redis")]
     Redis(Box<redis_mode::Producer>),
 }
@@ -232,7 +232,7 @@ impl Producer {
 pub enum Consumer {
     /// The in-process channel.
     Local(local::Consumer),
-    /// A Redis list or channel.
+    /// A Redis list, channel or stream.
     #[cfg(feature = "redis")]
     Redis(Box<redis_mode::Consumer>),
 }
@@ -311,7 +311,7 @@ impl Consumer {
 pub enum Gauge {
     /// The in-process channel.
     Local(local::Consumer),
-    /// A Redis list or channel.
+    /// A Redis list, channel or stream.
     #[cfg(feature = "redis")]
     Redis(Box<redis_mode::Gauge>),
 }
