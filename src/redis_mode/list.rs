@@ -819,7 +819,7 @@ impl Drop for Consumer {
 
 /// A dead letter: the payload (lossy text, at most a few KiB of it, so an
 /// oversized one does not fill Redis twice), why it was set aside, and when.
-fn dead_letter(payload: &[u8], reason: &str) -> String {
+pub(crate) fn dead_letter(payload: &[u8], reason: &str) -> String {
     const KEEP: usize = 4 * 1024;
     let kept = &payload[..payload.len().min(KEEP)];
     serde_json::json!({

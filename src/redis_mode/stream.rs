@@ -862,8 +862,9 @@ impl Consumer {
             conn, names, batch, ..
         } = self;
         let dead = &names.keys.dead;
+        let letter = super::list::dead_letter(&payload, &reason);
         names.run(conn, batch, |c, _| {
-            redis::cmd("LPUSH").arg(dead).arg(&payload).query::<u64>(c)
+            redis::cmd("LPUSH").arg(dead).arg(&letter).query::<u64>(c)
         })?;
         // Set aside: acknowledged with the next read.
         self.batch.done.push(entry.id);
