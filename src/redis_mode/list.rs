@@ -16,10 +16,10 @@
 //! **Bounded without polling.** A chef pushes through a script that checks
 //! the length first (the only script on the hot path: a check-and-push must be
 //! atomic across processes; diners take with plain commands). When full, the chef blocks on `Q:room` (BLPOP,
-//! [`ROOM_WAIT`]); every dish a diner takes drops a token there, which wakes
+//! `room::ROOM_WAIT`); every dish a diner takes drops a token there, which wakes
 //! one waiting chef. Tokens are trimmed to [`MAX_TOKENS`], so stale ones cost a
 //! few spurious wake-ups at most, and a chef blocked with no diner about costs
-//! two commands per [`ROOM_WAIT`].
+//! two commands per `ROOM_WAIT`.
 //!
 //! **Nothing lost.** A diner moves dishes into its processing list (LMOVE in
 //! a pipeline; a script for `--batch` > 1; BLMOVE when the queue is empty) and
@@ -51,20 +51,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use redis::{Connection, RedisError, Script};
 
+use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wake};
 use super::{Conn, unique_name};
 use crate::dish::Dish;
 use crate::dish::DishId;
 use crate::shutdown::Shutdown;
 use crate::vocab::{Capacity, Fault, Put, ReadyError, RedisOptions, Take, TakeError};
 
-/// How long a chef blocks waiting for a wake-up token before checking again.
-pub(crate) const ROOM_WAIT: Duration = Duration::from_millis(500);
-
 /// How long a diner blocks in BLMOVE on an empty queue before answering
 /// [`Take::Idle`], so it notices a stop.
 pub(crate) const TAKE_WAIT: Duration = Duration::from_millis(250);
 
-const _: () = assert!(ROOM_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 
 /// KEYS: queue. ARGV: capacity, payloads…
@@ -97,9 +94,6 @@ end
 table.insert(got, 1, redis.call('LLEN', KEYS[1]))
 return got
 ";
-
-/// The most wake-up tokens kept in `Q:room`.
-pub const MAX_TOKENS: usize = 16;
 
 /// KEYS: queue, processing, heartbeat, diners. ARGV: eaten to drop, leave?, id.
 /// Drops the eaten dishes, puts the rest back on the queue's right end (next
@@ -353,52 +347,6 @@ impl Producer {
                 .run(|c| self.put.key(queue).arg(cap).arg(payloads).invoke(c)),
         }
     }
-}
-
-/// How long a full list is waited on.
-#[derive(Debug, Clone, Copy)]
-enum Until<'a> {
-    /// Until room, or the stop.
-    Stopped(&'a Shutdown),
-    /// Until room, or this instant.
-    Deadline(Instant),
-}
-
-impl Until<'_> {
-    /// How long the next blocking wait for room may last; `None`: no more waiting.
-    fn wait(self) -> Option<Duration> {
-        match self {
-            Until::Stopped(stop) => (!stop.is_stopped()).then_some(ROOM_WAIT),
-            Until::Deadline(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                // BLPOP takes a timeout of 0 as "forever"; Redis counts in ms.
-                (left >= Duration::from_millis(1)).then(|| left.min(ROOM_WAIT))
-            }
-        }
-    }
-
-    /// Sleeps up to `d` before another try; `false`: stop trying (stopped,
-    /// or the deadline came).
-    fn pause(self, d: Duration) -> bool {
-        match self {
-            Until::Stopped(stop) => !stop.sleep(d),
-            Until::Deadline(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return false;
-                }
-                std::thread::sleep(d.min(left));
-                true
-            }
-        }
-    }
-}
-
-/// The outcomes of `n` dishes pushed at once, the list `depth` long after.
-fn queued(depth: usize, n: usize) -> impl Iterator<Item = Put> {
-    (0..n).map(move |i| Put::Queued {
-        depth: (depth + i + 1).saturating_sub(n),
-    })
 }
 
 /// One diner's connection to the list.
@@ -830,28 +778,6 @@ pub(crate) fn dead_letter(payload: &[u8], reason: &str) -> String {
     })
     .to_string()
 }
-
-/// Adds `n` wake-up tokens for waiting chefs, keeping at most [`MAX_TOKENS`].
-fn wake(pipe: &mut redis::Pipeline, room: &str, n: usize) {
-    pipe.cmd("LPUSH").arg(room);
-    for _ in 0..n.min(MAX_TOKENS) {
-        pipe.arg(1);
-    }
-    pipe.ignore()
-        .cmd("LTRIM")
-        .arg(room)
-        .arg(0)
-        .arg(MAX_TOKENS - 1)
-        .ignore()
-        // Tokens nobody waited for go stale: let them vanish.
-        .cmd("PEXPIRE")
-        .arg(room)
-        .arg(ROOM_TTL_MS)
-        .ignore();
-}
-
-/// How long unclaimed wake-up tokens live.
-const ROOM_TTL_MS: u64 = 10_000;
 
 /// Registers `id` with a live heartbeat by `script` ([`REGISTER`]).
 fn register(

@@ -14,11 +14,13 @@
 //! | `stream.rs` | stream mode: consumer groups, bounded adds, acknowledgements, claims of dead diners' entries, trimming |
 //! | `info.rs` | `kitchen info`: what an operator asks first |
 //! | `results.rs` | what became of tracked dishes, beside the queue |
+//! | `room.rs` | waiting for room without polling: wake-up tokens and deadlines (list and stream) |
 
 mod info;
 mod list;
 mod pubsub;
 mod results;
+mod room;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -73,7 +75,7 @@ static SLOW_UNTIL: AtomicU64 = AtomicU64::new(0);
 /// How long (ms) the fail-fast connection that set [`SLOW_UNTIL`] waited.
 static SLOW_WAITED_MS: AtomicU64 = AtomicU64::new(0);
 
-const _: () = assert!(FAST_TIMEOUT.as_millis() >= list::ROOM_WAIT.as_millis() + 1_000);
+const _: () = assert!(FAST_TIMEOUT.as_millis() >= room::ROOM_WAIT.as_millis() + 1_000);
 const _: () = assert!(FAST_TIMEOUT.as_millis() >= list::TAKE_WAIT.as_millis() + 1_000);
 const _: () = assert!(FAST_TIMEOUT.as_millis() <= READ_TIMEOUT.as_millis());
 

@@ -59,26 +59,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use redis::{Connection, RedisError, Script, Value};
 
+use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wake};
 use super::{Conn, unique_name};
 use crate::dish::{Dish, DishId};
 use crate::shutdown::Shutdown;
 use crate::vocab::{Capacity, Fault, Put, ReadyError, RedisOptions, Take, TakeError, redact_url};
 
-/// How long a chef blocks waiting for a wake-up token before checking again.
-const ROOM_WAIT: Duration = Duration::from_millis(500);
-
 /// How long a diner's XREADGROUP blocks on an empty stream before answering
 /// [`Take::Idle`], so it notices a stop.
 const TAKE_WAIT: Duration = Duration::from_millis(250);
 
-const _: () = assert!(ROOM_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
-
-/// The most wake-up tokens kept in `S:room`.
-pub const MAX_TOKENS: usize = 16;
-
-/// How long unclaimed wake-up tokens live.
-const ROOM_TTL_MS: u64 = 10_000;
 
 /// The idle time a leaving diner gives what it hands back: far past any
 /// heartbeat TTL, so the next XAUTOCLAIM of the group takes it at once.
@@ -435,36 +426,6 @@ impl Producer {
         }
         Ok(out)
     }
-}
-
-/// How long a full stream is waited on.
-#[derive(Debug, Clone, Copy)]
-enum Until<'a> {
-    /// Until room, or the stop.
-    Stopped(&'a Shutdown),
-    /// Until room, or this instant.
-    Deadline(Instant),
-}
-
-impl Until<'_> {
-    /// How long the next blocking wait for room may last; `None`: no more waiting.
-    fn wait(self) -> Option<Duration> {
-        match self {
-            Until::Stopped(stop) => (!stop.is_stopped()).then_some(ROOM_WAIT),
-            Until::Deadline(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                // BLPOP takes a timeout of 0 as "forever"; Redis counts in ms.
-                (left >= Duration::from_millis(1)).then(|| left.min(ROOM_WAIT))
-            }
-        }
-    }
-}
-
-/// The outcomes of `n` dishes added at once, the stream `depth` long after.
-fn queued(depth: usize, n: usize) -> impl Iterator<Item = Put> {
-    (0..n).map(move |i| Put::Queued {
-        depth: (depth + i + 1).saturating_sub(n),
-    })
 }
 
 /// One diner: a consumer of its group.
@@ -919,25 +880,6 @@ impl Drop for Consumer {
             .arg(&self.batch.done);
         let _ = self.conn.run(|c| leave.invoke::<u64>(c));
     }
-}
-
-/// Adds `n` wake-up tokens for waiting chefs, keeping at most [`MAX_TOKENS`].
-fn wake(pipe: &mut redis::Pipeline, room: &str, n: usize) {
-    pipe.cmd("LPUSH").arg(room);
-    for _ in 0..n.clamp(1, MAX_TOKENS) {
-        pipe.arg(1);
-    }
-    pipe.ignore()
-        .cmd("LTRIM")
-        .arg(room)
-        .arg(0)
-        .arg(MAX_TOKENS - 1)
-        .ignore()
-        // Tokens nobody waited for go stale: let them vanish.
-        .cmd("PEXPIRE")
-        .arg(room)
-        .arg(ROOM_TTL_MS)
-        .ignore();
 }
 
 pub(super) fn ttl_ms(ttl: Duration) -> u64 {
