@@ -23,9 +23,13 @@ use support::web::{
 
 /// The most any wait in these tests takes.
 const LIMIT: Duration = Duration::from_secs(20);
-/// The stated goal is an answer under a second; a loaded two-core CI
-/// machine gets five before the test fails. RELIABILITY.md has the figures.
-const PROBE_BOUND: Duration = Duration::from_secs(5);
+/// A probe must be answered while the attack still holds: slowloris
+/// clients keep their connections for 60 s (`--client-timeout 60`) and hogs
+/// never stop, so an answer within this is an answer beside the attack, not
+/// after it. This is not a speed target (under a second is the goal; the
+/// figures are in RELIABILITY.md): before the fix the probe got no answer
+/// at all, or a reset.
+const PROBE_BOUND: Duration = LIMIT;
 /// How many fresh `/healthz` requests measure each attack.
 const PROBES: usize = 10;
 

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use redis::{Connection, RedisError, Script};
 
-use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wake};
+use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
 use super::{Conn, unique_name};
 use crate::dish::Dish;
 use crate::dish::DishId;
@@ -288,19 +288,7 @@ impl Producer {
                 rest = &rest[pushed.min(rest.len())..];
                 continue;
             }
-            let Some(wait) = until.wait() else {
-                out.push(Put::Stopped);
-                break;
-            };
-            // Full: sleep in Redis until a diner hands us a token (or the wait ends).
-            let room = &self.keys.room;
-            let _: Option<(String, String)> = self.conn.run(|c| {
-                redis::cmd("BLPOP")
-                    .arg(room)
-                    .arg(wait.as_secs_f64())
-                    .query(c)
-            })?;
-            if until.wait().is_none() {
+            if !wait_for_room(&mut self.conn, &self.keys.room, until)? {
                 out.push(Put::Stopped);
                 break;
             }

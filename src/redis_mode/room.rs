@@ -8,8 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::Conn;
 use crate::shutdown::Shutdown;
-use crate::vocab::Put;
+use crate::vocab::{Fault, Put};
 
 /// How long a chef blocks waiting for a wake-up token before checking again.
 pub(crate) const ROOM_WAIT: Duration = Duration::from_millis(500);
@@ -85,4 +86,20 @@ pub(super) fn wake(pipe: &mut redis::Pipeline, room: &str, n: usize) {
         .arg(room)
         .arg(ROOM_TTL_MS)
         .ignore();
+}
+
+/// The queue was full: sleeps in Redis until a diner hands over a token, or
+/// the wait `until` allows ends. `false`: stop waiting (stopped, or the
+/// deadline came), and the dish was not put.
+pub(super) fn wait_for_room(conn: &mut Conn, room: &str, until: Until<'_>) -> Result<bool, Fault> {
+    let Some(wait) = until.wait() else {
+        return Ok(false);
+    };
+    let _: Option<(String, String)> = conn.run(|c| {
+        redis::cmd("BLPOP")
+            .arg(room)
+            .arg(wait.as_secs_f64())
+            .query(c)
+    })?;
+    Ok(until.wait().is_some())
 }
