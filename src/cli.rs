@@ -11,6 +11,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::ToSocketAddrs;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -22,7 +23,7 @@ use crate::enqueue::EnqueueConfig;
 use crate::exec::Exec;
 use crate::kitchen::work::Work;
 use crate::kitchen::{KitchenConfig, Role};
-use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions};
+use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions, TlsFiles};
 use crate::serve::ServeConfig;
 
 /// Asynchronous work through a queue: chefs make dishes, diners eat them.
@@ -100,7 +101,7 @@ struct RedisBackendArg {
 #[derive(Debug, Args)]
 struct RedisArgs {
     /// Redis server, database, user and password: redis://[user:password@]host[:port][/db],
-    /// or redis+unix:///path/to/redis.sock?db=N (rediss://, TLS, is not built in).
+    /// rediss://… for TLS, or redis+unix:///path/to/redis.sock?db=N.
     #[arg(
         long,
         env = "REDIS_URL",
@@ -119,6 +120,17 @@ struct RedisArgs {
     /// are kept beside it).
     #[arg(long, default_value = defaults::STREAM)]
     stream: String,
+    /// rediss://: trust this CA (PEM) instead of the system's, for a
+    /// server whose certificate a private CA signed.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// rediss://: show the server this client certificate (PEM), for
+    /// mutual TLS (`tls-auth-clients yes`); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// rediss://: the private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// `--group` of the roles that use a stream's consumer group (`run`,
@@ -615,7 +627,7 @@ impl Typed<'_> {
 }
 
 /// Flags that mean something only with `--backend redis`, and why.
-const REDIS_ONLY: [(&str, &str); 9] = [
+const REDIS_ONLY: [(&str, &str); 12] = [
     (
         "mode",
         "--mode applies to --backend redis; the local backend is a queue",
@@ -651,6 +663,18 @@ const REDIS_ONLY: [(&str, &str); 9] = [
     (
         "reconnect_timeout",
         "--reconnect-timeout applies to --backend redis; the local queue has no server to lose",
+    ),
+    (
+        "tls_ca",
+        "--tls-ca applies to --backend redis with a rediss:// URL; the local queue has no server",
+    ),
+    (
+        "tls_cert",
+        "--tls-cert applies to --backend redis with a rediss:// URL; the local queue has no server",
+    ),
+    (
+        "tls_key",
+        "--tls-key applies to --backend redis with a rediss:// URL; the local queue has no server",
     ),
 ];
 
@@ -980,7 +1004,26 @@ fn redis_options(
             format!("invalid --redis-url: {e}"),
         )
     })?;
+    let tls = TlsFiles {
+        ca: redis.tls_ca,
+        client: redis.tls_cert.zip(redis.tls_key),
+    };
+    if tls.any() && !crate::redis_url::is_tls(&redis.redis_url) {
+        let flag = if tls.ca.is_some() {
+            "--tls-ca"
+        } else {
+            "--tls-cert"
+        };
+        return Err(t.error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "{flag} applies to a rediss:// URL (TLS), and --redis-url is `{}`: use rediss://, or drop the --tls-* flags",
+                crate::redis_url::redact(&redis.redis_url)
+            ),
+        ));
+    }
     let mut o = RedisOptions::new(redis.redis_url, mode);
+    o.tls = tls;
     o.queue = redis.queue;
     o.channel = redis.channel;
     o.stream = redis.stream;

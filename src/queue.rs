@@ -19,7 +19,7 @@ use crate::shutdown::Shutdown;
 pub use crate::vocab::{
     AckError, BackendConfig, Capacity, Fault, GaugeError, Mode, OpenError, POLL, Put, PutError,
     ReadyError, RedisOptions, ResultLimits, ResultsError, Returned, Stamping, Take, TakeError,
-    redact_url,
+    TlsFiles, redact_url,
 };
 
 /// An open backend: hands out producers, consumers, gauges and result stores.

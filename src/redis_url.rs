@@ -71,6 +71,59 @@ pub fn database(url: &str) -> Option<i64> {
     }
 }
 
+/// Whether `url` asks for TLS (`rediss://`).
+pub fn is_tls(url: &str) -> bool {
+    url.starts_with("rediss://")
+}
+
+/// The ACL user `url` logs in as: its user name, or `default` (Redis's
+/// user for a bare password or none).
+pub fn user(url: &str) -> String {
+    let Some(u) = parse(url) else {
+        return "default".to_owned();
+    };
+    let name = if is_unix(&u) {
+        u.query_pairs()
+            .filter(|(k, _)| k == "user")
+            .last()
+            .map(|(_, v)| v.into_owned())
+    } else {
+        // A lone userinfo is a password to the redis crate: the default user.
+        u.password().map(|_| percent_decode(u.username()))
+    };
+    name.filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// `%40` as `@`, as the redis crate reads a user name.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The host `url` names, for TLS messages (`127.0.0.1`, `localhost`).
+pub fn host(url: &str) -> Option<String> {
+    parse(url)?.host_str().map(str::to_owned)
+}
+
 /// Checks `url` for `--redis-url`; `Err` is the reason, for a usage error.
 ///
 /// The reason shows the URL only as [`redact`] prints it, so no form of
@@ -96,6 +149,12 @@ pub fn validate(url: &str) -> Result<(), String> {
         }
     } else if u.host_str().is_none_or(str::is_empty) {
         return Err(bad("names no host: use redis://host[:port][/db]".to_owned()));
+    }
+    if u.scheme() == "rediss" && u.fragment() == Some("insecure") {
+        // The redis crate would skip every certificate check.
+        return Err(bad(
+            "turns certificate checks off (#insecure), which kitchen does not do: drop #insecure, and name a private CA with --tls-ca FILE".to_owned(),
+        ));
     }
     match database(url) {
         Some(db) if db >= 0 => Ok(()),
@@ -285,6 +344,28 @@ mod tests {
         assert_eq!(database("redis://alice:pa/ss@h/5"), None);
         // What `redact` prints still names the database.
         assert_eq!(database(&redact("redis://alice:pa/ss@h/5")), Some(5));
+    }
+
+    #[test]
+    fn the_user_is_the_url_s_or_default() {
+        assert_eq!(user("redis://kitchen:S3cr3t@h/5"), "kitchen");
+        assert_eq!(user("rediss://k%40x:S3cr3t@h/0"), "k@x");
+        assert_eq!(user("redis://:S3cr3t@h/5"), "default");
+        assert_eq!(user("rediss://T0k3n@h/0"), "default");
+        assert_eq!(user("redis://h/5"), "default");
+        assert_eq!(user("unix:///r.sock?user=alice&pass=S3cr3t"), "alice");
+        assert_eq!(
+            host("rediss://u:S3cr3t@localhost:6380/0").as_deref(),
+            Some("localhost")
+        );
+        assert!(is_tls("rediss://h/0") && !is_tls("redis://h/0"));
+    }
+
+    #[test]
+    fn certificate_checks_cannot_be_turned_off() {
+        let why = validate("rediss://u:S3cr3t@h/0#insecure").unwrap_err();
+        assert!(why.contains("--tls-ca"), "{why}");
+        assert_clean(&why);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `redis_mode`, `kitchen` and `serve` all build on it, and [`crate::queue`],
 //! the enum that dispatches, sits above both sides without a cycle.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::defaults;
@@ -86,6 +87,27 @@ pub struct RedisOptions {
     pub result_ttl: Duration,
     /// The largest payload a diner accepts; larger ones are dead-lettered.
     pub max_payload: usize,
+    /// Certificates for a `rediss://` URL (none: the system's CAs).
+    pub tls: TlsFiles,
+}
+
+/// The PEM files a `rediss://` connection reads (`--tls-ca`, `--tls-cert`,
+/// `--tls-key`); read when the backend opens, so a bad file is a runtime
+/// error naming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// A private CA to trust instead of the system's.
+    pub ca: Option<PathBuf>,
+    /// A client certificate and its private key, for mutual TLS: both or
+    /// neither.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsFiles {
+    /// Whether any file is named.
+    pub fn any(&self) -> bool {
+        self.ca.is_some() || self.client.is_some()
+    }
 }
 
 impl RedisOptions {
@@ -103,6 +125,7 @@ impl RedisOptions {
             reconnect_for: defaults::RECONNECT_FOR,
             result_ttl: defaults::RESULT_TTL,
             max_payload: defaults::MAX_PAYLOAD,
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -122,6 +145,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("reconnect_for", &self.reconnect_for)
             .field("result_ttl", &self.result_ttl)
             .field("max_payload", &self.max_payload)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -353,6 +377,39 @@ pub enum Fault {
         url: String,
         /// How long kitchen waited, in seconds (`1.5`).
         secs: String,
+    },
+    /// A TLS connection failed, or a server expected one that was not
+    /// made: `problem` says which, `fix` what to do.
+    #[error("cannot connect to redis at {url}: {problem}: {fix}")]
+    Tls {
+        /// The server, password redacted.
+        url: String,
+        /// What went wrong (`the server's certificate has expired`).
+        problem: String,
+        /// What to do about it.
+        fix: String,
+    },
+    /// A `--tls-*` file could not be read, or holds no usable PEM.
+    #[error("cannot use {flag} {path}: {detail}")]
+    TlsFile {
+        /// The flag that named it (`--tls-ca`).
+        flag: &'static str,
+        /// The file, as given.
+        path: String,
+        /// What is wrong with it and what to do.
+        detail: String,
+    },
+    /// Redis's ACL denied this user a command, key or channel (`NOPERM`).
+    #[error("redis at {url} denied user {user} {what} (NOPERM): grant it with `{fix}`")]
+    NoPermission {
+        /// The server, password redacted.
+        url: String,
+        /// The ACL user (`default` when the URL names none).
+        user: String,
+        /// What was denied (`the command 'xadd'`, `a key`, `the channel`).
+        what: String,
+        /// The `ACL SETUSER` command that grants it.
+        fix: String,
     },
     /// Any other answer from Redis that kitchen cannot work with.
     #[error("redis at {url} failed: {detail}")]

@@ -63,7 +63,7 @@ pub struct InfoDiner {
 
 /// Reads the snapshot.
 pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
-    let client = client(&opts.url)?;
+    let client = client(opts)?;
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
     let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
     let keys = Keys::new(&opts.queue);

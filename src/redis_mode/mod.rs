@@ -22,6 +22,7 @@ mod pubsub;
 mod results;
 mod room;
 mod stream;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -96,7 +97,7 @@ impl RedisQueue {
         capacity: Capacity,
         results: ResultLimits,
     ) -> Result<RedisQueue, Fault> {
-        let client = client(&opts.url)?;
+        let client = client(&opts)?;
         let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
         match opts.mode {
             Mode::List => {
@@ -122,7 +123,7 @@ impl RedisQueue {
         results: ResultLimits,
     ) -> Result<RedisQueue, Fault> {
         Ok(RedisQueue {
-            client: client(&opts.url)?,
+            client: client(&opts)?,
             opts,
             capacity,
             results,
@@ -744,14 +745,10 @@ impl<'a> Reconnect<'a> {
     }
 }
 
-/// Parses a Redis URL into a client; refuses TLS, which this build lacks.
-pub(crate) fn client(url: &str) -> Result<Client, Fault> {
-    if url.starts_with("rediss://") {
-        return Err(Fault::Redis {
-            url: redact_url(url),
-            detail: TLS_MISSING.to_owned(),
-        });
-    }
+/// Parses the URL into a client, with the certificates of `--tls-*` (read
+/// here, so a bad file fails before any connection).
+pub(crate) fn client(opts: &RedisOptions) -> Result<Client, Fault> {
+    let url = opts.url.as_str();
     let shape = || Fault::Redis {
         url: redact_url(url),
         detail: URL_SHAPE.to_owned(),
@@ -761,20 +758,14 @@ pub(crate) fn client(url: &str) -> Result<Client, Fault> {
     // from a server that hangs (see FAST_TIMEOUT), and Redis before 7.2
     // refuses it anyway.
     let settings = info.redis_settings().clone().set_skip_set_lib_name();
-    Client::open(info.set_redis_settings(settings)).map_err(|_| shape())
+    tls::client(info.set_redis_settings(settings), url, &opts.tls)
 }
 
 /// What a Redis URL looks like.
 const URL_SHAPE: &str = "use redis://[user:password@]host[:port][/db]";
 
-/// Why `rediss://` is refused.
-pub const TLS_MISSING: &str = "rediss:// (TLS) is not supported by this build of kitchen; use redis:// on a trusted network, or a TLS tunnel (stunnel, ssh -L) to the server";
-
 /// Checks a URL at parse time: `Err` is the usage error clap prints.
 pub fn validate_url(url: &str) -> Result<(), String> {
-    if url.starts_with("rediss://") {
-        return Err(TLS_MISSING.to_owned());
-    }
     // The crate's own message may echo the URL, password and all: ours does not.
     redis::IntoConnectionInfo::into_connection_info(url)
         .map(|_| ())
@@ -791,14 +782,22 @@ fn connect(client: &Client) -> Result<Connection, RedisError> {
 }
 
 /// [`connect`], its failure classified: a server that accepts and does not
-/// answer within [`CONNECT_TIMEOUT`] is slow, not absent.
+/// answer within [`CONNECT_TIMEOUT`] is slow, not absent, unless it speaks
+/// another protocol than the URL's (TLS or plain).
 fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, Fault> {
-    connect(client).map_err(|e| match classify(e, url, key) {
-        Fault::Slow { url, .. } => Fault::Slow {
-            url,
-            secs: secs(CONNECT_TIMEOUT),
-        },
-        other => other,
+    connect(client).map_err(|e| {
+        if e.is_timeout() || e.is_connection_dropped() {
+            if let Some(fault) = tls::mismatch(client, url) {
+                return fault;
+            }
+        }
+        match classify(e, url, key) {
+            Fault::Slow { url, .. } => Fault::Slow {
+                url,
+                secs: secs(CONNECT_TIMEOUT),
+            },
+            other => other,
+        }
     })
 }
 
@@ -815,9 +814,10 @@ fn connect_within(
     Ok(con)
 }
 
-/// Errors after which a new connection may succeed.
+/// Errors after which a new connection may succeed: not a failed TLS
+/// check, which the next connection meets again.
 fn is_transient(e: &RedisError) -> bool {
-    e.is_io_error()
+    (e.is_io_error() && tls::fault(e, "").is_none())
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
@@ -834,9 +834,13 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
     if code == "NOAUTH" || text.contains("Authentication required") {
         return Fault::NoPassword { url };
     }
-    if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(code.as_str(), "WRONGPASS" | "NOPERM")
-    {
+    if code == "NOPERM" || text.contains("NOPERM") {
+        return no_permission(&text, &url, key);
+    }
+    if let Some(fault) = tls::fault(&e, &url) {
+        return fault;
+    }
+    if e.kind() == redis::ErrorKind::AuthenticationFailed || code == "WRONGPASS" {
         return Fault::Auth {
             url,
             detail: code_or(&code, "authentication failed"),
@@ -866,6 +870,42 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
         return Fault::Unreachable { url, detail: text };
     }
     Fault::Redis { url, detail: text }
+}
+
+/// What Redis's ACL denied, from its message, and the rule that grants it:
+/// `NOPERM User kitchen has no permissions to run the 'xadd' command`, `…
+/// to access one of the keys used as arguments`, `… one of the channels`.
+fn no_permission(text: &str, url: &str, key: &str) -> Fault {
+    let user = crate::redis_url::user(url);
+    let quoted = text.split('\'').nth(1).filter(|c| !c.is_empty());
+    let (what, rule) = if text.contains("to run the") && quoted.is_some() {
+        let cmd = quoted.unwrap_or_default().to_lowercase();
+        (
+            format!("the command '{cmd}'"),
+            format!("+{}", cmd.replace(' ', "|")),
+        )
+    } else if text.contains("channel") {
+        (
+            "a channel".to_owned(),
+            "&CHANNEL (kitchen's --channel, task:pubsub:channel by default)".to_owned(),
+        )
+    } else if text.contains("key") {
+        (
+            format!("a key (kitchen's keys start with {key})"),
+            format!("'~{key}*' '~{{{key}}}*'"),
+        )
+    } else {
+        (
+            format!("a command ({})", text.trim()),
+            "+@all -@dangerous".to_owned(),
+        )
+    };
+    Fault::NoPermission {
+        url: url.to_owned(),
+        fix: format!("ACL SETUSER {user} {rule}"),
+        user,
+        what,
+    }
 }
 
 fn code_or(code: &str, default: &str) -> String {
@@ -912,7 +952,7 @@ mod tests {
         assert!(validate_url("redis://u:pw@127.0.0.1/5").is_ok());
         let bad = validate_url("redis://u:pw@127.0.0.1:x/5").unwrap_err();
         assert!(!bad.contains("pw@"), "{bad}");
-        assert!(validate_url("rediss://h/0").unwrap_err().contains("TLS"));
+        assert!(validate_url("rediss://h/0").is_ok());
     }
 
     #[test]

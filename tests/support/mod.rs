@@ -12,6 +12,8 @@ pub mod redis_server;
 #[cfg(feature = "redis")]
 pub mod redis_stream;
 pub mod slow_proxy;
+#[cfg(feature = "redis")]
+pub mod tls_certs;
 
 pub mod web;
 
@@ -330,4 +332,17 @@ pub fn has_ended(pid: &str) -> bool {
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
     }
+}
+
+/// Runs `kitchen ARGS`, which must fail with exit 1 and one line on
+/// stderr, `kitchen: …`, and no panic; returns that line.
+pub fn error_line<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let out = run(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: one line, got {err:?}");
+    assert!(lines[0].starts_with("kitchen: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_owned()
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,22 @@ pub struct RedisServer {
     port: u16,
     password: Option<String>,
     extra: Vec<String>,
+    /// TLS settings (`--tls-cert-file …`), when it also listens with TLS.
+    tls: Option<Vec<String>>,
+    /// Its TLS port; 0 without TLS.
+    tls_port: u16,
     dir: tempfile::TempDir,
+}
+
+/// The files a TLS server reads: its certificate and key, and the CA that
+/// its clients' certificates must come from.
+pub struct TlsServerFiles<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub ca: &'a Path,
+    /// `--tls-auth-clients yes`: mutual TLS, a client without a certificate
+    /// from `ca` is refused.
+    pub auth_clients: bool,
 }
 
 impl RedisServer {
@@ -45,6 +60,29 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (`["--maxclients", "5"]`).
     pub fn start_with(extra: &[&str]) -> RedisServer {
+        RedisServer::start_inner(extra, None)
+    }
+
+    /// Starts a server that listens with TLS on [`RedisServer::tls_port`]
+    /// (see [`RedisServer::tls_url`]) as well as plainly on
+    /// [`RedisServer::port`], where the test's own checks go. Extra
+    /// arguments as for [`RedisServer::start_with`].
+    pub fn with_tls(files: &TlsServerFiles<'_>, extra: &[&str]) -> RedisServer {
+        let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
+        let tls = vec![
+            "--tls-cert-file".to_owned(),
+            path(files.cert),
+            "--tls-key-file".to_owned(),
+            path(files.key),
+            "--tls-ca-cert-file".to_owned(),
+            path(files.ca),
+            "--tls-auth-clients".to_owned(),
+            if files.auth_clients { "yes" } else { "no" }.to_owned(),
+        ];
+        RedisServer::start_inner(extra, Some(tls))
+    }
+
+    fn start_inner(extra: &[&str], tls: Option<Vec<String>>) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("kitchen-redis-")
             .tempdir()
@@ -59,12 +97,17 @@ impl RedisServer {
             port: 0,
             password,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            tls,
+            tls_port: 0,
             dir,
         };
         // Another test may grab the free port between our probe and the server's bind:
         // try a few ports before giving up.
         for _ in 0..5 {
             server.port = free_port();
+            if server.tls.is_some() {
+                server.tls_port = free_port();
+            }
             if server.spawn() {
                 return server;
             }
@@ -105,8 +148,12 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(&log)
-            .args(&self.extra)
-            .stdin(Stdio::null())
+            .args(&self.extra);
+        if let Some(tls) = &self.tls {
+            cmd.args(["--tls-port", &self.tls_port.to_string()])
+                .args(tls);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = match cmd.spawn() {
@@ -162,6 +209,26 @@ impl RedisServer {
     /// The port it listens on (loopback only).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS port (0 for a server started without TLS).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+    }
+
+    /// The `rediss://` URL of its TLS port: database 5, by IP address.
+    pub fn tls_url(&self) -> String {
+        self.tls_url_as("127.0.0.1")
+    }
+
+    /// [`RedisServer::tls_url`] with another host name for loopback
+    /// (`localhost`), for the host name checks.
+    pub fn tls_url_as(&self, host: &str) -> String {
+        assert!(self.tls_port != 0, "started without TLS");
+        match &self.password {
+            Some(p) => format!("rediss://:{p}@{host}:{}/5", self.tls_port),
+            None => format!("rediss://{host}:{}/5", self.tls_port),
+        }
     }
 
     /// The URL kitchen should use: database 5, as the tutorial's, with the password if any.
