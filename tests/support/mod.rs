@@ -11,6 +11,8 @@ pub mod redis_kitchen;
 pub mod redis_server;
 #[cfg(feature = "redis")]
 pub mod redis_stream;
+#[cfg(feature = "redis")]
+pub mod roles;
 pub mod slow_proxy;
 #[cfg(feature = "redis")]
 pub mod tls_certs;
