@@ -15,7 +15,10 @@
 //! | `info.rs` | `kitchen info`: what an operator asks first |
 //! | `results.rs` | what became of tracked dishes, beside the queue |
 //! | `room.rs` | waiting for room without polling: wake-up tokens and deadlines (list and stream) |
+//! | `tls.rs` | `rediss://`: certificates read once, failed handshakes explained |
+//! | `acl.rs` | `NOPERM`: the command, key or channel an ACL user lacks, and its grant |
 
+mod acl;
 mod info;
 mod list;
 mod pubsub;
@@ -461,6 +464,10 @@ impl Conn {
                 }
                 Err(e) if is_transient(&e) => e,
                 Err(e) if is_oom(&e) => return Err(self.out_of_memory()),
+                // Which command a script was denied, Redis tells only when asked.
+                Err(e) if acl::is_denied(&e) => {
+                    return Err(acl::fault(&e, self.con.as_mut(), &self.url, &self.key));
+                }
                 Err(e) => return Err(classify(e, &self.url, &self.key)),
             };
             // The connection may be half-way through a reply: never reuse it.
@@ -834,8 +841,8 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
     if code == "NOAUTH" || text.contains("Authentication required") {
         return Fault::NoPassword { url };
     }
-    if code == "NOPERM" || text.contains("NOPERM") {
-        return no_permission(&text, &url, key);
+    if acl::is_denied(&e) {
+        return acl::fault(&e, None, &url, key);
     }
     if let Some(fault) = tls::fault(&e, &url) {
         return fault;
@@ -870,42 +877,6 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
         return Fault::Unreachable { url, detail: text };
     }
     Fault::Redis { url, detail: text }
-}
-
-/// What Redis's ACL denied, from its message, and the rule that grants it:
-/// `NOPERM User kitchen has no permissions to run the 'xadd' command`, `…
-/// to access one of the keys used as arguments`, `… one of the channels`.
-fn no_permission(text: &str, url: &str, key: &str) -> Fault {
-    let user = crate::redis_url::user(url);
-    let quoted = text.split('\'').nth(1).filter(|c| !c.is_empty());
-    let (what, rule) = if text.contains("to run the") && quoted.is_some() {
-        let cmd = quoted.unwrap_or_default().to_lowercase();
-        (
-            format!("the command '{cmd}'"),
-            format!("+{}", cmd.replace(' ', "|")),
-        )
-    } else if text.contains("channel") {
-        (
-            "a channel".to_owned(),
-            "&CHANNEL (kitchen's --channel, task:pubsub:channel by default)".to_owned(),
-        )
-    } else if text.contains("key") {
-        (
-            format!("a key (kitchen's keys start with {key})"),
-            format!("'~{key}*' '~{{{key}}}*'"),
-        )
-    } else {
-        (
-            format!("a command ({})", text.trim()),
-            "+@all -@dangerous".to_owned(),
-        )
-    };
-    Fault::NoPermission {
-        url: url.to_owned(),
-        fix: format!("ACL SETUSER {user} {rule}"),
-        user,
-        what,
-    }
 }
 
 fn code_or(code: &str, default: &str) -> String {
