@@ -1482,7 +1482,7 @@ mod tests {
     /// Each subcommand's `--help` lists exactly the flags it reads.
     #[test]
     fn each_subcommand_takes_only_the_flags_it_reads() {
-        let redis = "redis-url queue channel stream";
+        let redis = "redis-url queue channel stream tls-ca tls-cert tls-key";
         let pace = "duration max-sleep-ms seed quiet json ids";
         let work = "exec timeout shutdown-timeout max-payload";
         let matrix = [
@@ -1540,6 +1540,46 @@ mod tests {
             want.sort_unstable();
             assert_eq!(shown, want, "kitchen {sub} --help");
         }
+    }
+
+    #[test]
+    fn tls_files_go_with_a_rediss_url() {
+        let o = redis(&[
+            "chef",
+            "--redis-url",
+            "rediss://h:6380/0",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "c.key",
+        ]);
+        assert_eq!(o.tls.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(
+            o.tls.client,
+            Some((PathBuf::from("c.pem"), PathBuf::from("c.key")))
+        );
+        let o = redis(&["info", "--redis-url", "rediss://h/0", "--tls-ca", "ca.pem"]);
+        assert_eq!((o.tls.ca.is_some(), o.tls.client), (true, None));
+        assert!(!redis(&["chef", "--redis-url", "rediss://h/0"]).tls.any());
+        refused(
+            "chef --redis-url rediss://h/0 --tls-cert c.pem",
+            "--tls-key",
+        );
+        refused(
+            "diner --redis-url rediss://h/0 --tls-key c.key",
+            "--tls-cert",
+        );
+        refused(
+            "enqueue --redis-url redis://h/0 --tls-ca ca.pem x",
+            "rediss://",
+        );
+        refused(
+            "serve --tls-ca ca.pem",
+            "--tls-ca applies to --backend redis",
+        );
+        refused("chef --redis-url rediss://h/0#insecure", "#insecure");
     }
 
     #[test]

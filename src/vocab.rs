@@ -157,6 +157,8 @@ pub fn redact_url(url: &str) -> String {
 
 /// Which backend to open, as the command line chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One per run, read at start: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum BackendConfig {
     /// The in-process crossbeam channel.
     Local,

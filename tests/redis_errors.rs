@@ -79,8 +79,8 @@ fn a_malformed_url_is_a_usage_error() {
         "http://127.0.0.1/5",
         "redis://127.0.0.1:notaport/5",
         "redis://127.0.0.1:6379/notadb",
-        "rediss://127.0.0.1:6379/5",
         "redis://:hunter2@127.0.0.1:x/5",
+        "rediss://:hunter2@127.0.0.1:6379/5#insecure",
     ] {
         let out = support::run(&["run", "--backend", "redis", "--redis-url", url]);
         assert_eq!(out.status.code(), Some(2), "{url}: {}", stderr(&out));

@@ -221,6 +221,9 @@ fn tls_flags_out_of_place_are_usage_errors() {
     }
 }
 
+/// How long the TLS server stays down once every process has noticed.
+const OUTAGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[test]
 fn a_tls_server_restart_mid_run_loses_nothing() {
     const DISHES: u64 = 1_000;
@@ -266,6 +269,9 @@ fn a_tls_server_restart_mid_run_loses_nothing() {
     for e in &mut errs {
         e.wait_for(LIMIT, |l| l.contains("lost redis"));
     }
+    // The outage itself (a few reconnect attempts with backoff), not a
+    // wait for something to happen.
+    std::thread::sleep(OUTAGE.saturating_sub(down.elapsed()));
     server.restart();
     let back = Instant::now();
     let outage = back.duration_since(down).as_secs_f64();

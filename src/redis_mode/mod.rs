@@ -793,10 +793,10 @@ fn connect(client: &Client) -> Result<Connection, RedisError> {
 /// another protocol than the URL's (TLS or plain).
 fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, Fault> {
     connect(client).map_err(|e| {
-        if e.is_timeout() || e.is_connection_dropped() {
-            if let Some(fault) = tls::mismatch(client, url) {
-                return fault;
-            }
+        if (e.is_timeout() || e.is_connection_dropped())
+            && let Some(fault) = tls::mismatch(client, url)
+        {
+            return fault;
         }
         match classify(e, url, key) {
             Fault::Slow { url, .. } => Fault::Slow {
