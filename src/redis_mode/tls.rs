@@ -301,3 +301,50 @@ fn speaks_tls(host: &str, port: u16) -> bool {
         .and_then(|s| first_byte(s, &hello))
         .is_some_and(|b| b == 22)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(err: rustls::Error) -> String {
+        let (p, f) =
+            explain(&err, "rediss://u:S3cr3t@cache.example:6380/0").expect("a TLS problem");
+        format!("{p}: {f}")
+    }
+
+    #[test]
+    fn each_failed_check_says_what_to_do() {
+        let cert = rustls::Error::InvalidCertificate;
+        assert!(problem(cert(CertificateError::UnknownIssuer)).contains("--tls-ca FILE"));
+        assert!(problem(cert(CertificateError::Expired)).contains("has expired"));
+        assert!(
+            problem(cert(CertificateError::NotValidForName))
+                .contains("not valid for cache.example")
+        );
+        assert!(
+            problem(rustls::Error::AlertReceived(
+                AlertDescription::CertificateRequired
+            ))
+            .contains("--tls-cert FILE --tls-key FILE")
+        );
+        assert!(
+            problem(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
+                .contains("refused kitchen's client certificate")
+        );
+    }
+
+    #[test]
+    fn no_files_means_the_system_s_cas() {
+        assert!(matches!(certificates(&TlsFiles::default()), Ok(None)));
+        let missing = TlsFiles {
+            ca: Some("/nonexistent/ca.pem".into()),
+            client: None,
+        };
+        match certificates(&missing) {
+            Err(Fault::TlsFile { flag, path, .. }) => {
+                assert_eq!((flag, path.as_str()), ("--tls-ca", "/nonexistent/ca.pem"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
