@@ -1,12 +1,13 @@
 //! ACL: every role runs as the README's `ACL SETUSER` user, limited to
 //! kitchen's keys and channel, in every mode; a user missing one permission
-//! gets one line naming it and the rule that grants it.
+//! gets one line naming it and the rule that grants it. Over TLS too.
 #![cfg(feature = "redis")]
 
 mod support;
 
 use support::redis_server::RedisServer;
 use support::roles::{every_role_works, role_args};
+use support::tls_certs::Certs;
 use support::{error_line, stderr};
 
 const USER: &str = "kitchen";
@@ -48,6 +49,20 @@ fn every_role_works_as_the_readme_s_acl_user() {
         &[],
     );
     // Everything it did, it did as that user: no command was refused.
+    let log: Vec<redis::Value> = server.query(&["ACL", "LOG"]);
+    assert!(log.is_empty(), "denied: {log:?}");
+}
+
+#[test]
+fn the_acl_user_works_over_tls_too() {
+    let certs = Certs::new();
+    let server = RedisServer::with_tls(&certs.server_files(&certs.server, false), &[]);
+    create_user(&server, &[]);
+    let url = format!(
+        "rediss://{USER}:{PASSWORD}@localhost:{}/5",
+        server.tls_port()
+    );
+    every_role_works(&url, &["--tls-ca".into(), certs.ca.display().to_string()]);
     let log: Vec<redis::Value> = server.query(&["ACL", "LOG"]);
     assert!(log.is_empty(), "denied: {log:?}");
 }
