@@ -7,7 +7,7 @@
 //! `redis.acl_check_cmd` (Redis 7), which of the commands its scripts run
 //! the user may not.
 
-use redis::{Connection, RedisError};
+use redis::{ConnectionLike, RedisError};
 
 use crate::vocab::Fault;
 
@@ -22,7 +22,12 @@ const IN_SCRIPT: &str = "The user executing the script can't";
 
 /// The fault for a denial: what was denied, and the grant. `con`, when
 /// given, is asked which command a script was denied.
-pub(crate) fn fault(e: &RedisError, con: Option<&mut Connection>, url: &str, key: &str) -> Fault {
+pub(crate) fn fault(
+    e: &RedisError,
+    con: Option<&mut impl ConnectionLike>,
+    url: &str,
+    key: &str,
+) -> Fault {
     let url = crate::vocab::redact_url(url);
     let text = e.to_string();
     let user = crate::redis_url::user(&url);
@@ -136,7 +141,7 @@ return denied
 
 /// The commands of kitchen's scripts the user may not run; `None` when
 /// Redis cannot say (before 7.0, or `EVAL` itself denied).
-fn denied_in_scripts(con: &mut Connection, key: &str) -> Option<Vec<String>> {
+fn denied_in_scripts(con: &mut impl ConnectionLike, key: &str) -> Option<Vec<String>> {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(PROBE).arg(1).arg(key);
     for words in SCRIPT_COMMANDS {

@@ -794,7 +794,7 @@ fn connect(client: &Client) -> Result<Connection, RedisError> {
 fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, Fault> {
     connect(client).map_err(|e| {
         if (e.is_timeout() || e.is_connection_dropped())
-            && let Some(fault) = tls::mismatch(client, url)
+            && let Some(fault) = tls::mismatch(url)
         {
             return fault;
         }
@@ -842,7 +842,7 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
         return Fault::NoPassword { url };
     }
     if acl::is_denied(&e) {
-        return acl::fault(&e, None, &url, key);
+        return acl::fault(&e, None::<&mut Connection>, &url, key);
     }
     if let Some(fault) = tls::fault(&e, &url) {
         return fault;

@@ -236,8 +236,9 @@ fn rustls_error(e: &RedisError) -> Option<&rustls::Error> {
 /// sends; a TLS server drops a plain command): asks the server, on a
 /// connection of its own, which protocol it speaks; `Some` when it is not
 /// the one the URL asked for.
-pub(crate) fn mismatch(client: &Client, url: &str) -> Option<Fault> {
-    let (problem, fix) = match client.get_connection_info().addr() {
+pub(crate) fn mismatch(url: &str) -> Option<Fault> {
+    let info = redis::IntoConnectionInfo::into_connection_info(url).ok()?;
+    let (problem, fix) = match info.addr() {
         ConnectionAddr::TcpTls { host, port, .. } if speaks_plain(host, *port) => (
             "the server does not speak TLS on this port",
             "use redis:// for a plain port, or the server's tls-port with rediss://",
