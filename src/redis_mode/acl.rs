@@ -7,7 +7,7 @@
 //! `redis.acl_check_cmd` (Redis 7), which of the commands its scripts run
 //! the user may not.
 
-use redis::{ConnectionLike, RedisError};
+use redis::{Connection, ConnectionLike, RedisError, RedisResult, Value};
 
 use crate::vocab::Fault;
 
@@ -71,6 +71,18 @@ pub(crate) fn fault(
         fix: format!("ACL SETUSER {user} {rule}"),
         user,
         what,
+    }
+}
+
+/// Subscribes `con` to `channel`, the reply read: the crate's
+/// `PubSub::subscribe` takes an error reply for a confirmation, so a user
+/// denied the channel (`NOPERM`) would wait for dishes that never come.
+/// Use the connection through `as_pubsub` afterwards.
+pub(crate) fn subscribe(con: &mut Connection, channel: &str) -> RedisResult<()> {
+    con.send_packed_command(&redis::cmd("SUBSCRIBE").arg(channel).get_packed_command())?;
+    match con.recv_response()? {
+        Value::ServerError(e) => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

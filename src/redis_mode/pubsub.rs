@@ -346,8 +346,8 @@ impl Listener {
         retry: &mut Reconnect<'_>,
     ) -> Result<(), redis::RedisError> {
         let mut con = connect(&self.client)?;
+        super::acl::subscribe(&mut con, &self.channel)?;
         let mut sub = con.as_pubsub();
-        sub.subscribe(&self.channel)?;
         sub.set_read_timeout(Some(LISTEN_WAIT))?;
         if std::mem::take(first) {
             let _ = ready.send(Ok(()));
