@@ -88,7 +88,20 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
         Command::Info {
             redis,
             capacity,
+            watch: true,
+            ..
+        } => {
+            use std::io::IsTerminal;
+            let mut out = std::io::stdout();
+            let tty = out.is_terminal();
+            queue::watch(&redis, capacity, shutdown, &mut out, tty)?;
+            Ok(())
+        }
+        Command::Info {
+            redis,
+            capacity,
             json,
+            watch: false,
         } => {
             let text = queue::info(&redis, capacity, json)?;
             let _ = std::io::stdout().lock().write_all(text.as_bytes());

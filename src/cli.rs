@@ -288,8 +288,12 @@ struct InfoArgs {
     #[command(flatten)]
     capacity: CapacityArgs,
     /// Print one JSON object instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     json: bool,
+    /// Refresh every second until Ctrl-C: queue depth, retries, dead
+    /// letters, rates, and what each live diner holds and has eaten.
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -487,6 +491,8 @@ pub enum Command {
         capacity: Capacity,
         /// JSON instead of a table.
         json: bool,
+        /// Refresh every second until stopped (`--watch`).
+        watch: bool,
     },
 }
 
@@ -911,6 +917,7 @@ impl InfoArgs {
             redis,
             capacity: self.capacity.capacity(t, false)?,
             json: self.json,
+            watch: self.watch,
         })
     }
 }
@@ -1476,7 +1483,7 @@ mod tests {
                 "serve",
                 "client-timeout full-wait-ms backend capacity unbounded result-ttl".into(),
             ),
-            ("info", format!("capacity unbounded json {redis}")),
+            ("info", format!("capacity unbounded json watch {redis}")),
         ];
         let mut root = Cli::command();
         root.build();

@@ -482,6 +482,27 @@ pub fn info(opts: &RedisOptions, capacity: Capacity, json: bool) -> Result<Strin
     }
 }
 
+/// `kitchen info --watch`: the info view on `out` every second until
+/// `shutdown`, redrawn in place on a terminal (`tty`), else each frame
+/// followed by a `----` line.
+pub fn watch(
+    opts: &RedisOptions,
+    capacity: Capacity,
+    shutdown: &Shutdown,
+    out: &mut dyn std::io::Write,
+    tty: bool,
+) -> Result<(), OpenError> {
+    #[cfg(feature = "redis")]
+    {
+        Ok(redis_mode::watch(opts, capacity, shutdown, out, tty)?)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (opts, capacity, shutdown, out, tty);
+        Err(OpenError::NotCompiled)
+    }
+}
+
 /// Checks a Redis URL as the backend will read it; `Err` is the usage
 /// error to print (never echoing a password). Without the `redis` feature
 /// there is nothing more to check: opening says the feature is missing.

@@ -9,6 +9,7 @@ use redis::{Connection, RedisError, Script, Value};
 
 use super::list::Keys;
 use super::stream::{self, fields, int, items, text};
+use super::tally::Note;
 use super::{Memory, client, connect_checked};
 use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
@@ -33,6 +34,10 @@ pub struct Info {
     pub over_capacity: bool,
     /// Payloads set aside in `<queue>:dead`.
     pub dead: u64,
+    /// Dead letters trimmed (the oldest, past `--dead-max`) since counting began.
+    pub dead_trimmed: u64,
+    /// Failed dishes waiting out their delay before another attempt.
+    pub waiting_retries: u64,
     /// Registered diners, live or presumed dead.
     pub diners: Vec<InfoDiner>,
     /// The pub/sub channel.
@@ -59,6 +64,14 @@ pub struct InfoDiner {
     pub alive: bool,
     /// What it holds, not yet acknowledged (raw payloads).
     pub holding: Vec<String>,
+    /// Dishes it ate since it started, as its last heartbeat said; `null`
+    /// for a diner whose heartbeat carries no counts (dead, or older).
+    pub eaten: Option<u64>,
+    /// Dishes that failed in its hands since it started (as `eaten`).
+    pub failed: Option<u64>,
+    /// When it took the dish in hand (µs since the epoch), as its last
+    /// heartbeat said; `null` when it holds nothing or does not say.
+    pub held_since_us: Option<u64>,
 }
 
 /// Reads the snapshot.
@@ -86,8 +99,8 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
     let mut sorted = ids;
     sorted.sort();
     for id in sorted {
-        let (alive, holding): (bool, Vec<String>) = redis::pipe()
-            .cmd("EXISTS")
+        let (beat, holding): (Option<String>, Vec<String>) = redis::pipe()
+            .cmd("GET")
             .arg(keys.heartbeat(&id))
             .cmd("LRANGE")
             .arg(keys.processing(&id))
@@ -95,7 +108,15 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
             .arg(-1)
             .query(&mut con)
             .map_err(fail)?;
-        diners.push(InfoDiner { id, alive, holding });
+        let note = beat.as_deref().and_then(Note::parse);
+        diners.push(InfoDiner {
+            id,
+            alive: beat.is_some(),
+            holding,
+            eaten: note.map(|n| n.eaten),
+            failed: note.map(|n| n.failed),
+            held_since_us: note.and_then(|n| n.held_since_us),
+        });
     }
     let stream = stream_info(&mut con, opts, capacity)
         .map_err(|e| super::classify(e, &opts.url, &opts.stream))?;
@@ -116,6 +137,8 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         out_of_memory: memory.as_ref().is_some_and(Memory::full),
         memory,
         dead,
+        dead_trimmed: 0,
+        waiting_retries: 0,
         diners,
         channel: opts.channel.clone(),
         subscribers: numsub.1,
@@ -166,9 +189,13 @@ impl Info {
         );
         for d in &self.diners {
             let state = if d.alive { "live" } else { "dead" };
+            let counts = match (d.eaten, d.failed) {
+                (Some(e), Some(f)) => format!(", eaten {e}, failed {f}"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "    {} {state}, holding {}{}",
+                "    {} {state}, holding {}{}{counts}",
                 d.id,
                 d.holding.len(),
                 if d.holding.is_empty() {

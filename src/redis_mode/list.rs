@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `Q` | list | waiting dishes, newest on the left (so `LPUSH Q 7` works) |
 //! | `Q:processing:<diner>` | list | what that diner holds, not yet eaten |
-//! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat |
+//! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat: its counts as JSON (`tally.rs`) |
 //! | `Q:diners` | set | diner ids, so live diners can find dead ones |
 //! | `Q:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
 //! | `Q:dead` | list | payloads that are not dishes, for a person to look at |
@@ -52,6 +52,7 @@ use crossbeam_channel::Receiver;
 use redis::{Connection, RedisError, Script};
 
 use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
+use super::tally::Tally;
 use super::{Conn, unique_name};
 use crate::dish::Dish;
 use crate::dish::DishId;
@@ -363,6 +364,8 @@ struct Names {
     take_many: Script,
     register: Script,
     set_aside: Script,
+    /// Its counts, written into its heartbeat for `kitchen info --watch`.
+    tally: std::sync::Arc<Tally>,
 }
 
 /// The heartbeat thread, once the diner is ready.
@@ -422,7 +425,14 @@ impl Names {
         let out = conn.run_fresh(|c, fresh| {
             if fresh {
                 self.give_back(0, false).invoke::<u64>(c)?;
-                register(c, &self.register, &self.keys, &self.id, self.ttl)?;
+                register(
+                    c,
+                    &self.register,
+                    &self.keys,
+                    &self.id,
+                    self.ttl,
+                    &self.tally,
+                )?;
                 reset = true;
             }
             f(c)
@@ -469,6 +479,7 @@ impl Consumer {
                 take_many: Script::new(TAKE_MANY),
                 register: Script::new(REGISTER),
                 set_aside: Script::new(SET_ASIDE),
+                tally: std::sync::Arc::default(),
             },
             heart: Heart::Waiting(heart_conn),
             batch: Batch {
@@ -492,6 +503,7 @@ impl Consumer {
                 n.id.clone(),
                 n.ttl,
                 n.register.clone(),
+                n.tally.clone(),
             )
             .map_err(ReadyError::Spawn)?;
             self.heart = Heart::Beating(beat);
@@ -701,6 +713,7 @@ impl Consumer {
         match Dish::decode_within(&payload, self.names.max_payload) {
             Ok(dish) => {
                 self.batch.in_hand = Some(dish.id);
+                self.names.tally.took();
                 Ok(Take::Dish {
                     dish,
                     depth: self.batch.depth,
@@ -733,6 +746,7 @@ impl Consumer {
         if self.batch.in_hand == Some(dish.id) {
             self.batch.in_hand = None;
             self.batch.done += 1;
+            self.names.tally.ate();
         }
         Ok(())
     }
@@ -767,18 +781,20 @@ pub(crate) fn dead_letter(payload: &[u8], reason: &str) -> String {
     .to_string()
 }
 
-/// Registers `id` with a live heartbeat by `script` ([`REGISTER`]).
+/// Registers `id` with a live heartbeat by `script` ([`REGISTER`]), its
+/// value `tally`'s counts.
 fn register(
     c: &mut Connection,
     script: &Script,
     keys: &Keys,
     id: &str,
     ttl: Duration,
+    tally: &Tally,
 ) -> Result<(), RedisError> {
     script
         .key(keys.heartbeat(id))
         .key(&keys.diners)
-        .arg(format!("pid {}", std::process::id()))
+        .arg(tally.beat_value())
         .arg(ttl_ms(ttl))
         .arg(id)
         .invoke(c)
@@ -803,6 +819,7 @@ impl Beat {
         id: String,
         ttl: Duration,
         register_script: Script,
+        tally: std::sync::Arc<Tally>,
     ) -> std::io::Result<Beat> {
         let stop = Shutdown::new();
         let (tx, done) = crossbeam_channel::bounded::<()>(1);
@@ -815,7 +832,7 @@ impl Beat {
                 loop {
                     // Errors here are the diner thread's to report; keep beating.
                     let _ = conn.run(|c| {
-                        register(c, &register_script, &keys, &id, ttl)?;
+                        register(c, &register_script, &keys, &id, ttl, &tally)?;
                         recover
                             .key(&keys.queue)
                             .key(&keys.diners)

@@ -15,6 +15,8 @@
 //! | `info.rs` | `kitchen info`: what an operator asks first |
 //! | `results.rs` | what became of tracked dishes, beside the queue |
 //! | `room.rs` | waiting for room without polling: wake-up tokens and deadlines (list and stream) |
+//! | `tally.rs` | a diner's counts, written into its heartbeat for the operator's view |
+//! | `watch.rs` | `kitchen info --watch`: the info view every second, with rates |
 
 mod info;
 mod list;
@@ -22,6 +24,8 @@ mod pubsub;
 mod results;
 mod room;
 mod stream;
+mod tally;
+mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,6 +42,7 @@ use crate::vocab::{
 pub use info::{ConsumerInfo, GroupInfo, StreamInfo};
 pub use info::{Info, InfoDiner, info};
 pub use results::Results;
+pub use watch::watch;
 
 /// How long a connection attempt may take before Redis counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

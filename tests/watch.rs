@@ -1,0 +1,100 @@
+//! `kitchen info --watch` against a real redis-server and a real diner
+//! process: frames (separated by `----` when stdout is not a terminal) show
+//! the queue against its bound, dead letters, and each live diner with what
+//! it holds and its counts read from its heartbeat; SIGINT ends it with 0.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use support::redis_kitchen::{QUEUE, args, run, spawn};
+use support::redis_server::RedisServer;
+use support::{LIMIT, Lines, spawn_lines, stderr};
+
+/// Reads the next whole frame: the lines up to the separator.
+fn frame(lines: &mut Lines) -> String {
+    let start = lines.seen.len();
+    lines.wait_for(LIMIT, |l| l == "----");
+    lines.seen[start..lines.seen.len() - 1].join("\n")
+}
+
+/// Reads frames until one satisfies `want` (the diner's heartbeat brings
+/// its counts within a beat); returns it.
+fn frame_where(lines: &mut Lines, what: &str, want: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let f = frame(lines);
+        if want(&f) {
+            return f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no frame with {what}; last:\n{f}"
+        );
+    }
+}
+
+#[test]
+fn watch_shows_depth_dead_letters_and_each_diners_hold_and_counts() {
+    let server = RedisServer::start();
+    // Two dishes eaten at once, the third held for minutes, the fourth waiting.
+    let out = run(&server, "enqueue", &["one", "two", "hold", "four"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.query::<i64>(&[
+        "LPUSH",
+        &format!("{QUEUE}:dead"),
+        r#"{"payload":"x","bytes":1,"reason":"by hand","at":1}"#,
+    ]);
+    let (diner, mut diner_lines) = spawn(
+        &server,
+        "diner",
+        &[
+            "--diners",
+            "1",
+            "--max-sleep-ms",
+            "0",
+            "--exec",
+            r#"read p; if [ "$p" = hold ]; then sleep 600; fi"#,
+        ],
+    );
+    let _ = &mut diner_lines;
+    let (watch, mut lines) = spawn_lines(&args(&server, "info", &["--watch"]));
+    let first = frame(&mut lines);
+    assert!(first.contains("kitchen info --watch"), "{first}");
+    assert!(first.contains("dead letters"), "{first}");
+    let f = frame_where(&mut lines, "the diner's counts and hold", |f| {
+        f.contains("eaten 2, failed 0") && f.contains("holding 1 for")
+    });
+    assert!(f.contains(&format!("{QUEUE}: 1 of 10 waiting")), "{f}");
+    assert!(f.contains("1 dead letters"), "{f}");
+    assert!(f.contains(": hold; eaten 2, failed 0"), "{f}");
+    assert!(f.contains("0 waiting to be retried"), "{f}");
+    assert!(f.contains("diners       1 live"), "{f}");
+    // A second frame in a row, with rates once two frames are in.
+    let next = frame(&mut lines);
+    assert!(next.contains("eaten ") && next.contains("/s"), "{next}");
+    watch.stop("INT", lines);
+    drop(diner);
+}
+
+#[test]
+fn watch_of_an_unreachable_redis_is_one_line_and_exit_1() {
+    let server = RedisServer::start();
+    let url = server.url();
+    drop(server);
+    let out = support::run(&["info", "--watch", "--redis-url", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(out.stdout.is_empty(), "no frame drawn");
+}
+
+#[test]
+fn watch_and_json_do_not_mix() {
+    let out = support::run(&["info", "--watch", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
+}
