@@ -60,7 +60,7 @@ pub fn watch(
         let drawn = if tty {
             write!(out, "{CLEAR}{frame}")
         } else {
-            write!(out, "{frame}{SEPARATOR}\n")
+            writeln!(out, "{frame}{SEPARATOR}")
         };
         // A reader that went away (`| head`) ends the watch, as it would `tail -f`.
         if drawn.and_then(|()| out.flush()).is_err() {
