@@ -366,6 +366,17 @@ impl Gauge {
             Gauge::Redis(g) => g.diners().ok(),
         }
     }
+
+    /// Dishes eaten and failed by the live diner processes of a shared
+    /// queue, as their heartbeats tell; `None` where this process's own
+    /// diners are the only ones (it counts them itself), or it cannot be read.
+    pub fn diners_counts(&mut self) -> Option<(u64, u64)> {
+        match self {
+            Gauge::Local(_) => None,
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.diners_counts().ok(),
+        }
+    }
 }
 
 /// Where one thread records and reads what became of tracked dishes.

@@ -376,6 +376,27 @@ impl Gauge {
         let keys = &self.keys;
         self.conn.run(|c| list::live_diners(c, keys))
     }
+
+    /// Dishes the live list-mode diners ate and failed, summed from their
+    /// heartbeats (see `tally.rs`): every diner process's, on any machine.
+    pub fn diners_counts(&mut self) -> Result<(u64, u64), Fault> {
+        let keys = &self.keys;
+        self.conn.run(|c| {
+            let ids: Vec<String> = redis::cmd("SMEMBERS").arg(&keys.diners).query(c)?;
+            if ids.is_empty() {
+                return Ok((0, 0));
+            }
+            let mut get = redis::cmd("MGET");
+            for id in &ids {
+                get.arg(keys.heartbeat(id));
+            }
+            let beats: Vec<Option<String>> = get.query(c)?;
+            Ok(beats
+                .iter()
+                .filter_map(|b| tally::Note::parse(b.as_deref()?))
+                .fold((0, 0), |(e, f), n| (e + n.eaten, f + n.failed)))
+        })
+    }
 }
 
 /// A connection that opens on first use and comes back after Redis does.

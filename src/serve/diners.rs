@@ -6,6 +6,7 @@ use crate::dish::Dish;
 use crate::kitchen::diner::Sink;
 use crate::queue::Returned;
 use crate::serve::Shared;
+use crate::serve::live::{Failure, excerpt};
 use crate::serve::metrics::Metrics;
 
 /// Where the web entry's diners count what they ate.
@@ -25,8 +26,14 @@ impl Sink for WebSink {
         Metrics::bump(&self.shared.metrics.eaten);
     }
 
-    fn failed(&mut self, _: &Dish, _: &str) {
+    fn failed(&mut self, dish: &Dish, reason: &str) {
         Metrics::bump(&self.shared.metrics.failed);
+        self.shared.live.failed(Failure {
+            at_us: crate::dish::now_us(),
+            id: dish.id.to_string(),
+            payload: excerpt(&String::from_utf8_lossy(&dish.payload.bytes())),
+            reason: excerpt(reason),
+        });
     }
 
     fn abandoned(&mut self, _: &Dish, _: Returned) {}

@@ -12,9 +12,11 @@
 //! | `page` | the "Redis Message Queue" page |
 //! | [`metrics`] | counters, `/stats` JSON and `/metrics` Prometheus text |
 //! | `diners` | the in-process diners of the local backend |
+//! | `live` | the page's live parts: samples each second, recent failures, sparklines |
 
 mod diners;
 pub mod http;
+mod live;
 pub mod metrics;
 mod page;
 mod routes;
@@ -34,7 +36,7 @@ use crate::defaults;
 use crate::kitchen::KitchenError;
 use crate::kitchen::diner::Diner;
 use crate::kitchen::work::Work;
-use crate::queue::{Backend, BackendConfig, Capacity, Fault, OpenError, ResultLimits};
+use crate::queue::{Backend, BackendConfig, Capacity, Fault, Gauge, OpenError, ResultLimits};
 use crate::shutdown::Shutdown;
 use diners::WebSink;
 use metrics::Metrics;
@@ -125,6 +127,8 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// Whether other processes share the queue (and eat from it).
     pub shared_queue: bool,
+    /// The samples and failures the page draws.
+    pub live: live::Live,
 }
 
 /// Serves HTTP on `listener` until `shutdown`; then finishes the requests in
@@ -142,6 +146,8 @@ pub fn run(
 /// A web entry whose queue is open and whose threads are ready to serve.
 #[derive(Debug)]
 pub struct Server {
+    /// What the sampler thread reads every second, and where it writes.
+    sampler: (Arc<Shared>, Gauge),
     listener: TcpListener,
     workers: Vec<Web>,
     eaters: Vec<DinerThread>,
@@ -187,6 +193,7 @@ impl Server {
             metrics: Metrics::default(),
             started: Instant::now(),
             shared_queue: backend.is_shared(),
+            live: live::Live::default(),
         });
         let mut workers = Vec::with_capacity(config.workers.max(1));
         for _ in 0..config.workers.max(1) {
@@ -202,9 +209,11 @@ impl Server {
         let eaters = (0..diners)
             .map(|i| spawn_diner(&backend, &shared, &abandon, i))
             .collect::<Result<Vec<_>, _>>()?;
+        let sampler = (shared.clone(), backend.gauge());
         // The queue closes once the workers (its producers) are gone.
         backend.seal();
         Ok(Server {
+            sampler,
             listener,
             workers,
             eaters,
@@ -237,6 +246,11 @@ impl Server {
                 })
                 .map_err(ServeError::Spawn)?
         };
+        let (shared, gauge) = self.sampler;
+        let sampler = spawn_sampler(shared, gauge, done.clone()).inspect_err(|_| {
+            // The deadline thread ends with `done`.
+            done.stop();
+        })?;
         let served = server::run(self.listener, self.workers, self.client_timeout, shutdown);
         let mut first_error = None;
         for (name, h) in self.eaters {
@@ -249,9 +263,38 @@ impl Server {
         }
         done.stop();
         let _ = deadline.join();
+        let _ = sampler.join();
         served?;
         first_error.map_or(Ok(()), |e| Err(e.into()))
     }
+}
+
+/// Samples the queue every second for the page's sparklines until `done`:
+/// its depth, and the eaten total (this server's diners', or on a shared
+/// queue the live diner processes' as their heartbeats say).
+fn spawn_sampler(
+    shared: Arc<Shared>,
+    mut gauge: Gauge,
+    done: Shutdown,
+) -> Result<JoinHandle<()>, ServeError> {
+    thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || {
+            loop {
+                let at = Instant::now();
+                let depth = gauge.depth().ok();
+                let eaten = if shared.shared_queue {
+                    gauge.diners_counts().map(|(eaten, _)| eaten)
+                } else {
+                    Some(Metrics::get(&shared.metrics.eaten))
+                };
+                shared.live.sample(at, depth, eaten);
+                if done.sleep(live::PERIOD.saturating_sub(at.elapsed())) {
+                    break;
+                }
+            }
+        })
+        .map_err(ServeError::Spawn)
 }
 
 type DinerThread = (String, JoinHandle<(WebSink, Option<KitchenError>)>);

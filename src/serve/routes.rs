@@ -14,8 +14,8 @@ use crate::results::{RECORD_PAYLOAD_MAX, Status};
 use crate::serve::Shared;
 use crate::serve::http::{Request, Response};
 use crate::serve::metrics::{Metrics, Snapshot};
-use crate::serve::page;
 use crate::serve::server::Handler;
+use crate::serve::{live, page};
 
 /// What the page says under the pub/sub link when there is no pub/sub.
 const LOCAL_PUBSUB_NOTE: &str = "needs --backend redis";
@@ -193,6 +193,11 @@ impl Web {
             made: Metrics::get(&m.made),
             eaten: mine(Metrics::get(&m.eaten)),
             rejected: mine(Metrics::get(&m.rejected)),
+            failed: mine(Metrics::get(&m.failed)),
+            retried: mine(Metrics::get(&m.retried)),
+            // Read from the backend once it keeps dead letters and retries.
+            dead_letters: None,
+            waiting_retries: Some(0),
             lost: Metrics::get(&m.lost),
             refused_full: Metrics::get(&m.full),
             refused_unavailable: Metrics::get(&m.unavailable),
@@ -237,8 +242,22 @@ impl Web {
     fn page(&mut self) -> Response {
         let snap = self.snapshot();
         let note = self.publisher.is_none().then_some(LOCAL_PUBSUB_NOTE);
-        let html = page::render(&snap, note);
+        let html = page::render(&snap, note, &self.live_section());
         Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+    }
+
+    /// The page's live section alone, which its script swaps in every second.
+    fn live(&mut self) -> Response {
+        let html = self.live_section();
+        Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+            .with("Cache-Control", "no-store")
+    }
+
+    fn live_section(&mut self) -> String {
+        let s = &self.shared;
+        // Diners of a shared queue are other processes: they report their own failures.
+        let failures = (!s.shared_queue).then(|| s.live.failures());
+        live::section(&s.live, s.config.capacity.limit(), failures.as_deref())
     }
 }
 
@@ -295,6 +314,7 @@ impl Handler for Web {
                 Response::json(200, serde_json::to_string(&snap).unwrap_or_default())
             }),
             "/metrics" => only("GET, HEAD", get, &mut || self.metrics()),
+            "/live" => only("GET, HEAD", get, &mut || self.live()),
             "/healthz" => only("GET, HEAD", get, &mut || self.healthz()),
             path => match path.strip_prefix("/dishes/") {
                 Some(id) => only("GET, HEAD", get, &mut || self.lookup(id)),

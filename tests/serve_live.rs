@@ -1,0 +1,103 @@
+//! The page's live parts over real HTTP: the sparklines as inline SVG, the
+//! recent failures with their reasons (escaped), the `/live` fragment the
+//! page's script swaps in, the reload without script, and the new `/metrics` series.
+
+mod support;
+
+use std::time::Duration;
+
+use kitchen::exec::Exec;
+use kitchen::kitchen::work::Work;
+use kitchen::serve::ServeConfig;
+use support::web::{TestServer, config};
+use support::{LIMIT, wait_until};
+
+/// A local server whose diners run `sh -c`: a payload with `fail` in it
+/// fails with an angle-bracketed reason; any other is eaten.
+fn failing_server() -> TestServer {
+    TestServer::start(ServeConfig {
+        max_sleep: Duration::ZERO,
+        work: Work::Exec(Exec {
+            command: r#"p=$(cat); case "$p" in *fail*) echo "no <way> & $p" >&2; exit 3;; esac"#
+                .to_owned(),
+            timeout: None,
+        }),
+        ..config()
+    })
+}
+
+#[test]
+fn the_page_draws_sparklines_and_the_failures_with_their_reasons() {
+    let s = failing_server();
+    assert_eq!(s.post("/dishes", r#"{"dish":3}"#).status, 202);
+    assert_eq!(
+        s.post("/dishes", r#"{"task":"please fail <b>now</b>"}"#)
+            .status,
+        202
+    );
+    wait_until(LIMIT, "one dish eaten and one failed", || {
+        let st = s.get("/stats").json();
+        st["eaten"] == 1 && st["failed"] == 1
+    });
+    // The sampler draws a line once it has a sample with the eaten total.
+    wait_until(LIMIT, "both sparklines to have a line", || {
+        s.get("/").text().matches("<polyline").count() >= 2
+    });
+    let page = s.get("/").text();
+    for want in [
+        r#"<svg id="depth-spark" class="spark""#,
+        r#"<svg id="rate-spark" class="spark""#,
+        r#"<ol class="failures" id="failures">"#,
+        "exit status 3",
+        "no &lt;way&gt; &amp; ",
+        "please fail &lt;b&gt;now&lt;/b&gt;",
+        r#"<noscript><meta http-equiv="refresh""#,
+        r#"fetch("/live""#,
+    ] {
+        assert!(
+            page.contains(want),
+            "{want:?} missing from the page:\n{page}"
+        );
+    }
+    assert!(!page.contains("<way>"), "a reason is escaped");
+    assert!(!page.contains("<b>now"), "a payload is escaped");
+
+    let live = s.get("/live");
+    assert_eq!(live.status, 200);
+    assert!(
+        live.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/html")
+    );
+    let fragment = live.text();
+    assert!(fragment.contains(r#"<svg id="depth-spark""#), "{fragment}");
+    assert!(fragment.contains("no &lt;way&gt;"), "{fragment}");
+    assert!(!fragment.contains("<html"), "a fragment, not a page");
+}
+
+#[test]
+fn metrics_have_failed_retried_and_waiting_series() {
+    let s = failing_server();
+    assert_eq!(s.post("/dishes", r#""fail""#).status, 202);
+    wait_until(LIMIT, "the dish to fail", || {
+        s.get("/stats").json()["failed"] == 1
+    });
+    let text = s.get("/metrics").text();
+    for want in [
+        "# TYPE kitchen_failed_total counter\nkitchen_failed_total 1\n",
+        "# TYPE kitchen_retried_total counter\nkitchen_retried_total 0\n",
+        "# TYPE kitchen_waiting_retries gauge\nkitchen_waiting_retries 0\n",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from\n{text}");
+    }
+}
+
+#[test]
+fn with_no_failures_the_page_says_none_yet() {
+    let s = failing_server();
+    let page = s.get("/").text();
+    assert!(
+        page.contains(r#"<p class="note" id="failures">None yet.</p>"#),
+        "{page}"
+    );
+}
