@@ -101,3 +101,42 @@ fn with_no_failures_the_page_says_none_yet() {
         "{page}"
     );
 }
+
+/// On Redis the diners are other processes: the eaten-per-second line
+/// comes from their heartbeats' counts.
+#[cfg(feature = "redis")]
+#[test]
+fn on_redis_the_rate_comes_from_the_diner_processes_heartbeats() {
+    use kitchen::queue::{BackendConfig, Mode, RedisOptions};
+    use support::redis_kitchen::spawn;
+    use support::redis_server::RedisServer;
+
+    let redis = RedisServer::start();
+    let s = TestServer::start(ServeConfig {
+        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), Mode::List)),
+        ..config()
+    });
+    let (_diner, _lines) = spawn(
+        &redis,
+        "diner",
+        &["--diners", "1", "--max-sleep-ms", "0", "--exec", "true"],
+    );
+    for _ in 0..3 {
+        assert_eq!(s.post("/dishes", r#"{"dish":1}"#).status, 202);
+    }
+    // The last sample's rate shows for a second: polled far more often.
+    wait_until(LIMIT, "a non-zero eaten-per-second sample", || {
+        let live = s.get("/live").text();
+        live.split(r#"<strong id="rate-now">"#)
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .is_some_and(|r| r > 0.0)
+    });
+    assert!(
+        s.get("/live")
+            .text()
+            .contains("<code>kitchen diner</code> processes"),
+        "failures are the diner processes' to report"
+    );
+}
