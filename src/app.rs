@@ -24,6 +24,9 @@ pub enum AppError {
     /// `kitchen enqueue` failed.
     #[error(transparent)]
     Enqueue(#[from] crate::enqueue::EnqueueError),
+    /// `kitchen dead` failed.
+    #[error(transparent)]
+    Dead(#[from] crate::dead::DeadCommandError),
 }
 
 /// Runs `command` until done or `shutdown`; prints the summary (a table on
@@ -83,6 +86,10 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
         Command::Enqueue(config) => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
             crate::enqueue::run(&config, shutdown, &mut out, &mut err)?;
+            Ok(())
+        }
+        Command::Dead { redis, command } => {
+            crate::dead::run(&redis, &command, &mut std::io::stdout().lock())?;
             Ok(())
         }
         Command::Info {

@@ -17,12 +17,13 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::dead::DeadCommand;
 use crate::defaults;
 use crate::enqueue::EnqueueConfig;
 use crate::exec::Exec;
 use crate::kitchen::work::Work;
 use crate::kitchen::{KitchenConfig, Role};
-use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions};
+use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions, Which};
 use crate::serve::ServeConfig;
 
 /// Asynchronous work through a queue: chefs make dishes, diners eat them.
@@ -67,6 +68,66 @@ enum Sub {
         ))
     )]
     Info(InfoArgs),
+    /// Dead letters: list them, put them back on the queue, or delete them (Redis).
+    Dead(DeadArgs),
+}
+
+/// `kitchen dead`'s three commands.
+#[derive(Debug, Args)]
+struct DeadArgs {
+    #[command(subcommand)]
+    action: DeadAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadAction {
+    /// The dead letters, newest first: id, attempts, when, reason, payload.
+    List(DeadListArgs),
+    /// Put dead letters back on the queue with fresh attempts: every id
+    /// named, or none if one is not dead.
+    Requeue(DeadPickArgs),
+    /// Delete dead letters: every id named, or none if one is not dead.
+    Purge(DeadPickArgs),
+}
+
+/// Where the dead letters are.
+#[derive(Debug, Args)]
+struct DeadPlaceArgs {
+    #[command(flatten)]
+    backend: RedisBackendArg,
+    /// Whose dead letters: the list's (--queue), or with `stream` the stream's (--stream).
+    #[arg(long, value_enum, default_value_t = Mode::List)]
+    mode: Mode,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+#[derive(Debug, Args)]
+struct DeadListArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Show at most the N newest (else all of them).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    #[command(flatten)]
+    place: DeadPlaceArgs,
+}
+
+#[derive(Debug, Args)]
+struct DeadPickArgs {
+    /// The ids of the dead letters (`kitchen dead list` shows them).
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    ids: Vec<String>,
+    /// Every dead letter.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    place: DeadPlaceArgs,
 }
 
 /// Where the queue lives.
@@ -236,6 +297,10 @@ struct WorkArgs {
     /// refused (413 on `POST /dishes`) or dead-lettered.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PAYLOAD as u64, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
     max_payload: u64,
+    /// Redis: the most dead letters kept beside the queue; beyond it the
+    /// oldest are trimmed (and counted, for `kitchen info`).
+    #[arg(long, value_name = "N", default_value_t = defaults::DEAD_MAX as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    dead_max: u64,
 }
 
 impl WorkArgs {
@@ -251,6 +316,10 @@ impl WorkArgs {
 
     fn max_payload(&self) -> usize {
         usize::try_from(self.max_payload).unwrap_or(usize::MAX)
+    }
+
+    fn dead_max(&self) -> usize {
+        usize::try_from(self.dead_max).unwrap_or(usize::MAX)
     }
 }
 
@@ -483,6 +552,13 @@ pub enum Command {
     },
     /// Queue tracked dishes, and maybe wait for their results.
     Enqueue(EnqueueConfig),
+    /// List, requeue or purge dead letters.
+    Dead {
+        /// Where they are.
+        redis: RedisOptions,
+        /// What to do.
+        command: DeadCommand,
+    },
     /// Print what is in Redis now.
     Info {
         /// Where to look.
@@ -535,6 +611,14 @@ impl Cli {
                     .and_then(|a| root.find_subcommand(a))
                     .cloned()
                     .unwrap_or(root);
+                // `kitchen dead purge`: the usage of the nested command.
+                if let Some(inner) = args
+                    .get(2)
+                    .and_then(|a| a.to_str())
+                    .and_then(|a| cmd.find_subcommand(a))
+                {
+                    cmd = inner.clone();
+                }
                 return Err(with_usage(e, &mut cmd));
             }
         };
@@ -559,6 +643,7 @@ impl Cli {
             Some(Sub::Serve(a)) => a.into_command(t),
             Some(Sub::Info(a)) => a.into_command(t),
             Some(Sub::Enqueue(a)) => a.into_command(t),
+            Some(Sub::Dead(a)) => a.into_command(t),
         }
     }
 }
@@ -716,6 +801,10 @@ impl RunArgs {
                     "max_payload",
                     "--max-payload applies to --backend redis, where payloads come from other producers; a local run makes its own",
                 ),
+                (
+                    "dead_max",
+                    "--dead-max applies to --backend redis; a local run keeps its dead letters in memory",
+                ),
             ],
         )?;
         t.refuse(!local && mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
@@ -729,6 +818,7 @@ impl RunArgs {
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
             o.result_ttl = self.result_ttl.result_ttl.0;
             o.max_payload = self.work.max_payload();
+            o.dead_max = self.work.dead_max();
         })?;
         let capacity = self.capacity.capacity(t, local)?;
         Ok(kitchen_command(
@@ -819,6 +909,7 @@ impl DinerArgs {
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
             o.result_ttl = self.result_ttl.result_ttl.0;
             o.max_payload = self.work.max_payload();
+            o.dead_max = self.work.dead_max();
         })?;
         Ok(kitchen_command(
             KitchenConfig {
@@ -868,15 +959,24 @@ impl ServeArgs {
                 ),
             ],
         )?;
+        t.refuse(
+            local,
+            &[(
+                "dead_max",
+                "--dead-max applies to --backend redis; the local queue keeps its dead letters in memory",
+            )],
+        )?;
         let result_ttl = self.result_ttl.result_ttl.0;
         // /pubsub publishes whatever the mode; the server fails fast instead
         // of reconnecting.
         let group = self.group.group;
         let max_payload = self.work.max_payload();
+        let dead_max = self.work.dead_max();
         let backend = backend_config(t, self.backend.backend, mode, self.redis, |o| {
             o.result_ttl = result_ttl;
             o.group = group;
             o.max_payload = max_payload;
+            o.dead_max = dead_max;
         })?;
         let capacity = self.capacity.capacity(t, local)?;
         Ok(Command::Serve {
@@ -920,6 +1020,71 @@ impl InfoArgs {
             watch: self.watch,
         })
     }
+}
+
+impl DeadArgs {
+    fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
+        let Some((name, matches)) = t.matches.subcommand() else {
+            return Err(t.error(ErrorKind::MissingSubcommand, "name a command".into()));
+        };
+        // The flags are the nested command's: refuse and report under it.
+        let cmd = t
+            .cmd
+            .find_subcommand(name)
+            .cloned()
+            .unwrap_or_else(|| t.cmd.clone());
+        let mut t = Typed { cmd, matches };
+        let (place, command) = match self.action {
+            DeadAction::List(a) => (
+                a.place,
+                DeadCommand::List {
+                    json: a.json,
+                    limit: a.limit,
+                },
+            ),
+            DeadAction::Requeue(a) => (a.place, DeadCommand::Requeue(which(a.all, a.ids))),
+            DeadAction::Purge(a) => (a.place, DeadCommand::Purge(which(a.all, a.ids))),
+        };
+        t.redis_only(
+            place.backend.backend,
+            "`kitchen dead` needs --backend redis (its default): a local queue's dead letters live and die inside one `kitchen run` (the page of `kitchen serve` shows them)",
+        )?;
+        let mode = place.mode;
+        if mode == Mode::Pubsub {
+            return Err(t.error(
+                ErrorKind::ArgumentConflict,
+                "`kitchen dead` takes --mode list or stream: a channel keeps no dishes, and payloads its diners could not read are kept with the list's (--queue)".into(),
+            ));
+        }
+        t.refuse(
+            true,
+            &[(
+                "channel",
+                "--channel does not apply to `kitchen dead`: dead letters are kept beside --queue or --stream; drop it",
+            )],
+        )?;
+        t.refuse(
+            mode == Mode::List,
+            &[(
+                "stream",
+                "--stream names the stream of --mode stream: add --mode stream, or drop it",
+            )],
+        )?;
+        t.refuse(
+            mode == Mode::Stream,
+            &[(
+                "queue",
+                "--queue does not apply to `kitchen dead --mode stream`, whose dead letters are kept beside --stream; drop it, or use --mode list",
+            )],
+        )?;
+        let redis = redis_options(&mut t, mode, place.redis, |_| {})?;
+        Ok(Command::Dead { redis, command })
+    }
+}
+
+/// All, or the ids named (clap makes sure there is one or the other).
+fn which(all: bool, ids: Vec<String>) -> Which {
+    if all { Which::All } else { Which::Ids(ids) }
 }
 
 impl EnqueueArgs {
@@ -1448,7 +1613,7 @@ mod tests {
     fn each_subcommand_takes_only_the_flags_it_reads() {
         let redis = "redis-url queue channel stream";
         let pace = "duration max-sleep-ms seed quiet json ids";
-        let work = "exec timeout shutdown-timeout max-payload";
+        let work = "exec timeout shutdown-timeout max-payload dead-max";
         let matrix = [
             ("run", work.to_owned()),
             ("diner", format!("{work} burst")),

@@ -17,9 +17,9 @@ use crate::results::{DishResult, LocalResults};
 use crate::shutdown::Shutdown;
 
 pub use crate::vocab::{
-    AckError, BackendConfig, Capacity, Fault, GaugeError, Mode, OpenError, POLL, Put, PutError,
-    ReadyError, RedisOptions, ResultLimits, ResultsError, Returned, Stamping, Take, TakeError,
-    redact_url,
+    AckError, BackendConfig, Capacity, DeadError, DeadLetter, DeadLetters, Fault, GaugeError, Mode,
+    OpenError, POLL, Put, PutError, ReadyError, RedisOptions, ResultLimits, ResultsError, Returned,
+    Stamping, Take, TakeError, Which, redact_url,
 };
 
 /// An open backend: hands out producers, consumers, gauges and result stores.
@@ -278,6 +278,20 @@ impl Consumer {
         }
     }
 
+    /// Makes `dish`, the one in hand, a dead letter for `reason` (its last
+    /// attempt failed): out of the queue and into the dead letters at once,
+    /// for a person to requeue or purge.
+    pub fn bury(&mut self, dish: &Dish, reason: &str) -> Result<(), AckError> {
+        match self {
+            Consumer::Local(c) => {
+                c.bury(dish, reason);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => Ok(c.bury(dish, reason)?),
+        }
+    }
+
     /// Gives back `dish`, the one in hand, unfinished (the shutdown
     /// deadline passed): says where it went.
     pub fn give_back(&mut self, dish: &Dish) -> Returned {
@@ -375,6 +389,47 @@ impl Gauge {
             Gauge::Local(_) => None,
             #[cfg(feature = "redis")]
             Gauge::Redis(g) => g.diners_counts().ok(),
+        }
+    }
+
+    /// The newest `limit` dead letters (newest first), how many there are,
+    /// and how many were trimmed beyond `--dead-max`.
+    pub fn dead_letters(&mut self, limit: usize) -> Result<DeadLetters, DeadError> {
+        match self {
+            Gauge::Local(c) => Ok(c.dead_letters(limit)),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => Ok(g.dead_letters(limit)?),
+        }
+    }
+
+    /// Puts the dead letters `which` names back on the queue, with fresh
+    /// attempts, atomically: all of them, or (an id that is not dead, one
+    /// that cannot be requeued) none. [`Which::All`] requeues every letter
+    /// that can be, and leaves the others. Returns how many.
+    pub fn dead_requeue(&mut self, which: &Which) -> Result<usize, DeadError> {
+        match self {
+            Gauge::Local(c) => c.dead_requeue(which),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.dead_manage(which, true),
+        }
+    }
+
+    /// Deletes the dead letters `which` names: all of them, or (an id that
+    /// is not dead) none. Returns how many.
+    pub fn dead_purge(&mut self, which: &Which) -> Result<usize, DeadError> {
+        match self {
+            Gauge::Local(c) => c.dead_purge(which),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.dead_manage(which, false),
+        }
+    }
+
+    /// Failed dishes waiting out their delay before their next attempt.
+    pub fn waiting_retries(&mut self) -> Result<usize, GaugeError> {
+        match self {
+            Gauge::Local(c) => Ok(c.waiting_retries()),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => Ok(g.waiting_retries()?),
         }
     }
 }

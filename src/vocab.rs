@@ -86,6 +86,8 @@ pub struct RedisOptions {
     pub result_ttl: Duration,
     /// The largest payload a diner accepts; larger ones are dead-lettered.
     pub max_payload: usize,
+    /// The most dead letters kept; the oldest are trimmed (and counted).
+    pub dead_max: usize,
 }
 
 impl RedisOptions {
@@ -103,6 +105,7 @@ impl RedisOptions {
             reconnect_for: defaults::RECONNECT_FOR,
             result_ttl: defaults::RESULT_TTL,
             max_payload: defaults::MAX_PAYLOAD,
+            dead_max: defaults::DEAD_MAX,
         }
     }
 }
@@ -122,6 +125,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("reconnect_for", &self.reconnect_for)
             .field("result_ttl", &self.result_ttl)
             .field("max_payload", &self.max_payload)
+            .field("dead_max", &self.dead_max)
             .finish()
     }
 }
@@ -274,6 +278,66 @@ pub enum Returned {
 
 /// How long a consumer waits before answering [`Take::Idle`].
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// A dish that ended dead (its last attempt failed, its diners kept dying,
+/// or it could not be read), kept for a person to look at, requeue or purge.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    /// The dish's id (a fresh one for a payload that came without).
+    pub id: String,
+    /// The payload as text (lossy, at most 4 KiB of it).
+    pub payload: String,
+    /// The payload's whole size in bytes.
+    pub bytes: usize,
+    /// Why it is dead: the exit status and the tail of stderr, a timeout,
+    /// unreadable, its diner died…
+    pub reason: String,
+    /// How many times it was tried (0: never, it could not be read).
+    pub attempts: u32,
+    /// When it died, in µs since the Unix epoch.
+    pub at_us: u64,
+}
+
+/// Some dead letters, newest first, and how many there are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetters {
+    /// Newest first, at most the limit asked for.
+    pub entries: Vec<DeadLetter>,
+    /// How many dead letters there are in all.
+    pub total: usize,
+    /// How many were trimmed, the oldest first, to keep at most `--dead-max`.
+    pub trimmed: u64,
+}
+
+/// Which dead letters a command is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// Every one.
+    All,
+    /// These ids.
+    Ids(Vec<String>),
+}
+
+/// The dead letters could not be read, requeued or purged.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadError {
+    /// The server refused, or is not there.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+    /// Some ids named are not dead letters: nothing was done.
+    #[error(
+        "not a dead letter: {}; nothing was changed (see `kitchen dead list` for the ids)",
+        .0.join(", ")
+    )]
+    NotDead(Vec<String>),
+    /// Some dead letters named cannot be requeued, their payload being
+    /// unreadable or too large to have been kept whole: nothing was done.
+    #[error(
+        "cannot requeue {}: its payload was unreadable or over --max-payload, so only a 4 KiB excerpt was kept; nothing was changed (remove it with `kitchen dead purge ID`)",
+        .0.join(", ")
+    )]
+    Unrequeueable(Vec<String>),
+}
 
 /// Why a shared backend (Redis) could not serve a request: one line that
 /// says what went wrong and what to do.

@@ -122,8 +122,7 @@ impl<S: Sink> Diner<S> {
                 self.sink.ate(&dish);
             }
             Course::Failed(reason) => {
-                // Recorded, and done with: retries and dead letters come later.
-                self.consumer.ack(&dish)?;
+                self.consumer.bury(&dish, &reason)?;
                 if dish.track {
                     self.results
                         .failed(&dish, &self.results_name, attempt, started, &reason)?;

@@ -10,7 +10,8 @@
 //! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat: its counts as JSON (`tally.rs`) |
 //! | `Q:diners` | set | diner ids, so live diners can find dead ones |
 //! | `Q:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
-//! | `Q:dead` | list | payloads that are not dishes, for a person to look at |
+//! | `Q:dead` | list | dead letters: dishes that failed their last attempt, payloads that are not dishes (see `dead.rs`) |
+//! | `Q:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
 //! | `Q:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
 //!
 //! **Bounded without polling.** A chef pushes through a script that checks
@@ -41,7 +42,7 @@
 //! (it cannot stop one half-way). So every script a diner runs writes first
 //! with one of those: the take (RPOP), giving back and recovering (LPOP, then
 //! RPUSH), registering (PEXPIRE, then SET and SADD), setting aside (LREM, then
-//! LPUSH). Their own growth is a dish's move, a heartbeat or a token: bounded.
+//! LPUSH: `dead::BURY`). Their own growth is a dish's move, a heartbeat or a token: bounded.
 //! The plain commands of the fast path (LMOVE, BLMOVE, wake-up tokens) fall
 //! back to the take script when refused.
 
@@ -148,15 +149,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 ";
 
-/// KEYS: processing, dead. ARGV: the payload, its dead letter (the payload with why and when).
-/// Sets a payload that is not a dish aside: out of the processing list (the
-/// first of it from the right, the end handed out first) and onto the
-/// dead-letter list. LREM first, as Redis allows it when out of memory.
-const SET_ASIDE: &str = r"
-redis.call('LREM', KEYS[1], -1, ARGV[1])
-redis.call('LPUSH', KEYS[2], ARGV[2])
-";
-
 /// Eating a dish from a batch for this long or more sends the ack before
 /// the next dish is handed out, rather than with the next take: a diner
 /// slow enough to be watched with `kitchen info` shows only what it holds,
@@ -178,6 +170,8 @@ pub(crate) struct Keys {
     pub capacity: String,
     pub diners: String,
     pub dead: String,
+    /// How many dead letters were trimmed beyond `--dead-max`.
+    pub dead_trimmed: String,
 }
 
 impl Keys {
@@ -188,6 +182,7 @@ impl Keys {
             capacity: format!("{queue}:capacity"),
             diners: format!("{queue}:diners"),
             dead: dead_key(queue),
+            dead_trimmed: format!("{queue}:dead:trimmed"),
         }
     }
 
@@ -363,7 +358,10 @@ struct Names {
     give_back: Script,
     take_many: Script,
     register: Script,
-    set_aside: Script,
+    /// Moves a payload from this diner's hands to the dead letters.
+    bury: Script,
+    /// The most dead letters kept (`--dead-max`).
+    dead_max: usize,
     /// Its counts, written into its heartbeat for `kitchen info --watch`.
     tally: std::sync::Arc<Tally>,
 }
@@ -396,6 +394,9 @@ struct Batch {
     done: usize,
     /// The dish handed out and not yet acknowledged.
     in_hand: Option<DishId>,
+    /// Its payload as taken, to take it out of the processing list by
+    /// value when it fails (moved here, not copied).
+    in_hand_raw: Vec<u8>,
     /// The last blocking wait found nothing: wait again straight away.
     idle: bool,
     /// When this diner last took from Redis (and so acknowledged).
@@ -478,7 +479,8 @@ impl Consumer {
                 give_back: Script::new(GIVE_BACK),
                 take_many: Script::new(TAKE_MANY),
                 register: Script::new(REGISTER),
-                set_aside: Script::new(SET_ASIDE),
+                bury: Script::new(super::dead::BURY),
+                dead_max: opts.dead_max.max(1),
                 tally: std::sync::Arc::default(),
             },
             heart: Heart::Waiting(heart_conn),
@@ -711,9 +713,14 @@ impl Consumer {
 
     fn hand_out(&mut self, payload: Vec<u8>) -> Result<Take, Fault> {
         match Dish::decode_within(&payload, self.names.max_payload) {
-            Ok(dish) => {
+            Ok(mut dish) => {
+                if dish.id == DishId::NONE {
+                    // Named, so it can be retried, dead-lettered and requeued.
+                    dish.id = DishId::fresh();
+                }
                 self.batch.in_hand = Some(dish.id);
                 self.names.tally.took();
+                self.batch.in_hand_raw = payload;
                 Ok(Take::Dish {
                     dish,
                     depth: self.batch.depth,
@@ -725,11 +732,13 @@ impl Consumer {
                 // eaten dishes, the rightmost.
                 names.run(&mut self.conn, &mut self.batch, |c| {
                     names
-                        .set_aside
+                        .bury
                         .key(&names.processing)
                         .key(&names.keys.dead)
+                        .key(&names.keys.dead_trimmed)
                         .arg(&payload)
                         .arg(dead_letter(&payload, &e.to_string()))
+                        .arg(names.dead_max)
                         .invoke::<()>(c)
                 })?;
                 Ok(Take::Rejected {
@@ -752,6 +761,51 @@ impl Consumer {
     }
 }
 
+impl Consumer {
+    /// Makes `dish`, the one in hand, a dead letter for `reason`: out of
+    /// the processing list and into the dead letters in one script, with
+    /// its whole wire (fresh attempts) for a requeue. Any other dish (one
+    /// given back by a reconnect meanwhile) is back on the queue: not this
+    /// diner's to bury.
+    pub fn bury(&mut self, dish: &Dish, reason: &str) -> Result<(), Fault> {
+        if self.batch.in_hand != Some(dish.id) {
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut self.batch.in_hand_raw);
+        let letter = super::dead::letter(
+            &dish.id.to_string(),
+            &dish.payload.bytes(),
+            reason,
+            dish.attempt,
+            Some(
+                &Dish {
+                    attempt: 1,
+                    ..dish.clone()
+                }
+                .encode(),
+            ),
+        );
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        names.run(conn, batch, |c| {
+            names
+                .bury
+                .key(&names.processing)
+                .key(&names.keys.dead)
+                .key(&names.keys.dead_trimmed)
+                .arg(&raw)
+                .arg(&letter)
+                .arg(names.dead_max)
+                .invoke::<()>(c)
+        })?;
+        // Out of the processing list: not counted with the eaten ones.
+        self.batch.in_hand = None;
+        self.names.tally.failed();
+        Ok(())
+    }
+}
+
 impl Drop for Consumer {
     /// Leaves cleanly: drops what was eaten, puts back what was not (the
     /// batch not handed out, a dish not acknowledged), forgets the diner.
@@ -767,18 +821,10 @@ impl Drop for Consumer {
     }
 }
 
-/// A dead letter: the payload (lossy text, at most a few KiB of it, so an
-/// oversized one does not fill Redis twice), why it was set aside, and when.
+/// The dead letter of a payload that is not a dish: a fresh id, the
+/// payload (an excerpt), why, and no wire to requeue (see `dead.rs`).
 pub(crate) fn dead_letter(payload: &[u8], reason: &str) -> String {
-    const KEEP: usize = 4 * 1024;
-    let kept = &payload[..payload.len().min(KEEP)];
-    serde_json::json!({
-        "payload": String::from_utf8_lossy(kept),
-        "bytes": payload.len(),
-        "reason": reason,
-        "at": crate::dish::now_us(),
-    })
-    .to_string()
+    super::dead::letter(&DishId::fresh().to_string(), payload, reason, 0, None)
 }
 
 /// Registers `id` with a live heartbeat by `script` ([`REGISTER`]), its

@@ -14,10 +14,12 @@
 //! | `stream.rs` | stream mode: consumer groups, bounded adds, acknowledgements, claims of dead diners' entries, trimming |
 //! | `info.rs` | `kitchen info`: what an operator asks first |
 //! | `results.rs` | what became of tracked dishes, beside the queue |
+//! | `dead.rs` | dead letters: written by diners, read, requeued and purged by `kitchen dead` |
 //! | `room.rs` | waiting for room without polling: wake-up tokens and deadlines (list and stream) |
 //! | `tally.rs` | a diner's counts, written into its heartbeat for the operator's view |
 //! | `watch.rs` | `kitchen info --watch`: the info view every second, with rates |
 
+mod dead;
 mod info;
 mod list;
 mod pubsub;
@@ -35,8 +37,8 @@ use redis::{Client, Connection, RedisError};
 use crate::dish::Dish;
 use crate::shutdown::Shutdown;
 use crate::vocab::{
-    Capacity, Fault, Mode, Put, ReadyError, RedisOptions, ResultLimits, Returned, Take, TakeError,
-    redact_url,
+    Capacity, DeadError, DeadLetters, Fault, Mode, Put, ReadyError, RedisOptions, ResultLimits,
+    Returned, Take, TakeError, Which, redact_url,
 };
 
 pub use info::{ConsumerInfo, GroupInfo, StreamInfo};
@@ -181,6 +183,19 @@ impl RedisQueue {
             keys: list::Keys::new(&self.opts.queue),
             channel: self.opts.channel.clone(),
             stream: (self.opts.mode == Mode::Stream).then(|| stream::Gauge::new(&self.opts)),
+            morgue: self.morgue(),
+        }
+    }
+
+    /// The dead letters of this mode's queue: the stream's in stream mode,
+    /// else the list's (where pub/sub has none of its own).
+    fn morgue(&self) -> dead::Morgue {
+        if self.opts.mode == Mode::Stream {
+            let k = stream::Keys::new(&self.opts.stream);
+            dead::Morgue::new(k.dead, k.dead_trimmed, dead::Target::Stream(k.stream))
+        } else {
+            let k = list::Keys::new(&self.opts.queue);
+            dead::Morgue::new(k.dead, k.dead_trimmed, dead::Target::List(k.queue))
         }
     }
 
@@ -286,6 +301,16 @@ impl Consumer {
         }
     }
 
+    /// Makes `dish` a dead letter (see [`crate::queue::Consumer::bury`]).
+    pub fn bury(&mut self, dish: &Dish, reason: &str) -> Result<(), Fault> {
+        match self {
+            Consumer::List(c) => c.bury(dish, reason),
+            // A channel keeps nothing: the failure is reported, and that is all.
+            Consumer::Pubsub(_) => Ok(()),
+            Consumer::Stream(c) => c.bury(dish, reason),
+        }
+    }
+
     /// Gives back `dish` unfinished (see [`crate::queue::Consumer::give_back`]).
     pub fn give_back(&mut self, dish: &Dish) -> Returned {
         match self {
@@ -326,6 +351,8 @@ pub struct Gauge {
     channel: String,
     /// The stream's group, in stream mode: depth and diners are its.
     stream: Option<stream::Gauge>,
+    /// The dead letters.
+    morgue: dead::Morgue,
 }
 
 impl Gauge {
@@ -396,6 +423,32 @@ impl Gauge {
                 .filter_map(|b| tally::Note::parse(b.as_deref()?))
                 .fold((0, 0), |(e, f), n| (e + n.eaten, f + n.failed)))
         })
+    }
+
+    /// The newest `limit` dead letters, how many there are and were trimmed.
+    pub fn dead_letters(&mut self, limit: usize) -> Result<DeadLetters, Fault> {
+        let morgue = &self.morgue;
+        self.conn.run(|c| morgue.read(c, limit))
+    }
+
+    /// Failed dishes waiting out their delay before their next attempt.
+    pub fn waiting_retries(&mut self) -> Result<usize, Fault> {
+        Ok(0)
+    }
+
+    /// Puts the dead letters `which` names back on the queue (`requeue`),
+    /// or deletes them: all of them, or none when one is not there.
+    pub fn dead_manage(&mut self, which: &Which, requeue: bool) -> Result<usize, DeadError> {
+        let ids = match which {
+            Which::All => None,
+            Which::Ids(ids) => Some(&ids[..]),
+        };
+        let morgue = &self.morgue;
+        match self.conn.run(|c| morgue.manage(c, requeue, ids))? {
+            dead::Managed::Done(n) => Ok(n),
+            dead::Managed::Missing(ids) => Err(DeadError::NotDead(ids)),
+            dead::Managed::Unrequeueable(ids) => Err(DeadError::Unrequeueable(ids)),
+        }
     }
 }
 

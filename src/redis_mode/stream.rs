@@ -8,7 +8,8 @@
 //! |---|---|---|
 //! | `S` | stream | entries `dish <payload>` (so `XADD S '*' dish 7` is a dish); its consumer groups, their consumers and pending entries live inside it |
 //! | `S:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
-//! | `S:dead` | list | payloads that are not dishes, for a person to look at |
+//! | `S:dead` | list | dead letters (see `dead.rs`) |
+//! | `S:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
 //! | `S:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
 //!
 //! **Groups.** A diner joins `--group` (XGROUP CREATE … `0` MKSTREAM, a
@@ -275,6 +276,8 @@ pub(crate) struct Keys {
     pub room: String,
     pub capacity: String,
     pub dead: String,
+    /// How many dead letters were trimmed beyond `--dead-max`.
+    pub dead_trimmed: String,
 }
 
 impl Keys {
@@ -284,6 +287,7 @@ impl Keys {
             room: format!("{stream}:room"),
             capacity: format!("{stream}:capacity"),
             dead: format!("{stream}:dead"),
+            dead_trimmed: format!("{stream}:dead:trimmed"),
         }
     }
 }
@@ -438,6 +442,10 @@ struct Names {
     /// The largest payload taken as a dish; larger ones are set aside.
     max_payload: usize,
     leave: Script,
+    /// Moves a payload to the dead letters.
+    bury: Script,
+    /// The most dead letters kept (`--dead-max`).
+    dead_max: usize,
 }
 
 /// The heartbeat thread, once the diner is ready.
@@ -584,6 +592,8 @@ impl Consumer {
                 ttl: opts.heartbeat_ttl,
                 max_payload: opts.max_payload,
                 leave: Script::new(LEAVE),
+                bury: Script::new(super::dead::BURY),
+                dead_max: opts.dead_max.max(1),
             },
             heart: Heart::Waiting(Box::new(stream_conn(heart_conn, opts))),
             batch: Batch {
@@ -793,7 +803,11 @@ impl Consumer {
                 return Ok(None);
             }
             Body::Dish(payload) => match Dish::decode_within(&payload, self.names.max_payload) {
-                Ok(dish) => {
+                Ok(mut dish) => {
+                    if dish.id == DishId::NONE {
+                        // Named, so it can be retried, dead-lettered and requeued.
+                        dish.id = DishId::fresh();
+                    }
                     self.batch.in_hand = Some((dish.id, entry.id));
                     return Ok(Some(Take::Dish {
                         dish,
@@ -810,14 +824,65 @@ impl Consumer {
         let Consumer {
             conn, names, batch, ..
         } = self;
-        let dead = &names.keys.dead;
+        let keys = &names.keys;
         let letter = super::list::dead_letter(&payload, &reason);
         names.run(conn, batch, |c, _| {
-            redis::cmd("LPUSH").arg(dead).arg(&letter).query::<u64>(c)
+            names
+                .bury
+                .key(&keys.dead)
+                .key(&keys.dead)
+                .key(&keys.dead_trimmed)
+                .arg("")
+                .arg(&letter)
+                .arg(names.dead_max)
+                .invoke::<u64>(c)
         })?;
         // Set aside: acknowledged with the next read.
         self.batch.done.push(entry.id);
         Ok(Some(Take::Rejected { reason }))
+    }
+
+    /// Makes `dish`, the one in hand, a dead letter for `reason` (with its
+    /// whole wire, fresh attempts, for a requeue); its entry is
+    /// acknowledged with the next read.
+    pub fn bury(&mut self, dish: &Dish, reason: &str) -> Result<(), Fault> {
+        let mine = self
+            .batch
+            .in_hand
+            .as_ref()
+            .is_some_and(|(id, _)| *id == dish.id);
+        if !mine {
+            return Ok(());
+        }
+        let letter = super::dead::letter(
+            &dish.id.to_string(),
+            &dish.payload.bytes(),
+            reason,
+            dish.attempt,
+            Some(
+                &Dish {
+                    attempt: 1,
+                    ..dish.clone()
+                }
+                .encode(),
+            ),
+        );
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let keys = &names.keys;
+        names.run(conn, batch, |c, _| {
+            names
+                .bury
+                .key(&keys.dead)
+                .key(&keys.dead)
+                .key(&keys.dead_trimmed)
+                .arg("")
+                .arg(&letter)
+                .arg(names.dead_max)
+                .invoke::<u64>(c)
+        })?;
+        self.ack(dish)
     }
 
     /// Marks `dish`, the one in hand, as eaten; the next read acknowledges it.

@@ -35,10 +35,7 @@ impl Tally {
         self.put_down();
     }
 
-    /// The dish in hand failed.
-    // Bumped by the failure path retries bring; until then a failed dish is
-    // acknowledged, and counted, like an eaten one.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// The dish in hand failed for good (it went to the dead letters).
     pub fn failed(&self) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         self.put_down();
