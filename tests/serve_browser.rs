@@ -167,3 +167,51 @@ fn clicking_producer_consumer_mode_queues_one_dish() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png");
     std::fs::write(&path, png).expect("save the screenshot");
 }
+
+/// The dead letters' buttons in a real browser: requeue one (a `POST` form,
+/// `303` back to the page), see a diner eat it, then purge the rest.
+#[cfg(feature = "redis")]
+#[test]
+fn requeue_then_purge_dead_letters_from_the_page() {
+    use kitchen::queue::{BackendConfig, Mode, RedisOptions};
+    use support::redis_kitchen::{QUEUE, bury_by_hand, run_json};
+    use support::redis_server::RedisServer;
+
+    let redis = RedisServer::start();
+    bury_by_hand(&redis, "d-1", "7", "exit status 1: <boom>");
+    bury_by_hand(&redis, "d-2", "8", "timed out after 5 s");
+    let s = TestServer::start(ServeConfig {
+        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), Mode::List)),
+        ..config()
+    });
+    let b = Browser::start();
+    let home = s.url("/");
+    b.open(&home);
+    assert_eq!(b.text("#dead-total"), "2");
+    assert!(
+        b.text("#dead").contains("exit status 1: <boom>"),
+        "shown as text"
+    );
+    let button = b.find("css selector", r#"li[data-id="d-1"] button.requeue"#);
+    b.cmd("POST", &format!("/element/{button}/click"), Some(json!({})));
+    wait_until(
+        LIMIT,
+        "the browser back on / with one dead letter left",
+        || b.url() == home && b.text("#dead-total") == "1",
+    );
+    assert_eq!(redis.llen(QUEUE), 1, "d-1 is back on the queue");
+    let eaten = run_json(
+        &redis,
+        "diner",
+        &["--burst", "--max-sleep-ms", "0", "--exec", "true"],
+    );
+    assert_eq!(eaten["eaten"], 1, "the requeued dish is eaten: {eaten}");
+
+    let all = b.find("css selector", "#purge-all");
+    b.cmd("POST", &format!("/element/{all}/click"), Some(json!({})));
+    wait_until(LIMIT, "the page to show no dead letters", || {
+        b.url() == home && b.text("#dead-total") == "0"
+    });
+    assert_eq!(b.text("#dead"), "None.");
+    assert_eq!(redis.llen(&format!("{QUEUE}:dead")), 0);
+}

@@ -140,3 +140,29 @@ fn on_redis_the_rate_comes_from_the_diner_processes_heartbeats() {
         "failures are the diner processes' to report"
     );
 }
+
+/// The local backend keeps its dead letters in the server: the page lists
+/// them, and a requeue puts the dish back before the server's own diners.
+#[test]
+fn on_the_local_backend_a_failed_dish_is_a_dead_letter_the_page_requeues() {
+    let s = failing_server();
+    assert_eq!(s.post("/dishes", r#""fail me""#).status, 202);
+    wait_until(LIMIT, "the dish to be a dead letter on the page", || {
+        s.get("/")
+            .text()
+            .contains(r#"<span id="dead-total">1</span>"#)
+    });
+    let metrics = s.get("/metrics").text();
+    assert!(metrics.contains("kitchen_dead_letters 1\n"), "{metrics}");
+    let r = s.post("/dead/requeue", "all=1");
+    assert_eq!((r.status, r.header("location")), (303, Some("/")));
+    // It fails again (the command has not changed), and is dead again.
+    wait_until(LIMIT, "the requeued dish to fail a second time", || {
+        s.get("/stats").json()["failed"] == 2
+    });
+    wait_until(LIMIT, "it to be the one dead letter again", || {
+        s.get("/live/dead")
+            .text()
+            .contains(r#"<span id="dead-total">1</span>"#)
+    });
+}

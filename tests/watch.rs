@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::redis_kitchen::{QUEUE, args, run, spawn};
+use support::redis_kitchen::{QUEUE, args, bury_by_hand, run, spawn};
 use support::redis_server::RedisServer;
 use support::{LIMIT, Lines, spawn_lines, stderr};
 
@@ -36,14 +36,12 @@ fn frame_where(lines: &mut Lines, what: &str, want: impl Fn(&str) -> bool) -> St
 #[test]
 fn watch_shows_depth_dead_letters_and_each_diners_hold_and_counts() {
     let server = RedisServer::start();
-    // Two dishes eaten at once, the third held for minutes, the fourth waiting.
-    let out = run(&server, "enqueue", &["one", "two", "hold", "four"]);
+    // One dish eaten, one failed (dead-lettered), the third held for
+    // minutes, the fourth waiting; one more dead letter, and four trimmed.
+    let out = run(&server, "enqueue", &["one", "bad", "hold", "four"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    server.query::<i64>(&[
-        "LPUSH",
-        &format!("{QUEUE}:dead"),
-        r#"{"payload":"x","bytes":1,"reason":"by hand","at":1}"#,
-    ]);
+    bury_by_hand(&server, "d-1", "7", "by hand");
+    let _: String = server.query(&["SET", &format!("{QUEUE}:dead:trimmed"), "4"]);
     let (diner, mut diner_lines) = spawn(
         &server,
         "diner",
@@ -53,7 +51,7 @@ fn watch_shows_depth_dead_letters_and_each_diners_hold_and_counts() {
             "--max-sleep-ms",
             "0",
             "--exec",
-            r#"read p; if [ "$p" = hold ]; then sleep 600; fi"#,
+            r#"p=$(cat); case "$p" in bad) exit 3;; hold) sleep 600;; esac"#,
         ],
     );
     let _ = &mut diner_lines;
@@ -62,11 +60,11 @@ fn watch_shows_depth_dead_letters_and_each_diners_hold_and_counts() {
     assert!(first.contains("kitchen info --watch"), "{first}");
     assert!(first.contains("dead letters"), "{first}");
     let f = frame_where(&mut lines, "the diner's counts and hold", |f| {
-        f.contains("eaten 2, failed 0") && f.contains("holding 1 for")
+        f.contains("eaten 1, failed 1") && f.contains("holding 1 for")
     });
     assert!(f.contains(&format!("{QUEUE}: 1 of 10 waiting")), "{f}");
-    assert!(f.contains("1 dead letters"), "{f}");
-    assert!(f.contains(": hold; eaten 2, failed 0"), "{f}");
+    assert!(f.contains("2 dead letters, 4 trimmed"), "{f}");
+    assert!(f.contains(": hold; eaten 1, failed 1"), "{f}");
     assert!(f.contains("0 waiting to be retried"), "{f}");
     assert!(f.contains("diners       1 live"), "{f}");
     // A second frame in a row, with rates once two frames are in.

@@ -80,8 +80,15 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
     let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
     let keys = Keys::new(&opts.queue);
-    type Snapshot = (u64, u64, Vec<String>, (String, u64), Option<String>);
-    let (length, dead, ids, numsub, recorded): Snapshot = redis::pipe()
+    type Snapshot = (
+        u64,
+        u64,
+        Vec<String>,
+        (String, u64),
+        Option<String>,
+        Option<u64>,
+    );
+    let (length, dead, ids, numsub, recorded, dead_trimmed): Snapshot = redis::pipe()
         .cmd("LLEN")
         .arg(&keys.queue)
         .cmd("LLEN")
@@ -93,6 +100,8 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         .arg(&opts.channel)
         .cmd("GET")
         .arg(&keys.capacity)
+        .cmd("GET")
+        .arg(&keys.dead_trimmed)
         .query(&mut con)
         .map_err(fail)?;
     let mut diners = Vec::with_capacity(ids.len());
@@ -122,6 +131,12 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         .map_err(|e| super::classify(e, &opts.url, &opts.stream))?;
     // Best effort: an ACL user may not read INFO.
     let memory = super::memory(&mut con).ok();
+    // Read as every gauge reads it, so `info` and the page agree; best
+    // effort, as memory is.
+    let waiting_retries = super::RedisQueue::unchecked(opts.clone(), capacity, Default::default())
+        .ok()
+        .and_then(|q| q.gauge().waiting_retries().ok())
+        .map_or(0, |n| n as u64);
     let capacity = match recorded.as_deref() {
         Some(super::list::UNBOUNDED) => None,
         Some(n) => n.parse().ok().or(capacity.limit()),
@@ -137,8 +152,8 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         out_of_memory: memory.as_ref().is_some_and(Memory::full),
         memory,
         dead,
-        dead_trimmed: 0,
-        waiting_retries: 0,
+        dead_trimmed: dead_trimmed.unwrap_or(0),
+        waiting_retries,
         diners,
         channel: opts.channel.clone(),
         subscribers: numsub.1,
@@ -181,7 +196,21 @@ impl Info {
                 self.length
             );
         }
-        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, self.queue);
+        let trimmed = if self.dead_trimmed > 0 {
+            format!(", {} trimmed past --dead-max", self.dead_trimmed)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  dead-letter  {} ({}:dead){trimmed}",
+            self.dead, self.queue
+        );
+        let _ = writeln!(
+            out,
+            "  retrying     {} waiting out their delay",
+            self.waiting_retries
+        );
         let _ = writeln!(
             out,
             "  diners       {live} live, {} registered",

@@ -164,6 +164,16 @@ pub fn sparkline(id: &str, label: &str, values: &[Option<f64>], top: f64) -> Str
     svg
 }
 
+/// A short key that changes when `html` does (FNV-1a, hex): the page's
+/// script compares it to skip a swap that would change nothing.
+pub fn key(html: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in html.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 /// The time of day of `at_us` (µs since the epoch), UTC, as `HH:MM:SS`.
 pub fn clock(at_us: u64) -> String {
     let s = at_us / 1_000_000 % 86_400;

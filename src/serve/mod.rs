@@ -12,8 +12,10 @@
 //! | `page` | the "Redis Message Queue" page |
 //! | [`metrics`] | counters, `/stats` JSON and `/metrics` Prometheus text |
 //! | `diners` | the in-process diners of the local backend |
+//! | `dead` | the dead letters on the page: their list and the requeue and purge forms |
 //! | `live` | the page's live parts: samples each second, recent failures, sparklines |
 
+mod dead;
 mod diners;
 pub mod http;
 mod live;

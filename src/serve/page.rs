@@ -12,7 +12,12 @@ const RELOAD_S: u32 = 5;
 /// letters, already escaped HTML) under the figures. Its script refreshes
 /// the figures from `/stats` and the live section from `/live` every
 /// second; without script the page reloads itself every [`RELOAD_S`].
-pub fn render(snap: &Snapshot, pubsub_note: Option<&str>, live: &str) -> String {
+pub fn render(
+    snap: &Snapshot,
+    pubsub_note: Option<&str>,
+    live: &str,
+    (dead, dead_key): &(String, String),
+) -> String {
     let figure = |v: Option<usize>| v.map_or_else(|| "–".to_owned(), |n| n.to_string());
     let capacity = snap
         .capacity
@@ -82,6 +87,8 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>, live: &str) -> String 
 </dl>
 {diners_note}<div id="live">
 {live}</div>
+<div id="dead-letters" data-key="{dead_key}">
+{dead}</div>
 <footer>Figures: <a href="/stats">/stats</a> · <a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></footer>
 </main>
 <script>
@@ -99,6 +106,12 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>, live: &str) -> String 
     fetch("/live", {{ cache: "no-store" }}).then(function (r) {{ return r.ok ? r.text() : null; }})
       .then(function (h) {{ if (h !== null) document.getElementById("live").innerHTML = h; }})
       .catch(function () {{}});
+    var dead = document.getElementById("dead-letters");
+    fetch("/live/dead", {{ cache: "no-store" }}).then(function (r) {{
+      var key = r.headers.get("X-Content-Key");
+      if (!r.ok || key === dead.dataset.key) return;
+      return r.text().then(function (h) {{ dead.innerHTML = h; dead.dataset.key = key; }});
+    }}).catch(function () {{}});
   }}, 1000);
 }})();
 </script>

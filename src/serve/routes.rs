@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use crate::dish::{Dish, DishId, MAX_DISH, Payload};
 use crate::kitchen::IdBlock;
-use crate::queue::{Backend, Fault, Gauge, OpenError, Producer, Put, PutError, Results};
+use crate::queue::{Backend, DeadError, Fault, Gauge, OpenError, Producer, Put, PutError, Results};
 use crate::results::{RECORD_PAYLOAD_MAX, Status};
 use crate::serve::Shared;
+use crate::serve::dead::{self, Action};
 use crate::serve::http::{Request, Response};
 use crate::serve::metrics::{Metrics, Snapshot};
 use crate::serve::server::Handler;
@@ -195,9 +196,8 @@ impl Web {
             rejected: mine(Metrics::get(&m.rejected)),
             failed: mine(Metrics::get(&m.failed)),
             retried: mine(Metrics::get(&m.retried)),
-            // Read from the backend once it keeps dead letters and retries.
-            dead_letters: None,
-            waiting_retries: Some(0),
+            dead_letters: self.gauge.dead_letters(0).ok().map(|d| d.total as u64),
+            waiting_retries: self.gauge.waiting_retries().ok().map(|n| n as u64),
             lost: Metrics::get(&m.lost),
             refused_full: Metrics::get(&m.full),
             refused_unavailable: Metrics::get(&m.unavailable),
@@ -242,8 +242,54 @@ impl Web {
     fn page(&mut self) -> Response {
         let snap = self.snapshot();
         let note = self.publisher.is_none().then_some(LOCAL_PUBSUB_NOTE);
-        let html = page::render(&snap, note, &self.live_section());
+        let dead = self.dead_section();
+        let html = page::render(&snap, note, &self.live_section(), &dead);
         Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+    }
+
+    /// The dead letters' section and its key (a hash of it): the page's
+    /// script swaps it in only when the key changed, so a button is not
+    /// replaced under a pointer every second.
+    fn dead_section(&mut self) -> (String, String) {
+        let html = match self.gauge.dead_letters(dead::SHOWN) {
+            Ok(d) => dead::section(&d),
+            Err(e) => format!(
+                "<h2>Dead letters</h2>\n<p class=\"note\" id=\"dead\">Cannot be read now: {}</p>\n",
+                live::escape(&e.to_string())
+            ),
+        };
+        let key = live::key(&html);
+        (html, key)
+    }
+
+    /// `GET /live/dead`: the dead letters' section alone, its key in `X-Content-Key`.
+    fn live_dead(&mut self) -> Response {
+        let (html, key) = self.dead_section();
+        Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+            .with("Cache-Control", "no-store")
+            .with("X-Content-Key", key)
+    }
+
+    /// `POST /dead/requeue` and `/dead/purge`: a form naming dead letters;
+    /// `303` back to the page once done.
+    fn dead(&mut self, action: Action, body: &[u8]) -> Response {
+        let which = match dead::parse_form(body) {
+            Ok(w) => w,
+            Err(line) => return Response::text(400, format!("{line}\n")),
+        };
+        let done = match action {
+            Action::Requeue => self.gauge.dead_requeue(&which),
+            Action::Purge => self.gauge.dead_purge(&which),
+        };
+        match done {
+            Ok(_) => dead::see_page(),
+            Err(e) => {
+                if let DeadError::Fault(f) = &e {
+                    crate::notice!("kitchen serve: {f}");
+                }
+                dead::refused(&e)
+            }
+        }
     }
 
     /// The page's live section alone, which its script swaps in every second.
@@ -315,6 +361,13 @@ impl Handler for Web {
             }),
             "/metrics" => only("GET, HEAD", get, &mut || self.metrics()),
             "/live" => only("GET, HEAD", get, &mut || self.live()),
+            "/live/dead" => only("GET, HEAD", get, &mut || self.live_dead()),
+            "/dead/requeue" => only("POST", req.method == "POST", &mut || {
+                self.dead(Action::Requeue, req.body)
+            }),
+            "/dead/purge" => only("POST", req.method == "POST", &mut || {
+                self.dead(Action::Purge, req.body)
+            }),
             "/healthz" => only("GET, HEAD", get, &mut || self.healthz()),
             path => match path.strip_prefix("/dishes/") {
                 Some(id) => only("GET, HEAD", get, &mut || self.lookup(id)),
