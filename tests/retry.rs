@@ -7,9 +7,8 @@
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
 
-use support::{LIMIT, num, stderr, wait_until};
+use support::{num, stderr};
 
 /// A command that fails (exit 1, `not yet` on stderr) until attempt
 /// `ok_at`, writing each attempt it sees to `dir/<dish id>`.
@@ -108,9 +107,9 @@ fn bad_retry_flags_are_usage_errors() {
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
-    use support::KillOnDrop;
     use support::redis_kitchen::{QUEUE, run, run_json, spawn};
     use support::redis_server::RedisServer;
+    use support::{KillOnDrop, LIMIT, wait_until};
 
     const RETRY: &str = "task:prodcons:queue:retry";
 

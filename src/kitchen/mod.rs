@@ -226,7 +226,7 @@ impl Stops {
 /// What a chef or diner thread sends when it ends.
 enum Report {
     Chef(ChefReport, Option<PutError>),
-    Diner(Tally, Option<KitchenError>),
+    Diner(Box<Tally>, Option<KitchenError>),
     Panicked(String),
 }
 
@@ -562,7 +562,7 @@ impl Crew<'_> {
             let reporter = self.reporter(&name);
             handles.push(spawn(&name, move || {
                 let (tally, failure) = diner.eat();
-                reporter.send(Report::Diner(tally, failure));
+                reporter.send(Report::Diner(Box::new(tally), failure));
             })?);
         }
         drop(ready_tx);
