@@ -23,7 +23,7 @@ use crate::enqueue::EnqueueConfig;
 use crate::exec::Exec;
 use crate::kitchen::work::Work;
 use crate::kitchen::{KitchenConfig, Role};
-use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions, Which};
+use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions, Retry, Which};
 use crate::serve::ServeConfig;
 
 /// Asynchronous work through a queue: chefs make dishes, diners eat them.
@@ -297,6 +297,15 @@ struct WorkArgs {
     /// refused (413 on `POST /dishes`) or dead-lettered.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PAYLOAD as u64, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
     max_payload: u64,
+    /// Tries per dish: a failed dish waits --retry-delay, then is tried
+    /// again by any diner; after the last failed attempt it is dead
+    /// (`kitchen dead list`). 1 = no retries.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_ATTEMPTS, allow_negative_numbers = true, value_parser = parse_attempts)]
+    max_attempts: u32,
+    /// The wait before a failed dish's second attempt, in seconds; it
+    /// doubles on each attempt after, with jitter (0.5 to 1.5 times).
+    #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::RETRY_DELAY), allow_negative_numbers = true, value_parser = parse_delay)]
+    retry_delay: Secs,
     /// Redis: the most dead letters kept beside the queue; beyond it the
     /// oldest are trimmed (and counted, for `kitchen info`).
     #[arg(long, value_name = "N", default_value_t = defaults::DEAD_MAX as u64, value_parser = clap::value_parser!(u64).range(1..))]
@@ -316,6 +325,13 @@ impl WorkArgs {
 
     fn max_payload(&self) -> usize {
         usize::try_from(self.max_payload).unwrap_or(usize::MAX)
+    }
+
+    fn retry(&self) -> Retry {
+        Retry {
+            max_attempts: self.max_attempts,
+            delay: self.retry_delay.0,
+        }
     }
 
     fn dead_max(&self) -> usize {
@@ -831,6 +847,7 @@ impl RunArgs {
                 dishes: self.dishes.dishes,
                 work: self.work.work(),
                 shutdown_timeout: self.work.shutdown_timeout.0,
+                retry: self.work.retry(),
                 ..KitchenConfig::default()
             },
             self.pace,
@@ -916,6 +933,7 @@ impl DinerArgs {
                 role: Role::Diner,
                 work: self.work.work(),
                 shutdown_timeout: self.work.shutdown_timeout.0,
+                retry: self.work.retry(),
                 burst: self.burst,
                 backend: BackendConfig::Redis(redis),
                 // Diners never read the bound: chefs keep it.
@@ -994,6 +1012,7 @@ impl ServeArgs {
                 max_payload,
                 work: self.work.work(),
                 shutdown_timeout: self.work.shutdown_timeout.0,
+                retry: self.work.retry(),
             },
         })
     }
@@ -1232,6 +1251,29 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be more than 0 seconds"));
     }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` seconds is too long"))
+}
+
+fn parse_attempts(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a number of attempts: use a whole number from 1 up (1: no retries)"
+        )),
+    }
+}
+
+/// A wait of 0 seconds or more (0: try again at once).
+fn parse_delay(s: &str) -> Result<Secs, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds; try 1 or 0.5"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` must be 0 seconds or more"));
+    }
+    Duration::try_from_secs_f64(secs)
+        .map(Secs)
+        .map_err(|_| format!("`{s}` seconds is too long"))
 }
 
 fn parse_secs_arg(s: &str) -> Result<Secs, String> {
@@ -1613,7 +1655,7 @@ mod tests {
     fn each_subcommand_takes_only_the_flags_it_reads() {
         let redis = "redis-url queue channel stream";
         let pace = "duration max-sleep-ms seed quiet json ids";
-        let work = "exec timeout shutdown-timeout max-payload dead-max";
+        let work = "exec timeout shutdown-timeout max-payload max-attempts retry-delay dead-max";
         let matrix = [
             ("run", work.to_owned()),
             ("diner", format!("{work} burst")),

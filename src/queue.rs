@@ -18,8 +18,8 @@ use crate::shutdown::Shutdown;
 
 pub use crate::vocab::{
     AckError, BackendConfig, Capacity, DeadError, DeadLetter, DeadLetters, Fault, GaugeError, Mode,
-    OpenError, POLL, Put, PutError, ReadyError, RedisOptions, ResultLimits, ResultsError, Returned,
-    Stamping, Take, TakeError, Which, redact_url,
+    OpenError, POLL, Put, PutError, ReadyError, RedisOptions, ResultLimits, ResultsError, Retry,
+    Returned, Stamping, Take, TakeError, Which, redact_url,
 };
 
 /// An open backend: hands out producers, consumers, gauges and result stores.
@@ -278,6 +278,31 @@ impl Consumer {
         }
     }
 
+    /// Whether a failed dish can be tried again: not on a channel, which
+    /// cannot take a delivery back (a failure there is final).
+    pub fn can_retry(&self) -> bool {
+        match self {
+            Consumer::Local(_) => true,
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => c.can_retry(),
+        }
+    }
+
+    /// Sets `dish`, the one in hand, aside to be tried again after `delay`
+    /// by any diner, as its next attempt: out of the queue and into the
+    /// waiting retries at once (a killed diner or a restarted Redis loses
+    /// neither).
+    pub fn retry(&mut self, dish: &Dish, delay: Duration) -> Result<(), AckError> {
+        match self {
+            Consumer::Local(c) => {
+                c.retry(dish, delay);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => Ok(c.retry(dish, delay)?),
+        }
+    }
+
     /// Makes `dish`, the one in hand, a dead letter for `reason` (its last
     /// attempt failed): out of the queue and into the dead letters at once,
     /// for a person to requeue or purge.
@@ -491,6 +516,26 @@ impl Results {
         reason: &str,
     ) -> Result<(), ResultsError> {
         self.record(DishResult::failed(dish, diner, attempt, started, reason))
+    }
+
+    /// `dish` failed in `diner`'s hands, for `reason`, and will be tried
+    /// again at `retry_at` (µs since the epoch).
+    pub fn retrying(
+        &mut self,
+        dish: &Dish,
+        diner: &str,
+        started: u64,
+        reason: &str,
+        retry_at: u64,
+    ) -> Result<(), ResultsError> {
+        self.record(DishResult::retrying(
+            dish,
+            diner,
+            dish.attempt,
+            started,
+            reason,
+            retry_at,
+        ))
     }
 
     /// Replaces a tracked dish's record.

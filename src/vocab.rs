@@ -279,6 +279,36 @@ pub enum Returned {
 /// How long a consumer waits before answering [`Take::Idle`].
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// How often a failed dish is tried, and how long it waits between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all, at least 1; after the last failed one the dish is dead.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles on each after.
+    pub delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: defaults::MAX_ATTEMPTS,
+            delay: defaults::RETRY_DELAY,
+        }
+    }
+}
+
+impl Retry {
+    /// The wait after attempt `failed` failed: the delay doubled per
+    /// attempt since the first, times `jitter` (drawn in 0.5..1.5, so
+    /// diners that failed together do not all come back together).
+    pub fn delay_after(&self, failed: u32, jitter: f64) -> Duration {
+        // Past 2^20 the wait is years: stop doubling.
+        let doubled =
+            self.delay.as_secs_f64() * f64::from(1u32 << failed.saturating_sub(1).min(20));
+        Duration::try_from_secs_f64(doubled * jitter.clamp(0.5, 1.5)).unwrap_or(Duration::MAX)
+    }
+}
+
 /// A dish that ended dead (its last attempt failed, its diners kept dying,
 /// or it could not be read), kept for a person to look at, requeue or purge.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -8,15 +8,21 @@ use std::time::Duration;
 
 use kitchen::exec::Exec;
 use kitchen::kitchen::work::Work;
+use kitchen::queue::Retry;
 use kitchen::serve::ServeConfig;
 use support::web::{TestServer, config};
 use support::{LIMIT, wait_until};
 
 /// A local server whose diners run `sh -c`: a payload with `fail` in it
-/// fails with an angle-bracketed reason; any other is eaten.
+/// fails with an angle-bracketed reason, twice (then it is dead); any other
+/// is eaten.
 fn failing_server() -> TestServer {
     TestServer::start(ServeConfig {
         max_sleep: Duration::ZERO,
+        retry: Retry {
+            max_attempts: 2,
+            delay: Duration::from_millis(50),
+        },
         work: Work::Exec(Exec {
             command: r#"p=$(cat); case "$p" in *fail*) echo "no <way> & $p" >&2; exit 3;; esac"#
                 .to_owned(),
@@ -49,6 +55,8 @@ fn the_page_draws_sparklines_and_the_failures_with_their_reasons() {
         r#"<svg id="rate-spark" class="spark""#,
         r#"<ol class="failures" id="failures">"#,
         "exit status 3",
+        "attempt 1 failed; tried again in ",
+        "dead after 2 attempts",
         "no &lt;way&gt; &amp; ",
         "please fail &lt;b&gt;now&lt;/b&gt;",
         r#"<noscript><meta http-equiv="refresh""#,
@@ -85,7 +93,7 @@ fn metrics_have_failed_retried_and_waiting_series() {
     let text = s.get("/metrics").text();
     for want in [
         "# TYPE kitchen_failed_total counter\nkitchen_failed_total 1\n",
-        "# TYPE kitchen_retried_total counter\nkitchen_retried_total 0\n",
+        "# TYPE kitchen_retried_total counter\nkitchen_retried_total 1\n",
         "# TYPE kitchen_waiting_retries gauge\nkitchen_waiting_retries 0\n",
     ] {
         assert!(text.contains(want), "{want:?} missing from\n{text}");

@@ -12,6 +12,7 @@
 //! | `Q:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
 //! | `Q:dead` | list | dead letters: dishes that failed their last attempt, payloads that are not dishes (see `dead.rs`) |
 //! | `Q:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
+//! | `Q:retry` | sorted set | failed dishes waiting for their next attempt, scored by when it is due (ms, Redis's clock) |
 //! | `Q:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
 //!
 //! **Bounded without polling.** A chef pushes through a script that checks
@@ -120,9 +121,26 @@ return n
 ";
 
 /// KEYS: queue, diners. ARGV: queue name (the key prefix).
-/// Puts back what diners without a heartbeat held; returns how many dishes.
-/// LPOP then RPUSH, as in [`GIVE_BACK`].
-const RECOVER: &str = r"
+/// Puts back what diners without a heartbeat held, each with one more
+/// attempt: a dish whose diner died holding it was tried (so a dish that
+/// kills its diner every time ends dead, see `kitchen::diner`). Returns
+/// how many dishes. LPOP then RPUSH, as in [`GIVE_BACK`].
+///
+/// The attempt is counted on the text, not by decoding: cjson would
+/// reorder an envelope's keys, and a payload of another producer (`7`)
+/// has none, so it is wrapped in one (`raw`, read as it came; its id
+/// `…0-0` gets a fresh one from the diner that takes it).
+const RECOVER: &str = r#"
+local function bump(d)
+  if string.sub(d, 1, 6) == '{"id":' then
+    local head, n = string.match(d, '^(.*),"attempt":(%d+)}%s*$')
+    if head then return head .. ',"attempt":' .. (tonumber(n) + 1) .. '}' end
+    local body = string.match(d, '^(.*)}%s*$')
+    if body then return body .. ',"attempt":2}' end
+    return d
+  end
+  return '{"id":"0000000000000000-0","dish":null,"raw":' .. cjson.encode(d) .. ',"made_at":0,"attempt":2}'
+end
 local moved = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if redis.call('EXISTS', ARGV[1] .. ':diner:' .. id) == 0 then
@@ -130,14 +148,50 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     while true do
       local d = redis.call('LPOP', proc)
       if not d then break end
-      redis.call('RPUSH', KEYS[1], d)
+      redis.call('RPUSH', KEYS[1], bump(d))
       moved = moved + 1
     end
     redis.call('SREM', KEYS[2], id)
   end
 end
 return moved
+"#;
+
+/// KEYS: processing, retry. ARGV: the payload as taken, the delay in ms,
+/// the dish with its next attempt.
+/// Sets a failed dish aside for its next attempt, due after the delay by
+/// Redis's clock (so diners' clocks need not agree). LREM first, as Redis
+/// allows it when out of memory.
+const RETRY: &str = r"
+redis.call('LREM', KEYS[1], -1, ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 ";
+
+/// KEYS: retry, queue. ARGV: most to move.
+/// Moves the waiting dishes that are due onto the queue's right end (next
+/// to be taken: they are older than what waits there), atomically: a dish
+/// is always in one place. ZREM first, as Redis allows it when out of
+/// memory. Returns how many moved.
+const PROMOTE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, d in ipairs(due) do
+  redis.call('ZREM', KEYS[1], d)
+  redis.call('RPUSH', KEYS[2], d)
+end
+return #due
+";
+
+/// The most waiting dishes one promotion moves (it goes on while it
+/// finds this many due).
+const PROMOTE_MAX: usize = 1_000;
+
+/// How often a diner's heartbeat thread moves due retries onto the queue,
+/// at most: a due retry waits about this long, whatever the heartbeat TTL.
+const PROMOTE_EVERY: Duration = Duration::from_secs(1);
 
 /// KEYS: heartbeat, diners. ARGV: heartbeat value, TTL in ms, diner id.
 /// Registers the diner with a live heartbeat, atomically, so a recovering
@@ -172,6 +226,8 @@ pub(crate) struct Keys {
     pub dead: String,
     /// How many dead letters were trimmed beyond `--dead-max`.
     pub dead_trimmed: String,
+    /// Failed dishes waiting for their next attempt, scored by when (ms).
+    pub retry: String,
 }
 
 impl Keys {
@@ -183,6 +239,7 @@ impl Keys {
             diners: format!("{queue}:diners"),
             dead: dead_key(queue),
             dead_trimmed: format!("{queue}:dead:trimmed"),
+            retry: format!("{queue}:retry"),
         }
     }
 
@@ -360,6 +417,8 @@ struct Names {
     register: Script,
     /// Moves a payload from this diner's hands to the dead letters.
     bury: Script,
+    /// Moves a failed dish from this diner's hands to the waiting retries.
+    retry: Script,
     /// The most dead letters kept (`--dead-max`).
     dead_max: usize,
     /// Its counts, written into its heartbeat for `kitchen info --watch`.
@@ -480,6 +539,7 @@ impl Consumer {
                 take_many: Script::new(TAKE_MANY),
                 register: Script::new(REGISTER),
                 bury: Script::new(super::dead::BURY),
+                retry: Script::new(RETRY),
                 dead_max: opts.dead_max.max(1),
                 tally: std::sync::Arc::default(),
             },
@@ -540,7 +600,9 @@ impl Consumer {
             if let Some(take) = self.take_now()? {
                 return Ok(take);
             }
-            if was_finished {
+            // Failed dishes waiting for a retry will be back: block for
+            // them (a heartbeat moves them onto the queue when due).
+            if was_finished && !self.retries_waiting()? {
                 return Ok(Take::Closed);
             }
         }
@@ -762,6 +824,45 @@ impl Consumer {
 }
 
 impl Consumer {
+    /// Sets `dish`, the one in hand (with its next attempt), aside until
+    /// `delay` has passed: out of the processing list and into the waiting
+    /// retries in one script. Any other dish is back on the queue already.
+    pub fn retry(&mut self, dish: &Dish, delay: Duration) -> Result<(), Fault> {
+        if self.batch.in_hand != Some(dish.id) {
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut self.batch.in_hand_raw);
+        let wire = dish.encode();
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 2);
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        names.run(conn, batch, |c| {
+            names
+                .retry
+                .key(&names.processing)
+                .key(&names.keys.retry)
+                .arg(&raw)
+                .arg(ms)
+                .arg(&wire)
+                .invoke::<()>(c)
+        })?;
+        self.batch.in_hand = None;
+        // Not failed for good, and no longer in hand.
+        self.names.tally.put_down();
+        Ok(())
+    }
+
+    /// Whether failed dishes wait for a retry: a closing diner stays for them.
+    fn retries_waiting(&mut self) -> Result<bool, Fault> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let key = &names.keys.retry;
+        let n: u64 = names.run(conn, batch, |c| redis::cmd("ZCARD").arg(key).query(c))?;
+        Ok(n > 0)
+    }
+
     /// Makes `dish`, the one in hand, a dead letter for `reason`: out of
     /// the processing list and into the dead letters in one script, with
     /// its whole wire (fresh attempts) for a requeue. Any other dish (one
@@ -851,7 +952,9 @@ fn ttl_ms(ttl: Duration) -> u64 {
 }
 
 /// A diner's heartbeat thread: refreshes the heartbeat and recovers dead
-/// diners' dishes, every fifth of the TTL.
+/// diners' dishes, every fifth of the TTL; moves due retries onto the
+/// queue every fifth of the TTL or every [`PROMOTE_EVERY`], whichever is
+/// sooner.
 #[derive(Debug)]
 struct Beat {
     stop: Shutdown,
@@ -870,22 +973,40 @@ impl Beat {
         let stop = Shutdown::new();
         let (tx, done) = crossbeam_channel::bounded::<()>(1);
         let beat = (ttl / 5).max(Duration::from_millis(20));
+        let tick = beat.min(PROMOTE_EVERY);
         let token = stop.clone();
         std::thread::Builder::new()
             .name(format!("heartbeat-{id}"))
             .spawn(move || {
                 let recover = Script::new(RECOVER);
+                let promote = Script::new(PROMOTE);
+                let mut next_beat = Instant::now();
                 loop {
+                    let beating = Instant::now() >= next_beat;
                     // Errors here are the diner thread's to report; keep beating.
                     let _ = conn.run(|c| {
-                        register(c, &register_script, &keys, &id, ttl, &tally)?;
-                        recover
+                        if beating {
+                            register(c, &register_script, &keys, &id, ttl, &tally)?;
+                            recover
+                                .key(&keys.queue)
+                                .key(&keys.diners)
+                                .arg(&keys.queue)
+                                .invoke::<u64>(c)?;
+                        }
+                        // Due retries back onto the queue, about every second.
+                        while promote
+                            .key(&keys.retry)
                             .key(&keys.queue)
-                            .key(&keys.diners)
-                            .arg(&keys.queue)
-                            .invoke::<u64>(c)
+                            .arg(PROMOTE_MAX)
+                            .invoke::<usize>(c)?
+                            >= PROMOTE_MAX
+                        {}
+                        Ok(())
                     });
-                    if token.sleep(beat) {
+                    if beating {
+                        next_beat = Instant::now() + beat;
+                    }
+                    if token.sleep(tick) {
                         break;
                     }
                 }

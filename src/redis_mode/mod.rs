@@ -301,6 +301,21 @@ impl Consumer {
         }
     }
 
+    /// Whether a failed dish can be tried again (not on a channel).
+    pub fn can_retry(&self) -> bool {
+        !matches!(self, Consumer::Pubsub(_))
+    }
+
+    /// Sets `dish` aside for a retry (see [`crate::queue::Consumer::retry`]).
+    pub fn retry(&mut self, dish: &Dish, delay: Duration) -> Result<(), Fault> {
+        match self {
+            Consumer::List(c) => c.retry(dish, delay),
+            // A channel cannot take a delivery back: the failure was its last.
+            Consumer::Pubsub(_) => Ok(()),
+            Consumer::Stream(c) => c.retry(dish, delay),
+        }
+    }
+
     /// Makes `dish` a dead letter (see [`crate::queue::Consumer::bury`]).
     pub fn bury(&mut self, dish: &Dish, reason: &str) -> Result<(), Fault> {
         match self {
@@ -433,7 +448,11 @@ impl Gauge {
 
     /// Failed dishes waiting out their delay before their next attempt.
     pub fn waiting_retries(&mut self) -> Result<usize, Fault> {
-        Ok(0)
+        if let Some(s) = &self.stream {
+            return self.conn.run(|c| s.waiting_retries(c));
+        }
+        let key = &self.keys.retry;
+        self.conn.run(|c| redis::cmd("ZCARD").arg(key).query(c))
     }
 
     /// Puts the dead letters `which` names back on the queue (`requeue`),

@@ -72,6 +72,15 @@ const TAKE_WAIT: Duration = Duration::from_millis(250);
 
 const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 
+/// The consumer of each group that holds failed entries waiting for their
+/// next attempt. Nobody refreshes its entries, so they go idle and any diner
+/// of the group claims them (XAUTOCLAIM) once idle a heartbeat TTL; a retry
+/// is set aside with the idle time that makes it claimable when due.
+pub(crate) const RETRY_CONSUMER: &str = "kitchen-retry";
+
+/// See [`claim_period`].
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
+
 /// The idle time a leaving diner gives what it hands back: far past any
 /// heartbeat TTL, so the next XAUTOCLAIM of the group takes it at once.
 const HANDED_BACK_IDLE_MS: u64 = 1_000_000_000;
@@ -210,8 +219,9 @@ return trim(key)
 /// tokens, token TTL ms, ids eaten…
 /// A diner leaving: acknowledges what it ate (waking as many chefs), hands
 /// back what it holds uneaten with a large idle time (so the next XAUTOCLAIM
-/// takes it), or, holding nothing, leaves the group; trims. Returns how many
-/// entries it handed back.
+/// takes it; its delivery count one less, so that claim is not counted as
+/// an attempt), or, holding nothing, leaves the group; trims. Returns how
+/// many entries it handed back.
 const LEAVE: &str = concat!(
     floor_lua!(),
     r"
@@ -219,17 +229,14 @@ local key, group, me = KEYS[1], ARGV[1], ARGV[2]
 if group_of(key, group) == nil then return 0 end
 local acked = 0
 if #ARGV > 5 then acked = redis.call('XACK', key, group, unpack(ARGV, 6)) end
-local claim = {'XCLAIM', key, group, me, 0}
+local held = 0
+-- One at a time, each with its delivery count less one: the claim that
+-- takes it back counts one more, and giving back is not an attempt.
 for _, e in ipairs(redis.call('XPENDING', key, group, '-', '+', 100000, me)) do
-  claim[#claim + 1] = e[1]
+  redis.call('XCLAIM', key, group, me, 0, e[1], 'IDLE', ARGV[3], 'RETRYCOUNT', math.max(tonumber(e[4]) - 1, 0), 'JUSTID')
+  held = held + 1
 end
-local held = #claim - 5
-if held > 0 then
-  claim[#claim + 1] = 'IDLE'
-  claim[#claim + 1] = ARGV[3]
-  claim[#claim + 1] = 'JUSTID'
-  redis.call(unpack(claim))
-else
+if held == 0 then
   redis.call('XGROUP', 'DELCONSUMER', key, group, me)
 end
 wake(KEYS[2], acked, tonumber(ARGV[4]), ARGV[5])
@@ -260,7 +267,8 @@ const LIVE: &str = concat!(
 if group_of(KEYS[1], ARGV[1]) == nil then return 0 end
 local n = 0
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  if tonumber(fields(c)['idle']) < tonumber(ARGV[2]) then n = n + 1 end
+  local f = fields(c)
+  if f['name'] ~= 'kitchen-retry' and tonumber(f['idle']) < tonumber(ARGV[2]) then n = n + 1 end
 end
 return n
 "
@@ -464,6 +472,9 @@ enum Heart {
 struct Entry {
     id: String,
     body: Body,
+    /// Which attempt this delivery is: 1 for a new entry, the group's
+    /// delivery count for one claimed or read again.
+    attempt: u32,
 }
 
 /// What an entry carries.
@@ -674,6 +685,12 @@ impl Consumer {
                 Read::New(Some(TAKE_WAIT))
             };
             if self.read(read)? == 0 && self.batch.buffer.is_empty() && !self.batch.history {
+                // Retries waiting will be back: wait for them (a claim
+                // brings them once due).
+                if was_finished && self.retries_waiting()? {
+                    std::thread::sleep(TAKE_WAIT);
+                    return Ok(Take::Idle);
+                }
                 return Ok(if was_finished {
                     Take::Closed
                 } else {
@@ -690,6 +707,7 @@ impl Consumer {
         let Consumer {
             conn, names, batch, ..
         } = self;
+        let mut again = false;
         let result = names.run(conn, batch, |c, b| {
             let mut pipe = redis::pipe();
             b.ack_into(&mut pipe, names);
@@ -699,6 +717,7 @@ impl Consumer {
                 Read::History => ("0", None),
                 Read::New(block) => (">", block),
             };
+            again = id == "0";
             let read = pipe
                 .cmd("XREADGROUP")
                 .arg("GROUP")
@@ -728,7 +747,13 @@ impl Consumer {
         }
         let entries = read_reply(got);
         let n = entries.len();
-        batch.buffer.extend(entries);
+        // Read again: each may be a later attempt than the first.
+        let entries = if again {
+            self.with_attempts(entries)?
+        } else {
+            entries
+        };
+        self.batch.buffer.extend(entries);
         Ok(n)
     }
 
@@ -779,7 +804,7 @@ impl Consumer {
         // Scan on at once while the pending list has more; else wait a beat.
         let scanned_all = cursor.is_empty() || cursor == "0-0";
         batch.next_claim = if scanned_all {
-            Instant::now() + beat_period(names.ttl)
+            Instant::now() + claim_period(names.ttl)
         } else {
             Instant::now()
         };
@@ -789,8 +814,44 @@ impl Consumer {
             cursor
         };
         let n = claimed.len();
-        batch.buffer.extend(claimed);
+        let claimed = self.with_attempts(claimed)?;
+        self.batch.buffer.extend(claimed);
         Ok(n)
+    }
+
+    /// Reads each entry's delivery count (XPENDING), its attempt: a claim
+    /// (of a dead diner's entry, or of a due retry) counts one more, so
+    /// does a history read; a leaving diner's hand-back does not (see [`LEAVE`]).
+    fn with_attempts(&mut self, mut entries: Vec<Entry>) -> Result<Vec<Entry>, Fault> {
+        if entries.is_empty() {
+            return Ok(entries);
+        }
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let counts: Vec<Value> = names.run(conn, batch, |c, _| {
+            let mut pipe = redis::pipe();
+            for e in &entries {
+                pipe.cmd("XPENDING")
+                    .arg(&names.keys.stream)
+                    .arg(&names.group)
+                    .arg(&e.id)
+                    .arg(&e.id)
+                    .arg(1);
+            }
+            pipe.query(c)
+        })?;
+        for (e, reply) in entries.iter_mut().zip(counts) {
+            let count = items(reply)
+                .into_iter()
+                .next()
+                .and_then(|p| items(p).into_iter().nth(3))
+                .and_then(|v| int(&v));
+            if let Some(n) = count {
+                e.attempt = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+            }
+        }
+        Ok(entries)
     }
 
     /// Hands out one entry: a dish, or a rejection (set aside in `S:dead`);
@@ -805,9 +866,12 @@ impl Consumer {
             Body::Dish(payload) => match Dish::decode_within(&payload, self.names.max_payload) {
                 Ok(mut dish) => {
                     if dish.id == DishId::NONE {
-                        // Named, so it can be retried, dead-lettered and requeued.
-                        dish.id = DishId::fresh();
+                        // Named, so it can be retried, dead-lettered and
+                        // requeued: by its entry, so each attempt at one
+                        // entry bears the same name.
+                        dish.id = entry_dish_id(&entry.id).unwrap_or_else(DishId::fresh);
                     }
+                    dish.attempt = entry.attempt;
                     self.batch.in_hand = Some((dish.id, entry.id));
                     return Ok(Some(Take::Dish {
                         dish,
@@ -840,6 +904,47 @@ impl Consumer {
         // Set aside: acknowledged with the next read.
         self.batch.done.push(entry.id);
         Ok(Some(Take::Rejected { reason }))
+    }
+
+    /// Sets `dish`, the one in hand, aside for its next attempt after
+    /// `delay`: its entry goes to the group's [`RETRY_CONSUMER`] with the
+    /// idle time that makes it claimable when due (one XCLAIM: never
+    /// acknowledged, never lost). The wait is at most the heartbeat TTL,
+    /// the idle time after which entries are claimed.
+    pub fn retry(&mut self, dish: &Dish, delay: Duration) -> Result<(), Fault> {
+        let entry = match &self.batch.in_hand {
+            Some((id, entry)) if *id == dish.id => entry.clone(),
+            _ => return Ok(()),
+        };
+        let idle = self.names.ttl_ms().saturating_sub(ms(delay));
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        names.run(conn, batch, |c, _| {
+            redis::cmd("XCLAIM")
+                .arg(&names.keys.stream)
+                .arg(&names.group)
+                .arg(RETRY_CONSUMER)
+                .arg(0)
+                .arg(&entry)
+                .arg("IDLE")
+                .arg(idle)
+                .arg("JUSTID")
+                .query::<Value>(c)
+        })?;
+        self.batch.in_hand = None;
+        Ok(())
+    }
+
+    /// Whether entries of the group wait for a retry: a closing diner stays for them.
+    fn retries_waiting(&mut self) -> Result<bool, Fault> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let n = names.run(conn, batch, |c, _| {
+            waiting_retries(c, &names.keys.stream, &names.group)
+        })?;
+        Ok(n > 0)
     }
 
     /// Makes `dish`, the one in hand, a dead letter for `reason` (with its
@@ -900,6 +1005,16 @@ impl Consumer {
     }
 }
 
+/// The id of a dish that came without one, from its entry's id
+/// (`<ms>-<seq>`): the same on every delivery of that entry.
+fn entry_dish_id(entry: &str) -> Option<DishId> {
+    let (ms, seq) = entry.split_once('-')?;
+    Some(DishId {
+        origin: ms.parse().ok()?,
+        seq: seq.parse().ok()?,
+    })
+}
+
 /// Which entries a read asks for.
 #[derive(Debug, Clone, Copy)]
 enum Read {
@@ -943,9 +1058,16 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// How often a heartbeat beats, and a diner looks for dead diners' entries.
+/// How often a heartbeat beats.
 fn beat_period(ttl: Duration) -> Duration {
     (ttl / 5).max(Duration::from_millis(20))
+}
+
+/// How often a diner looks for dead diners' entries and due retries: with
+/// each beat, and at least every [`CLAIM_EVERY`], so a due retry waits about
+/// a second at most whatever the TTL.
+fn claim_period(ttl: Duration) -> Duration {
+    beat_period(ttl).min(CLAIM_EVERY)
 }
 
 /// A diner's heartbeat thread: every TTL/5, resets the idle time of what
@@ -998,6 +1120,31 @@ impl Beat {
     }
 }
 
+/// Entries of `group` waiting for a retry: those its [`RETRY_CONSUMER`]
+/// holds (0 when the stream or the group is not there).
+pub(crate) fn waiting_retries(
+    c: &mut Connection,
+    stream: &str,
+    group: &str,
+) -> Result<usize, RedisError> {
+    let consumers: Result<Value, RedisError> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(group)
+        .query(c);
+    let consumers = match consumers {
+        Ok(v) => v,
+        Err(e) if is_nogroup(&e) || e.to_string().contains("no such key") => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    Ok(items(consumers)
+        .into_iter()
+        .map(fields)
+        .find(|f| f.text("name") == RETRY_CONSUMER)
+        .and_then(|f| f.int("pending"))
+        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
+}
+
 /// Reads the depth (the group's lag) and live diners of one group.
 #[derive(Debug)]
 pub struct Gauge {
@@ -1022,6 +1169,11 @@ impl Gauge {
     /// What the group has not yet been delivered (see [`DEPTH`]).
     pub(crate) fn depth(&self, c: &mut Connection) -> Result<usize, RedisError> {
         self.depth.key(&self.stream).arg(&self.group).invoke(c)
+    }
+
+    /// Entries of the group waiting for a retry.
+    pub(crate) fn waiting_retries(&self, c: &mut Connection) -> Result<usize, RedisError> {
+        waiting_retries(c, &self.stream, &self.group)
     }
 
     /// Consumers of the group heard from within the heartbeat TTL.
@@ -1143,7 +1295,11 @@ fn entry(v: Value) -> Option<Entry> {
             }
         }
     };
-    Some(Entry { id, body })
+    Some(Entry {
+        id,
+        body,
+        attempt: 1,
+    })
 }
 
 #[cfg(test)]
@@ -1176,15 +1332,18 @@ mod tests {
             [
                 Entry {
                     id: "1-1".into(),
-                    body: Body::Dish(b"7".to_vec())
+                    body: Body::Dish(b"7".to_vec()),
+                    attempt: 1,
                 },
                 Entry {
                     id: "1-2".into(),
-                    body: Body::Other(r#"{"task":"resize"}"#.into())
+                    body: Body::Other(r#"{"task":"resize"}"#.into()),
+                    attempt: 1,
                 },
                 Entry {
                     id: "1-3".into(),
-                    body: Body::Gone
+                    body: Body::Gone,
+                    attempt: 1,
                 },
             ]
         );
@@ -1198,6 +1357,18 @@ mod tests {
             ])]),
         )]);
         assert_eq!(read_reply(map).len(), 1);
+    }
+
+    #[test]
+    fn bare_payloads_are_named_by_their_entry() {
+        assert_eq!(
+            entry_dish_id("1700000000000-3"),
+            Some(DishId {
+                origin: 1_700_000_000_000,
+                seq: 3
+            })
+        );
+        assert_eq!(entry_dish_id("junk"), None);
     }
 
     #[test]

@@ -43,6 +43,21 @@ pub struct Failure {
     pub payload: String,
     /// Why: the exit status and the tail of stderr, a timeout…
     pub reason: String,
+    /// What became of it: dead, or tried again after a delay.
+    pub then: String,
+}
+
+impl Failure {
+    /// `dish` failed now for `reason`; `then` says what became of it.
+    pub fn of(dish: &crate::dish::Dish, reason: &str, then: String) -> Failure {
+        Failure {
+            at_us: crate::dish::now_us(),
+            id: dish.id.to_string(),
+            payload: excerpt(&String::from_utf8_lossy(&dish.payload.bytes())),
+            reason: excerpt(reason),
+            then,
+        }
+    }
 }
 
 /// The rings the page draws from, shared by the sampler, the diners and the workers.
@@ -225,11 +240,12 @@ pub fn section(live: &Live, capacity: Option<usize>, failures: Option<&[Failure]
             for f in list {
                 let _ = writeln!(
                     out,
-                    r#"  <li><span class="when">{when} UTC</span> <code>{id}</code> <span class="payload">{payload}</span><br><span class="reason">{reason}</span></li>"#,
+                    r#"  <li><span class="when">{when} UTC</span> <code>{id}</code> <span class="then">{then}</span> <span class="payload">{payload}</span><br><span class="reason">{reason}</span></li>"#,
                     when = clock(f.at_us),
                     id = escape(&f.id),
                     payload = escape(&f.payload),
                     reason = escape(&f.reason),
+                    then = escape(&f.then),
                 );
             }
             out.push_str("</ol>\n");
@@ -271,6 +287,7 @@ mod tests {
                 id: n.to_string(),
                 payload: String::new(),
                 reason: String::new(),
+                then: String::new(),
             });
         }
         let f = live.failures();
@@ -286,6 +303,7 @@ mod tests {
             id: "d<1>".into(),
             payload: "<script>alert(1)</script>".into(),
             reason: "exit status 1: \"bad\" & worse".into(),
+            then: "dead after 3 attempts".into(),
         });
         let html = section(&live, Some(10), Some(&live.failures()));
         assert!(!html.contains("<script>"), "{html}");

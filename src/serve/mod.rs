@@ -73,6 +73,8 @@ pub struct ServeConfig {
     pub work: Work,
     /// After the stop, how long the in-process diners' work in hand may run.
     pub shutdown_timeout: Duration,
+    /// How often the in-process diners try a failed dish, and the wait between.
+    pub retry: crate::queue::Retry,
 }
 
 impl Default for ServeConfig {
@@ -90,6 +92,7 @@ impl Default for ServeConfig {
             max_payload: defaults::MAX_PAYLOAD,
             work: Work::Nap,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            retry: crate::queue::Retry::default(),
         }
     }
 }
@@ -322,6 +325,7 @@ fn spawn_diner(
         max_sleep: shared.config.max_sleep,
         rng: StdRng::from_os_rng(),
         queue: shared.config.backend.queue_name().to_owned(),
+        retry: shared.config.retry,
         results: backend.results(),
         sink: WebSink {
             shared: shared.clone(),
