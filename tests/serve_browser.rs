@@ -120,6 +120,7 @@ impl Browser {
 impl Browser {
     /// The text of the element `css` names, or `None` while there is none
     /// (the page is loading after a form's redirect).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn try_text(&self, css: &str) -> Option<String> {
         let path = format!("/session/{}/element", self.session);
         let body = json!({"using": "css selector", "value": css}).to_string();
