@@ -135,3 +135,19 @@ fn bad_forms_are_400_unknown_ids_404_and_nothing_changes() {
     assert_eq!(redis.llen(&dead_key()), 1, "nothing changed");
     assert_eq!(redis.llen(QUEUE), 0, "nothing queued");
 }
+
+#[test]
+fn with_redis_away_the_forms_are_503_and_the_page_names_no_server() {
+    let mut redis = RedisServer::start();
+    bury_by_hand(&redis, "d-1", "7", "exit status 1");
+    let s = serve_on(&redis);
+    redis.stop();
+    let r = s.post("/dead/requeue", "id=d-1");
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("1")));
+    assert_eq!(r.text(), "the queue is unavailable; retry in a second\n");
+    let page = s.get("/");
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    assert!(page.contains("The queue is unavailable"), "{page}");
+    assert!(!page.contains("127.0.0.1"), "{page}");
+}

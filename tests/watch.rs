@@ -100,3 +100,38 @@ fn watch_and_json_do_not_mix() {
         stderr(&out)
     );
 }
+
+#[test]
+fn watch_shows_each_stream_consumer_with_its_hold_and_counts() {
+    let server = RedisServer::start();
+    // `XADD S * dish PAYLOAD` is a dish, as any producer may add it.
+    for payload in ["one", "bad", "hold", "four"] {
+        let _: String = server.query(&["XADD", "task:prodcons:stream", "*", "dish", payload]);
+    }
+    let (_diner, _diner_lines) = spawn(
+        &server,
+        "diner",
+        &[
+            "--mode",
+            "stream",
+            "--diners",
+            "1",
+            "--max-sleep-ms",
+            "0",
+            "--max-attempts",
+            "1",
+            "--exec",
+            r#"p=$(cat); case "$p" in bad) exit 3;; hold) sleep 600;; esac"#,
+        ],
+    );
+    let (watch, mut lines) = spawn_lines(&args(&server, "info", &["--watch"]));
+    let f = frame_where(&mut lines, "the consumer's counts and hold", |f| {
+        f.contains("eaten 1, failed 1") && f.contains("holding 1 for")
+    });
+    assert!(f.contains("group kitchen:"), "{f}");
+    assert!(
+        f.contains("1 dead letters"),
+        "the stream's dead letter: {f}"
+    );
+    watch.stop("INT", lines);
+}

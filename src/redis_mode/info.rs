@@ -315,6 +315,14 @@ pub struct ConsumerInfo {
     pub idle_ms: u64,
     /// Whether it was heard from within the heartbeat TTL.
     pub alive: bool,
+    /// Dishes it ate since it started, as its heartbeat last wrote
+    /// (`<stream>:diner:<name>`); `null` when it wrote none (gone, or older).
+    pub eaten: Option<u64>,
+    /// Dishes that failed for good in its hands (as `eaten`).
+    pub failed: Option<u64>,
+    /// When it took the dish in hand (µs since the epoch); `null` when it
+    /// holds nothing or does not say.
+    pub held_since_us: Option<u64>,
 }
 
 /// Reads the stream section of `kitchen info`.
@@ -382,9 +390,25 @@ fn stream_info(
                     pending: f.int("pending").unwrap_or(0),
                     idle_ms,
                     alive: idle_ms < ttl,
+                    eaten: None,
+                    failed: None,
+                    held_since_us: None,
                 }
             })
             .collect();
+        if !consumers.is_empty() {
+            let mut get = redis::cmd("MGET");
+            for c in &consumers {
+                get.arg(keys.diner(&c.name));
+            }
+            let notes: Vec<Option<String>> = get.query(con)?;
+            for (c, note) in consumers.iter_mut().zip(notes) {
+                if let Some(n) = note.as_deref().and_then(Note::parse) {
+                    (c.eaten, c.failed) = (Some(n.eaten), Some(n.failed));
+                    c.held_since_us = n.held_since_us;
+                }
+            }
+        }
         consumers.sort_by(|a, b| a.name.cmp(&b.name));
         // [[id, consumer, idle ms, deliveries]] for the oldest pending entry.
         let oldest: Vec<Value> = items(oldest)

@@ -11,6 +11,7 @@
 //! | `S:dead` | list | dead letters (see `dead.rs`) |
 //! | `S:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
 //! | `S:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
+//! | `S:diner:<diner>` | string with TTL | a diner's counts as JSON, refreshed by its heartbeat, for `info --watch` (`tally.rs`) |
 //!
 //! **Groups.** A diner joins `--group` (XGROUP CREATE … `0` MKSTREAM, a
 //! BUSYGROUP answer meaning another diner was first), so a new group starts
@@ -298,6 +299,11 @@ impl Keys {
             dead_trimmed: format!("{stream}:dead:trimmed"),
         }
     }
+
+    /// Where diner `me` keeps its counts (see `tally.rs`).
+    pub fn diner(&self, me: &str) -> String {
+        format!("{}:diner:{me}", self.stream)
+    }
 }
 
 /// What `S:capacity` holds for chefs that run `--unbounded`.
@@ -454,6 +460,8 @@ struct Names {
     bury: Script,
     /// The most dead letters kept (`--dead-max`).
     dead_max: usize,
+    /// Its counts, written beside the stream by its heartbeat.
+    tally: std::sync::Arc<super::tally::Tally>,
 }
 
 /// The heartbeat thread, once the diner is ready.
@@ -605,6 +613,7 @@ impl Consumer {
                 leave: Script::new(LEAVE),
                 bury: Script::new(super::dead::BURY),
                 dead_max: opts.dead_max.max(1),
+                tally: std::sync::Arc::default(),
             },
             heart: Heart::Waiting(Box::new(stream_conn(heart_conn, opts))),
             batch: Batch {
@@ -639,6 +648,7 @@ impl Consumer {
                 n.group.clone(),
                 n.me.clone(),
                 n.ttl,
+                n.tally.clone(),
             )
             .map_err(ReadyError::Spawn)?;
             self.heart = Heart::Beating(beat);
@@ -873,6 +883,7 @@ impl Consumer {
                     }
                     dish.attempt = entry.attempt;
                     self.batch.in_hand = Some((dish.id, entry.id));
+                    self.names.tally.took();
                     return Ok(Some(Take::Dish {
                         dish,
                         depth: self.batch.depth,
@@ -933,6 +944,7 @@ impl Consumer {
                 .query::<Value>(c)
         })?;
         self.batch.in_hand = None;
+        self.names.tally.put_down();
         Ok(())
     }
 
@@ -987,12 +999,23 @@ impl Consumer {
                 .arg(names.dead_max)
                 .invoke::<u64>(c)
         })?;
-        self.ack(dish)
+        self.settle(dish);
+        self.names.tally.failed();
+        Ok(())
     }
 
     /// Marks `dish`, the one in hand, as eaten; the next read acknowledges it.
     pub fn ack(&mut self, dish: &Dish) -> Result<(), Fault> {
-        // Any other dish is not this diner's to acknowledge.
+        if self.settle(dish) {
+            self.names.tally.ate();
+        }
+        Ok(())
+    }
+
+    /// Done with `dish`, the one in hand: the next read acknowledges its
+    /// entry. Whether it was in hand: any other dish is not this diner's to
+    /// acknowledge.
+    fn settle(&mut self, dish: &Dish) -> bool {
         let mine = self
             .batch
             .in_hand
@@ -1001,7 +1024,7 @@ impl Consumer {
         if let Some((_, entry)) = self.batch.in_hand.take_if(|_| mine) {
             self.batch.done.push(entry);
         }
-        Ok(())
+        mine
     }
 }
 
@@ -1085,6 +1108,7 @@ impl Beat {
         group: String,
         me: String,
         ttl: Duration,
+        tally: std::sync::Arc<super::tally::Tally>,
     ) -> std::io::Result<Beat> {
         let stop = Shutdown::new();
         let (tx, done) = crossbeam_channel::bounded::<()>(1);
@@ -1094,6 +1118,7 @@ impl Beat {
             .name(format!("heartbeat-{me}"))
             .spawn(move || {
                 let beat = Script::new(BEAT);
+                let note = Keys::new(&stream).diner(&me);
                 loop {
                     // Errors here are the diner thread's to report; keep beating.
                     let _ = conn.run(|c| {
@@ -1103,6 +1128,15 @@ impl Beat {
                             .arg(ttl_ms(ttl))
                             .arg(MAX_HELD)
                             .invoke::<u64>(c)
+                    });
+                    // Apart: Redis out of memory may refuse it, never the beat.
+                    let _ = conn.run(|c| {
+                        redis::cmd("SET")
+                            .arg(&note)
+                            .arg(tally.beat_value())
+                            .arg("PX")
+                            .arg(ttl_ms(ttl))
+                            .query::<()>(c)
                     });
                     if token.sleep(period) {
                         break;

@@ -6,8 +6,9 @@
 //! process or machine the diners run on. Rates are differences between
 //! frames: eaten/s from the diners' counts (a diner that leaves takes its
 //! count with it, so each diner's own increase is summed, never the total's),
-//! made/s from everything a dish can become (waiting, held, eaten, failed,
-//! dead), which a queue without a producer counter can only estimate.
+//! made/s from the change in every place a dish can be (waiting, held,
+//! waiting to be retried, dead) plus what was eaten: an estimate, as Redis
+//! keeps no producer counter.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -76,10 +77,10 @@ pub fn watch(
 /// The counts rates are made from, accumulated frame by frame.
 #[derive(Debug, Default)]
 struct Rates {
-    /// Each diner's last counts (eaten, failed), by id.
-    last: HashMap<String, (u64, u64)>,
+    /// Each diner's last eaten count, by id.
+    last: HashMap<String, u64>,
     /// Dishes anywhere in the queue's keys at the last frame: waiting,
-    /// held, dead.
+    /// held, waiting to be retried, dead.
     last_present: Option<u64>,
     /// Running totals since the watch started: (eaten, made).
     totals: (u64, u64),
@@ -90,30 +91,36 @@ struct Rates {
 impl Rates {
     fn add(&mut self, at: Instant, i: &Info) {
         let mut eaten = 0;
-        let mut failed = 0;
         let mut seen = HashMap::with_capacity(i.diners.len());
-        for d in &i.diners {
-            let (Some(e), Some(f)) = (d.eaten, d.failed) else {
-                continue;
-            };
+        // The list's diners, then the stream's consumers, by a name unique across both.
+        let list = i.diners.iter().map(|d| (d.id.clone(), d.eaten));
+        let stream = i.stream.groups.iter().flat_map(|g| {
+            g.consumers
+                .iter()
+                .map(move |c| (format!("{}/{}", g.name, c.name), c.eaten))
+        });
+        for (id, now) in list.chain(stream) {
+            let Some(now) = now else { continue };
             // A diner first seen after the first frame counts from 0: it
-            // started since (a restart resets its counts, hence saturating).
-            let (pe, pf) = match self.last.get(&d.id) {
-                Some(&p) => p,
-                None if self.last_present.is_some() => (0, 0),
-                None => (e, f),
+            // started since (a restart resets its count, hence saturating).
+            let before = match self.last.get(&id) {
+                Some(&n) => n,
+                None if self.last_present.is_some() => 0,
+                None => now,
             };
-            eaten += e.saturating_sub(pe);
-            failed += f.saturating_sub(pf);
-            seen.insert(d.id.clone(), (e, f));
+            eaten += now.saturating_sub(before);
+            seen.insert(id, now);
         }
         self.last = seen;
         let held: u64 = i.diners.iter().map(|d| d.holding.len() as u64).sum();
-        let present = i.length + held + i.dead;
-        // Made: what is new in the keys, plus what left them by eating or failing.
+        // Every place a dish can be until it is eaten: a failed dish moves
+        // to the waiting retries or the dead letters, and stays counted.
+        let present =
+            i.length + held + i.waiting_retries + i.dead + i.stream.unacknowledged + i.stream.dead;
+        // Made: what is new in those places, plus what left them by being eaten.
         let made = self
             .last_present
-            .map_or(0, |p| (present + eaten + failed).saturating_sub(p));
+            .map_or(0, |p| (present + eaten).saturating_sub(p));
         self.last_present = Some(present);
         self.totals.0 += eaten;
         self.totals.1 += made;
@@ -205,11 +212,22 @@ fn render(i: &Info, rates: &Rates, now_us: u64) -> String {
         for g in &s.groups {
             let _ = writeln!(out, "    group {}: {} pending", g.name, g.pending);
             for c in g.consumers.iter().filter(|c| c.alive) {
+                let held = match (c.pending, c.held_since_us) {
+                    (0, _) => "holding nothing".to_owned(),
+                    (n, Some(s)) => format!(
+                        "holding {n} for {:.1} s",
+                        now_us.saturating_sub(s) as f64 / 1e6
+                    ),
+                    (n, None) => format!("holding {n}"),
+                };
+                let counts = match (c.eaten, c.failed) {
+                    (Some(e), Some(f)) => format!("; eaten {e}, failed {f}"),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     out,
-                    "      {}  holding {}, idle {:.1} s",
+                    "      {}  {held}, idle {:.1} s{counts}",
                     c.name,
-                    c.pending,
                     c.idle_ms as f64 / 1e3
                 );
             }

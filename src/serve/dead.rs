@@ -79,12 +79,12 @@ pub fn refused(e: &DeadError) -> Response {
         // request is fine, the state forbids it.
         _ => 409,
     };
-    let r = Response::text(status, format!("{e}\n"));
     if status == 503 {
-        r.with("Retry-After", "1")
-    } else {
-        r
+        // Names no server: the operator's log has the detail.
+        return Response::text(503, "the queue is unavailable; retry in a second\n")
+            .with("Retry-After", "1");
     }
+    Response::text(status, format!("{e}\n"))
 }
 
 /// The dead letters' part of the page: the newest [`SHOWN`], each with its
