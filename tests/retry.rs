@@ -165,8 +165,13 @@ mod redis {
                 &cmd,
             ],
         );
+        let started = std::time::Instant::now();
         let out = run(&server, "enqueue", &["--wait", "soup"]);
         assert!(out.status.success(), "{}", stderr(&out));
+        println!(
+            "faults: retries, list: eaten on attempt 3 of 3 after two failures (--retry-delay 0.1), result back {:.2} s after enqueue",
+            started.elapsed().as_secs_f64()
+        );
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("soup"),
             "{out:?}"
@@ -268,8 +273,13 @@ mod redis {
         assert_eq!(zcard(&server), 1, "the retry survived the restart (AOF)");
         // Another diner eats it, on its second attempt, once it is due.
         let dir = tempfile::tempdir().expect("temp dir");
+        let started = std::time::Instant::now();
         let v = burst(&server, &fails_until(dir.path(), 2), &[]);
         assert_eq!((num(&v, "eaten"), num(&v, "failed")), (1, 0), "{v}");
+        println!(
+            "faults: retries: a waiting retry (--retry-delay 3) survived its diner's SIGKILL and a Redis SIGKILL + restart (AOF): 1 waiting, 0 lost, eaten on attempt 2 by a new diner {:.2} s after it started",
+            started.elapsed().as_secs_f64()
+        );
         assert_eq!(attempts_seen(dir.path()), [vec![2]]);
         assert_eq!(zcard(&server), 0);
     }
@@ -298,6 +308,7 @@ mod redis {
             &cmd,
         ];
         let mut kills = 0;
+        let started = std::time::Instant::now();
         let mut survivor: Option<KillOnDrop> = None;
         for _ in 0..5 {
             let (mut diner, _lines) = spawn(&server, "diner", &args);
@@ -330,5 +341,10 @@ mod redis {
             "{d}"
         );
         assert_eq!(server.llen(QUEUE), 0);
+        println!(
+            "faults: poison dish: --max-attempts 2, --heartbeat-ttl 1: {kills} diners killed by it, then dead ({}) {:.2} s after the first diner started; 0 left in the queue",
+            letter["reason"].as_str().unwrap_or_default(),
+            started.elapsed().as_secs_f64()
+        );
     }
 }
