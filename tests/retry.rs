@@ -286,9 +286,26 @@ mod redis {
 
     #[test]
     fn a_poison_dish_that_kills_its_diner_ends_dead_after_max_attempts() {
+        poison("list");
+    }
+
+    #[test]
+    fn a_poison_entry_that_kills_its_diner_ends_dead_after_max_attempts() {
+        poison("stream");
+    }
+
+    /// A bare payload `7` (another producer's) whose command kills its
+    /// diner (`kill -9 $PPID`), in `mode`: diners are started one after
+    /// another until it is dead.
+    fn poison(mode: &str) {
         let server = RedisServer::start();
-        // Another producer's bare payload: wrapped to carry its attempts.
-        let _: u64 = server.query(&["LPUSH", QUEUE, "7"]);
+        // List mode wraps the bare payload to carry its attempts; stream
+        // mode counts deliveries.
+        if mode == "list" {
+            let _: u64 = server.query(&["LPUSH", QUEUE, "7"]);
+        } else {
+            support::redis_stream::xadd(&server, "task:prodcons:stream", &["dish", "7"]);
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         // Each attempt is written down, then the command kills its diner.
         let cmd = format!(
@@ -296,6 +313,8 @@ mod redis {
             dir.path().display()
         );
         let args = [
+            "--mode",
+            mode,
             "--diners",
             "1",
             "--max-sleep-ms",
@@ -315,9 +334,9 @@ mod redis {
             // Killed by its dish, or alive with the dish dead.
             wait_until(LIMIT, "the diner to die or the dish to be dead", || {
                 matches!(diner.child().try_wait(), Ok(Some(_)))
-                    || num(&dead_list(&server, "list"), "total") == 1
+                    || num(&dead_list(&server, mode), "total") == 1
             });
-            if num(&dead_list(&server, "list"), "total") == 1 {
+            if num(&dead_list(&server, mode), "total") == 1 {
                 survivor = Some(diner);
                 break;
             }
@@ -327,7 +346,7 @@ mod redis {
         assert_eq!(kills, 2, "one death per attempt, no more");
         let seen = std::fs::read_to_string(dir.path().join("poison")).expect("attempts");
         assert_eq!(seen.lines().collect::<Vec<_>>(), ["1", "2"]);
-        let d = dead_list(&server, "list");
+        let d = dead_list(&server, mode);
         let letter = &d["entries"][0];
         assert_eq!(
             (letter["attempts"].as_u64(), letter["payload"].as_str()),
@@ -342,7 +361,7 @@ mod redis {
         );
         assert_eq!(server.llen(QUEUE), 0);
         println!(
-            "faults: poison dish: --max-attempts 2, --heartbeat-ttl 1: {kills} diners killed by it, then dead ({}) {:.2} s after the first diner started; 0 left in the queue",
+            "faults: poison dish, {mode} mode: --max-attempts 2, --heartbeat-ttl 1: {kills} diners killed by it, then dead ({}) {:.2} s after the first diner started; 0 left in the queue",
             letter["reason"].as_str().unwrap_or_default(),
             started.elapsed().as_secs_f64()
         );
