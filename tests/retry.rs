@@ -80,6 +80,49 @@ fn the_local_backend_retries_and_keeps_the_books() {
 }
 
 #[test]
+fn the_web_entry_says_retrying_while_a_dish_waits_then_eaten_with_its_attempts() {
+    use kitchen::exec::Exec;
+    use kitchen::kitchen::work::Work;
+    use kitchen::queue::Retry;
+    use support::web::{TestServer, config};
+
+    let server = TestServer::start(kitchen::serve::ServeConfig {
+        work: Work::Exec(Exec {
+            command: r#"[ "$KITCHEN_ATTEMPT" -ge 2 ] || { echo first >&2; exit 1; }; echo done"#
+                .to_owned(),
+            timeout: None,
+        }),
+        retry: Retry {
+            max_attempts: 2,
+            // Long enough to be seen waiting; the test waits on conditions.
+            delay: std::time::Duration::from_secs(2),
+        },
+        ..config()
+    });
+    let reply = server.post("/dishes", r#"{"task":"t"}"#);
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let id = reply.json()["id"].as_str().expect("an id").to_owned();
+    let record = || server.get(&format!("/dishes/{id}")).json();
+    support::wait_until(support::LIMIT, "the dish to wait for its retry", || {
+        record()["status"] == "retrying"
+    });
+    let r = record();
+    assert_eq!(r["attempts"], 1, "{r}");
+    assert!(r["error"].as_str().expect("why").contains("first"), "{r}");
+    assert!(r["retry_at"].as_u64().is_some(), "{r}");
+    support::wait_until(support::LIMIT, "the dish to be eaten", || {
+        record()["status"] == "eaten"
+    });
+    let r = record();
+    assert_eq!(
+        (r["attempts"].as_u64(), r["output"].as_str()),
+        (Some(2), Some("done\n")),
+        "{r}"
+    );
+    server.stop().expect("a clean stop");
+}
+
+#[test]
 fn bad_retry_flags_are_usage_errors() {
     for (args, want) in [
         (
