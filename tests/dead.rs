@@ -49,6 +49,9 @@ fn burst(server: &RedisServer, cmd: &str, rest: &[&str]) -> serde_json::Value {
         "1",
         "--max-sleep-ms",
         "0",
+        // One attempt: these dishes are dead at their first failure.
+        "--max-attempts",
+        "1",
         "--exec",
         cmd,
     ];

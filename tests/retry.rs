@@ -80,6 +80,49 @@ fn the_local_backend_retries_and_keeps_the_books() {
 }
 
 #[test]
+fn the_web_entry_says_retrying_while_a_dish_waits_then_eaten_with_its_attempts() {
+    use kitchen::exec::Exec;
+    use kitchen::kitchen::work::Work;
+    use kitchen::queue::Retry;
+    use support::web::{TestServer, config};
+
+    let server = TestServer::start(kitchen::serve::ServeConfig {
+        work: Work::Exec(Exec {
+            command: r#"[ "$KITCHEN_ATTEMPT" -ge 2 ] || { echo first >&2; exit 1; }; echo done"#
+                .to_owned(),
+            timeout: None,
+        }),
+        retry: Retry {
+            max_attempts: 2,
+            // Long enough to be seen waiting; the test waits on conditions.
+            delay: std::time::Duration::from_secs(2),
+        },
+        ..config()
+    });
+    let reply = server.post("/dishes", r#"{"task":"t"}"#);
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let id = reply.json()["id"].as_str().expect("an id").to_owned();
+    let record = || server.get(&format!("/dishes/{id}")).json();
+    support::wait_until(support::LIMIT, "the dish to wait for its retry", || {
+        record()["status"] == "retrying"
+    });
+    let r = record();
+    assert_eq!(r["attempts"], 1, "{r}");
+    assert!(r["error"].as_str().expect("why").contains("first"), "{r}");
+    assert!(r["retry_at"].as_u64().is_some(), "{r}");
+    support::wait_until(support::LIMIT, "the dish to be eaten", || {
+        record()["status"] == "eaten"
+    });
+    let r = record();
+    assert_eq!(
+        (r["attempts"].as_u64(), r["output"].as_str()),
+        (Some(2), Some("done\n")),
+        "{r}"
+    );
+    server.stop().expect("a clean stop");
+}
+
+#[test]
 fn bad_retry_flags_are_usage_errors() {
     for (args, want) in [
         (
@@ -165,8 +208,13 @@ mod redis {
                 &cmd,
             ],
         );
+        let started = std::time::Instant::now();
         let out = run(&server, "enqueue", &["--wait", "soup"]);
         assert!(out.status.success(), "{}", stderr(&out));
+        println!(
+            "faults: retries, list: eaten on attempt 3 of 3 after two failures (--retry-delay 0.1), result back {:.2} s after enqueue",
+            started.elapsed().as_secs_f64()
+        );
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("soup"),
             "{out:?}"
@@ -268,17 +316,39 @@ mod redis {
         assert_eq!(zcard(&server), 1, "the retry survived the restart (AOF)");
         // Another diner eats it, on its second attempt, once it is due.
         let dir = tempfile::tempdir().expect("temp dir");
+        let started = std::time::Instant::now();
         let v = burst(&server, &fails_until(dir.path(), 2), &[]);
         assert_eq!((num(&v, "eaten"), num(&v, "failed")), (1, 0), "{v}");
+        println!(
+            "faults: retries: a waiting retry (--retry-delay 3) survived its diner's SIGKILL and a Redis SIGKILL + restart (AOF): 1 waiting, 0 lost, eaten on attempt 2 by a new diner {:.2} s after it started",
+            started.elapsed().as_secs_f64()
+        );
         assert_eq!(attempts_seen(dir.path()), [vec![2]]);
         assert_eq!(zcard(&server), 0);
     }
 
     #[test]
     fn a_poison_dish_that_kills_its_diner_ends_dead_after_max_attempts() {
+        poison("list");
+    }
+
+    #[test]
+    fn a_poison_entry_that_kills_its_diner_ends_dead_after_max_attempts() {
+        poison("stream");
+    }
+
+    /// A bare payload `7` (another producer's) whose command kills its
+    /// diner (`kill -9 $PPID`), in `mode`: diners are started one after
+    /// another until it is dead.
+    fn poison(mode: &str) {
         let server = RedisServer::start();
-        // Another producer's bare payload: wrapped to carry its attempts.
-        let _: u64 = server.query(&["LPUSH", QUEUE, "7"]);
+        // List mode wraps the bare payload to carry its attempts; stream
+        // mode counts deliveries.
+        if mode == "list" {
+            let _: u64 = server.query(&["LPUSH", QUEUE, "7"]);
+        } else {
+            support::redis_stream::xadd(&server, "task:prodcons:stream", &["dish", "7"]);
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         // Each attempt is written down, then the command kills its diner.
         let cmd = format!(
@@ -286,6 +356,8 @@ mod redis {
             dir.path().display()
         );
         let args = [
+            "--mode",
+            mode,
             "--diners",
             "1",
             "--max-sleep-ms",
@@ -298,15 +370,16 @@ mod redis {
             &cmd,
         ];
         let mut kills = 0;
+        let started = std::time::Instant::now();
         let mut survivor: Option<KillOnDrop> = None;
         for _ in 0..5 {
             let (mut diner, _lines) = spawn(&server, "diner", &args);
             // Killed by its dish, or alive with the dish dead.
             wait_until(LIMIT, "the diner to die or the dish to be dead", || {
                 matches!(diner.child().try_wait(), Ok(Some(_)))
-                    || num(&dead_list(&server, "list"), "total") == 1
+                    || num(&dead_list(&server, mode), "total") == 1
             });
-            if num(&dead_list(&server, "list"), "total") == 1 {
+            if num(&dead_list(&server, mode), "total") == 1 {
                 survivor = Some(diner);
                 break;
             }
@@ -316,7 +389,7 @@ mod redis {
         assert_eq!(kills, 2, "one death per attempt, no more");
         let seen = std::fs::read_to_string(dir.path().join("poison")).expect("attempts");
         assert_eq!(seen.lines().collect::<Vec<_>>(), ["1", "2"]);
-        let d = dead_list(&server, "list");
+        let d = dead_list(&server, mode);
         let letter = &d["entries"][0];
         assert_eq!(
             (letter["attempts"].as_u64(), letter["payload"].as_str()),
@@ -330,5 +403,10 @@ mod redis {
             "{d}"
         );
         assert_eq!(server.llen(QUEUE), 0);
+        println!(
+            "faults: poison dish, {mode} mode: --max-attempts 2, --heartbeat-ttl 1: {kills} diners killed by it, then dead ({}) {:.2} s after the first diner started; 0 left in the queue",
+            letter["reason"].as_str().unwrap_or_default(),
+            started.elapsed().as_secs_f64()
+        );
     }
 }

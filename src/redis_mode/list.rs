@@ -35,6 +35,15 @@
 //! the next dish, so `kitchen info` never shows eaten dishes as held for
 //! long, and full-speed batches keep their one round trip per batch.
 //!
+//! **Retries.** A failed dish leaves the diner's processing list for
+//! `Q:retry`, a sorted set scored by when it is due (Redis's clock), in one
+//! script ([`RETRY`]); heartbeat threads, at least every [`PROMOTE_EVERY`],
+//! and the diner that set it aside, once it falls due, move due dishes back
+//! onto the queue's taking end ([`PROMOTE`]). They never count toward the
+//! capacity: a full queue takes them anyway, so a chef never stands between
+//! a due retry and the diners. A dish's attempt travels as the envelope's
+//! last key, `"attempt":N`; [`RECOVER`] counts one for a dead diner's dishes.
+//!
 //! **Out of memory.** Redis over its `maxmemory` (policy `noeviction`)
 //! refuses every command that may grow memory (LPUSH, LMOVE, SET, SADD…), yet
 //! only eating frees memory. Chefs wait, with backoff (50 ms doubling to
@@ -419,6 +428,8 @@ struct Names {
     bury: Script,
     /// Moves a failed dish from this diner's hands to the waiting retries.
     retry: Script,
+    /// Moves due retries onto the queue.
+    promote: Script,
     /// The most dead letters kept (`--dead-max`).
     dead_max: usize,
     /// Its counts, written into its heartbeat for `kitchen info --watch`.
@@ -460,6 +471,9 @@ struct Batch {
     idle: bool,
     /// When this diner last took from Redis (and so acknowledged).
     took_at: Option<Instant>,
+    /// When the first retry this diner set aside falls due: it moves it
+    /// onto the queue itself then, sooner than a heartbeat would.
+    retry_due: Option<Instant>,
 }
 
 impl Batch {
@@ -540,6 +554,7 @@ impl Consumer {
                 register: Script::new(REGISTER),
                 bury: Script::new(super::dead::BURY),
                 retry: Script::new(RETRY),
+                promote: Script::new(PROMOTE),
                 dead_max: opts.dead_max.max(1),
                 tally: std::sync::Arc::default(),
             },
@@ -596,6 +611,14 @@ impl Consumer {
         // between an empty look and a later read of `finished`, and closing
         // then would leave that dish behind.
         let was_finished = finished.is_stopped();
+        if self
+            .batch
+            .retry_due
+            .is_some_and(|due| Instant::now() >= due)
+        {
+            self.batch.retry_due = None;
+            self.promote()?;
+        }
         if !(self.batch.idle && self.batch.done == 0 && !was_finished) {
             if let Some(take) = self.take_now()? {
                 return Ok(take);
@@ -850,6 +873,24 @@ impl Consumer {
         self.batch.in_hand = None;
         // Not failed for good, and no longer in hand.
         self.names.tally.put_down();
+        let due = Instant::now() + delay;
+        self.batch.retry_due = Some(self.batch.retry_due.map_or(due, |d| d.min(due)));
+        Ok(())
+    }
+
+    /// Moves the due retries onto the queue (as heartbeats do).
+    fn promote(&mut self) -> Result<(), Fault> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        names.run(conn, batch, |c| {
+            names
+                .promote
+                .key(&names.keys.retry)
+                .key(&names.keys.queue)
+                .arg(PROMOTE_MAX)
+                .invoke::<usize>(c)
+        })?;
         Ok(())
     }
 
