@@ -56,7 +56,8 @@ enum Sub {
     /// Queue dishes with these payloads (Redis); `--wait` prints each result.
     Enqueue(EnqueueArgs),
     /// What is in Redis now: queue length and capacity, live diners and what
-    /// each holds, dead letters, channel subscribers (Redis).
+    /// each holds, dead letters, channel subscribers (Redis); `--watch`
+    /// refreshes it every second.
     // Chefs record their bound in Redis; the flags are what to show when no
     // chef has run yet.
     #[command(

@@ -22,6 +22,12 @@ struct Browser {
 
 impl Browser {
     fn start() -> Browser {
+        Browser::start_with(true)
+    }
+
+    /// A browser with JavaScript on or off (Chromium's content setting, as
+    /// a user who turned it off has it).
+    fn start_with(javascript: bool) -> Browser {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
             l.local_addr().expect("local_addr").port()
@@ -59,7 +65,11 @@ impl Browser {
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": args,
+                "prefs": {"profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 }},
+            },
         }}});
         let created = call(addr, "POST", "/session", Some(caps));
         let session = created["sessionId"]
@@ -242,4 +252,48 @@ fn requeue_then_purge_dead_letters_from_the_page() {
     });
     assert_eq!(b.text("#dead"), "None.");
     assert_eq!(redis.llen(&format!("{QUEUE}:dead")), 0);
+}
+
+/// With JavaScript off, the forms still work: purge one, then requeue all,
+/// each a `POST` answered `303` back to the page.
+#[cfg(feature = "redis")]
+#[test]
+fn dead_letter_buttons_work_with_javascript_off() {
+    use kitchen::queue::{BackendConfig, Mode, RedisOptions};
+    use support::redis_kitchen::{QUEUE, bury_by_hand};
+    use support::redis_server::RedisServer;
+
+    let redis = RedisServer::start();
+    bury_by_hand(&redis, "d-1", "7", "exit status 1");
+    bury_by_hand(&redis, "d-2", "8", "exit status 1");
+    let s = TestServer::start(ServeConfig {
+        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), Mode::List)),
+        ..config()
+    });
+    let b = Browser::start_with(false);
+    let home = s.url("/");
+    b.open(&home);
+    assert_eq!(b.text("#dead-total"), "2");
+    // Scripting is off: the <noscript> reload is a real element, not text.
+    let refresh = b.cmd(
+        "POST",
+        "/execute/sync",
+        Some(json!({"script": "return document.querySelectorAll('meta[http-equiv=refresh]').length", "args": []})),
+    );
+    assert_eq!(refresh, 1, "the page is parsed with scripting off");
+    let purge = b.find("css selector", r#"li[data-id="d-2"] button.purge"#);
+    b.cmd("POST", &format!("/element/{purge}/click"), Some(json!({})));
+    wait_until(LIMIT, "the page again, with d-2 gone", || {
+        b.url() == home && b.try_text("#dead-total").as_deref() == Some("1")
+    });
+    let all = b.find("css selector", "#requeue-all");
+    b.cmd("POST", &format!("/element/{all}/click"), Some(json!({})));
+    wait_until(LIMIT, "the page again, with none left", || {
+        b.url() == home && b.try_text("#dead-total").as_deref() == Some("0")
+    });
+    assert_eq!(
+        redis.lrange(QUEUE),
+        vec!["7".to_owned()],
+        "d-1 requeued as it was"
+    );
 }
