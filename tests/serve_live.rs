@@ -111,23 +111,36 @@ fn with_no_failures_the_page_says_none_yet() {
 }
 
 /// On Redis the diners are other processes: the eaten-per-second line
-/// comes from their heartbeats' counts.
+/// comes from their heartbeats' counts, in `mode`.
 #[cfg(feature = "redis")]
-#[test]
-fn on_redis_the_rate_comes_from_the_diner_processes_heartbeats() {
+fn rate_from_diner_processes(mode: &str) {
     use kitchen::queue::{BackendConfig, Mode, RedisOptions};
     use support::redis_kitchen::spawn;
     use support::redis_server::RedisServer;
 
     let redis = RedisServer::start();
+    let m = if mode == "stream" {
+        Mode::Stream
+    } else {
+        Mode::List
+    };
     let s = TestServer::start(ServeConfig {
-        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), Mode::List)),
+        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), m)),
         ..config()
     });
     let (_diner, _lines) = spawn(
         &redis,
         "diner",
-        &["--diners", "1", "--max-sleep-ms", "0", "--exec", "true"],
+        &[
+            "--mode",
+            mode,
+            "--diners",
+            "1",
+            "--max-sleep-ms",
+            "0",
+            "--exec",
+            "true",
+        ],
     );
     for _ in 0..3 {
         assert_eq!(s.post("/dishes", r#"{"dish":1}"#).status, 202);
@@ -147,6 +160,18 @@ fn on_redis_the_rate_comes_from_the_diner_processes_heartbeats() {
             .contains("<code>kitchen diner</code> processes"),
         "failures are the diner processes' to report"
     );
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn on_a_redis_list_the_rate_comes_from_the_diner_processes_heartbeats() {
+    rate_from_diner_processes("list");
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn on_a_redis_stream_the_rate_comes_from_the_consumers_notes() {
+    rate_from_diner_processes("stream");
 }
 
 /// The local backend keeps its dead letters in the server: the page lists

@@ -506,3 +506,45 @@ impl StreamInfo {
         out
     }
 }
+
+/// Dishes the consumers of `group` on `stream` ate and failed, summed from
+/// the notes their heartbeats write (see `tally.rs`); nothing while the
+/// stream or the group does not exist yet.
+pub(crate) fn consumers_counts(
+    con: &mut Connection,
+    stream: &str,
+    group: &str,
+) -> Result<(u64, u64), RedisError> {
+    let listed: Result<Value, RedisError> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(group)
+        .query(con);
+    let names: Vec<String> = match listed {
+        Ok(v) => items(v)
+            .into_iter()
+            .map(|c| fields(c).text("name"))
+            .collect(),
+        // No stream, or no group yet: no consumer has eaten anything.
+        Err(e)
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                || e.code().is_some() =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    if names.is_empty() {
+        return Ok((0, 0));
+    }
+    let keys = stream::Keys::new(stream);
+    let mut get = redis::cmd("MGET");
+    for n in &names {
+        get.arg(keys.diner(n));
+    }
+    let notes: Vec<Option<String>> = get.query(con)?;
+    Ok(notes
+        .iter()
+        .filter_map(|n| Note::parse(n.as_deref()?))
+        .fold((0, 0), |(e, f), n| (e + n.eaten, f + n.failed)))
+}

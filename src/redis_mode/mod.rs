@@ -183,6 +183,8 @@ impl RedisQueue {
             keys: list::Keys::new(&self.opts.queue),
             channel: self.opts.channel.clone(),
             stream: (self.opts.mode == Mode::Stream).then(|| stream::Gauge::new(&self.opts)),
+            group: (self.opts.mode == Mode::Stream)
+                .then(|| (self.opts.stream.clone(), self.opts.group.clone())),
             morgue: self.morgue(),
         }
     }
@@ -368,6 +370,8 @@ pub struct Gauge {
     stream: Option<stream::Gauge>,
     /// The dead letters.
     morgue: dead::Morgue,
+    /// The stream and group, in stream mode: their consumers' counts.
+    group: Option<(String, String)>,
 }
 
 impl Gauge {
@@ -419,9 +423,13 @@ impl Gauge {
         self.conn.run(|c| list::live_diners(c, keys))
     }
 
-    /// Dishes the live list-mode diners ate and failed, summed from their
-    /// heartbeats (see `tally.rs`): every diner process's, on any machine.
+    /// Dishes the live diners ate and failed, summed from their heartbeats
+    /// (list mode) or notes (stream mode: the group's consumers; see
+    /// `tally.rs`): every diner process's, on any machine.
     pub fn diners_counts(&mut self) -> Result<(u64, u64), Fault> {
+        if let Some((stream, group)) = &self.group {
+            return self.conn.run(|c| info::consumers_counts(c, stream, group));
+        }
         let keys = &self.keys;
         self.conn.run(|c| {
             let ids: Vec<String> = redis::cmd("SMEMBERS").arg(&keys.diners).query(c)?;
