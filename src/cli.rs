@@ -1861,4 +1861,69 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn dead_commands_name_their_letters_and_where_they_are() {
+        let dead = |args: &[&str]| match parse(args) {
+            Ok(Command::Dead { redis, command }) => (redis, command),
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let (redis, command) = dead(&["dead", "requeue", "a", "b"]);
+        assert_eq!(
+            command,
+            DeadCommand::Requeue(Which::Ids(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(
+            (redis.mode, redis.queue.as_str()),
+            (Mode::List, defaults::QUEUE)
+        );
+        assert_eq!(
+            dead(&["dead", "purge", "--all"]).1,
+            DeadCommand::Purge(Which::All)
+        );
+        let (redis, command) = dead(&[
+            "dead", "list", "--json", "--mode", "stream", "--stream", "s",
+        ]);
+        assert_eq!((redis.mode, redis.stream.as_str()), (Mode::Stream, "s"));
+        assert_eq!(
+            command,
+            DeadCommand::List {
+                json: true,
+                limit: None
+            }
+        );
+        refused("dead requeue", "<ID>");
+        refused("dead purge --all a", "cannot be used with");
+        refused("dead list --mode pubsub", "takes --mode list or stream");
+        refused("dead list --stream s", "--stream names the stream");
+        refused(
+            "dead list --mode stream --queue q",
+            "--queue does not apply",
+        );
+        refused("dead list --channel c", "--channel does not apply");
+        refused("dead list --backend local", "needs --backend redis");
+    }
+
+    #[test]
+    fn retry_flags_reach_every_role_that_eats() {
+        let c = config(&["run", "--max-attempts", "5", "--retry-delay", "0.5"]);
+        assert_eq!(
+            c.retry,
+            Retry {
+                max_attempts: 5,
+                delay: Duration::from_millis(500)
+            }
+        );
+        assert_eq!(
+            config(&["diner", "--retry-delay", "0"]).retry.delay,
+            Duration::ZERO
+        );
+        assert_eq!(config(&[]).retry, Retry::default());
+        let (_, serve) = serve(&["serve", "--max-attempts", "1"]);
+        assert_eq!(serve.retry.max_attempts, 1);
+        refused("run --max-attempts 0", "is not a number of attempts");
+        refused("serve --retry-delay -1", "must be 0 seconds or more");
+        refused("run --dead-max 5", "--dead-max applies to --backend redis");
+        assert_eq!(redis(&["diner", "--dead-max", "7"]).dead_max, 7);
+    }
 }
