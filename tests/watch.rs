@@ -75,6 +75,22 @@ fn watch_shows_depth_dead_letters_and_each_diners_hold_and_counts() {
     let next = frame(&mut lines);
     assert!(next.contains("eaten ") && next.contains("/s"), "{next}");
     watch.stop("INT", lines);
+    // `info --json` carries the same, for scripts.
+    let out = run(&server, "info", &["--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info JSON");
+    let d = &v["diners"][0];
+    assert_eq!(
+        (d["eaten"].as_u64(), d["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    assert!(d["held_since_us"].as_u64().is_some(), "{v}");
+    assert_eq!(
+        (v["dead_trimmed"].as_u64(), v["waiting_retries"].as_u64()),
+        (Some(4), Some(1)),
+        "{v}"
+    );
     drop(diner);
 }
 
