@@ -24,6 +24,9 @@ pub enum AppError {
     /// `kitchen enqueue` failed.
     #[error(transparent)]
     Enqueue(#[from] crate::enqueue::EnqueueError),
+    /// `kitchen dead` failed.
+    #[error(transparent)]
+    Dead(#[from] crate::dead::DeadCommandError),
 }
 
 /// Runs `command` until done or `shutdown`; prints the summary (a table on
@@ -85,10 +88,27 @@ pub fn execute(command: Command, shutdown: &Shutdown) -> Result<(), AppError> {
             crate::enqueue::run(&config, shutdown, &mut out, &mut err)?;
             Ok(())
         }
+        Command::Dead { redis, command } => {
+            crate::dead::run(&redis, &command, &mut std::io::stdout().lock())?;
+            Ok(())
+        }
+        Command::Info {
+            redis,
+            capacity,
+            watch: true,
+            ..
+        } => {
+            use std::io::IsTerminal;
+            let mut out = std::io::stdout();
+            let tty = out.is_terminal();
+            queue::watch(&redis, capacity, shutdown, &mut out, tty)?;
+            Ok(())
+        }
         Command::Info {
             redis,
             capacity,
             json,
+            watch: false,
         } => {
             let text = queue::info(&redis, capacity, json)?;
             let _ = std::io::stdout().lock().write_all(text.as_bytes());

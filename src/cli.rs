@@ -18,12 +18,13 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::dead::DeadCommand;
 use crate::defaults;
 use crate::enqueue::EnqueueConfig;
 use crate::exec::Exec;
 use crate::kitchen::work::Work;
 use crate::kitchen::{KitchenConfig, Role};
-use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions, TlsFiles};
+use crate::queue::{BackendConfig, Capacity, Mode, RedisOptions, Retry, TlsFiles, Which};
 use crate::serve::ServeConfig;
 
 /// Asynchronous work through a queue: chefs make dishes, diners eat them.
@@ -56,7 +57,8 @@ enum Sub {
     /// Queue dishes with these payloads (Redis); `--wait` prints each result.
     Enqueue(EnqueueArgs),
     /// What is in Redis now: queue length and capacity, live diners and what
-    /// each holds, dead letters, channel subscribers (Redis).
+    /// each holds, dead letters, channel subscribers (Redis); `--watch`
+    /// refreshes it every second.
     // Chefs record their bound in Redis; the flags are what to show when no
     // chef has run yet.
     #[command(
@@ -68,6 +70,66 @@ enum Sub {
         ))
     )]
     Info(InfoArgs),
+    /// Dead letters: list them, put them back on the queue, or delete them (Redis).
+    Dead(DeadArgs),
+}
+
+/// `kitchen dead`'s three commands.
+#[derive(Debug, Args)]
+struct DeadArgs {
+    #[command(subcommand)]
+    action: DeadAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadAction {
+    /// The dead letters, newest first: id, attempts, when, reason, payload.
+    List(DeadListArgs),
+    /// Put dead letters back on the queue with fresh attempts: every id
+    /// named, or none if one is not dead.
+    Requeue(DeadPickArgs),
+    /// Delete dead letters: every id named, or none if one is not dead.
+    Purge(DeadPickArgs),
+}
+
+/// Where the dead letters are.
+#[derive(Debug, Args)]
+struct DeadPlaceArgs {
+    #[command(flatten)]
+    backend: RedisBackendArg,
+    /// Whose dead letters: the list's (--queue), or with `stream` the stream's (--stream).
+    #[arg(long, value_enum, default_value_t = Mode::List)]
+    mode: Mode,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+#[derive(Debug, Args)]
+struct DeadListArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Show at most the N newest (else all of them).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    #[command(flatten)]
+    place: DeadPlaceArgs,
+}
+
+#[derive(Debug, Args)]
+struct DeadPickArgs {
+    /// The ids of the dead letters (`kitchen dead list` shows them).
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    ids: Vec<String>,
+    /// Every dead letter.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    place: DeadPlaceArgs,
 }
 
 /// Where the queue lives.
@@ -248,6 +310,19 @@ struct WorkArgs {
     /// refused (413 on `POST /dishes`) or dead-lettered.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PAYLOAD as u64, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
     max_payload: u64,
+    /// Tries per dish: a failed dish waits --retry-delay, then is tried
+    /// again by any diner; after the last failed attempt it is dead
+    /// (`kitchen dead list`). 1 = no retries.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_ATTEMPTS, allow_negative_numbers = true, value_parser = parse_attempts)]
+    max_attempts: u32,
+    /// The wait before a failed dish's second attempt, in seconds; it
+    /// doubles on each attempt after, with jitter (0.5 to 1.5 times).
+    #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::RETRY_DELAY), allow_negative_numbers = true, value_parser = parse_delay)]
+    retry_delay: Secs,
+    /// Redis: the most dead letters kept beside the queue; beyond it the
+    /// oldest are trimmed (and counted, for `kitchen info`).
+    #[arg(long, value_name = "N", default_value_t = defaults::DEAD_MAX as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    dead_max: u64,
 }
 
 impl WorkArgs {
@@ -263,6 +338,17 @@ impl WorkArgs {
 
     fn max_payload(&self) -> usize {
         usize::try_from(self.max_payload).unwrap_or(usize::MAX)
+    }
+
+    fn retry(&self) -> Retry {
+        Retry {
+            max_attempts: self.max_attempts,
+            delay: self.retry_delay.0,
+        }
+    }
+
+    fn dead_max(&self) -> usize {
+        usize::try_from(self.dead_max).unwrap_or(usize::MAX)
     }
 }
 
@@ -300,8 +386,12 @@ struct InfoArgs {
     #[command(flatten)]
     capacity: CapacityArgs,
     /// Print one JSON object instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     json: bool,
+    /// Refresh every second until Ctrl-C: queue depth, retries, dead
+    /// letters, rates, and what each live diner holds and has eaten.
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -491,6 +581,13 @@ pub enum Command {
     },
     /// Queue tracked dishes, and maybe wait for their results.
     Enqueue(EnqueueConfig),
+    /// List, requeue or purge dead letters.
+    Dead {
+        /// Where they are.
+        redis: RedisOptions,
+        /// What to do.
+        command: DeadCommand,
+    },
     /// Print what is in Redis now.
     Info {
         /// Where to look.
@@ -499,6 +596,8 @@ pub enum Command {
         capacity: Capacity,
         /// JSON instead of a table.
         json: bool,
+        /// Refresh every second until stopped (`--watch`).
+        watch: bool,
     },
 }
 
@@ -541,6 +640,14 @@ impl Cli {
                     .and_then(|a| root.find_subcommand(a))
                     .cloned()
                     .unwrap_or(root);
+                // `kitchen dead purge`: the usage of the nested command.
+                if let Some(inner) = args
+                    .get(2)
+                    .and_then(|a| a.to_str())
+                    .and_then(|a| cmd.find_subcommand(a))
+                {
+                    cmd = inner.clone();
+                }
                 return Err(with_usage(e, &mut cmd));
             }
         };
@@ -565,6 +672,7 @@ impl Cli {
             Some(Sub::Serve(a)) => a.into_command(t),
             Some(Sub::Info(a)) => a.into_command(t),
             Some(Sub::Enqueue(a)) => a.into_command(t),
+            Some(Sub::Dead(a)) => a.into_command(t),
         }
     }
 }
@@ -734,6 +842,10 @@ impl RunArgs {
                     "max_payload",
                     "--max-payload applies to --backend redis, where payloads come from other producers; a local run makes its own",
                 ),
+                (
+                    "dead_max",
+                    "--dead-max applies to --backend redis; a local run keeps its dead letters in memory",
+                ),
             ],
         )?;
         t.refuse(!local && mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
@@ -747,6 +859,7 @@ impl RunArgs {
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
             o.result_ttl = self.result_ttl.result_ttl.0;
             o.max_payload = self.work.max_payload();
+            o.dead_max = self.work.dead_max();
         })?;
         let capacity = self.capacity.capacity(t, local)?;
         Ok(kitchen_command(
@@ -759,6 +872,7 @@ impl RunArgs {
                 dishes: self.dishes.dishes,
                 work: self.work.work(),
                 shutdown_timeout: self.work.shutdown_timeout.0,
+                retry: self.work.retry(),
                 ..KitchenConfig::default()
             },
             self.pace,
@@ -837,12 +951,14 @@ impl DinerArgs {
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
             o.result_ttl = self.result_ttl.result_ttl.0;
             o.max_payload = self.work.max_payload();
+            o.dead_max = self.work.dead_max();
         })?;
         Ok(kitchen_command(
             KitchenConfig {
                 role: Role::Diner,
                 work: self.work.work(),
                 shutdown_timeout: self.work.shutdown_timeout.0,
+                retry: self.work.retry(),
                 burst: self.burst,
                 backend: BackendConfig::Redis(redis),
                 // Diners never read the bound: chefs keep it.
@@ -886,15 +1002,24 @@ impl ServeArgs {
                 ),
             ],
         )?;
+        t.refuse(
+            local,
+            &[(
+                "dead_max",
+                "--dead-max applies to --backend redis; the local queue keeps its dead letters in memory",
+            )],
+        )?;
         let result_ttl = self.result_ttl.result_ttl.0;
         // /pubsub publishes whatever the mode; the server fails fast instead
         // of reconnecting.
         let group = self.group.group;
         let max_payload = self.work.max_payload();
+        let dead_max = self.work.dead_max();
         let backend = backend_config(t, self.backend.backend, mode, self.redis, |o| {
             o.result_ttl = result_ttl;
             o.group = group;
             o.max_payload = max_payload;
+            o.dead_max = dead_max;
         })?;
         let capacity = self.capacity.capacity(t, local)?;
         Ok(Command::Serve {
@@ -912,6 +1037,7 @@ impl ServeArgs {
                 max_payload,
                 work: self.work.work(),
                 shutdown_timeout: self.work.shutdown_timeout.0,
+                retry: self.work.retry(),
             },
         })
     }
@@ -935,8 +1061,74 @@ impl InfoArgs {
             redis,
             capacity: self.capacity.capacity(t, false)?,
             json: self.json,
+            watch: self.watch,
         })
     }
+}
+
+impl DeadArgs {
+    fn into_command(self, t: &mut Typed<'_>) -> Result<Command, clap::Error> {
+        let Some((name, matches)) = t.matches.subcommand() else {
+            return Err(t.error(ErrorKind::MissingSubcommand, "name a command".into()));
+        };
+        // The flags are the nested command's: refuse and report under it.
+        let cmd = t
+            .cmd
+            .find_subcommand(name)
+            .cloned()
+            .unwrap_or_else(|| t.cmd.clone());
+        let mut t = Typed { cmd, matches };
+        let (place, command) = match self.action {
+            DeadAction::List(a) => (
+                a.place,
+                DeadCommand::List {
+                    json: a.json,
+                    limit: a.limit,
+                },
+            ),
+            DeadAction::Requeue(a) => (a.place, DeadCommand::Requeue(which(a.all, a.ids))),
+            DeadAction::Purge(a) => (a.place, DeadCommand::Purge(which(a.all, a.ids))),
+        };
+        t.redis_only(
+            place.backend.backend,
+            "`kitchen dead` needs --backend redis (its default): a local queue's dead letters live and die inside one `kitchen run` (the page of `kitchen serve` shows them)",
+        )?;
+        let mode = place.mode;
+        if mode == Mode::Pubsub {
+            return Err(t.error(
+                ErrorKind::ArgumentConflict,
+                "`kitchen dead` takes --mode list or stream: a channel keeps no dishes, and payloads its diners could not read are kept with the list's (--queue)".into(),
+            ));
+        }
+        t.refuse(
+            true,
+            &[(
+                "channel",
+                "--channel does not apply to `kitchen dead`: dead letters are kept beside --queue or --stream; drop it",
+            )],
+        )?;
+        t.refuse(
+            mode == Mode::List,
+            &[(
+                "stream",
+                "--stream names the stream of --mode stream: add --mode stream, or drop it",
+            )],
+        )?;
+        t.refuse(
+            mode == Mode::Stream,
+            &[(
+                "queue",
+                "--queue does not apply to `kitchen dead --mode stream`, whose dead letters are kept beside --stream; drop it, or use --mode list",
+            )],
+        )?;
+        let redis = redis_options(&mut t, mode, place.redis, |_| {})?;
+        Ok(Command::Dead { redis, command })
+    }
+}
+
+/// All, or the ids named (clap makes sure there is one or the other).
+fn which(all: bool, ids: Vec<String>) -> Which {
+    if all { Which::All } else { Which::Ids(ids) }
 }
 
 impl EnqueueArgs {
@@ -1103,6 +1295,29 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be more than 0 seconds"));
     }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` seconds is too long"))
+}
+
+fn parse_attempts(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a number of attempts: use a whole number from 1 up (1: no retries)"
+        )),
+    }
+}
+
+/// A wait of 0 seconds or more (0: try again at once).
+fn parse_delay(s: &str) -> Result<Secs, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds; try 1 or 0.5"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` must be 0 seconds or more"));
+    }
+    Duration::try_from_secs_f64(secs)
+        .map(Secs)
+        .map_err(|_| format!("`{s}` seconds is too long"))
 }
 
 fn parse_secs_arg(s: &str) -> Result<Secs, String> {
@@ -1484,7 +1699,7 @@ mod tests {
     fn each_subcommand_takes_only_the_flags_it_reads() {
         let redis = "redis-url queue channel stream tls-ca tls-cert tls-key";
         let pace = "duration max-sleep-ms seed quiet json ids";
-        let work = "exec timeout shutdown-timeout max-payload";
+        let work = "exec timeout shutdown-timeout max-payload max-attempts retry-delay dead-max";
         let matrix = [
             ("run", work.to_owned()),
             ("diner", format!("{work} burst")),
@@ -1519,7 +1734,7 @@ mod tests {
                 "serve",
                 "client-timeout full-wait-ms backend capacity unbounded result-ttl".into(),
             ),
-            ("info", format!("capacity unbounded json {redis}")),
+            ("info", format!("capacity unbounded json watch {redis}")),
         ];
         let mut root = Cli::command();
         root.build();
@@ -1728,5 +1943,70 @@ mod tests {
                 assert!(!text.contains(secret), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn dead_commands_name_their_letters_and_where_they_are() {
+        let dead = |args: &[&str]| match parse(args) {
+            Ok(Command::Dead { redis, command }) => (redis, command),
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let (redis, command) = dead(&["dead", "requeue", "a", "b"]);
+        assert_eq!(
+            command,
+            DeadCommand::Requeue(Which::Ids(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(
+            (redis.mode, redis.queue.as_str()),
+            (Mode::List, defaults::QUEUE)
+        );
+        assert_eq!(
+            dead(&["dead", "purge", "--all"]).1,
+            DeadCommand::Purge(Which::All)
+        );
+        let (redis, command) = dead(&[
+            "dead", "list", "--json", "--mode", "stream", "--stream", "s",
+        ]);
+        assert_eq!((redis.mode, redis.stream.as_str()), (Mode::Stream, "s"));
+        assert_eq!(
+            command,
+            DeadCommand::List {
+                json: true,
+                limit: None
+            }
+        );
+        refused("dead requeue", "<ID>");
+        refused("dead purge --all a", "cannot be used with");
+        refused("dead list --mode pubsub", "takes --mode list or stream");
+        refused("dead list --stream s", "--stream names the stream");
+        refused(
+            "dead list --mode stream --queue q",
+            "--queue does not apply",
+        );
+        refused("dead list --channel c", "--channel does not apply");
+        refused("dead list --backend local", "needs --backend redis");
+    }
+
+    #[test]
+    fn retry_flags_reach_every_role_that_eats() {
+        let c = config(&["run", "--max-attempts", "5", "--retry-delay", "0.5"]);
+        assert_eq!(
+            c.retry,
+            Retry {
+                max_attempts: 5,
+                delay: Duration::from_millis(500)
+            }
+        );
+        assert_eq!(
+            config(&["diner", "--retry-delay", "0"]).retry.delay,
+            Duration::ZERO
+        );
+        assert_eq!(config(&[]).retry, Retry::default());
+        let (_, serve) = serve(&["serve", "--max-attempts", "1"]);
+        assert_eq!(serve.retry.max_attempts, 1);
+        refused("run --max-attempts 0", "is not a number of attempts");
+        refused("serve --retry-delay -1", "must be 0 seconds or more");
+        refused("run --dead-max 5", "--dead-max applies to --backend redis");
+        assert_eq!(redis(&["diner", "--dead-max", "7"]).dead_max, 7);
     }
 }

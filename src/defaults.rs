@@ -49,6 +49,15 @@ pub const SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(SHUTDOWN_TIMEOUT_SECS);
 /// The largest payload a dish may carry, in bytes: 1 MiB.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
+/// The most dead letters kept; the oldest are trimmed beyond it.
+pub const DEAD_MAX: usize = 10_000;
+/// How many times a dish is tried before it is dead-lettered.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// The wait before a failed dish's second attempt, in seconds; it doubles
+/// on each attempt after (with jitter).
+pub const RETRY_DELAY_SECS: u64 = 1;
+/// The wait before a failed dish's second attempt.
+pub const RETRY_DELAY: Duration = Duration::from_secs(RETRY_DELAY_SECS);
 /// The longest nap after each dish.
 pub const MAX_SLEEP: Duration = Duration::from_millis(MAX_SLEEP_MS);
 

@@ -37,6 +37,18 @@ impl DishId {
         (self.origin, self.seq.saturating_sub(1) / ID_BLOCK)
     }
 
+    /// A new id for a dish that came without one (another producer's
+    /// payload, which a diner must name to retry or dead-letter it):
+    /// unique across processes, and apart from every id a chef mints.
+    pub fn fresh() -> DishId {
+        // Chefs' blocks count up from 1: they would need 2^32 blocks to get here.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 48);
+        DishId {
+            origin: DishId::process_origin(),
+            seq: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     /// This process's random origin.
     pub fn process_origin() -> u64 {
         static ORIGIN: OnceLock<u64> = OnceLock::new();
@@ -208,6 +220,9 @@ pub struct Dish {
     /// Its maker will ask what became of it (`POST /dishes`, `kitchen
     /// enqueue`), so diners record its result; other dishes cost them nothing extra.
     pub track: bool,
+    /// Which attempt at eating it this is, from 1: a failed dish comes back
+    /// with one more, and so does a dish whose diner died holding it.
+    pub attempt: u32,
 }
 
 /// Why a payload is not a dish.
@@ -242,6 +257,12 @@ struct Wire<'a> {
     made_at: u64,
     #[serde(default)]
     track: bool,
+    #[serde(default)]
+    attempt: u32,
+    /// Another producer's payload, wrapped by a script that had to count
+    /// an attempt on it (a diner died holding it): read as it came.
+    #[serde(default)]
+    raw: Option<String>,
 }
 
 /// What kitchen's own envelope starts with: a payload that begins so and
@@ -285,6 +306,7 @@ impl Dish {
             chef,
             made_at_us: 0,
             track: false,
+            attempt: 1,
         }
     }
 
@@ -318,6 +340,10 @@ impl Dish {
         let _ = write!(out, r#","made_at":{}"#, self.made_at_us);
         if self.track {
             out.push_str(r#","track":true"#);
+        }
+        // Last, so a script can count an attempt on the text (see list.rs).
+        if self.attempt > 1 {
+            let _ = write!(out, r#","attempt":{}"#, self.attempt);
         }
         out.push('}');
         out
@@ -363,6 +389,7 @@ impl Dish {
             chef: 0,
             made_at_us: 0,
             track: false,
+            attempt: 1,
         })
     }
 
@@ -371,7 +398,10 @@ impl Dish {
             serde_json::from_str(text).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
         Ok(Dish {
             id: wire.id.parse()?,
-            payload: Payload::from_raw(wire.dish.get()),
+            payload: match &wire.raw {
+                Some(raw) => Payload::read(raw),
+                None => Payload::from_raw(wire.dish.get()),
+            },
             chef: wire
                 .chef
                 .and_then(|c| c.strip_prefix("chef-"))
@@ -379,6 +409,7 @@ impl Dish {
                 .unwrap_or(0),
             made_at_us: wire.made_at,
             track: wire.track,
+            attempt: wire.attempt.max(1),
         })
     }
 }
@@ -412,6 +443,29 @@ mod tests {
         let text = d.encode();
         assert!(text.ends_with(r#","track":true}"#), "{text}");
         assert_eq!(Dish::decode(text.as_bytes()), Ok(d));
+    }
+
+    #[test]
+    fn attempts_after_the_first_travel_last_on_the_wire() {
+        let mut d = Dish::new(44, 3, 1);
+        assert!(!d.encode().contains("attempt"), "{}", d.encode());
+        d.attempt = 3;
+        let text = d.encode();
+        assert!(text.ends_with(r#","attempt":3}"#), "{text}");
+        assert_eq!(Dish::decode(text.as_bytes()), Ok(d));
+        // Another producer's payload, wrapped by a script that counted an attempt.
+        let wrapped = br#"{"id":"0000000000000000-5","dish":null,"raw":"{\"task\":1}","made_at":0,"attempt":2}"#;
+        let w = Dish::decode(wrapped).expect("a wrapped payload");
+        assert_eq!(w.payload, Payload::Json(Arc::from(r#"{"task":1}"#)));
+        assert_eq!((w.attempt, w.id.seq), (2, 5));
+    }
+
+    #[test]
+    fn fresh_ids_are_distinct_and_apart_from_chefs() {
+        let (a, b) = (DishId::fresh(), DishId::fresh());
+        assert_ne!(a, b);
+        assert_eq!(a.origin, DishId::process_origin());
+        assert!(a.seq >= 1 << 48);
     }
 
     #[test]

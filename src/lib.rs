@@ -28,6 +28,7 @@
 //! |---|---|
 //! | [`cli`] | clap definitions, validated into a [`cli::Command`] |
 //! | [`app`] | carries out a command and prints its summary |
+//! | [`dead`] | `kitchen dead`: list, requeue and purge dead letters |
 //! | [`enqueue`] | `kitchen enqueue`: tracked dishes with given payloads, and their results |
 //! | [`exec`] | runs a dish's command (`--exec`): stdin, environment, timeout, process group |
 //! | [`kitchen`] | chefs, diners, statistics, the summary |
@@ -48,6 +49,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod dead;
 pub mod defaults;
 pub mod dish;
 pub mod enqueue;

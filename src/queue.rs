@@ -17,9 +17,9 @@ use crate::results::{DishResult, LocalResults};
 use crate::shutdown::Shutdown;
 
 pub use crate::vocab::{
-    AckError, BackendConfig, Capacity, Fault, GaugeError, Mode, OpenError, POLL, Put, PutError,
-    ReadyError, RedisOptions, ResultLimits, ResultsError, Returned, Stamping, Take, TakeError,
-    TlsFiles, redact_url,
+    TlsFiles, AckError, BackendConfig, Capacity, DeadError, DeadLetter, DeadLetters, Fault, GaugeError, Mode,
+    OpenError, POLL, Put, PutError, ReadyError, RedisOptions, ResultLimits, ResultsError, Retry,
+    Returned, Stamping, Take, TakeError, Which, redact_url,
 };
 
 /// An open backend: hands out producers, consumers, gauges and result stores.
@@ -278,6 +278,45 @@ impl Consumer {
         }
     }
 
+    /// Whether a failed dish can be tried again: not on a channel, which
+    /// cannot take a delivery back (a failure there is final).
+    pub fn can_retry(&self) -> bool {
+        match self {
+            Consumer::Local(_) => true,
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => c.can_retry(),
+        }
+    }
+
+    /// Sets `dish`, the one in hand, aside to be tried again after `delay`
+    /// by any diner, as its next attempt: out of the queue and into the
+    /// waiting retries at once (a killed diner or a restarted Redis loses
+    /// neither).
+    pub fn retry(&mut self, dish: &Dish, delay: Duration) -> Result<(), AckError> {
+        match self {
+            Consumer::Local(c) => {
+                c.retry(dish, delay);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => Ok(c.retry(dish, delay)?),
+        }
+    }
+
+    /// Makes `dish`, the one in hand, a dead letter for `reason` (its last
+    /// attempt failed): out of the queue and into the dead letters at once,
+    /// for a person to requeue or purge.
+    pub fn bury(&mut self, dish: &Dish, reason: &str) -> Result<(), AckError> {
+        match self {
+            Consumer::Local(c) => {
+                c.bury(dish, reason);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Consumer::Redis(c) => Ok(c.bury(dish, reason)?),
+        }
+    }
+
     /// Gives back `dish`, the one in hand, unfinished (the shutdown
     /// deadline passed): says where it went.
     pub fn give_back(&mut self, dish: &Dish) -> Returned {
@@ -366,6 +405,58 @@ impl Gauge {
             Gauge::Redis(g) => g.diners().ok(),
         }
     }
+
+    /// Dishes eaten and failed by the live diner processes of a shared
+    /// queue, as their heartbeats tell; `None` where this process's own
+    /// diners are the only ones (it counts them itself), or it cannot be read.
+    pub fn diners_counts(&mut self) -> Option<(u64, u64)> {
+        match self {
+            Gauge::Local(_) => None,
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.diners_counts().ok(),
+        }
+    }
+
+    /// The newest `limit` dead letters (newest first), how many there are,
+    /// and how many were trimmed beyond `--dead-max`.
+    pub fn dead_letters(&mut self, limit: usize) -> Result<DeadLetters, DeadError> {
+        match self {
+            Gauge::Local(c) => Ok(c.dead_letters(limit)),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => Ok(g.dead_letters(limit)?),
+        }
+    }
+
+    /// Puts the dead letters `which` names back on the queue, with fresh
+    /// attempts, atomically: all of them, or (an id that is not dead, one
+    /// that cannot be requeued) none. [`Which::All`] requeues every letter
+    /// that can be, and leaves the others. Returns how many.
+    pub fn dead_requeue(&mut self, which: &Which) -> Result<usize, DeadError> {
+        match self {
+            Gauge::Local(c) => c.dead_requeue(which),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.dead_manage(which, true),
+        }
+    }
+
+    /// Deletes the dead letters `which` names: all of them, or (an id that
+    /// is not dead) none. Returns how many.
+    pub fn dead_purge(&mut self, which: &Which) -> Result<usize, DeadError> {
+        match self {
+            Gauge::Local(c) => c.dead_purge(which),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.dead_manage(which, false),
+        }
+    }
+
+    /// Failed dishes waiting out their delay before their next attempt.
+    pub fn waiting_retries(&mut self) -> Result<usize, GaugeError> {
+        match self {
+            Gauge::Local(c) => Ok(c.waiting_retries()),
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => Ok(g.waiting_retries()?),
+        }
+    }
 }
 
 /// Where one thread records and reads what became of tracked dishes.
@@ -427,6 +518,26 @@ impl Results {
         self.record(DishResult::failed(dish, diner, attempt, started, reason))
     }
 
+    /// `dish` failed in `diner`'s hands, for `reason`, and will be tried
+    /// again at `retry_at` (µs since the epoch).
+    pub fn retrying(
+        &mut self,
+        dish: &Dish,
+        diner: &str,
+        started: u64,
+        reason: &str,
+        retry_at: u64,
+    ) -> Result<(), ResultsError> {
+        self.record(DishResult::retrying(
+            dish,
+            diner,
+            dish.attempt,
+            started,
+            reason,
+            retry_at,
+        ))
+    }
+
     /// Replaces a tracked dish's record.
     fn record(&mut self, r: DishResult) -> Result<(), ResultsError> {
         match self {
@@ -478,6 +589,27 @@ pub fn info(opts: &RedisOptions, capacity: Capacity, json: bool) -> Result<Strin
     #[cfg(not(feature = "redis"))]
     {
         let _ = (opts, capacity, json);
+        Err(OpenError::NotCompiled)
+    }
+}
+
+/// `kitchen info --watch`: the info view on `out` every second until
+/// `shutdown`, redrawn in place on a terminal (`tty`), else each frame
+/// followed by a `----` line.
+pub fn watch(
+    opts: &RedisOptions,
+    capacity: Capacity,
+    shutdown: &Shutdown,
+    out: &mut dyn std::io::Write,
+    tty: bool,
+) -> Result<(), OpenError> {
+    #[cfg(feature = "redis")]
+    {
+        Ok(redis_mode::watch(opts, capacity, shutdown, out, tty)?)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (opts, capacity, shutdown, out, tty);
         Err(OpenError::NotCompiled)
     }
 }

@@ -25,8 +25,11 @@ pub enum Status {
     Eating,
     /// Done: its command exited 0 (or its handler returned `Ok`).
     Eaten,
-    /// Its command failed (or its handler returned `Err`); `error` says why.
+    /// Its last attempt failed, and it is dead (`kitchen dead list`);
+    /// `error` says why.
     Failed,
+    /// An attempt failed; it waits until `retry_at` to be tried again.
+    Retrying,
     /// A diner could not read it. (A payload no diner can read has no id to
     /// file it under, so in practice a tracked dish never ends here.)
     Rejected,
@@ -66,6 +69,9 @@ pub struct DishResult {
     /// When it ended, eaten or failed.
     #[serde(default)]
     pub finished_at: Option<u64>,
+    /// While it is retrying: when its next attempt is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
 }
 
 impl DishResult {
@@ -83,6 +89,7 @@ impl DishResult {
             started_at: None,
             eaten_at: None,
             finished_at: None,
+            retry_at: None,
         }
     }
 
@@ -127,6 +134,24 @@ impl DishResult {
             status: Status::Failed,
             error: Some(reason.to_owned()),
             finished_at: Some(now_us()),
+            ..DishResult::eating(dish, diner, attempt, started_at)
+        }
+    }
+
+    /// `dish` failed attempt `attempt` just now, for `reason`, and waits
+    /// until `retry_at` (µs) for the next.
+    pub fn retrying(
+        dish: &Dish,
+        diner: &str,
+        attempt: u32,
+        started_at: u64,
+        reason: &str,
+        retry_at: u64,
+    ) -> DishResult {
+        DishResult {
+            status: Status::Retrying,
+            error: Some(reason.to_owned()),
+            retry_at: Some(retry_at),
             ..DishResult::eating(dish, diner, attempt, started_at)
         }
     }

@@ -87,6 +87,8 @@ pub struct RedisOptions {
     pub result_ttl: Duration,
     /// The largest payload a diner accepts; larger ones are dead-lettered.
     pub max_payload: usize,
+    /// The most dead letters kept; the oldest are trimmed (and counted).
+    pub dead_max: usize,
     /// Certificates for a `rediss://` URL (none: the system's CAs).
     pub tls: TlsFiles,
 }
@@ -126,6 +128,7 @@ impl RedisOptions {
             result_ttl: defaults::RESULT_TTL,
             max_payload: defaults::MAX_PAYLOAD,
             tls: TlsFiles::default(),
+            dead_max: defaults::DEAD_MAX,
         }
     }
 }
@@ -146,6 +149,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("result_ttl", &self.result_ttl)
             .field("max_payload", &self.max_payload)
             .field("tls", &self.tls)
+            .field("dead_max", &self.dead_max)
             .finish()
     }
 }
@@ -300,6 +304,96 @@ pub enum Returned {
 
 /// How long a consumer waits before answering [`Take::Idle`].
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// How often a failed dish is tried, and how long it waits between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all, at least 1; after the last failed one the dish is dead.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles on each after.
+    pub delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: defaults::MAX_ATTEMPTS,
+            delay: defaults::RETRY_DELAY,
+        }
+    }
+}
+
+impl Retry {
+    /// The wait after attempt `failed` failed: the delay doubled per
+    /// attempt since the first, times `jitter` (drawn in 0.5..1.5, so
+    /// diners that failed together do not all come back together).
+    pub fn delay_after(&self, failed: u32, jitter: f64) -> Duration {
+        // Past 2^20 the wait is years: stop doubling.
+        let doubled =
+            self.delay.as_secs_f64() * f64::from(1u32 << failed.saturating_sub(1).min(20));
+        Duration::try_from_secs_f64(doubled * jitter.clamp(0.5, 1.5)).unwrap_or(Duration::MAX)
+    }
+}
+
+/// A dish that ended dead (its last attempt failed, its diners kept dying,
+/// or it could not be read), kept for a person to look at, requeue or purge.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    /// The dish's id (a fresh one for a payload that came without).
+    pub id: String,
+    /// The payload as text (lossy, at most 4 KiB of it).
+    pub payload: String,
+    /// The payload's whole size in bytes.
+    pub bytes: usize,
+    /// Why it is dead: the exit status and the tail of stderr, a timeout,
+    /// unreadable, its diner died…
+    pub reason: String,
+    /// How many times it was tried (0: never, it could not be read).
+    pub attempts: u32,
+    /// When it died, in µs since the Unix epoch.
+    pub at_us: u64,
+}
+
+/// Some dead letters, newest first, and how many there are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetters {
+    /// Newest first, at most the limit asked for.
+    pub entries: Vec<DeadLetter>,
+    /// How many dead letters there are in all.
+    pub total: usize,
+    /// How many were trimmed, the oldest first, to keep at most `--dead-max`.
+    pub trimmed: u64,
+}
+
+/// Which dead letters a command is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// Every one.
+    All,
+    /// These ids.
+    Ids(Vec<String>),
+}
+
+/// The dead letters could not be read, requeued or purged.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadError {
+    /// The server refused, or is not there.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+    /// Some ids named are not dead letters: nothing was done.
+    #[error(
+        "not a dead letter: {}; nothing was changed (see `kitchen dead list` for the ids)",
+        .0.join(", ")
+    )]
+    NotDead(Vec<String>),
+    /// Some dead letters named cannot be requeued, their payload being
+    /// unreadable or too large to have been kept whole: nothing was done.
+    #[error(
+        "cannot requeue {}: its payload was unreadable or over --max-payload, so only a 4 KiB excerpt was kept; nothing was changed (remove it with `kitchen dead purge ID`)",
+        .0.join(", ")
+    )]
+    Unrequeueable(Vec<String>),
+}
 
 /// Why a shared backend (Redis) could not serve a request: one line that
 /// says what went wrong and what to do.

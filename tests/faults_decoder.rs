@@ -20,6 +20,7 @@ fn any_dish() -> impl Strategy<Value = Dish> {
             chef,
             made_at_us,
             track,
+            attempt: 1,
         })
 }
 

@@ -41,6 +41,10 @@ fn diners_killed_mid_dish_lose_nothing() {
         "20",
         "--heartbeat-ttl",
         "1",
+        // Each kill counts an attempt on what the diner held (see
+        // faults_killed_diners.rs): no dish may run out of attempts here.
+        "--max-attempts",
+        "1000",
         "--ids",
         "--json",
     ];

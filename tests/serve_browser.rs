@@ -22,6 +22,12 @@ struct Browser {
 
 impl Browser {
     fn start() -> Browser {
+        Browser::start_with(true)
+    }
+
+    /// A browser with JavaScript on or off (Chromium's content setting, as
+    /// a user who turned it off has it).
+    fn start_with(javascript: bool) -> Browser {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
             l.local_addr().expect("local_addr").port()
@@ -59,7 +65,11 @@ impl Browser {
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": args,
+                "prefs": {"profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 }},
+            },
         }}});
         let created = call(addr, "POST", "/session", Some(caps));
         let session = created["sessionId"]
@@ -117,6 +127,30 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// The text of the element `css` names, or `None` while there is none
+    /// (the page is loading after a form's redirect).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn try_text(&self, css: &str) -> Option<String> {
+        let path = format!("/session/{}/element", self.session);
+        let body = json!({"using": "css selector", "value": css}).to_string();
+        let found = request(self.addr, "POST", &path, Some(body.as_bytes()));
+        if found.status != 200 {
+            return None;
+        }
+        let v = found.json();
+        let id = v["value"]
+            .as_object()?
+            .values()
+            .next()?
+            .as_str()?
+            .to_owned();
+        let path = format!("/session/{}/element/{id}/text", self.session);
+        let text = request(self.addr, "GET", &path, None);
+        (text.status == 200).then(|| text.json()["value"].as_str().unwrap_or("").to_owned())
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = request(
@@ -166,4 +200,100 @@ fn clicking_producer_consumer_mode_queues_one_dish() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png");
     std::fs::write(&path, png).expect("save the screenshot");
+}
+
+/// The dead letters' buttons in a real browser: requeue one (a `POST` form,
+/// `303` back to the page), see a diner eat it, then purge the rest.
+#[cfg(feature = "redis")]
+#[test]
+fn requeue_then_purge_dead_letters_from_the_page() {
+    use kitchen::queue::{BackendConfig, Mode, RedisOptions};
+    use support::redis_kitchen::{QUEUE, bury_by_hand, run_json};
+    use support::redis_server::RedisServer;
+
+    let redis = RedisServer::start();
+    bury_by_hand(&redis, "d-1", "7", "exit status 1: <boom>");
+    bury_by_hand(&redis, "d-2", "8", "timed out after 5 s");
+    let s = TestServer::start(ServeConfig {
+        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), Mode::List)),
+        ..config()
+    });
+    let b = Browser::start();
+    let home = s.url("/");
+    b.open(&home);
+    assert_eq!(b.text("#dead-total"), "2");
+    assert!(
+        b.text("#dead").contains("exit status 1: <boom>"),
+        "shown as text"
+    );
+    // A screenshot to look at: target/tmp/serve-dead-letters.png.
+    let png = base64(b.cmd("GET", "/screenshot", None).as_str().unwrap_or(""));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-dead-letters.png");
+    std::fs::write(&path, png).expect("save the screenshot");
+    let button = b.find("css selector", r#"li[data-id="d-1"] button.requeue"#);
+    b.cmd("POST", &format!("/element/{button}/click"), Some(json!({})));
+    wait_until(
+        LIMIT,
+        "the browser back on / with one dead letter left",
+        || b.url() == home && b.try_text("#dead-total").as_deref() == Some("1"),
+    );
+    assert_eq!(redis.llen(QUEUE), 1, "d-1 is back on the queue");
+    let eaten = run_json(
+        &redis,
+        "diner",
+        &["--burst", "--max-sleep-ms", "0", "--exec", "true"],
+    );
+    assert_eq!(eaten["eaten"], 1, "the requeued dish is eaten: {eaten}");
+
+    let all = b.find("css selector", "#purge-all");
+    b.cmd("POST", &format!("/element/{all}/click"), Some(json!({})));
+    wait_until(LIMIT, "the page to show no dead letters", || {
+        b.url() == home && b.try_text("#dead-total").as_deref() == Some("0")
+    });
+    assert_eq!(b.text("#dead"), "None.");
+    assert_eq!(redis.llen(&format!("{QUEUE}:dead")), 0);
+}
+
+/// With JavaScript off, the forms still work: purge one, then requeue all,
+/// each a `POST` answered `303` back to the page.
+#[cfg(feature = "redis")]
+#[test]
+fn dead_letter_buttons_work_with_javascript_off() {
+    use kitchen::queue::{BackendConfig, Mode, RedisOptions};
+    use support::redis_kitchen::{QUEUE, bury_by_hand};
+    use support::redis_server::RedisServer;
+
+    let redis = RedisServer::start();
+    bury_by_hand(&redis, "d-1", "7", "exit status 1");
+    bury_by_hand(&redis, "d-2", "8", "exit status 1");
+    let s = TestServer::start(ServeConfig {
+        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), Mode::List)),
+        ..config()
+    });
+    let b = Browser::start_with(false);
+    let home = s.url("/");
+    b.open(&home);
+    assert_eq!(b.text("#dead-total"), "2");
+    // Scripting is off: the <noscript> reload is a real element, not text.
+    let refresh = b.cmd(
+        "POST",
+        "/execute/sync",
+        Some(json!({"script": "return document.querySelectorAll('meta[http-equiv=refresh]').length", "args": []})),
+    );
+    assert_eq!(refresh, 1, "the page is parsed with scripting off");
+    let purge = b.find("css selector", r#"li[data-id="d-2"] button.purge"#);
+    b.cmd("POST", &format!("/element/{purge}/click"), Some(json!({})));
+    wait_until(LIMIT, "the page again, with d-2 gone", || {
+        b.url() == home && b.try_text("#dead-total").as_deref() == Some("1")
+    });
+    let all = b.find("css selector", "#requeue-all");
+    b.cmd("POST", &format!("/element/{all}/click"), Some(json!({})));
+    wait_until(LIMIT, "the page again, with none left", || {
+        b.url() == home && b.try_text("#dead-total").as_deref() == Some("0")
+    });
+    assert_eq!(
+        redis.lrange(QUEUE),
+        vec!["7".to_owned()],
+        "d-1 requeued as it was"
+    );
 }

@@ -209,10 +209,19 @@ fn a_local_run_can_exec_too_and_counts_failures() {
         "--quiet",
         "--exec",
         r#"read -r n; [ "$n" -lt 5 ]"#,
+        "--retry-delay",
+        "0.01",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let s = support::summary(&out);
-    assert_eq!(num(&s, "eaten") + num(&s, "failed"), 20, "{s}");
+    let ended = ["eaten", "failed", "left", "waiting", "lost"].map(|k| num(&s, k));
+    assert_eq!(
+        ended.iter().sum::<u64>(),
+        num(&s, "made"),
+        "made = eaten + failed + left + waiting + lost: {s}"
+    );
+    // Dishes 5–9 always fail: tried 3 times each, then dead.
+    assert_eq!(num(&s, "retried"), 2 * num(&s, "failed"), "{s}");
 }
 
 #[test]

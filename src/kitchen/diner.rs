@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
+use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::dish::{Dish, now_us};
 use crate::kitchen::KitchenError;
 use crate::kitchen::work::{Course, Meal, Table};
-use crate::queue::{Consumer, Results, Returned, Take};
+use crate::queue::{Consumer, Results, Retry, Returned, Take};
 use crate::shutdown::Shutdown;
 
 /// Where a diner reports what it did.
@@ -21,8 +22,14 @@ pub trait Sink: Send {
     fn took(&mut self, dish: &Dish, depth: usize, latency_us: Option<u64>);
     /// The dish in hand was eaten and acknowledged.
     fn ate(&mut self, dish: &Dish);
-    /// The dish in hand failed (its command's exit status, a timeout…).
+    /// The dish in hand failed its last attempt (its command's exit
+    /// status, a timeout…, or its diners kept dying) and is dead.
     fn failed(&mut self, dish: &Dish, reason: &str);
+    /// The dish in hand failed an attempt, for `reason`, and will be tried
+    /// again after `delay`.
+    fn retrying(&mut self, dish: &Dish, reason: &str, delay: Duration) {
+        let _ = (dish, reason, delay);
+    }
     /// The dish in hand was abandoned at the shutdown deadline, and went
     /// where `returned` says.
     fn abandoned(&mut self, dish: &Dish, returned: Returned);
@@ -53,6 +60,8 @@ pub struct Diner<S> {
     pub rng: StdRng,
     /// The queue's name, for `KITCHEN_QUEUE`.
     pub queue: String,
+    /// How often a failed dish is tried, and the wait between.
+    pub retry: Retry,
     /// Where the results of tracked dishes go.
     pub results: Results,
     /// The name results are recorded under (unique across processes where
@@ -94,8 +103,22 @@ impl<S: Sink> Diner<S> {
         // Latency ends when a diner takes the dish: eating is not waiting.
         let latency = (dish.made_at_us != 0).then(|| now_us().saturating_sub(dish.made_at_us));
         self.sink.took(&dish, depth, latency);
-        // Attempts are counted from 1; retries (a later issue) will count on.
-        let attempt = 1;
+        let attempt = dish.attempt;
+        if attempt > self.retry.max_attempts {
+            // Only a dish whose diner died holding it on its last attempt
+            // comes back past the limit (a failed last attempt is dead at
+            // once): eating it again would only kill another diner.
+            let reason = format!(
+                "poison: its diner died during attempt {} of {}",
+                attempt - 1,
+                self.retry.max_attempts
+            );
+            let tried = Dish {
+                attempt: attempt - 1,
+                ..dish
+            };
+            return self.dead(&tried, now_us(), &reason);
+        }
         // Only a tracked dish's record needs the start time: a clock read
         // per dish would cost the in-process queue a fifth of its speed.
         let started = if dish.track { now_us() } else { 0 };
@@ -121,20 +144,42 @@ impl<S: Sink> Diner<S> {
                 }
                 self.sink.ate(&dish);
             }
-            Course::Failed(reason) => {
-                // Recorded, and done with: retries and dead letters come later.
-                self.consumer.ack(&dish)?;
+            Course::Failed(reason)
+                if attempt < self.retry.max_attempts && self.consumer.can_retry() =>
+            {
+                let delay = self
+                    .retry
+                    .delay_after(attempt, self.rng.random_range(0.5..1.5));
+                let next = Dish {
+                    attempt: attempt + 1,
+                    ..dish.clone()
+                };
+                self.consumer.retry(&next, delay)?;
                 if dish.track {
+                    let due = now_us() + u64::try_from(delay.as_micros()).unwrap_or(u64::MAX / 2);
                     self.results
-                        .failed(&dish, &self.results_name, attempt, started, &reason)?;
+                        .retrying(&dish, &self.results_name, started, &reason, due)?;
                 }
-                self.sink.failed(&dish, &reason);
+                self.sink.retrying(&dish, &reason, delay);
             }
+            Course::Failed(reason) => self.dead(&dish, started, &reason)?,
             Course::Abandoned => {
+                // Not an attempt: its diner was stopped, the dish did not fail.
                 let returned = self.consumer.give_back(&dish);
                 self.sink.abandoned(&dish, returned);
             }
         }
+        Ok(())
+    }
+
+    /// `dish` is dead, for `reason`: into the dead letters, recorded, reported.
+    fn dead(&mut self, dish: &Dish, started: u64, reason: &str) -> Result<(), KitchenError> {
+        self.consumer.bury(dish, reason)?;
+        if dish.track {
+            self.results
+                .failed(dish, &self.results_name, dish.attempt, started, reason)?;
+        }
+        self.sink.failed(dish, reason);
         Ok(())
     }
 }

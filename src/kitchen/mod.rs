@@ -25,7 +25,7 @@ use crate::defaults;
 use crate::dish::Dish;
 use crate::queue::{
     AckError, Backend, BackendConfig, Capacity, GaugeError, OpenError, PutError, ReadyError,
-    ResultLimits, ResultsError, Returned, TakeError,
+    ResultLimits, ResultsError, Retry, Returned, TakeError,
 };
 use crate::shutdown::Shutdown;
 pub(crate) use chef::IdBlock;
@@ -80,6 +80,8 @@ pub struct KitchenConfig {
     pub shutdown_timeout: Duration,
     /// Diners stop once the queue is empty (`kitchen diner --burst`).
     pub burst: bool,
+    /// How often a failed dish is tried, and the wait between.
+    pub retry: Retry,
 }
 
 impl Default for KitchenConfig {
@@ -100,6 +102,7 @@ impl Default for KitchenConfig {
             work: Work::Nap,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             burst: false,
+            retry: Retry::default(),
         }
     }
 }
@@ -223,7 +226,7 @@ impl Stops {
 /// What a chef or diner thread sends when it ends.
 enum Report {
     Chef(ChefReport, Option<PutError>),
-    Diner(Tally, Option<KitchenError>),
+    Diner(Box<Tally>, Option<KitchenError>),
     Panicked(String),
 }
 
@@ -264,6 +267,8 @@ struct Tally {
     live: Arc<LiveCounters>,
     eaten: u64,
     failed: u64,
+    /// Failed attempts that will be tried again.
+    retried: u64,
     /// Dishes given back unfinished that this process held (counted as left).
     held: u64,
     /// Dishes shown never to have arrived (a dropped pub/sub subscription),
@@ -311,6 +316,26 @@ impl Sink for Tally {
                     "diner-{} failed dish {} --- {reason}{}",
                     self.number,
                     dish.payload,
+                    IdTag(self.ids.then_some(dish.id))
+                ),
+                &self.print_stop,
+            );
+        }
+    }
+
+    fn retrying(&mut self, dish: &Dish, reason: &str, delay: Duration) {
+        // Counted as eaten when taken; it was not, and it will be taken again.
+        self.eaten = self.eaten.saturating_sub(1);
+        self.live.set(self.slot, self.eaten);
+        self.retried += 1;
+        if self.printer.enabled() {
+            self.printer.line(
+                format_args!(
+                    "diner-{} failed dish {} on attempt {}, retrying in {:.1} s --- {reason}{}",
+                    self.number,
+                    dish.payload,
+                    dish.attempt,
+                    delay.as_secs_f64(),
                     IdTag(self.ids.then_some(dish.id))
                 ),
                 &self.print_stop,
@@ -427,14 +452,16 @@ pub fn run(
     stops.run_over.stop();
     join_all(handles, watcher, status);
     // Dishes given back unfinished that this process held are left too.
-    let left = backend.gauge().depth().map(|d| d as u64 + ate.held);
+    let mut gauge = backend.gauge();
+    let left = gauge.depth().map(|d| d as u64 + ate.held);
+    let waiting = gauge.waiting_retries().ok().map(|n| n as u64);
     let summary = summarize(
         config,
         &backend,
         &made,
         &ate,
         elapsed,
-        left.as_ref().ok().copied(),
+        (left.as_ref().ok().copied(), waiting),
     );
     match (failure, left) {
         (None, Ok(_)) => Ok(summary),
@@ -512,6 +539,7 @@ impl Crew<'_> {
                 max_sleep: self.config.max_sleep,
                 rng: rng_for(self.config.seed, DINER_SALT, i),
                 queue: self.config.backend.queue_name().to_owned(),
+                retry: self.config.retry,
                 results: self.backend.results(),
                 sink: Tally {
                     number: i as u32 + 1,
@@ -523,6 +551,7 @@ impl Crew<'_> {
                     live: self.eaten_live.clone(),
                     eaten: 0,
                     failed: 0,
+                    retried: 0,
                     held: 0,
                     lost: 0,
                     rejected: 0,
@@ -533,7 +562,7 @@ impl Crew<'_> {
             let reporter = self.reporter(&name);
             handles.push(spawn(&name, move || {
                 let (tally, failure) = diner.eat();
-                reporter.send(Report::Diner(tally, failure));
+                reporter.send(Report::Diner(Box::new(tally), failure));
             })?);
         }
         drop(ready_tx);
@@ -592,6 +621,7 @@ impl Crew<'_> {
 struct DinersReport {
     eaten: u64,
     failed: u64,
+    retried: u64,
     held: u64,
     lost: u64,
     rejected: u64,
@@ -634,6 +664,7 @@ fn collect(
             Report::Diner(t, failure) => {
                 ate.eaten += t.eaten;
                 ate.failed += t.failed;
+                ate.retried += t.retried;
                 ate.held += t.held;
                 ate.lost += t.lost;
                 ate.rejected += t.rejected;
@@ -663,7 +694,7 @@ fn summarize(
     made: &ChefReport,
     ate: &DinersReport,
     elapsed: Duration,
-    left: Option<u64>,
+    (left, waiting): (Option<u64>, Option<u64>),
 ) -> Summary {
     let (chefs, diners) = match config.role {
         Role::Run => (config.chefs, config.diners),
@@ -686,7 +717,9 @@ fn summarize(
         made: made.made,
         eaten: ate.eaten,
         failed: ate.failed,
+        retried: ate.retried,
         left,
+        waiting,
         // Published to nobody (chefs), or shown missing by a diner.
         lost: made.lost + ate.lost,
         rejected: ate.rejected,

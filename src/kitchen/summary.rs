@@ -32,8 +32,14 @@ pub struct Summary {
     pub made: u64,
     /// Dishes taken off it and eaten (deliveries, in pub/sub mode).
     pub eaten: u64,
-    /// Dishes whose work failed (their command exited non-zero, timed out…).
+    /// Dishes that ended dead: their last attempt failed (their command
+    /// exited non-zero, timed out…), or their diners kept dying.
     pub failed: u64,
+    /// Attempts after the first: failed attempts that were tried again.
+    pub retried: u64,
+    /// Failed dishes still waiting for their next attempt at exit; `None`
+    /// when it could not be read.
+    pub waiting: Option<u64>,
     /// Dishes still queued at exit; `None` when the queue could not be read.
     pub left: Option<u64>,
     /// Dishes shown to be gone (published with no subscriber).
@@ -61,7 +67,9 @@ struct Wire<'a> {
     made: Option<u64>,
     eaten: Option<u64>,
     failed: Option<u64>,
+    retried: Option<u64>,
     left: Option<u64>,
+    waiting: Option<u64>,
     lost: u64,
     rejected: Option<u64>,
     max_depth: u64,
@@ -91,7 +99,9 @@ impl Summary {
             made: cooks.then_some(self.made),
             eaten: eats.then_some(self.eaten),
             failed: eats.then_some(self.failed),
+            retried: eats.then_some(self.retried),
             left: self.left,
+            waiting: self.waiting,
             lost: self.lost,
             rejected: eats.then_some(self.rejected),
             max_depth: self.max_depth,
@@ -123,7 +133,7 @@ impl Summary {
             None
         };
         let show = |v: Option<u64>| v.map(|n| n.to_string());
-        let rows: [(&str, Option<String>); 15] = [
+        let rows: [(&str, Option<String>); 17] = [
             ("backend", Some(backend)),
             ("chefs", w.chefs.map(|n| n.to_string())),
             ("diners", w.diners.map(|n| n.to_string())),
@@ -131,6 +141,7 @@ impl Summary {
             ("made", show(w.made)),
             ("eaten", show(w.eaten)),
             ("failed", show(w.failed)),
+            ("retried", show(w.retried)),
             (
                 "left",
                 Some(
@@ -138,6 +149,7 @@ impl Summary {
                         .map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
                 ),
             ),
+            ("waiting", show(w.waiting)),
             ("lost", Some(self.lost.to_string())),
             ("rejected", show(w.rejected)),
             ("max depth", Some(self.max_depth.to_string())),
@@ -190,6 +202,8 @@ mod tests {
             made: 1000,
             eaten: 1000,
             failed: 0,
+            retried: 0,
+            waiting: Some(0),
             left: Some(0),
             lost: 0,
             rejected: 0,
@@ -212,7 +226,8 @@ mod tests {
             json,
             concat!(
                 r#"{"backend":"local","mode":null,"chefs":3,"diners":2,"capacity":10,"#,
-                r#""made":1000,"eaten":1000,"failed":0,"left":0,"lost":0,"rejected":0,"max_depth":10,"#,
+                r#""made":1000,"eaten":1000,"failed":0,"retried":0,"left":0,"waiting":0,"lost":0,"#,
+                r#""rejected":0,"max_depth":10,"#,
                 r#""elapsed_s":0.01,"dishes_per_s":100000.0,"#,
                 r#""latency_us":{"p50":3,"p90":9,"p99":40,"max":120}}"#
             )
@@ -252,7 +267,7 @@ mod tests {
             ..sample()
         };
         let json = chef.to_json();
-        for null in ["diners", "eaten", "rejected", "latency_us"] {
+        for null in ["diners", "eaten", "retried", "rejected", "latency_us"] {
             assert!(
                 json.contains(&format!(r#""{null}":null"#)),
                 "{null}: {json}"

@@ -1,4 +1,8 @@
-//! The in-process backend: a crossbeam bounded channel shared by threads.
+//! The in-process backend: a crossbeam bounded channel shared by threads,
+//! and beside it the dishes set aside: failed ones waiting out their retry
+//! delay, and dead ones.
+
+mod aside;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +15,10 @@ use parking_lot::Mutex;
 use crate::dish::{Dish, DishId, Payload};
 use crate::results::LocalResults;
 use crate::shutdown::Shutdown;
-use crate::vocab::{Capacity, OpenError, POLL, Put, ResultLimits, Take};
+use crate::vocab::{
+    Capacity, DeadError, DeadLetters, OpenError, POLL, Put, ResultLimits, Take, Which,
+};
+use aside::Aside;
 
 /// The channel, and the right to hand out new producers until sealed.
 #[derive(Debug)]
@@ -27,6 +34,8 @@ pub struct LocalQueue {
     results: Arc<LocalResults>,
     /// Payloads that do not fit a packed dish.
     pantry: Arc<Pantry>,
+    /// Failed dishes waiting for their next attempt, and dead ones.
+    aside: Arc<Aside>,
 }
 
 /// Payloads other than a dish number, beside the channel: the channel
@@ -138,6 +147,8 @@ impl Packed {
             chef: ((w >> CHEF_SHIFT) as u32) & CHEF_MAX,
             made_at_us: self.made_at_us,
             track: w & TRACK != 0,
+            // Retries never pass through the channel (see `aside`).
+            attempt: 1,
         }
     }
 }
@@ -164,6 +175,7 @@ impl LocalQueue {
             sampled: false,
             results: Arc::new(LocalResults::new(limits.ttl, limits.max)),
             pantry: Arc::default(),
+            aside: Arc::new(Aside::new(crate::defaults::DEAD_MAX)),
         }
     }
 
@@ -206,6 +218,7 @@ impl LocalQueue {
             rx: self.rx.clone(),
             probe: self.probe(),
             pantry: self.pantry.clone(),
+            aside: self.aside.clone(),
         }
     }
 
@@ -352,17 +365,31 @@ pub struct Consumer {
     rx: Receiver<Packed>,
     probe: DepthProbe,
     pantry: Arc<Pantry>,
+    aside: Arc<Aside>,
 }
 
 impl Consumer {
     /// Takes the oldest dish; [`Take::Closed`] once every producer is gone and
     /// the channel is empty.
+    ///
+    /// A failed dish whose retry is due comes first, straight from beside
+    /// the channel (so it never waits for room in it); while any wait, the
+    /// queue is not closed.
     #[inline(always)]
     pub fn take(&mut self, _finished: &Shutdown) -> Take {
+        // One relaxed load while nothing waits: the full-speed path.
+        if self.aside.any_waiting()
+            && let Some(dish) = self.aside.due()
+        {
+            return Take::Dish {
+                dish,
+                depth: self.rx.len(),
+            };
+        }
         let got = match self.rx.try_recv() {
             Ok(dish) => Ok(dish),
-            Err(TryRecvError::Disconnected) => return Take::Closed,
-            Err(TryRecvError::Empty) => self.rx.recv_timeout(POLL),
+            Err(TryRecvError::Disconnected) => return self.closed(),
+            Err(TryRecvError::Empty) => self.rx.recv_timeout(self.aside.wait(POLL)),
         };
         match got {
             Ok(packed) => {
@@ -373,13 +400,55 @@ impl Consumer {
                 }
             }
             Err(RecvTimeoutError::Timeout) => Take::Idle,
-            Err(RecvTimeoutError::Disconnected) => Take::Closed,
+            Err(RecvTimeoutError::Disconnected) => self.closed(),
         }
+    }
+
+    /// Every producer is gone and the channel is empty: closed, unless
+    /// failed dishes still wait for a retry (then wait for the first).
+    fn closed(&self) -> Take {
+        if !self.aside.any_waiting() {
+            return Take::Closed;
+        }
+        std::thread::sleep(self.aside.wait(POLL));
+        Take::Idle
     }
 
     /// Dishes waiting now.
     pub fn depth(&self) -> usize {
         self.rx.len()
+    }
+
+    /// Sets `dish` aside to be tried again after `delay`, by any diner.
+    pub fn retry(&self, dish: &Dish, delay: Duration) {
+        self.aside.retry(dish.clone(), delay);
+    }
+
+    /// Makes `dish` a dead letter, for `reason`.
+    pub fn bury(&self, dish: &Dish, reason: &str) {
+        self.aside.bury(dish, reason);
+    }
+
+    /// Failed dishes waiting for their next attempt.
+    pub fn waiting_retries(&self) -> usize {
+        self.aside.waiting()
+    }
+
+    /// The newest `limit` dead letters.
+    pub fn dead_letters(&self, limit: usize) -> DeadLetters {
+        self.aside.dead_letters(limit)
+    }
+
+    /// Puts dead letters back (see [`crate::queue::Gauge::dead_requeue`]):
+    /// they are due at once, beside the channel, so a full queue never
+    /// refuses them.
+    pub fn dead_requeue(&self, which: &Which) -> Result<usize, DeadError> {
+        self.aside.requeue(which)
+    }
+
+    /// Deletes dead letters (see [`crate::queue::Gauge::dead_purge`]).
+    pub fn dead_purge(&self, which: &Which) -> Result<usize, DeadError> {
+        self.aside.purge(which)
     }
 }
 
@@ -414,6 +483,7 @@ mod tests {
             chef: 0,
             made_at_us: 0,
             track: false,
+            attempt: 1,
         };
         assert_eq!(Packed::pack(&bare, &pantry).unpack(&pantry), bare);
         let stranger = Dish::new(1, 0, CHEF_MAX + 1);

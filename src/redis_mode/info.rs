@@ -9,6 +9,7 @@ use redis::{Connection, RedisError, Script, Value};
 
 use super::list::Keys;
 use super::stream::{self, fields, int, items, text};
+use super::tally::Note;
 use super::{Memory, client, connect_checked};
 use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
@@ -33,6 +34,10 @@ pub struct Info {
     pub over_capacity: bool,
     /// Payloads set aside in `<queue>:dead`.
     pub dead: u64,
+    /// Dead letters trimmed (the oldest, past `--dead-max`) since counting began.
+    pub dead_trimmed: u64,
+    /// Failed dishes waiting out their delay before another attempt.
+    pub waiting_retries: u64,
     /// Registered diners, live or presumed dead.
     pub diners: Vec<InfoDiner>,
     /// The pub/sub channel.
@@ -59,6 +64,14 @@ pub struct InfoDiner {
     pub alive: bool,
     /// What it holds, not yet acknowledged (raw payloads).
     pub holding: Vec<String>,
+    /// Dishes it ate since it started, as its last heartbeat said; `null`
+    /// for a diner whose heartbeat carries no counts (dead, or older).
+    pub eaten: Option<u64>,
+    /// Dishes that failed in its hands since it started (as `eaten`).
+    pub failed: Option<u64>,
+    /// When it took the dish in hand (µs since the epoch), as its last
+    /// heartbeat said; `null` when it holds nothing or does not say.
+    pub held_since_us: Option<u64>,
 }
 
 /// Reads the snapshot.
@@ -67,8 +80,15 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
     let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
     let keys = Keys::new(&opts.queue);
-    type Snapshot = (u64, u64, Vec<String>, (String, u64), Option<String>);
-    let (length, dead, ids, numsub, recorded): Snapshot = redis::pipe()
+    type Snapshot = (
+        u64,
+        u64,
+        Vec<String>,
+        (String, u64),
+        Option<String>,
+        Option<u64>,
+    );
+    let (length, dead, ids, numsub, recorded, dead_trimmed): Snapshot = redis::pipe()
         .cmd("LLEN")
         .arg(&keys.queue)
         .cmd("LLEN")
@@ -80,14 +100,16 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         .arg(&opts.channel)
         .cmd("GET")
         .arg(&keys.capacity)
+        .cmd("GET")
+        .arg(&keys.dead_trimmed)
         .query(&mut con)
         .map_err(fail)?;
     let mut diners = Vec::with_capacity(ids.len());
     let mut sorted = ids;
     sorted.sort();
     for id in sorted {
-        let (alive, holding): (bool, Vec<String>) = redis::pipe()
-            .cmd("EXISTS")
+        let (beat, holding): (Option<String>, Vec<String>) = redis::pipe()
+            .cmd("GET")
             .arg(keys.heartbeat(&id))
             .cmd("LRANGE")
             .arg(keys.processing(&id))
@@ -95,12 +117,26 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
             .arg(-1)
             .query(&mut con)
             .map_err(fail)?;
-        diners.push(InfoDiner { id, alive, holding });
+        let note = beat.as_deref().and_then(Note::parse);
+        diners.push(InfoDiner {
+            id,
+            alive: beat.is_some(),
+            holding,
+            eaten: note.map(|n| n.eaten),
+            failed: note.map(|n| n.failed),
+            held_since_us: note.and_then(|n| n.held_since_us),
+        });
     }
     let stream = stream_info(&mut con, opts, capacity)
         .map_err(|e| super::classify(e, &opts.url, &opts.stream))?;
     // Best effort: an ACL user may not read INFO.
     let memory = super::memory(&mut con).ok();
+    // Read as every gauge reads it, so `info` and the page agree; best
+    // effort, as memory is.
+    let waiting_retries = super::RedisQueue::unchecked(opts.clone(), capacity, Default::default())
+        .ok()
+        .and_then(|q| q.gauge().waiting_retries().ok())
+        .map_or(0, |n| n as u64);
     let capacity = match recorded.as_deref() {
         Some(super::list::UNBOUNDED) => None,
         Some(n) => n.parse().ok().or(capacity.limit()),
@@ -116,6 +152,8 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         out_of_memory: memory.as_ref().is_some_and(Memory::full),
         memory,
         dead,
+        dead_trimmed: dead_trimmed.unwrap_or(0),
+        waiting_retries,
         diners,
         channel: opts.channel.clone(),
         subscribers: numsub.1,
@@ -158,7 +196,21 @@ impl Info {
                 self.length
             );
         }
-        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, self.queue);
+        let trimmed = if self.dead_trimmed > 0 {
+            format!(", {} trimmed past --dead-max", self.dead_trimmed)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  dead-letter  {} ({}:dead){trimmed}",
+            self.dead, self.queue
+        );
+        let _ = writeln!(
+            out,
+            "  retrying     {} waiting out their delay",
+            self.waiting_retries
+        );
         let _ = writeln!(
             out,
             "  diners       {live} live, {} registered",
@@ -166,9 +218,13 @@ impl Info {
         );
         for d in &self.diners {
             let state = if d.alive { "live" } else { "dead" };
+            let counts = match (d.eaten, d.failed) {
+                (Some(e), Some(f)) => format!(", eaten {e}, failed {f}"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "    {} {state}, holding {}{}",
+                "    {} {state}, holding {}{}{counts}",
                 d.id,
                 d.holding.len(),
                 if d.holding.is_empty() {
@@ -259,6 +315,14 @@ pub struct ConsumerInfo {
     pub idle_ms: u64,
     /// Whether it was heard from within the heartbeat TTL.
     pub alive: bool,
+    /// Dishes it ate since it started, as its heartbeat last wrote
+    /// (`<stream>:diner:<name>`); `null` when it wrote none (gone, or older).
+    pub eaten: Option<u64>,
+    /// Dishes that failed for good in its hands (as `eaten`).
+    pub failed: Option<u64>,
+    /// When it took the dish in hand (µs since the epoch); `null` when it
+    /// holds nothing or does not say.
+    pub held_since_us: Option<u64>,
 }
 
 /// Reads the stream section of `kitchen info`.
@@ -326,9 +390,25 @@ fn stream_info(
                     pending: f.int("pending").unwrap_or(0),
                     idle_ms,
                     alive: idle_ms < ttl,
+                    eaten: None,
+                    failed: None,
+                    held_since_us: None,
                 }
             })
             .collect();
+        if !consumers.is_empty() {
+            let mut get = redis::cmd("MGET");
+            for c in &consumers {
+                get.arg(keys.diner(&c.name));
+            }
+            let notes: Vec<Option<String>> = get.query(con)?;
+            for (c, note) in consumers.iter_mut().zip(notes) {
+                if let Some(n) = note.as_deref().and_then(Note::parse) {
+                    (c.eaten, c.failed) = (Some(n.eaten), Some(n.failed));
+                    c.held_since_us = n.held_since_us;
+                }
+            }
+        }
         consumers.sort_by(|a, b| a.name.cmp(&b.name));
         // [[id, consumer, idle ms, deliveries]] for the oldest pending entry.
         let oldest: Vec<Value> = items(oldest)
@@ -425,4 +505,46 @@ impl StreamInfo {
         }
         out
     }
+}
+
+/// Dishes the consumers of `group` on `stream` ate and failed, summed from
+/// the notes their heartbeats write (see `tally.rs`); nothing while the
+/// stream or the group does not exist yet.
+pub(crate) fn consumers_counts(
+    con: &mut Connection,
+    stream: &str,
+    group: &str,
+) -> Result<(u64, u64), RedisError> {
+    let listed: Result<Value, RedisError> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(group)
+        .query(con);
+    let names: Vec<String> = match listed {
+        Ok(v) => items(v)
+            .into_iter()
+            .map(|c| fields(c).text("name"))
+            .collect(),
+        // No stream, or no group yet: no consumer has eaten anything.
+        Err(e)
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                || e.code().is_some() =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    if names.is_empty() {
+        return Ok((0, 0));
+    }
+    let keys = stream::Keys::new(stream);
+    let mut get = redis::cmd("MGET");
+    for n in &names {
+        get.arg(keys.diner(n));
+    }
+    let notes: Vec<Option<String>> = get.query(con)?;
+    Ok(notes
+        .iter()
+        .filter_map(|n| Note::parse(n.as_deref()?))
+        .fold((0, 0), |(e, f), n| (e + n.eaten, f + n.failed)))
 }

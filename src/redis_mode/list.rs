@@ -7,10 +7,12 @@
 //! |---|---|---|
 //! | `Q` | list | waiting dishes, newest on the left (so `LPUSH Q 7` works) |
 //! | `Q:processing:<diner>` | list | what that diner holds, not yet eaten |
-//! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat |
+//! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat: its counts as JSON (`tally.rs`) |
 //! | `Q:diners` | set | diner ids, so live diners can find dead ones |
 //! | `Q:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
-//! | `Q:dead` | list | payloads that are not dishes, for a person to look at |
+//! | `Q:dead` | list | dead letters: dishes that failed their last attempt, payloads that are not dishes (see `dead.rs`) |
+//! | `Q:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
+//! | `Q:retry` | sorted set | failed dishes waiting for their next attempt, scored by when it is due (ms, Redis's clock) |
 //! | `Q:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
 //!
 //! **Bounded without polling.** A chef pushes through a script that checks
@@ -33,6 +35,15 @@
 //! the next dish, so `kitchen info` never shows eaten dishes as held for
 //! long, and full-speed batches keep their one round trip per batch.
 //!
+//! **Retries.** A failed dish leaves the diner's processing list for
+//! `Q:retry`, a sorted set scored by when it is due (Redis's clock), in one
+//! script ([`RETRY`]); heartbeat threads, at least every [`PROMOTE_EVERY`],
+//! and the diner that set it aside, once it falls due, move due dishes back
+//! onto the queue's taking end ([`PROMOTE`]). They never count toward the
+//! capacity: a full queue takes them anyway, so a chef never stands between
+//! a due retry and the diners. A dish's attempt travels as the envelope's
+//! last key, `"attempt":N`; [`RECOVER`] counts one for a dead diner's dishes.
+//!
 //! **Out of memory.** Redis over its `maxmemory` (policy `noeviction`)
 //! refuses every command that may grow memory (LPUSH, LMOVE, SET, SADD…), yet
 //! only eating frees memory. Chefs wait, with backoff (50 ms doubling to
@@ -41,7 +52,7 @@
 //! (it cannot stop one half-way). So every script a diner runs writes first
 //! with one of those: the take (RPOP), giving back and recovering (LPOP, then
 //! RPUSH), registering (PEXPIRE, then SET and SADD), setting aside (LREM, then
-//! LPUSH). Their own growth is a dish's move, a heartbeat or a token: bounded.
+//! LPUSH: `dead::BURY`). Their own growth is a dish's move, a heartbeat or a token: bounded.
 //! The plain commands of the fast path (LMOVE, BLMOVE, wake-up tokens) fall
 //! back to the take script when refused.
 
@@ -52,6 +63,7 @@ use crossbeam_channel::Receiver;
 use redis::{Connection, RedisError, Script};
 
 use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
+use super::tally::Tally;
 use super::{Conn, unique_name};
 use crate::dish::Dish;
 use crate::dish::DishId;
@@ -118,9 +130,26 @@ return n
 ";
 
 /// KEYS: queue, diners. ARGV: queue name (the key prefix).
-/// Puts back what diners without a heartbeat held; returns how many dishes.
-/// LPOP then RPUSH, as in [`GIVE_BACK`].
-const RECOVER: &str = r"
+/// Puts back what diners without a heartbeat held, each with one more
+/// attempt: a dish whose diner died holding it was tried (so a dish that
+/// kills its diner every time ends dead, see `kitchen::diner`). Returns
+/// how many dishes. LPOP then RPUSH, as in [`GIVE_BACK`].
+///
+/// The attempt is counted on the text, not by decoding: cjson would
+/// reorder an envelope's keys, and a payload of another producer (`7`)
+/// has none, so it is wrapped in one (`raw`, read as it came; its id
+/// `…0-0` gets a fresh one from the diner that takes it).
+const RECOVER: &str = r#"
+local function bump(d)
+  if string.sub(d, 1, 6) == '{"id":' then
+    local head, n = string.match(d, '^(.*),"attempt":(%d+)}%s*$')
+    if head then return head .. ',"attempt":' .. (tonumber(n) + 1) .. '}' end
+    local body = string.match(d, '^(.*)}%s*$')
+    if body then return body .. ',"attempt":2}' end
+    return d
+  end
+  return '{"id":"0000000000000000-0","dish":null,"raw":' .. cjson.encode(d) .. ',"made_at":0,"attempt":2}'
+end
 local moved = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if redis.call('EXISTS', ARGV[1] .. ':diner:' .. id) == 0 then
@@ -128,14 +157,50 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     while true do
       local d = redis.call('LPOP', proc)
       if not d then break end
-      redis.call('RPUSH', KEYS[1], d)
+      redis.call('RPUSH', KEYS[1], bump(d))
       moved = moved + 1
     end
     redis.call('SREM', KEYS[2], id)
   end
 end
 return moved
+"#;
+
+/// KEYS: processing, retry. ARGV: the payload as taken, the delay in ms,
+/// the dish with its next attempt.
+/// Sets a failed dish aside for its next attempt, due after the delay by
+/// Redis's clock (so diners' clocks need not agree). LREM first, as Redis
+/// allows it when out of memory.
+const RETRY: &str = r"
+redis.call('LREM', KEYS[1], -1, ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 ";
+
+/// KEYS: retry, queue. ARGV: most to move.
+/// Moves the waiting dishes that are due onto the queue's right end (next
+/// to be taken: they are older than what waits there), atomically: a dish
+/// is always in one place. ZREM first, as Redis allows it when out of
+/// memory. Returns how many moved.
+const PROMOTE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, d in ipairs(due) do
+  redis.call('ZREM', KEYS[1], d)
+  redis.call('RPUSH', KEYS[2], d)
+end
+return #due
+";
+
+/// The most waiting dishes one promotion moves (it goes on while it
+/// finds this many due).
+const PROMOTE_MAX: usize = 1_000;
+
+/// How often a diner's heartbeat thread moves due retries onto the queue,
+/// at most: a due retry waits about this long, whatever the heartbeat TTL.
+const PROMOTE_EVERY: Duration = Duration::from_secs(1);
 
 /// KEYS: heartbeat, diners. ARGV: heartbeat value, TTL in ms, diner id.
 /// Registers the diner with a live heartbeat, atomically, so a recovering
@@ -145,15 +210,6 @@ const REGISTER: &str = r"
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
-";
-
-/// KEYS: processing, dead. ARGV: the payload, its dead letter (the payload with why and when).
-/// Sets a payload that is not a dish aside: out of the processing list (the
-/// first of it from the right, the end handed out first) and onto the
-/// dead-letter list. LREM first, as Redis allows it when out of memory.
-const SET_ASIDE: &str = r"
-redis.call('LREM', KEYS[1], -1, ARGV[1])
-redis.call('LPUSH', KEYS[2], ARGV[2])
 ";
 
 /// Eating a dish from a batch for this long or more sends the ack before
@@ -177,6 +233,10 @@ pub(crate) struct Keys {
     pub capacity: String,
     pub diners: String,
     pub dead: String,
+    /// How many dead letters were trimmed beyond `--dead-max`.
+    pub dead_trimmed: String,
+    /// Failed dishes waiting for their next attempt, scored by when (ms).
+    pub retry: String,
 }
 
 impl Keys {
@@ -187,6 +247,8 @@ impl Keys {
             capacity: format!("{queue}:capacity"),
             diners: format!("{queue}:diners"),
             dead: dead_key(queue),
+            dead_trimmed: format!("{queue}:dead:trimmed"),
+            retry: format!("{queue}:retry"),
         }
     }
 
@@ -362,7 +424,16 @@ struct Names {
     give_back: Script,
     take_many: Script,
     register: Script,
-    set_aside: Script,
+    /// Moves a payload from this diner's hands to the dead letters.
+    bury: Script,
+    /// Moves a failed dish from this diner's hands to the waiting retries.
+    retry: Script,
+    /// Moves due retries onto the queue.
+    promote: Script,
+    /// The most dead letters kept (`--dead-max`).
+    dead_max: usize,
+    /// Its counts, written into its heartbeat for `kitchen info --watch`.
+    tally: std::sync::Arc<Tally>,
 }
 
 /// The heartbeat thread, once the diner is ready.
@@ -393,10 +464,16 @@ struct Batch {
     done: usize,
     /// The dish handed out and not yet acknowledged.
     in_hand: Option<DishId>,
+    /// Its payload as taken, to take it out of the processing list by
+    /// value when it fails (moved here, not copied).
+    in_hand_raw: Vec<u8>,
     /// The last blocking wait found nothing: wait again straight away.
     idle: bool,
     /// When this diner last took from Redis (and so acknowledged).
     took_at: Option<Instant>,
+    /// When the first retry this diner set aside falls due: it moves it
+    /// onto the queue itself then, sooner than a heartbeat would.
+    retry_due: Option<Instant>,
 }
 
 impl Batch {
@@ -422,7 +499,14 @@ impl Names {
         let out = conn.run_fresh(|c, fresh| {
             if fresh {
                 self.give_back(0, false).invoke::<u64>(c)?;
-                register(c, &self.register, &self.keys, &self.id, self.ttl)?;
+                register(
+                    c,
+                    &self.register,
+                    &self.keys,
+                    &self.id,
+                    self.ttl,
+                    &self.tally,
+                )?;
                 reset = true;
             }
             f(c)
@@ -468,7 +552,11 @@ impl Consumer {
                 give_back: Script::new(GIVE_BACK),
                 take_many: Script::new(TAKE_MANY),
                 register: Script::new(REGISTER),
-                set_aside: Script::new(SET_ASIDE),
+                bury: Script::new(super::dead::BURY),
+                retry: Script::new(RETRY),
+                promote: Script::new(PROMOTE),
+                dead_max: opts.dead_max.max(1),
+                tally: std::sync::Arc::default(),
             },
             heart: Heart::Waiting(heart_conn),
             batch: Batch {
@@ -492,6 +580,7 @@ impl Consumer {
                 n.id.clone(),
                 n.ttl,
                 n.register.clone(),
+                n.tally.clone(),
             )
             .map_err(ReadyError::Spawn)?;
             self.heart = Heart::Beating(beat);
@@ -522,11 +611,21 @@ impl Consumer {
         // between an empty look and a later read of `finished`, and closing
         // then would leave that dish behind.
         let was_finished = finished.is_stopped();
+        if self
+            .batch
+            .retry_due
+            .is_some_and(|due| Instant::now() >= due)
+        {
+            self.batch.retry_due = None;
+            self.promote()?;
+        }
         if !(self.batch.idle && self.batch.done == 0 && !was_finished) {
             if let Some(take) = self.take_now()? {
                 return Ok(take);
             }
-            if was_finished {
+            // Failed dishes waiting for a retry will be back: block for
+            // them (a heartbeat moves them onto the queue when due).
+            if was_finished && !self.retries_waiting()? {
                 return Ok(Take::Closed);
             }
         }
@@ -699,8 +798,14 @@ impl Consumer {
 
     fn hand_out(&mut self, payload: Vec<u8>) -> Result<Take, Fault> {
         match Dish::decode_within(&payload, self.names.max_payload) {
-            Ok(dish) => {
+            Ok(mut dish) => {
+                if dish.id == DishId::NONE {
+                    // Named, so it can be retried, dead-lettered and requeued.
+                    dish.id = DishId::fresh();
+                }
                 self.batch.in_hand = Some(dish.id);
+                self.names.tally.took();
+                self.batch.in_hand_raw = payload;
                 Ok(Take::Dish {
                     dish,
                     depth: self.batch.depth,
@@ -712,11 +817,13 @@ impl Consumer {
                 // eaten dishes, the rightmost.
                 names.run(&mut self.conn, &mut self.batch, |c| {
                     names
-                        .set_aside
+                        .bury
                         .key(&names.processing)
                         .key(&names.keys.dead)
+                        .key(&names.keys.dead_trimmed)
                         .arg(&payload)
                         .arg(dead_letter(&payload, &e.to_string()))
+                        .arg(names.dead_max)
                         .invoke::<()>(c)
                 })?;
                 Ok(Take::Rejected {
@@ -733,7 +840,110 @@ impl Consumer {
         if self.batch.in_hand == Some(dish.id) {
             self.batch.in_hand = None;
             self.batch.done += 1;
+            self.names.tally.ate();
         }
+        Ok(())
+    }
+}
+
+impl Consumer {
+    /// Sets `dish`, the one in hand (with its next attempt), aside until
+    /// `delay` has passed: out of the processing list and into the waiting
+    /// retries in one script. Any other dish is back on the queue already.
+    pub fn retry(&mut self, dish: &Dish, delay: Duration) -> Result<(), Fault> {
+        if self.batch.in_hand != Some(dish.id) {
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut self.batch.in_hand_raw);
+        let wire = dish.encode();
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 2);
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        names.run(conn, batch, |c| {
+            names
+                .retry
+                .key(&names.processing)
+                .key(&names.keys.retry)
+                .arg(&raw)
+                .arg(ms)
+                .arg(&wire)
+                .invoke::<()>(c)
+        })?;
+        self.batch.in_hand = None;
+        // Not failed for good, and no longer in hand.
+        self.names.tally.put_down();
+        let due = Instant::now() + delay;
+        self.batch.retry_due = Some(self.batch.retry_due.map_or(due, |d| d.min(due)));
+        Ok(())
+    }
+
+    /// Moves the due retries onto the queue (as heartbeats do).
+    fn promote(&mut self) -> Result<(), Fault> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        names.run(conn, batch, |c| {
+            names
+                .promote
+                .key(&names.keys.retry)
+                .key(&names.keys.queue)
+                .arg(PROMOTE_MAX)
+                .invoke::<usize>(c)
+        })?;
+        Ok(())
+    }
+
+    /// Whether failed dishes wait for a retry: a closing diner stays for them.
+    fn retries_waiting(&mut self) -> Result<bool, Fault> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let key = &names.keys.retry;
+        let n: u64 = names.run(conn, batch, |c| redis::cmd("ZCARD").arg(key).query(c))?;
+        Ok(n > 0)
+    }
+
+    /// Makes `dish`, the one in hand, a dead letter for `reason`: out of
+    /// the processing list and into the dead letters in one script, with
+    /// its whole wire (fresh attempts) for a requeue. Any other dish (one
+    /// given back by a reconnect meanwhile) is back on the queue: not this
+    /// diner's to bury.
+    pub fn bury(&mut self, dish: &Dish, reason: &str) -> Result<(), Fault> {
+        if self.batch.in_hand != Some(dish.id) {
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut self.batch.in_hand_raw);
+        let letter = super::dead::letter(
+            &dish.id.to_string(),
+            &dish.payload.bytes(),
+            reason,
+            dish.attempt,
+            Some(
+                &Dish {
+                    attempt: 1,
+                    ..dish.clone()
+                }
+                .encode(),
+            ),
+        );
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        names.run(conn, batch, |c| {
+            names
+                .bury
+                .key(&names.processing)
+                .key(&names.keys.dead)
+                .key(&names.keys.dead_trimmed)
+                .arg(&raw)
+                .arg(&letter)
+                .arg(names.dead_max)
+                .invoke::<()>(c)
+        })?;
+        // Out of the processing list: not counted with the eaten ones.
+        self.batch.in_hand = None;
+        self.names.tally.failed();
         Ok(())
     }
 }
@@ -753,32 +963,26 @@ impl Drop for Consumer {
     }
 }
 
-/// A dead letter: the payload (lossy text, at most a few KiB of it, so an
-/// oversized one does not fill Redis twice), why it was set aside, and when.
+/// The dead letter of a payload that is not a dish: a fresh id, the
+/// payload (an excerpt), why, and no wire to requeue (see `dead.rs`).
 pub(crate) fn dead_letter(payload: &[u8], reason: &str) -> String {
-    const KEEP: usize = 4 * 1024;
-    let kept = &payload[..payload.len().min(KEEP)];
-    serde_json::json!({
-        "payload": String::from_utf8_lossy(kept),
-        "bytes": payload.len(),
-        "reason": reason,
-        "at": crate::dish::now_us(),
-    })
-    .to_string()
+    super::dead::letter(&DishId::fresh().to_string(), payload, reason, 0, None)
 }
 
-/// Registers `id` with a live heartbeat by `script` ([`REGISTER`]).
+/// Registers `id` with a live heartbeat by `script` ([`REGISTER`]), its
+/// value `tally`'s counts.
 fn register(
     c: &mut Connection,
     script: &Script,
     keys: &Keys,
     id: &str,
     ttl: Duration,
+    tally: &Tally,
 ) -> Result<(), RedisError> {
     script
         .key(keys.heartbeat(id))
         .key(&keys.diners)
-        .arg(format!("pid {}", std::process::id()))
+        .arg(tally.beat_value())
         .arg(ttl_ms(ttl))
         .arg(id)
         .invoke(c)
@@ -789,7 +993,9 @@ fn ttl_ms(ttl: Duration) -> u64 {
 }
 
 /// A diner's heartbeat thread: refreshes the heartbeat and recovers dead
-/// diners' dishes, every fifth of the TTL.
+/// diners' dishes, every fifth of the TTL; moves due retries onto the
+/// queue every fifth of the TTL or every [`PROMOTE_EVERY`], whichever is
+/// sooner.
 #[derive(Debug)]
 struct Beat {
     stop: Shutdown,
@@ -803,26 +1009,45 @@ impl Beat {
         id: String,
         ttl: Duration,
         register_script: Script,
+        tally: std::sync::Arc<Tally>,
     ) -> std::io::Result<Beat> {
         let stop = Shutdown::new();
         let (tx, done) = crossbeam_channel::bounded::<()>(1);
         let beat = (ttl / 5).max(Duration::from_millis(20));
+        let tick = beat.min(PROMOTE_EVERY);
         let token = stop.clone();
         std::thread::Builder::new()
             .name(format!("heartbeat-{id}"))
             .spawn(move || {
                 let recover = Script::new(RECOVER);
+                let promote = Script::new(PROMOTE);
+                let mut next_beat = Instant::now();
                 loop {
+                    let beating = Instant::now() >= next_beat;
                     // Errors here are the diner thread's to report; keep beating.
                     let _ = conn.run(|c| {
-                        register(c, &register_script, &keys, &id, ttl)?;
-                        recover
+                        if beating {
+                            register(c, &register_script, &keys, &id, ttl, &tally)?;
+                            recover
+                                .key(&keys.queue)
+                                .key(&keys.diners)
+                                .arg(&keys.queue)
+                                .invoke::<u64>(c)?;
+                        }
+                        // Due retries back onto the queue, about every second.
+                        while promote
+                            .key(&keys.retry)
                             .key(&keys.queue)
-                            .key(&keys.diners)
-                            .arg(&keys.queue)
-                            .invoke::<u64>(c)
+                            .arg(PROMOTE_MAX)
+                            .invoke::<usize>(c)?
+                            >= PROMOTE_MAX
+                        {}
+                        Ok(())
                     });
-                    if token.sleep(beat) {
+                    if beating {
+                        next_beat = Instant::now() + beat;
+                    }
+                    if token.sleep(tick) {
                         break;
                     }
                 }

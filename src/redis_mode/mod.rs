@@ -14,18 +14,24 @@
 //! | `stream.rs` | stream mode: consumer groups, bounded adds, acknowledgements, claims of dead diners' entries, trimming |
 //! | `info.rs` | `kitchen info`: what an operator asks first |
 //! | `results.rs` | what became of tracked dishes, beside the queue |
+//! | `dead.rs` | dead letters: written by diners, read, requeued and purged by `kitchen dead` |
 //! | `room.rs` | waiting for room without polling: wake-up tokens and deadlines (list and stream) |
 //! | `tls.rs` | `rediss://`: certificates read once, failed handshakes explained |
 //! | `acl.rs` | `NOPERM`: the command, key or channel an ACL user lacks, and its grant |
+//! | `tally.rs` | a diner's counts, written into its heartbeat for the operator's view |
+//! | `watch.rs` | `kitchen info --watch`: the info view every second, with rates |
 
 mod acl;
+mod dead;
 mod info;
 mod list;
 mod pubsub;
 mod results;
 mod room;
 mod stream;
+mod tally;
 mod tls;
+mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,13 +41,14 @@ use redis::{Client, Connection, RedisError};
 use crate::dish::Dish;
 use crate::shutdown::Shutdown;
 use crate::vocab::{
-    Capacity, Fault, Mode, Put, ReadyError, RedisOptions, ResultLimits, Returned, Take, TakeError,
-    redact_url,
+    Capacity, DeadError, DeadLetters, Fault, Mode, Put, ReadyError, RedisOptions, ResultLimits,
+    Returned, Take, TakeError, Which, redact_url,
 };
 
 pub use info::{ConsumerInfo, GroupInfo, StreamInfo};
 pub use info::{Info, InfoDiner, info};
 pub use results::Results;
+pub use watch::watch;
 
 /// How long a connection attempt may take before Redis counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -180,6 +187,21 @@ impl RedisQueue {
             keys: list::Keys::new(&self.opts.queue),
             channel: self.opts.channel.clone(),
             stream: (self.opts.mode == Mode::Stream).then(|| stream::Gauge::new(&self.opts)),
+            group: (self.opts.mode == Mode::Stream)
+                .then(|| (self.opts.stream.clone(), self.opts.group.clone())),
+            morgue: self.morgue(),
+        }
+    }
+
+    /// The dead letters of this mode's queue: the stream's in stream mode,
+    /// else the list's (where pub/sub has none of its own).
+    fn morgue(&self) -> dead::Morgue {
+        if self.opts.mode == Mode::Stream {
+            let k = stream::Keys::new(&self.opts.stream);
+            dead::Morgue::new(k.dead, k.dead_trimmed, dead::Target::Stream(k.stream))
+        } else {
+            let k = list::Keys::new(&self.opts.queue);
+            dead::Morgue::new(k.dead, k.dead_trimmed, dead::Target::List(k.queue))
         }
     }
 
@@ -285,6 +307,31 @@ impl Consumer {
         }
     }
 
+    /// Whether a failed dish can be tried again (not on a channel).
+    pub fn can_retry(&self) -> bool {
+        !matches!(self, Consumer::Pubsub(_))
+    }
+
+    /// Sets `dish` aside for a retry (see [`crate::queue::Consumer::retry`]).
+    pub fn retry(&mut self, dish: &Dish, delay: Duration) -> Result<(), Fault> {
+        match self {
+            Consumer::List(c) => c.retry(dish, delay),
+            // A channel cannot take a delivery back: the failure was its last.
+            Consumer::Pubsub(_) => Ok(()),
+            Consumer::Stream(c) => c.retry(dish, delay),
+        }
+    }
+
+    /// Makes `dish` a dead letter (see [`crate::queue::Consumer::bury`]).
+    pub fn bury(&mut self, dish: &Dish, reason: &str) -> Result<(), Fault> {
+        match self {
+            Consumer::List(c) => c.bury(dish, reason),
+            // A channel keeps nothing: the failure is reported, and that is all.
+            Consumer::Pubsub(_) => Ok(()),
+            Consumer::Stream(c) => c.bury(dish, reason),
+        }
+    }
+
     /// Gives back `dish` unfinished (see [`crate::queue::Consumer::give_back`]).
     pub fn give_back(&mut self, dish: &Dish) -> Returned {
         match self {
@@ -325,6 +372,10 @@ pub struct Gauge {
     channel: String,
     /// The stream's group, in stream mode: depth and diners are its.
     stream: Option<stream::Gauge>,
+    /// The dead letters.
+    morgue: dead::Morgue,
+    /// The stream and group, in stream mode: their consumers' counts.
+    group: Option<(String, String)>,
 }
 
 impl Gauge {
@@ -374,6 +425,61 @@ impl Gauge {
         }
         let keys = &self.keys;
         self.conn.run(|c| list::live_diners(c, keys))
+    }
+
+    /// Dishes the live diners ate and failed, summed from their heartbeats
+    /// (list mode) or notes (stream mode: the group's consumers; see
+    /// `tally.rs`): every diner process's, on any machine.
+    pub fn diners_counts(&mut self) -> Result<(u64, u64), Fault> {
+        if let Some((stream, group)) = &self.group {
+            return self.conn.run(|c| info::consumers_counts(c, stream, group));
+        }
+        let keys = &self.keys;
+        self.conn.run(|c| {
+            let ids: Vec<String> = redis::cmd("SMEMBERS").arg(&keys.diners).query(c)?;
+            if ids.is_empty() {
+                return Ok((0, 0));
+            }
+            let mut get = redis::cmd("MGET");
+            for id in &ids {
+                get.arg(keys.heartbeat(id));
+            }
+            let beats: Vec<Option<String>> = get.query(c)?;
+            Ok(beats
+                .iter()
+                .filter_map(|b| tally::Note::parse(b.as_deref()?))
+                .fold((0, 0), |(e, f), n| (e + n.eaten, f + n.failed)))
+        })
+    }
+
+    /// The newest `limit` dead letters, how many there are and were trimmed.
+    pub fn dead_letters(&mut self, limit: usize) -> Result<DeadLetters, Fault> {
+        let morgue = &self.morgue;
+        self.conn.run(|c| morgue.read(c, limit))
+    }
+
+    /// Failed dishes waiting out their delay before their next attempt.
+    pub fn waiting_retries(&mut self) -> Result<usize, Fault> {
+        if let Some(s) = &self.stream {
+            return self.conn.run(|c| s.waiting_retries(c));
+        }
+        let key = &self.keys.retry;
+        self.conn.run(|c| redis::cmd("ZCARD").arg(key).query(c))
+    }
+
+    /// Puts the dead letters `which` names back on the queue (`requeue`),
+    /// or deletes them: all of them, or none when one is not there.
+    pub fn dead_manage(&mut self, which: &Which, requeue: bool) -> Result<usize, DeadError> {
+        let ids = match which {
+            Which::All => None,
+            Which::Ids(ids) => Some(&ids[..]),
+        };
+        let morgue = &self.morgue;
+        match self.conn.run(|c| morgue.manage(c, requeue, ids))? {
+            dead::Managed::Done(n) => Ok(n),
+            dead::Managed::Missing(ids) => Err(DeadError::NotDead(ids)),
+            dead::Managed::Unrequeueable(ids) => Err(DeadError::Unrequeueable(ids)),
+        }
     }
 }
 

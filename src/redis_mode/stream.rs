@@ -8,8 +8,10 @@
 //! |---|---|---|
 //! | `S` | stream | entries `dish <payload>` (so `XADD S '*' dish 7` is a dish); its consumer groups, their consumers and pending entries live inside it |
 //! | `S:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
-//! | `S:dead` | list | payloads that are not dishes, for a person to look at |
+//! | `S:dead` | list | dead letters (see `dead.rs`) |
+//! | `S:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
 //! | `S:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
+//! | `S:diner:<diner>` | string with TTL | a diner's counts as JSON, refreshed by its heartbeat, for `info --watch` (`tally.rs`) |
 //!
 //! **Groups.** A diner joins `--group` (XGROUP CREATE … `0` MKSTREAM, a
 //! BUSYGROUP answer meaning another diner was first), so a new group starts
@@ -70,6 +72,15 @@ use crate::vocab::{Capacity, Fault, Put, ReadyError, RedisOptions, Take, TakeErr
 const TAKE_WAIT: Duration = Duration::from_millis(250);
 
 const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
+
+/// The consumer of each group that holds failed entries waiting for their
+/// next attempt. Nobody refreshes its entries, so they go idle and any diner
+/// of the group claims them (XAUTOCLAIM) once idle a heartbeat TTL; a retry
+/// is set aside with the idle time that makes it claimable when due.
+pub(crate) const RETRY_CONSUMER: &str = "kitchen-retry";
+
+/// See [`claim_period`].
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
 /// The idle time a leaving diner gives what it hands back: far past any
 /// heartbeat TTL, so the next XAUTOCLAIM of the group takes it at once.
@@ -209,8 +220,9 @@ return trim(key)
 /// tokens, token TTL ms, ids eaten…
 /// A diner leaving: acknowledges what it ate (waking as many chefs), hands
 /// back what it holds uneaten with a large idle time (so the next XAUTOCLAIM
-/// takes it), or, holding nothing, leaves the group; trims. Returns how many
-/// entries it handed back.
+/// takes it; its delivery count one less, so that claim is not counted as
+/// an attempt), or, holding nothing, leaves the group; trims. Returns how
+/// many entries it handed back.
 const LEAVE: &str = concat!(
     floor_lua!(),
     r"
@@ -218,17 +230,14 @@ local key, group, me = KEYS[1], ARGV[1], ARGV[2]
 if group_of(key, group) == nil then return 0 end
 local acked = 0
 if #ARGV > 5 then acked = redis.call('XACK', key, group, unpack(ARGV, 6)) end
-local claim = {'XCLAIM', key, group, me, 0}
+local held = 0
+-- One at a time, each with its delivery count less one: the claim that
+-- takes it back counts one more, and giving back is not an attempt.
 for _, e in ipairs(redis.call('XPENDING', key, group, '-', '+', 100000, me)) do
-  claim[#claim + 1] = e[1]
+  redis.call('XCLAIM', key, group, me, 0, e[1], 'IDLE', ARGV[3], 'RETRYCOUNT', math.max(tonumber(e[4]) - 1, 0), 'JUSTID')
+  held = held + 1
 end
-local held = #claim - 5
-if held > 0 then
-  claim[#claim + 1] = 'IDLE'
-  claim[#claim + 1] = ARGV[3]
-  claim[#claim + 1] = 'JUSTID'
-  redis.call(unpack(claim))
-else
+if held == 0 then
   redis.call('XGROUP', 'DELCONSUMER', key, group, me)
 end
 wake(KEYS[2], acked, tonumber(ARGV[4]), ARGV[5])
@@ -259,7 +268,8 @@ const LIVE: &str = concat!(
 if group_of(KEYS[1], ARGV[1]) == nil then return 0 end
 local n = 0
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  if tonumber(fields(c)['idle']) < tonumber(ARGV[2]) then n = n + 1 end
+  local f = fields(c)
+  if f['name'] ~= 'kitchen-retry' and tonumber(f['idle']) < tonumber(ARGV[2]) then n = n + 1 end
 end
 return n
 "
@@ -275,6 +285,8 @@ pub(crate) struct Keys {
     pub room: String,
     pub capacity: String,
     pub dead: String,
+    /// How many dead letters were trimmed beyond `--dead-max`.
+    pub dead_trimmed: String,
 }
 
 impl Keys {
@@ -284,7 +296,13 @@ impl Keys {
             room: format!("{stream}:room"),
             capacity: format!("{stream}:capacity"),
             dead: format!("{stream}:dead"),
+            dead_trimmed: format!("{stream}:dead:trimmed"),
         }
+    }
+
+    /// Where diner `me` keeps its counts (see `tally.rs`).
+    pub fn diner(&self, me: &str) -> String {
+        format!("{}:diner:{me}", self.stream)
     }
 }
 
@@ -438,6 +456,12 @@ struct Names {
     /// The largest payload taken as a dish; larger ones are set aside.
     max_payload: usize,
     leave: Script,
+    /// Moves a payload to the dead letters.
+    bury: Script,
+    /// The most dead letters kept (`--dead-max`).
+    dead_max: usize,
+    /// Its counts, written beside the stream by its heartbeat.
+    tally: std::sync::Arc<super::tally::Tally>,
 }
 
 /// The heartbeat thread, once the diner is ready.
@@ -456,6 +480,9 @@ enum Heart {
 struct Entry {
     id: String,
     body: Body,
+    /// Which attempt this delivery is: 1 for a new entry, the group's
+    /// delivery count for one claimed or read again.
+    attempt: u32,
 }
 
 /// What an entry carries.
@@ -584,6 +611,9 @@ impl Consumer {
                 ttl: opts.heartbeat_ttl,
                 max_payload: opts.max_payload,
                 leave: Script::new(LEAVE),
+                bury: Script::new(super::dead::BURY),
+                dead_max: opts.dead_max.max(1),
+                tally: std::sync::Arc::default(),
             },
             heart: Heart::Waiting(Box::new(stream_conn(heart_conn, opts))),
             batch: Batch {
@@ -618,6 +648,7 @@ impl Consumer {
                 n.group.clone(),
                 n.me.clone(),
                 n.ttl,
+                n.tally.clone(),
             )
             .map_err(ReadyError::Spawn)?;
             self.heart = Heart::Beating(beat);
@@ -664,6 +695,12 @@ impl Consumer {
                 Read::New(Some(TAKE_WAIT))
             };
             if self.read(read)? == 0 && self.batch.buffer.is_empty() && !self.batch.history {
+                // Retries waiting will be back: wait for them (a claim
+                // brings them once due).
+                if was_finished && self.retries_waiting()? {
+                    std::thread::sleep(TAKE_WAIT);
+                    return Ok(Take::Idle);
+                }
                 return Ok(if was_finished {
                     Take::Closed
                 } else {
@@ -680,6 +717,7 @@ impl Consumer {
         let Consumer {
             conn, names, batch, ..
         } = self;
+        let mut again = false;
         let result = names.run(conn, batch, |c, b| {
             let mut pipe = redis::pipe();
             b.ack_into(&mut pipe, names);
@@ -689,6 +727,7 @@ impl Consumer {
                 Read::History => ("0", None),
                 Read::New(block) => (">", block),
             };
+            again = id == "0";
             let read = pipe
                 .cmd("XREADGROUP")
                 .arg("GROUP")
@@ -718,7 +757,13 @@ impl Consumer {
         }
         let entries = read_reply(got);
         let n = entries.len();
-        batch.buffer.extend(entries);
+        // Read again: each may be a later attempt than the first.
+        let entries = if again {
+            self.with_attempts(entries)?
+        } else {
+            entries
+        };
+        self.batch.buffer.extend(entries);
         Ok(n)
     }
 
@@ -769,7 +814,7 @@ impl Consumer {
         // Scan on at once while the pending list has more; else wait a beat.
         let scanned_all = cursor.is_empty() || cursor == "0-0";
         batch.next_claim = if scanned_all {
-            Instant::now() + beat_period(names.ttl)
+            Instant::now() + claim_period(names.ttl)
         } else {
             Instant::now()
         };
@@ -779,8 +824,44 @@ impl Consumer {
             cursor
         };
         let n = claimed.len();
-        batch.buffer.extend(claimed);
+        let claimed = self.with_attempts(claimed)?;
+        self.batch.buffer.extend(claimed);
         Ok(n)
+    }
+
+    /// Reads each entry's delivery count (XPENDING), its attempt: a claim
+    /// (of a dead diner's entry, or of a due retry) counts one more, so
+    /// does a history read; a leaving diner's hand-back does not (see [`LEAVE`]).
+    fn with_attempts(&mut self, mut entries: Vec<Entry>) -> Result<Vec<Entry>, Fault> {
+        if entries.is_empty() {
+            return Ok(entries);
+        }
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let counts: Vec<Value> = names.run(conn, batch, |c, _| {
+            let mut pipe = redis::pipe();
+            for e in &entries {
+                pipe.cmd("XPENDING")
+                    .arg(&names.keys.stream)
+                    .arg(&names.group)
+                    .arg(&e.id)
+                    .arg(&e.id)
+                    .arg(1);
+            }
+            pipe.query(c)
+        })?;
+        for (e, reply) in entries.iter_mut().zip(counts) {
+            let count = items(reply)
+                .into_iter()
+                .next()
+                .and_then(|p| items(p).into_iter().nth(3))
+                .and_then(|v| int(&v));
+            if let Some(n) = count {
+                e.attempt = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+            }
+        }
+        Ok(entries)
     }
 
     /// Hands out one entry: a dish, or a rejection (set aside in `S:dead`);
@@ -793,8 +874,16 @@ impl Consumer {
                 return Ok(None);
             }
             Body::Dish(payload) => match Dish::decode_within(&payload, self.names.max_payload) {
-                Ok(dish) => {
+                Ok(mut dish) => {
+                    if dish.id == DishId::NONE {
+                        // Named, so it can be retried, dead-lettered and
+                        // requeued: by its entry, so each attempt at one
+                        // entry bears the same name.
+                        dish.id = entry_dish_id(&entry.id).unwrap_or_else(DishId::fresh);
+                    }
+                    dish.attempt = entry.attempt;
                     self.batch.in_hand = Some((dish.id, entry.id));
+                    self.names.tally.took();
                     return Ok(Some(Take::Dish {
                         dish,
                         depth: self.batch.depth,
@@ -810,19 +899,123 @@ impl Consumer {
         let Consumer {
             conn, names, batch, ..
         } = self;
-        let dead = &names.keys.dead;
+        let keys = &names.keys;
         let letter = super::list::dead_letter(&payload, &reason);
         names.run(conn, batch, |c, _| {
-            redis::cmd("LPUSH").arg(dead).arg(&letter).query::<u64>(c)
+            names
+                .bury
+                .key(&keys.dead)
+                .key(&keys.dead)
+                .key(&keys.dead_trimmed)
+                .arg("")
+                .arg(&letter)
+                .arg(names.dead_max)
+                .invoke::<u64>(c)
         })?;
         // Set aside: acknowledged with the next read.
         self.batch.done.push(entry.id);
         Ok(Some(Take::Rejected { reason }))
     }
 
+    /// Sets `dish`, the one in hand, aside for its next attempt after
+    /// `delay`: its entry goes to the group's [`RETRY_CONSUMER`] with the
+    /// idle time that makes it claimable when due (one XCLAIM: never
+    /// acknowledged, never lost). The wait is at most the heartbeat TTL,
+    /// the idle time after which entries are claimed.
+    pub fn retry(&mut self, dish: &Dish, delay: Duration) -> Result<(), Fault> {
+        let entry = match &self.batch.in_hand {
+            Some((id, entry)) if *id == dish.id => entry.clone(),
+            _ => return Ok(()),
+        };
+        let idle = self.names.ttl_ms().saturating_sub(ms(delay));
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        names.run(conn, batch, |c, _| {
+            redis::cmd("XCLAIM")
+                .arg(&names.keys.stream)
+                .arg(&names.group)
+                .arg(RETRY_CONSUMER)
+                .arg(0)
+                .arg(&entry)
+                .arg("IDLE")
+                .arg(idle)
+                .arg("JUSTID")
+                .query::<Value>(c)
+        })?;
+        self.batch.in_hand = None;
+        self.names.tally.put_down();
+        Ok(())
+    }
+
+    /// Whether entries of the group wait for a retry: a closing diner stays for them.
+    fn retries_waiting(&mut self) -> Result<bool, Fault> {
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let n = names.run(conn, batch, |c, _| {
+            waiting_retries(c, &names.keys.stream, &names.group)
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Makes `dish`, the one in hand, a dead letter for `reason` (with its
+    /// whole wire, fresh attempts, for a requeue); its entry is
+    /// acknowledged with the next read.
+    pub fn bury(&mut self, dish: &Dish, reason: &str) -> Result<(), Fault> {
+        let mine = self
+            .batch
+            .in_hand
+            .as_ref()
+            .is_some_and(|(id, _)| *id == dish.id);
+        if !mine {
+            return Ok(());
+        }
+        let letter = super::dead::letter(
+            &dish.id.to_string(),
+            &dish.payload.bytes(),
+            reason,
+            dish.attempt,
+            Some(
+                &Dish {
+                    attempt: 1,
+                    ..dish.clone()
+                }
+                .encode(),
+            ),
+        );
+        let Consumer {
+            conn, names, batch, ..
+        } = self;
+        let keys = &names.keys;
+        names.run(conn, batch, |c, _| {
+            names
+                .bury
+                .key(&keys.dead)
+                .key(&keys.dead)
+                .key(&keys.dead_trimmed)
+                .arg("")
+                .arg(&letter)
+                .arg(names.dead_max)
+                .invoke::<u64>(c)
+        })?;
+        self.settle(dish);
+        self.names.tally.failed();
+        Ok(())
+    }
+
     /// Marks `dish`, the one in hand, as eaten; the next read acknowledges it.
     pub fn ack(&mut self, dish: &Dish) -> Result<(), Fault> {
-        // Any other dish is not this diner's to acknowledge.
+        if self.settle(dish) {
+            self.names.tally.ate();
+        }
+        Ok(())
+    }
+
+    /// Done with `dish`, the one in hand: the next read acknowledges its
+    /// entry. Whether it was in hand: any other dish is not this diner's to
+    /// acknowledge.
+    fn settle(&mut self, dish: &Dish) -> bool {
         let mine = self
             .batch
             .in_hand
@@ -831,8 +1024,18 @@ impl Consumer {
         if let Some((_, entry)) = self.batch.in_hand.take_if(|_| mine) {
             self.batch.done.push(entry);
         }
-        Ok(())
+        mine
     }
+}
+
+/// The id of a dish that came without one, from its entry's id
+/// (`<ms>-<seq>`): the same on every delivery of that entry.
+fn entry_dish_id(entry: &str) -> Option<DishId> {
+    let (ms, seq) = entry.split_once('-')?;
+    Some(DishId {
+        origin: ms.parse().ok()?,
+        seq: seq.parse().ok()?,
+    })
 }
 
 /// Which entries a read asks for.
@@ -878,9 +1081,16 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// How often a heartbeat beats, and a diner looks for dead diners' entries.
+/// How often a heartbeat beats.
 fn beat_period(ttl: Duration) -> Duration {
     (ttl / 5).max(Duration::from_millis(20))
+}
+
+/// How often a diner looks for dead diners' entries and due retries: with
+/// each beat, and at least every [`CLAIM_EVERY`], so a due retry waits about
+/// a second at most whatever the TTL.
+fn claim_period(ttl: Duration) -> Duration {
+    beat_period(ttl).min(CLAIM_EVERY)
 }
 
 /// A diner's heartbeat thread: every TTL/5, resets the idle time of what
@@ -898,6 +1108,7 @@ impl Beat {
         group: String,
         me: String,
         ttl: Duration,
+        tally: std::sync::Arc<super::tally::Tally>,
     ) -> std::io::Result<Beat> {
         let stop = Shutdown::new();
         let (tx, done) = crossbeam_channel::bounded::<()>(1);
@@ -907,6 +1118,7 @@ impl Beat {
             .name(format!("heartbeat-{me}"))
             .spawn(move || {
                 let beat = Script::new(BEAT);
+                let note = Keys::new(&stream).diner(&me);
                 loop {
                     // Errors here are the diner thread's to report; keep beating.
                     let _ = conn.run(|c| {
@@ -916,6 +1128,15 @@ impl Beat {
                             .arg(ttl_ms(ttl))
                             .arg(MAX_HELD)
                             .invoke::<u64>(c)
+                    });
+                    // Apart: Redis out of memory may refuse it, never the beat.
+                    let _ = conn.run(|c| {
+                        redis::cmd("SET")
+                            .arg(&note)
+                            .arg(tally.beat_value())
+                            .arg("PX")
+                            .arg(ttl_ms(ttl))
+                            .query::<()>(c)
                     });
                     if token.sleep(period) {
                         break;
@@ -931,6 +1152,31 @@ impl Beat {
         self.stop.stop();
         let _ = self.done.recv_timeout(Duration::from_secs(1));
     }
+}
+
+/// Entries of `group` waiting for a retry: those its [`RETRY_CONSUMER`]
+/// holds (0 when the stream or the group is not there).
+pub(crate) fn waiting_retries(
+    c: &mut Connection,
+    stream: &str,
+    group: &str,
+) -> Result<usize, RedisError> {
+    let consumers: Result<Value, RedisError> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(group)
+        .query(c);
+    let consumers = match consumers {
+        Ok(v) => v,
+        Err(e) if is_nogroup(&e) || e.to_string().contains("no such key") => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    Ok(items(consumers)
+        .into_iter()
+        .map(fields)
+        .find(|f| f.text("name") == RETRY_CONSUMER)
+        .and_then(|f| f.int("pending"))
+        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
 }
 
 /// Reads the depth (the group's lag) and live diners of one group.
@@ -957,6 +1203,11 @@ impl Gauge {
     /// What the group has not yet been delivered (see [`DEPTH`]).
     pub(crate) fn depth(&self, c: &mut Connection) -> Result<usize, RedisError> {
         self.depth.key(&self.stream).arg(&self.group).invoke(c)
+    }
+
+    /// Entries of the group waiting for a retry.
+    pub(crate) fn waiting_retries(&self, c: &mut Connection) -> Result<usize, RedisError> {
+        waiting_retries(c, &self.stream, &self.group)
     }
 
     /// Consumers of the group heard from within the heartbeat TTL.
@@ -1078,7 +1329,11 @@ fn entry(v: Value) -> Option<Entry> {
             }
         }
     };
-    Some(Entry { id, body })
+    Some(Entry {
+        id,
+        body,
+        attempt: 1,
+    })
 }
 
 #[cfg(test)]
@@ -1111,15 +1366,18 @@ mod tests {
             [
                 Entry {
                     id: "1-1".into(),
-                    body: Body::Dish(b"7".to_vec())
+                    body: Body::Dish(b"7".to_vec()),
+                    attempt: 1,
                 },
                 Entry {
                     id: "1-2".into(),
-                    body: Body::Other(r#"{"task":"resize"}"#.into())
+                    body: Body::Other(r#"{"task":"resize"}"#.into()),
+                    attempt: 1,
                 },
                 Entry {
                     id: "1-3".into(),
-                    body: Body::Gone
+                    body: Body::Gone,
+                    attempt: 1,
                 },
             ]
         );
@@ -1133,6 +1391,18 @@ mod tests {
             ])]),
         )]);
         assert_eq!(read_reply(map).len(), 1);
+    }
+
+    #[test]
+    fn bare_payloads_are_named_by_their_entry() {
+        assert_eq!(
+            entry_dish_id("1700000000000-3"),
+            Some(DishId {
+                origin: 1_700_000_000_000,
+                seq: 3
+            })
+        );
+        assert_eq!(entry_dish_id("junk"), None);
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The web entry's in-process diners report to its figures: a [`Sink`] for the kitchen's diner.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::dish::Dish;
 use crate::kitchen::diner::Sink;
 use crate::queue::Returned;
 use crate::serve::Shared;
+use crate::serve::live::Failure;
 use crate::serve::metrics::Metrics;
 
 /// Where the web entry's diners count what they ate.
@@ -25,8 +27,27 @@ impl Sink for WebSink {
         Metrics::bump(&self.shared.metrics.eaten);
     }
 
-    fn failed(&mut self, _: &Dish, _: &str) {
+    fn failed(&mut self, dish: &Dish, reason: &str) {
         Metrics::bump(&self.shared.metrics.failed);
+        self.shared.live.failed(Failure::of(
+            dish,
+            reason,
+            format!("dead after {}", attempts(dish.attempt)),
+        ));
+    }
+
+    fn retrying(&mut self, dish: &Dish, reason: &str, delay: Duration) {
+        // Each retry is one attempt after the first.
+        Metrics::bump(&self.shared.metrics.retried);
+        self.shared.live.failed(Failure::of(
+            dish,
+            reason,
+            format!(
+                "attempt {} failed; tried again in {:.1} s",
+                dish.attempt,
+                delay.as_secs_f64()
+            ),
+        ));
     }
 
     fn abandoned(&mut self, _: &Dish, _: Returned) {}
@@ -36,4 +57,9 @@ impl Sink for WebSink {
     }
 
     fn closed(&mut self, _: u64) {}
+}
+
+/// "1 attempt", "3 attempts".
+fn attempts(n: u32) -> String {
+    format!("{n} attempt{}", if n == 1 { "" } else { "s" })
 }

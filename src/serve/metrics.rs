@@ -27,6 +27,8 @@ pub struct Metrics {
     pub rejected: AtomicU64,
     /// Dishes this server's diners failed (their command exited non-zero).
     pub failed: AtomicU64,
+    /// Attempts after the first by this server's diners.
+    pub retried: AtomicU64,
     /// Dishes published with no subscriber.
     pub lost: AtomicU64,
     /// Requests refused with `503` because the queue was full.
@@ -51,6 +53,15 @@ pub struct Snapshot {
     pub eaten: Option<u64>,
     /// See [`Metrics::rejected`]; `null` where the diners are other processes.
     pub rejected: Option<u64>,
+    /// See [`Metrics::failed`]; `null` where the diners are other processes.
+    pub failed: Option<u64>,
+    /// See [`Metrics::retried`]; `null` where the diners are other processes.
+    pub retried: Option<u64>,
+    /// Dead letters kept now; `null` when they cannot be read.
+    pub dead_letters: Option<u64>,
+    /// Failed dishes waiting out their delay before another attempt; `null`
+    /// when they cannot be read.
+    pub waiting_retries: Option<u64>,
     /// See [`Metrics::lost`].
     pub lost: u64,
     /// See [`Metrics::full`].
@@ -122,6 +133,38 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE kitchen_dishes_{name}_total counter");
             let _ = writeln!(out, "kitchen_dishes_{name}_total {value}");
         }
+        let series = [
+            (
+                "kitchen_failed_total",
+                "counter",
+                snap.failed,
+                "Dishes that failed in this server's diners' hands.",
+            ),
+            (
+                "kitchen_retried_total",
+                "counter",
+                snap.retried,
+                "Attempts after the first by this server's diners.",
+            ),
+            (
+                "kitchen_dead_letters",
+                "gauge",
+                snap.dead_letters,
+                "Dead letters kept now.",
+            ),
+            (
+                "kitchen_waiting_retries",
+                "gauge",
+                snap.waiting_retries,
+                "Failed dishes waiting out their delay before another attempt.",
+            ),
+        ];
+        for (name, kind, value, help) in series {
+            let Some(value) = value else { continue };
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
         out.push_str("# HELP kitchen_refused_total Requests refused with 503, by reason.\n");
         out.push_str("# TYPE kitchen_refused_total counter\n");
         let _ = writeln!(
@@ -182,6 +225,10 @@ mod tests {
             made: Metrics::get(&m.made),
             eaten: Some(2),
             rejected: Some(0),
+            failed: Some(4),
+            retried: Some(5),
+            dead_letters: Some(6),
+            waiting_retries: Some(7),
             lost: 0,
             refused_full: 0,
             refused_unavailable: 0,
@@ -194,6 +241,10 @@ mod tests {
         let text = m.prometheus(&snap);
         for want in [
             "kitchen_dishes_made_total 1\n",
+            "# TYPE kitchen_failed_total counter\nkitchen_failed_total 4\n",
+            "# TYPE kitchen_retried_total counter\nkitchen_retried_total 5\n",
+            "# TYPE kitchen_dead_letters gauge\nkitchen_dead_letters 6\n",
+            "# TYPE kitchen_waiting_retries gauge\nkitchen_waiting_retries 7\n",
             "kitchen_queue_depth 3\n",
             "kitchen_dish_latency_seconds_bucket{le=\"0.0001\"} 1\n",
             "kitchen_dish_latency_seconds_bucket{le=\"1\"} 1\n",
@@ -215,6 +266,10 @@ mod tests {
             made: 0,
             eaten: None,
             rejected: None,
+            failed: None,
+            retried: None,
+            dead_letters: None,
+            waiting_retries: None,
             lost: 0,
             refused_full: 0,
             refused_unavailable: 1,

@@ -12,9 +12,13 @@
 //! | `page` | the "Redis Message Queue" page |
 //! | [`metrics`] | counters, `/stats` JSON and `/metrics` Prometheus text |
 //! | `diners` | the in-process diners of the local backend |
+//! | `dead` | the dead letters on the page: their list and the requeue and purge forms |
+//! | `live` | the page's live parts: samples each second, recent failures, sparklines |
 
+mod dead;
 mod diners;
 pub mod http;
+mod live;
 pub mod metrics;
 mod page;
 mod routes;
@@ -34,7 +38,7 @@ use crate::defaults;
 use crate::kitchen::KitchenError;
 use crate::kitchen::diner::Diner;
 use crate::kitchen::work::Work;
-use crate::queue::{Backend, BackendConfig, Capacity, Fault, OpenError, ResultLimits};
+use crate::queue::{Backend, BackendConfig, Capacity, Fault, Gauge, OpenError, ResultLimits};
 use crate::shutdown::Shutdown;
 use diners::WebSink;
 use metrics::Metrics;
@@ -69,6 +73,8 @@ pub struct ServeConfig {
     pub work: Work,
     /// After the stop, how long the in-process diners' work in hand may run.
     pub shutdown_timeout: Duration,
+    /// How often the in-process diners try a failed dish, and the wait between.
+    pub retry: crate::queue::Retry,
 }
 
 impl Default for ServeConfig {
@@ -86,6 +92,7 @@ impl Default for ServeConfig {
             max_payload: defaults::MAX_PAYLOAD,
             work: Work::Nap,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            retry: crate::queue::Retry::default(),
         }
     }
 }
@@ -125,6 +132,8 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// Whether other processes share the queue (and eat from it).
     pub shared_queue: bool,
+    /// The samples and failures the page draws.
+    pub live: live::Live,
 }
 
 /// Serves HTTP on `listener` until `shutdown`; then finishes the requests in
@@ -142,6 +151,8 @@ pub fn run(
 /// A web entry whose queue is open and whose threads are ready to serve.
 #[derive(Debug)]
 pub struct Server {
+    /// What the sampler thread reads every second, and where it writes.
+    sampler: (Arc<Shared>, Gauge),
     listener: TcpListener,
     workers: Vec<Web>,
     eaters: Vec<DinerThread>,
@@ -187,6 +198,7 @@ impl Server {
             metrics: Metrics::default(),
             started: Instant::now(),
             shared_queue: backend.is_shared(),
+            live: live::Live::default(),
         });
         let mut workers = Vec::with_capacity(config.workers.max(1));
         for _ in 0..config.workers.max(1) {
@@ -202,9 +214,11 @@ impl Server {
         let eaters = (0..diners)
             .map(|i| spawn_diner(&backend, &shared, &abandon, i))
             .collect::<Result<Vec<_>, _>>()?;
+        let sampler = (shared.clone(), backend.gauge());
         // The queue closes once the workers (its producers) are gone.
         backend.seal();
         Ok(Server {
+            sampler,
             listener,
             workers,
             eaters,
@@ -237,6 +251,11 @@ impl Server {
                 })
                 .map_err(ServeError::Spawn)?
         };
+        let (shared, gauge) = self.sampler;
+        let sampler = spawn_sampler(shared, gauge, done.clone()).inspect_err(|_| {
+            // The deadline thread ends with `done`.
+            done.stop();
+        })?;
         let served = server::run(self.listener, self.workers, self.client_timeout, shutdown);
         let mut first_error = None;
         for (name, h) in self.eaters {
@@ -249,9 +268,38 @@ impl Server {
         }
         done.stop();
         let _ = deadline.join();
+        let _ = sampler.join();
         served?;
         first_error.map_or(Ok(()), |e| Err(e.into()))
     }
+}
+
+/// Samples the queue every second for the page's sparklines until `done`:
+/// its depth, and the eaten total (this server's diners', or on a shared
+/// queue the live diner processes' as their heartbeats say).
+fn spawn_sampler(
+    shared: Arc<Shared>,
+    mut gauge: Gauge,
+    done: Shutdown,
+) -> Result<JoinHandle<()>, ServeError> {
+    thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || {
+            loop {
+                let at = Instant::now();
+                let depth = gauge.depth().ok();
+                let eaten = if shared.shared_queue {
+                    gauge.diners_counts().map(|(eaten, _)| eaten)
+                } else {
+                    Some(Metrics::get(&shared.metrics.eaten))
+                };
+                shared.live.sample(at, depth, eaten);
+                if done.sleep(live::PERIOD.saturating_sub(at.elapsed())) {
+                    break;
+                }
+            }
+        })
+        .map_err(ServeError::Spawn)
 }
 
 type DinerThread = (String, JoinHandle<(WebSink, Option<KitchenError>)>);
@@ -277,6 +325,7 @@ fn spawn_diner(
         max_sleep: shared.config.max_sleep,
         rng: StdRng::from_os_rng(),
         queue: shared.config.backend.queue_name().to_owned(),
+        retry: shared.config.retry,
         results: backend.results(),
         sink: WebSink {
             shared: shared.clone(),

@@ -4,9 +4,20 @@ use std::fmt::Write as _;
 
 use crate::serve::metrics::Snapshot;
 
-/// The page as of `snap`. Its script refreshes the figures from `/stats`
-/// every second; without script the figures are those of the page load.
-pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
+/// How often the page reloads itself when JavaScript is off, in seconds:
+/// slow enough to read it and press a button in between.
+const RELOAD_S: u32 = 5;
+
+/// The page as of `snap`, with `live` (the sparklines, failures and dead
+/// letters, already escaped HTML) under the figures. Its script refreshes
+/// the figures from `/stats` and the live section from `/live` every
+/// second; without script the page reloads itself every [`RELOAD_S`].
+pub fn render(
+    snap: &Snapshot,
+    pubsub_note: Option<&str>,
+    live: &str,
+    (dead, dead_key): &(String, String),
+) -> String {
     let figure = |v: Option<usize>| v.map_or_else(|| "–".to_owned(), |n| n.to_string());
     let capacity = snap
         .capacity
@@ -15,7 +26,8 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
         .map(|n| format!(r#"<span class="note">{n}</span>"#))
         .unwrap_or_default();
     let mut page = String::with_capacity(4096);
-    // Only numbers and fixed strings of ours go into the page: nothing to escape.
+    // Only numbers and fixed strings of ours go into the page here, and
+    // `live`, escaped where it was made.
     let _ = write!(
         page,
         r#"<!doctype html>
@@ -24,6 +36,7 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Redis Message Queue</title>
+<noscript><meta http-equiv="refresh" content="{RELOAD_S}"></noscript>
 <style>
   :root {{ color-scheme: light; --ink: #1d2330; --muted: #5b6475; --line: #e3e6ec; --accent: #c0392b; }}
   * {{ box-sizing: border-box; }}
@@ -43,7 +56,19 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
   dd {{ margin: .2rem 0 0; font-size: 1.6rem; font-weight: 650; font-variant-numeric: tabular-nums; }}
   footer {{ margin-top: 2rem; font-size: .85rem; color: var(--muted); }}
   footer a {{ color: var(--muted); }}
-  @media (max-width: 34rem) {{ dl {{ grid-template-columns: repeat(2, 1fr); }} }}
+  h2 {{ margin: 2rem 0 .6rem; font-size: 1.05rem; }}
+  .sparks {{ display: grid; grid-template-columns: repeat(2, 1fr); gap: .75rem; }}
+  figure {{ margin: 0; background: #fff; border: 1px solid var(--line); border-radius: .6rem; padding: .6rem .8rem; }}
+  figcaption {{ font-size: .8rem; color: var(--muted); }}
+  svg.spark {{ display: block; width: 100%; height: 40px; }}
+  svg.spark polyline {{ fill: none; stroke: var(--accent); stroke-width: 1.5; }}
+  svg.spark .axis {{ stroke: var(--line); }}
+  ol.failures, ul.dead {{ padding-left: 1.2rem; margin: 0; font-size: .9rem; }}
+  ol.failures li, ul.dead li {{ margin: .3rem 0; }}
+  .when, .reason {{ color: var(--muted); }}
+  .reason {{ font-family: ui-monospace, monospace; font-size: .8rem; white-space: pre-wrap; }}
+  form.inline {{ display: inline; }}
+  @media (max-width: 34rem) {{ dl {{ grid-template-columns: repeat(2, 1fr); }} .sparks {{ grid-template-columns: 1fr; }} }}
 </style>
 </head>
 <body>
@@ -60,7 +85,11 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
   <div><dt>eaten</dt><dd id="eaten">{eaten}</dd></div>
   <div><dt>subscribers</dt><dd id="subscribers">{subscribers}</dd></div>
 </dl>
-{diners_note}<footer>Figures: <a href="/stats">/stats</a> · <a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></footer>
+{diners_note}<div id="live">
+{live}</div>
+<div id="dead-letters" data-key="{dead_key}">
+{dead}</div>
+<footer>Figures: <a href="/stats">/stats</a> · <a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></footer>
 </main>
 <script>
 (function () {{
@@ -74,6 +103,15 @@ pub fn render(snap: &Snapshot, pubsub_note: Option<&str>) -> String {
   setInterval(function () {{
     fetch("/stats", {{ cache: "no-store" }}).then(function (r) {{ return r.ok ? r.json() : null; }})
       .then(function (s) {{ if (s) show(s); }}).catch(function () {{}});
+    fetch("/live", {{ cache: "no-store" }}).then(function (r) {{ return r.ok ? r.text() : null; }})
+      .then(function (h) {{ if (h !== null) document.getElementById("live").innerHTML = h; }})
+      .catch(function () {{}});
+    var dead = document.getElementById("dead-letters");
+    fetch("/live/dead", {{ cache: "no-store" }}).then(function (r) {{
+      var key = r.headers.get("X-Content-Key");
+      if (!r.ok || key === dead.dataset.key) return;
+      return r.text().then(function (h) {{ dead.innerHTML = h; dead.dataset.key = key; }});
+    }}).catch(function () {{}});
   }}, 1000);
 }})();
 </script>

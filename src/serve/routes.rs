@@ -9,13 +9,14 @@ use serde::Serialize;
 
 use crate::dish::{Dish, DishId, MAX_DISH, Payload};
 use crate::kitchen::IdBlock;
-use crate::queue::{Backend, Fault, Gauge, OpenError, Producer, Put, PutError, Results};
+use crate::queue::{Backend, DeadError, Fault, Gauge, OpenError, Producer, Put, PutError, Results};
 use crate::results::{RECORD_PAYLOAD_MAX, Status};
 use crate::serve::Shared;
+use crate::serve::dead::{self, Action};
 use crate::serve::http::{Request, Response};
 use crate::serve::metrics::{Metrics, Snapshot};
-use crate::serve::page;
 use crate::serve::server::Handler;
+use crate::serve::{live, page};
 
 /// What the page says under the pub/sub link when there is no pub/sub.
 const LOCAL_PUBSUB_NOTE: &str = "needs --backend redis";
@@ -193,6 +194,10 @@ impl Web {
             made: Metrics::get(&m.made),
             eaten: mine(Metrics::get(&m.eaten)),
             rejected: mine(Metrics::get(&m.rejected)),
+            failed: mine(Metrics::get(&m.failed)),
+            retried: mine(Metrics::get(&m.retried)),
+            dead_letters: self.gauge.dead_letters(0).ok().map(|d| d.total as u64),
+            waiting_retries: self.gauge.waiting_retries().ok().map(|n| n as u64),
             lost: Metrics::get(&m.lost),
             refused_full: Metrics::get(&m.full),
             refused_unavailable: Metrics::get(&m.unavailable),
@@ -237,8 +242,67 @@ impl Web {
     fn page(&mut self) -> Response {
         let snap = self.snapshot();
         let note = self.publisher.is_none().then_some(LOCAL_PUBSUB_NOTE);
-        let html = page::render(&snap, note);
+        let dead = self.dead_section();
+        let html = page::render(&snap, note, &self.live_section(), &dead);
         Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+    }
+
+    /// The dead letters' section and its key (a hash of it): the page's
+    /// script swaps it in only when the key changed, so a button is not
+    /// replaced under a pointer every second.
+    fn dead_section(&mut self) -> (String, String) {
+        let html = match self.gauge.dead_letters(dead::SHOWN) {
+            Ok(d) => dead::section(&d),
+            // The page names no server (as the `503`s do not): the
+            // operator's log has the detail from the requests that fail.
+            Err(_) => "<h2>Dead letters</h2>\n<p class=\"note\" id=\"dead\">The queue is unavailable; they show again once it answers.</p>\n".to_owned(),
+        };
+        let key = live::key(&html);
+        (html, key)
+    }
+
+    /// `GET /live/dead`: the dead letters' section alone, its key in `X-Content-Key`.
+    fn live_dead(&mut self) -> Response {
+        let (html, key) = self.dead_section();
+        Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+            .with("Cache-Control", "no-store")
+            .with("X-Content-Key", key)
+    }
+
+    /// `POST /dead/requeue` and `/dead/purge`: a form naming dead letters;
+    /// `303` back to the page once done.
+    fn dead(&mut self, action: Action, body: &[u8]) -> Response {
+        let which = match dead::parse_form(body) {
+            Ok(w) => w,
+            Err(line) => return Response::text(400, format!("{line}\n")),
+        };
+        let done = match action {
+            Action::Requeue => self.gauge.dead_requeue(&which),
+            Action::Purge => self.gauge.dead_purge(&which),
+        };
+        match done {
+            Ok(_) => dead::see_page(),
+            Err(e) => {
+                if let DeadError::Fault(f) = &e {
+                    crate::notice!("kitchen serve: {f}");
+                }
+                dead::refused(&e)
+            }
+        }
+    }
+
+    /// The page's live section alone, which its script swaps in every second.
+    fn live(&mut self) -> Response {
+        let html = self.live_section();
+        Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+            .with("Cache-Control", "no-store")
+    }
+
+    fn live_section(&mut self) -> String {
+        let s = &self.shared;
+        // Diners of a shared queue are other processes: they report their own failures.
+        let failures = (!s.shared_queue).then(|| s.live.failures());
+        live::section(&s.live, s.config.capacity.limit(), failures.as_deref())
     }
 }
 
@@ -295,6 +359,14 @@ impl Handler for Web {
                 Response::json(200, serde_json::to_string(&snap).unwrap_or_default())
             }),
             "/metrics" => only("GET, HEAD", get, &mut || self.metrics()),
+            "/live" => only("GET, HEAD", get, &mut || self.live()),
+            "/live/dead" => only("GET, HEAD", get, &mut || self.live_dead()),
+            "/dead/requeue" => only("POST", req.method == "POST", &mut || {
+                self.dead(Action::Requeue, req.body)
+            }),
+            "/dead/purge" => only("POST", req.method == "POST", &mut || {
+                self.dead(Action::Purge, req.body)
+            }),
             "/healthz" => only("GET, HEAD", get, &mut || self.healthz()),
             path => match path.strip_prefix("/dishes/") {
                 Some(id) => only("GET, HEAD", get, &mut || self.lookup(id)),

@@ -152,3 +152,20 @@ pub fn finish_pubsub(
     diner_out.wait_for(LIMIT, |l| l.contains("rejected a payload"));
     (chef_summary, diner.stop("INT", diner_out))
 }
+
+/// Writes a dead letter onto `QUEUE`'s dead-letter list as a diner would
+/// (newest first), `wire` being what a requeue puts back: for the page's and
+/// `info --watch`'s tests, which need dead letters without waiting for a
+/// dish to fail its attempts.
+pub fn bury_by_hand(server: &RedisServer, id: &str, payload: &str, reason: &str) {
+    let letter = serde_json::json!({
+        "id": id,
+        "payload": payload,
+        "bytes": payload.len(),
+        "reason": reason,
+        "attempts": 3,
+        "at": 1_764_379_200_000_000_u64,
+        "wire": payload,
+    });
+    let _: i64 = server.query(&["LPUSH", &format!("{QUEUE}:dead"), &letter.to_string()]);
+}
