@@ -328,6 +328,54 @@ mod redis {
     }
 
     #[test]
+    fn a_waiting_retry_in_stream_mode_survives_its_diner_killed_and_redis_restarted() {
+        let mut server = RedisServer::durable(&[]);
+        let stream = "task:prodcons:stream";
+        support::redis_stream::xadd(&server, stream, &["dish", "soup"]);
+        let waiting = |server: &RedisServer| {
+            if support::redis_stream::group(server, stream, "kitchen").is_none() {
+                return 0;
+            }
+            support::redis_stream::pending_owners(server, stream, "kitchen")
+                .into_iter()
+                .filter(|(_, owner)| owner == "kitchen-retry")
+                .count()
+        };
+        let (mut diner, _lines) = spawn(
+            &server,
+            "diner",
+            &[
+                "--mode",
+                "stream",
+                "--max-sleep-ms",
+                "0",
+                "--retry-delay",
+                "3",
+                "--exec",
+                "exit 1",
+            ],
+        );
+        wait_until(LIMIT, "the failed entry to wait for its retry", || {
+            waiting(&server) == 1
+        });
+        support::signal(diner.id(), "KILL");
+        let _ = diner.child().wait();
+        server.stop();
+        server.restart();
+        assert_eq!(waiting(&server), 1, "the retry survived the restart (AOF)");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let v = burst(
+            &server,
+            &fails_until(dir.path(), 2),
+            &["--mode", "stream", "--heartbeat-ttl", "5"],
+        );
+        assert_eq!((num(&v, "eaten"), num(&v, "failed")), (1, 0), "{v}");
+        assert_eq!(attempts_seen(dir.path()), [vec![2]]);
+        assert_eq!(waiting(&server), 0);
+        assert!(support::redis_stream::pending_owners(&server, stream, "kitchen").is_empty());
+    }
+
+    #[test]
     fn a_poison_dish_that_kills_its_diner_ends_dead_after_max_attempts() {
         poison("list");
     }

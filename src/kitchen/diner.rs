@@ -105,19 +105,7 @@ impl<S: Sink> Diner<S> {
         self.sink.took(&dish, depth, latency);
         let attempt = dish.attempt;
         if attempt > self.retry.max_attempts {
-            // Only a dish whose diner died holding it on its last attempt
-            // comes back past the limit (a failed last attempt is dead at
-            // once): eating it again would only kill another diner.
-            let reason = format!(
-                "poison: its diner died during attempt {} of {}",
-                attempt - 1,
-                self.retry.max_attempts
-            );
-            let tried = Dish {
-                attempt: attempt - 1,
-                ..dish
-            };
-            return self.dead(&tried, now_us(), &reason);
+            return self.poisoned(dish);
         }
         // Only a tracked dish's record needs the start time: a clock read
         // per dish would cost the in-process queue a fifth of its speed.
@@ -144,31 +132,60 @@ impl<S: Sink> Diner<S> {
                 }
                 self.sink.ate(&dish);
             }
-            Course::Failed(reason)
-                if attempt < self.retry.max_attempts && self.consumer.can_retry() =>
-            {
-                let delay = self
-                    .retry
-                    .delay_after(attempt, self.rng.random_range(0.5..1.5));
-                let next = Dish {
-                    attempt: attempt + 1,
-                    ..dish.clone()
-                };
-                self.consumer.retry(&next, delay)?;
-                if dish.track {
-                    let due = now_us() + u64::try_from(delay.as_micros()).unwrap_or(u64::MAX / 2);
-                    self.results
-                        .retrying(&dish, &self.results_name, started, &reason, due)?;
-                }
-                self.sink.retrying(&dish, &reason, delay);
-            }
-            Course::Failed(reason) => self.dead(&dish, started, &reason)?,
+            Course::Failed(reason) => self.failed(&dish, started, &reason)?,
             Course::Abandoned => {
                 // Not an attempt: its diner was stopped, the dish did not fail.
                 let returned = self.consumer.give_back(&dish);
                 self.sink.abandoned(&dish, returned);
             }
         }
+        Ok(())
+    }
+
+    /// Only a dish whose diner died holding it on its last attempt comes
+    /// back past the limit (a failed last attempt is dead at once): eating
+    /// it again would only kill another diner, so it is dead.
+    // Out of line, as the other failures: the loop of a full-speed local
+    // run is inlined whole, and these paths would push it over the limit.
+    #[cold]
+    #[inline(never)]
+    fn poisoned(&mut self, dish: Dish) -> Result<(), KitchenError> {
+        let tried = dish.attempt.saturating_sub(1);
+        let reason = format!(
+            "poison: its diner died during attempt {tried} of {}",
+            self.retry.max_attempts
+        );
+        let dish = Dish {
+            attempt: tried,
+            ..dish
+        };
+        self.dead(&dish, now_us(), &reason)
+    }
+
+    /// `dish` failed an attempt, for `reason`: tried again after its delay,
+    /// or, after the last attempt (or where nothing can be tried again),
+    /// dead.
+    #[cold]
+    #[inline(never)]
+    fn failed(&mut self, dish: &Dish, started: u64, reason: &str) -> Result<(), KitchenError> {
+        let attempt = dish.attempt;
+        if attempt >= self.retry.max_attempts || !self.consumer.can_retry() {
+            return self.dead(dish, started, reason);
+        }
+        let delay = self
+            .retry
+            .delay_after(attempt, self.rng.random_range(0.5..1.5));
+        let next = Dish {
+            attempt: attempt + 1,
+            ..dish.clone()
+        };
+        self.consumer.retry(&next, delay)?;
+        if dish.track {
+            let due = now_us() + u64::try_from(delay.as_micros()).unwrap_or(u64::MAX / 2);
+            self.results
+                .retrying(dish, &self.results_name, started, reason, due)?;
+        }
+        self.sink.retrying(dish, reason, delay);
         Ok(())
     }
 
