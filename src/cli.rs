@@ -119,6 +119,22 @@ struct RedisArgs {
     /// are kept beside it).
     #[arg(long, default_value = defaults::STREAM)]
     stream: String,
+    /// --redis-url names any node of a Redis Cluster. A cluster has database
+    /// 0 only: the default URL's /5 is ignored, a URL that names another
+    /// database is refused.
+    #[arg(long)]
+    cluster: bool,
+    /// List mode: spread the queue over N sub-queues in N hash slots (so
+    /// over several masters of a cluster); chefs deal dishes round-robin,
+    /// diners serve every shard, and each shard holds ceil(capacity / N).
+    #[arg(long, default_value_t = defaults::SHARDS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=defaults::MAX_SHARDS as u64))]
+    shards: usize,
+    /// List and stream modes: a chef counts a dish made only once a replica
+    /// holds it too (WAIT 1 after each push), so a failover loses no dish
+    /// counted made.
+    #[arg(long)]
+    durable: bool,
 }
 
 /// `--group` of the roles that use a stream's consumer group (`run`,
@@ -615,7 +631,19 @@ impl Typed<'_> {
 }
 
 /// Flags that mean something only with `--backend redis`, and why.
-const REDIS_ONLY: [(&str, &str); 9] = [
+const REDIS_ONLY: [(&str, &str); 12] = [
+    (
+        "cluster",
+        "--cluster applies to --backend redis; the local queue lives inside this process",
+    ),
+    (
+        "shards",
+        "--shards spreads a Redis list: add --backend redis, or drop it for the local queue",
+    ),
+    (
+        "durable",
+        "--durable waits for a Redis replica: add --backend redis, or drop it for the local queue",
+    ),
     (
         "mode",
         "--mode applies to --backend redis; the local backend is a queue",
@@ -980,12 +1008,59 @@ fn redis_options(
             format!("invalid --redis-url: {e}"),
         )
     })?;
+    if redis.cluster {
+        check_cluster_url(t, &redis)?;
+    }
+    if redis.shards > 1 && mode != Mode::List {
+        return Err(t.error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "--shards spreads a list over hash slots: it needs --mode list (a {} is one key); drop --shards",
+                if mode == Mode::Stream { "stream" } else { "channel" }
+            ),
+        ));
+    }
     let mut o = RedisOptions::new(redis.redis_url, mode);
     o.queue = redis.queue;
     o.channel = redis.channel;
     o.stream = redis.stream;
+    o.cluster = redis.cluster;
+    o.shards = redis.shards;
+    o.durable = redis.durable;
     set(&mut o);
     Ok(o)
+}
+
+/// Refuses what a cluster cannot be reached by: a socket path (the cluster
+/// hands out TCP addresses of its nodes), a database other than 0 (the
+/// only one a cluster has), named on the command line or by `REDIS_URL`;
+/// the default URL's `/5` is ignored. Also a queue name whose helper keys
+/// cannot share its hash slot.
+fn check_cluster_url(t: &mut Typed<'_>, redis: &RedisArgs) -> Result<(), clap::Error> {
+    let url = &redis.redis_url;
+    if url.starts_with("redis+unix:") || url.starts_with("unix:") {
+        return Err(t.error(
+            ErrorKind::ValueValidation,
+            "--cluster needs a redis://host:port URL of any node: a cluster hands out the TCP addresses of its nodes, not socket paths".to_owned(),
+        ));
+    }
+    let defaulted = t.matches.value_source("redis_url") == Some(ValueSource::DefaultValue);
+    let db = crate::redis_url::database(url).unwrap_or(0);
+    if db != 0 && !defaulted {
+        return Err(t.error(
+            ErrorKind::ValueValidation,
+            format!(
+                "--cluster: `{}` names database {db}, but a Redis Cluster has only database 0: drop `/{db}` from the URL",
+                crate::redis_url::redact(url)
+            ),
+        ));
+    }
+    for name in [&redis.queue, &redis.stream] {
+        if let Some(why) = crate::queue::slot_problem(name) {
+            return Err(t.error(ErrorKind::ValueValidation, why));
+        }
+    }
+    Ok(())
 }
 
 impl CapacityArgs {

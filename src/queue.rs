@@ -496,3 +496,17 @@ pub fn check_redis_url(url: &str) -> Result<(), String> {
         Ok(())
     }
 }
+
+/// Why a key name cannot have its helper keys in its own hash slot (see
+/// `redis_mode/slot.rs`), for `--cluster`'s usage error; `None` when it can.
+pub fn slot_problem(key: &str) -> Option<String> {
+    #[cfg(feature = "redis")]
+    {
+        redis_mode::slot_problem(key)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = key;
+        None
+    }
+}

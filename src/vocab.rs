@@ -86,6 +86,13 @@ pub struct RedisOptions {
     pub result_ttl: Duration,
     /// The largest payload a diner accepts; larger ones are dead-lettered.
     pub max_payload: usize,
+    /// `url` names a node of a Redis Cluster (database 0).
+    pub cluster: bool,
+    /// Sub-queues one logical queue is spread over (list mode); 1 is the
+    /// plain queue.
+    pub shards: usize,
+    /// Chefs count a dish made only once a replica has it (`WAIT 1`).
+    pub durable: bool,
 }
 
 impl RedisOptions {
@@ -103,6 +110,9 @@ impl RedisOptions {
             reconnect_for: defaults::RECONNECT_FOR,
             result_ttl: defaults::RESULT_TTL,
             max_payload: defaults::MAX_PAYLOAD,
+            cluster: false,
+            shards: 1,
+            durable: false,
         }
     }
 }
@@ -122,6 +132,9 @@ impl std::fmt::Debug for RedisOptions {
             .field("reconnect_for", &self.reconnect_for)
             .field("result_ttl", &self.result_ttl)
             .field("max_payload", &self.max_payload)
+            .field("cluster", &self.cluster)
+            .field("shards", &self.shards)
+            .field("durable", &self.durable)
             .finish()
     }
 }

@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use redis::{Connection, RedisError, Script, Value};
+use redis::{RedisError, Script, Value};
 
 use super::list::Keys;
 use super::stream::{self, fields, int, items, text};
-use super::{Memory, client, connect_checked};
+use super::cluster::Con;
+use super::{Memory, connect_checked, link};
 use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
 /// A snapshot of one queue, channel and stream.
@@ -63,7 +64,7 @@ pub struct InfoDiner {
 
 /// Reads the snapshot.
 pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
-    let client = client(&opts.url)?;
+    let client = link(opts)?;
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
     let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
     let keys = Keys::new(&opts.queue);
@@ -158,7 +159,7 @@ impl Info {
                 self.length
             );
         }
-        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, self.queue);
+        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, super::slot::prefix(&self.queue));
         let _ = writeln!(
             out,
             "  diners       {live} live, {} registered",
@@ -263,7 +264,7 @@ pub struct ConsumerInfo {
 
 /// Reads the stream section of `kitchen info`.
 fn stream_info(
-    con: &mut Connection,
+    con: &mut Con,
     opts: &RedisOptions,
     capacity: Capacity,
 ) -> Result<StreamInfo, RedisError> {
@@ -383,7 +384,7 @@ impl StreamInfo {
             "  stream       {}: {} unacknowledged of {capacity} ({source}), {} entries",
             self.key, self.unacknowledged, self.length
         );
-        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, self.key);
+        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, super::slot::prefix(&self.key));
         if self.groups.is_empty() {
             let _ = writeln!(
                 out,

@@ -1,21 +1,23 @@
 //! List mode: chefs LPUSH, diners move dishes from the right into a
 //! processing list of their own, eat, then acknowledge.
 //!
-//! Keys, all beside the queue `Q` (the tutorial's `task:prodcons:queue`):
+//! Keys, all in the hash slot of the queue `Q` (the tutorial's
+//! `task:prodcons:queue`); `P` is `{Q}`, or `Q` itself when it has a hash
+//! tag (see [`Keys`] and `slot.rs`):
 //!
 //! | key | type | holds |
 //! |---|---|---|
 //! | `Q` | list | waiting dishes, newest on the left (so `LPUSH Q 7` works) |
-//! | `Q:processing:<diner>` | list | what that diner holds, not yet eaten |
-//! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat |
-//! | `Q:diners` | set | diner ids, so live diners can find dead ones |
-//! | `Q:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
-//! | `Q:dead` | list | payloads that are not dishes, for a person to look at |
-//! | `Q:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
+//! | `P:processing:<diner>` | list | what that diner holds, not yet eaten |
+//! | `P:diner:<diner>` | string with TTL | the diner's heartbeat |
+//! | `P:diners` | set | diner ids, so live diners can find dead ones |
+//! | `P:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
+//! | `P:dead` | list | payloads that are not dishes, for a person to look at |
+//! | `P:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
 //!
 //! **Bounded without polling.** A chef pushes through a script that checks
 //! the length first (the only script on the hot path: a check-and-push must be
-//! atomic across processes; diners take with plain commands). When full, the chef blocks on `Q:room` (BLPOP,
+//! atomic across processes; diners take with plain commands). When full, the chef blocks on `P:room` (BLPOP,
 //! `room::ROOM_WAIT`); every dish a diner takes drops a token there, which wakes
 //! one waiting chef. Tokens are trimmed to [`MAX_TOKENS`], so stale ones cost a
 //! few spurious wake-ups at most, and a chef blocked with no diner about costs
@@ -25,7 +27,7 @@
 //! a pipeline; a script for `--batch` > 1; BLMOVE when the queue is empty) and
 //! drops them only when it asks for the next ones, after eating; so the ack
 //! rides on the next take and costs no round trip. A heartbeat thread
-//! refreshes `Q:diner:<id>` and puts back the dishes of diners whose heartbeat
+//! refreshes `P:diner:<id>` and puts back the dishes of diners whose heartbeat
 //! expired. On a reconnect a diner puts its
 //! whole processing list back (at least once: a dish may be eaten twice, never
 //! lost). Within a batch the ack waits for the next take, unless eating took
@@ -49,9 +51,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use redis::{Connection, RedisError, Script};
+use redis::{RedisError, Script};
 
 use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
+use super::cluster::Con;
 use super::{Conn, unique_name};
 use crate::dish::Dish;
 use crate::dish::DishId;
@@ -117,23 +120,22 @@ end
 return n
 ";
 
-/// KEYS: queue, diners. ARGV: queue name (the key prefix).
-/// Puts back what diners without a heartbeat held; returns how many dishes.
-/// LPOP then RPUSH, as in [`GIVE_BACK`].
+/// KEYS: queue, diners, the diner's processing list, its heartbeat. ARGV:
+/// diner id. Puts back what one diner held if its heartbeat is gone (checked
+/// again here: it may have come back since the client looked), and forgets
+/// it; returns how many dishes. Every key is declared, as Redis Cluster
+/// requires: the client reads the diner set and picks the dead (see
+/// [`recover`]). LPOP then RPUSH, as in [`GIVE_BACK`].
 const RECOVER: &str = r"
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local moved = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if redis.call('EXISTS', ARGV[1] .. ':diner:' .. id) == 0 then
-    local proc = ARGV[1] .. ':processing:' .. id
-    while true do
-      local d = redis.call('LPOP', proc)
-      if not d then break end
-      redis.call('RPUSH', KEYS[1], d)
-      moved = moved + 1
-    end
-    redis.call('SREM', KEYS[2], id)
-  end
+while true do
+  local d = redis.call('LPOP', KEYS[3])
+  if not d then break end
+  redis.call('RPUSH', KEYS[1], d)
+  moved = moved + 1
 end
+redis.call('SREM', KEYS[2], ARGV[1])
 return moved
 ";
 
@@ -169,10 +171,19 @@ const OOM_WAIT: Duration = Duration::from_millis(50);
 /// The longest wait between a chef's pushes while Redis is out of memory.
 const OOM_WAIT_MAX: Duration = Duration::from_secs(1);
 
-/// The key names of one queue.
+/// The key names of one queue: the only place they are made.
+///
+/// The rule (see `slot.rs`): the queue key is the user's, unchanged; every
+/// helper key is `<prefix>:<suffix>`, where `prefix` hashes to the queue's
+/// slot (`{Q}` for a queue without a hash tag, `Q` itself for one with), so
+/// one queue's keys sit in one hash slot of a Redis Cluster and every script
+/// may touch them together. A new helper key is one more
+/// `format!("{}:<suffix>", prefix)` here.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub queue: String,
+    /// What every helper key starts with: `{Q}` or, for a tagged `Q`, `Q`.
+    pub prefix: String,
     pub room: String,
     pub capacity: String,
     pub diners: String,
@@ -181,31 +192,38 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub fn new(queue: &str) -> Keys {
+        let prefix = super::slot::prefix(queue);
         Keys {
             queue: queue.to_owned(),
-            room: format!("{queue}:room"),
-            capacity: format!("{queue}:capacity"),
-            diners: format!("{queue}:diners"),
-            dead: dead_key(queue),
+            room: format!("{prefix}:room"),
+            capacity: format!("{prefix}:capacity"),
+            diners: format!("{prefix}:diners"),
+            dead: format!("{prefix}:dead"),
+            prefix,
         }
     }
 
     pub fn processing(&self, id: &str) -> String {
-        format!("{}:processing:{id}", self.queue)
+        format!("{}:processing:{id}", self.prefix)
     }
 
     pub fn heartbeat(&self, id: &str) -> String {
-        format!("{}:diner:{id}", self.queue)
+        format!("{}:diner:{id}", self.prefix)
+    }
+
+    /// What every result record's key starts with (`P:result:<id>`).
+    pub fn result_prefix(&self) -> String {
+        format!("{}:result:", self.prefix)
+    }
+
+    /// The index of result records (`P:results`).
+    pub fn results(&self) -> String {
+        format!("{}:results", self.prefix)
     }
 }
 
-/// What `Q:capacity` holds for chefs that run `--unbounded`.
+/// What `P:capacity` holds for chefs that run `--unbounded`.
 pub(crate) const UNBOUNDED: &str = "unbounded";
-
-/// Where payloads that are not dishes go.
-pub(crate) fn dead_key(queue: &str) -> String {
-    format!("{queue}:dead")
-}
 
 /// One chef's connection to the list.
 #[derive(Debug)]
@@ -216,7 +234,7 @@ pub struct Producer {
     /// Dishes per round trip.
     pub(crate) batch: usize,
     put: Script,
-    /// Whether this chef has written its capacity to `Q:capacity`.
+    /// Whether this chef has written its capacity to `P:capacity`.
     announced: bool,
 }
 
@@ -296,7 +314,7 @@ impl Producer {
         Ok(out)
     }
 
-    /// Writes the bound this chef keeps to `Q:capacity`, once, for `kitchen
+    /// Writes the bound this chef keeps to `P:capacity`, once, for `kitchen
     /// info` (it is not otherwise in Redis). Redis out of memory leaves it
     /// for a later push: the dishes matter more.
     fn announce(&mut self) -> Result<(), Fault> {
@@ -416,7 +434,7 @@ impl Names {
         &self,
         conn: &mut Conn,
         batch: &mut Batch,
-        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+        mut f: impl FnMut(&mut Con) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
         let mut reset = false;
         let out = conn.run_fresh(|c, fresh| {
@@ -501,7 +519,7 @@ impl Consumer {
 
     fn run<T>(
         &mut self,
-        f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+        f: impl FnMut(&mut Con) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
         self.names.run(&mut self.conn, &mut self.batch, f)
     }
@@ -769,7 +787,7 @@ pub(crate) fn dead_letter(payload: &[u8], reason: &str) -> String {
 
 /// Registers `id` with a live heartbeat by `script` ([`REGISTER`]).
 fn register(
-    c: &mut Connection,
+    c: &mut Con,
     script: &Script,
     keys: &Keys,
     id: &str,
@@ -816,11 +834,7 @@ impl Beat {
                     // Errors here are the diner thread's to report; keep beating.
                     let _ = conn.run(|c| {
                         register(c, &register_script, &keys, &id, ttl)?;
-                        recover
-                            .key(&keys.queue)
-                            .key(&keys.diners)
-                            .arg(&keys.queue)
-                            .invoke::<u64>(c)
+                        recover_dead(c, &recover, &keys)
                     });
                     if token.sleep(beat) {
                         break;
@@ -838,15 +852,42 @@ impl Beat {
     }
 }
 
-/// Diners registered on `keys`' queue whose heartbeat is alive.
-pub(crate) fn live_diners(c: &mut Connection, keys: &Keys) -> Result<usize, RedisError> {
+/// The diners registered on `keys`' queue, each with whether its heartbeat
+/// is alive: one round trip for the set, one for the heartbeats.
+fn diners_alive(c: &mut Con, keys: &Keys) -> Result<Vec<(String, bool)>, RedisError> {
     let ids: Vec<String> = redis::cmd("SMEMBERS").arg(&keys.diners).query(c)?;
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let mut cmd = redis::cmd("EXISTS");
+    let mut pipe = redis::pipe();
     for id in &ids {
-        cmd.arg(keys.heartbeat(id));
+        pipe.cmd("EXISTS").arg(keys.heartbeat(id));
     }
-    cmd.query(c)
+    let alive: Vec<bool> = pipe.query(c)?;
+    Ok(ids.into_iter().zip(alive).collect())
+}
+
+/// Diners registered on `keys`' queue whose heartbeat is alive.
+pub(crate) fn live_diners(c: &mut Con, keys: &Keys) -> Result<usize, RedisError> {
+    Ok(diners_alive(c, keys)?.iter().filter(|(_, a)| *a).count())
+}
+
+/// Puts back the dishes of registered diners whose heartbeat expired, one
+/// [`RECOVER`] per dead diner (its keys declared); returns how many dishes.
+pub(crate) fn recover_dead(
+    c: &mut Con,
+    recover: &Script,
+    keys: &Keys,
+) -> Result<u64, RedisError> {
+    let mut moved = 0;
+    for (id, _) in diners_alive(c, keys)?.into_iter().filter(|(_, a)| !a) {
+        moved += recover
+            .key(&keys.queue)
+            .key(&keys.diners)
+            .key(keys.processing(&id))
+            .key(keys.heartbeat(&id))
+            .arg(&id)
+            .invoke::<u64>(c)?;
+    }
+    Ok(moved)
 }

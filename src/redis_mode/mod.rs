@@ -16,17 +16,21 @@
 //! | `results.rs` | what became of tracked dishes, beside the queue |
 //! | `room.rs` | waiting for room without polling: wake-up tokens and deadlines (list and stream) |
 
+mod cluster;
 mod info;
 mod list;
 mod pubsub;
 mod results;
 mod room;
+mod slot;
 mod stream;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, RedisError};
+use redis::RedisError;
+
+use cluster::{Con, Link};
 
 use crate::dish::Dish;
 use crate::shutdown::Shutdown;
@@ -38,6 +42,7 @@ use crate::vocab::{
 pub use info::{ConsumerInfo, GroupInfo, StreamInfo};
 pub use info::{Info, InfoDiner, info};
 pub use results::Results;
+pub use slot::slot_problem;
 
 /// How long a connection attempt may take before Redis counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -85,7 +90,7 @@ pub struct RedisQueue {
     opts: RedisOptions,
     capacity: Capacity,
     results: ResultLimits,
-    client: Client,
+    client: Link,
 }
 
 impl RedisQueue {
@@ -96,12 +101,12 @@ impl RedisQueue {
         capacity: Capacity,
         results: ResultLimits,
     ) -> Result<RedisQueue, Fault> {
-        let client = client(&opts.url)?;
+        let client = link(&opts)?;
         let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
         match opts.mode {
             Mode::List => {
                 check_list(&mut con, &opts.url, &opts.queue)?;
-                check_list(&mut con, &opts.url, &list::dead_key(&opts.queue))?;
+                check_list(&mut con, &opts.url, &list::Keys::new(&opts.queue).dead)?;
             }
             Mode::Stream => stream::check(&mut con, &opts)?,
             Mode::Pubsub => {}
@@ -122,7 +127,7 @@ impl RedisQueue {
         results: ResultLimits,
     ) -> Result<RedisQueue, Fault> {
         Ok(RedisQueue {
-            client: client(&opts.url)?,
+            client: link(&opts)?,
             opts,
             capacity,
             results,
@@ -381,8 +386,8 @@ impl Gauge {
 /// until [`RedisOptions::reconnect_for`] has passed without success; any
 /// other error returns at once.
 pub(crate) struct Conn {
-    client: Client,
-    con: Option<Connection>,
+    client: Link,
+    con: Option<Con>,
     url: String,
     key: String,
     pub(crate) reconnect_for: Duration,
@@ -406,7 +411,7 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(client: Client, opts: &RedisOptions) -> Conn {
+    pub(crate) fn new(client: Link, opts: &RedisOptions) -> Conn {
         Conn {
             client,
             con: None,
@@ -428,7 +433,7 @@ impl Conn {
     /// Runs `f` on a live connection, reconnecting as needed.
     pub(crate) fn run<T>(
         &mut self,
-        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+        mut f: impl FnMut(&mut Con) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
         self.run_fresh(|c, _| f(c))
     }
@@ -437,7 +442,7 @@ impl Conn {
     /// caller can first set things right after a reconnect.
     pub(crate) fn run_fresh<T>(
         &mut self,
-        mut f: impl FnMut(&mut Connection, bool) -> Result<T, RedisError>,
+        mut f: impl FnMut(&mut Con, bool) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
         if self.fast && crate::dish::now_us() < SLOW_UNTIL.load(Ordering::Relaxed) {
             let waited = Duration::from_millis(SLOW_WAITED_MS.load(Ordering::Relaxed));
@@ -498,7 +503,7 @@ impl Conn {
         }
     }
 
-    fn connection(&mut self) -> Result<&mut Connection, RedisError> {
+    fn connection(&mut self) -> Result<&mut Con, RedisError> {
         if self.con.is_none() {
             // Fail-fast: the handshake (AUTH, SELECT) and a command fit
             // in about one timeout between them.
@@ -617,7 +622,7 @@ impl Memory {
 }
 
 /// Reads `INFO memory`.
-fn memory(c: &mut Connection) -> Result<Memory, RedisError> {
+fn memory(c: &mut Con) -> Result<Memory, RedisError> {
     let info: String = redis::cmd("INFO").arg("memory").query(c)?;
     Ok(Memory::parse(&info))
 }
@@ -744,8 +749,10 @@ impl<'a> Reconnect<'a> {
     }
 }
 
-/// Parses a Redis URL into a client; refuses TLS, which this build lacks.
-pub(crate) fn client(url: &str) -> Result<Client, Fault> {
+/// Where `opts` says Redis is: one server, or (`--cluster`) a cluster
+/// reached through the node the URL names.
+pub(crate) fn link(opts: &RedisOptions) -> Result<Link, Fault> {
+    let url = &opts.url;
     if url.starts_with("rediss://") {
         return Err(Fault::Redis {
             url: redact_url(url),
@@ -756,12 +763,25 @@ pub(crate) fn client(url: &str) -> Result<Client, Fault> {
         url: redact_url(url),
         detail: URL_SHAPE.to_owned(),
     };
-    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|_| shape())?;
+    let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|_| shape())?;
     // No `CLIENT SETINFO` in the handshake: two replies fewer to wait for
     // from a server that hangs (see FAST_TIMEOUT), and Redis before 7.2
     // refuses it anyway.
-    let settings = info.redis_settings().clone().set_skip_set_lib_name();
-    Client::open(info.set_redis_settings(settings)).map_err(|_| shape())
+    let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+    if opts.cluster {
+        // A cluster has database 0 only; the command line refused any other.
+        settings = settings.set_db(0);
+        let seeds = cluster::Seeds::new(info.set_redis_settings(settings)).map_err(|e| {
+            Fault::Redis {
+                url: redact_url(url),
+                detail: e.to_string(),
+            }
+        })?;
+        return Ok(Link::Cluster(seeds));
+    }
+    redis::Client::open(info.set_redis_settings(settings))
+        .map(Link::Single)
+        .map_err(|_| shape())
 }
 
 /// What a Redis URL looks like.
@@ -786,13 +806,13 @@ fn db_of(url: &str) -> i64 {
     crate::redis_url::database(url).unwrap_or(0)
 }
 
-fn connect(client: &Client) -> Result<Connection, RedisError> {
+fn connect(client: &Link) -> Result<Con, RedisError> {
     connect_within(client, CONNECT_TIMEOUT, READ_TIMEOUT)
 }
 
 /// [`connect`], its failure classified: a server that accepts and does not
 /// answer within [`CONNECT_TIMEOUT`] is slow, not absent.
-fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, Fault> {
+fn connect_checked(client: &Link, url: &str, key: &str) -> Result<Con, Fault> {
     connect(client).map_err(|e| match classify(e, url, key) {
         Fault::Slow { url, .. } => Fault::Slow {
             url,
@@ -804,15 +824,8 @@ fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, 
 
 /// Connects within `connect` (the handshake included); every reply then
 /// waits at most `timeout`.
-fn connect_within(
-    client: &Client,
-    connect: Duration,
-    timeout: Duration,
-) -> Result<Connection, RedisError> {
-    let con = client.get_connection_with_timeout(connect)?;
-    con.set_read_timeout(Some(timeout))?;
-    con.set_write_timeout(Some(timeout))?;
-    Ok(con)
+fn connect_within(client: &Link, connect: Duration, timeout: Duration) -> Result<Con, RedisError> {
+    client.connect(connect, timeout)
 }
 
 /// Errors after which a new connection may succeed.
@@ -822,6 +835,7 @@ fn is_transient(e: &RedisError) -> bool {
         || e.is_connection_refusal()
         || e.is_timeout()
         || matches!(e.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"))
+        || cluster::is_moving(e)
 }
 
 /// Turns a Redis error into one line that says what to do.
@@ -877,7 +891,7 @@ fn code_or(code: &str, default: &str) -> String {
 }
 
 /// Fails unless `key` is a list or absent.
-fn check_list(con: &mut Connection, url: &str, key: &str) -> Result<(), Fault> {
+fn check_list(con: &mut Con, url: &str, key: &str) -> Result<(), Fault> {
     let found: String = redis::cmd("TYPE")
         .arg(key)
         .query(con)

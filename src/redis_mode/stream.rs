@@ -2,14 +2,16 @@
 //! it with XREADGROUP; every group gets every dish, each dish goes to one
 //! diner of a group, at least once.
 //!
-//! Keys, all beside the stream `S` (default `task:prodcons:stream`):
+//! Keys, all in the hash slot of the stream `S` (default
+//! `task:prodcons:stream`); `P` is `{S}`, or `S` itself when it has a hash
+//! tag (see [`Keys`]):
 //!
 //! | key | type | holds |
 //! |---|---|---|
 //! | `S` | stream | entries `dish <payload>` (so `XADD S '*' dish 7` is a dish); its consumer groups, their consumers and pending entries live inside it |
-//! | `S:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
-//! | `S:dead` | list | payloads that are not dishes, for a person to look at |
-//! | `S:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
+//! | `P:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
+//! | `P:dead` | list | payloads that are not dishes, for a person to look at |
+//! | `P:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
 //!
 //! **Groups.** A diner joins `--group` (XGROUP CREATE … `0` MKSTREAM, a
 //! BUSYGROUP answer meaning another diner was first), so a new group starts
@@ -57,9 +59,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use redis::{Connection, RedisError, Script, Value};
+use redis::{RedisError, Script, Value};
 
 use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
+use super::cluster::Con;
 use super::{Conn, unique_name};
 use crate::dish::{Dish, DishId};
 use crate::shutdown::Shutdown;
@@ -268,10 +271,14 @@ return n
 /// KEYS: stream. What the slowest group has not acknowledged (see [`ADD`]).
 pub(super) const UNACKED: &str = concat!(floor_lua!(), "return unacked(KEYS[1])");
 
-/// The key names of one stream.
+/// The key names of one stream: the only place they are made, by the rule
+/// of list mode's `Keys` (the stream key unchanged, every helper key
+/// `<prefix>:<suffix>` with a prefix in the stream's hash slot).
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub stream: String,
+    /// What every helper key starts with: `{S}` or, for a tagged `S`, `S`.
+    pub prefix: String,
     pub room: String,
     pub capacity: String,
     pub dead: String,
@@ -279,11 +286,13 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub fn new(stream: &str) -> Keys {
+        let prefix = super::slot::prefix(stream);
         Keys {
             stream: stream.to_owned(),
-            room: format!("{stream}:room"),
-            capacity: format!("{stream}:capacity"),
-            dead: format!("{stream}:dead"),
+            room: format!("{prefix}:room"),
+            capacity: format!("{prefix}:capacity"),
+            dead: format!("{prefix}:dead"),
+            prefix,
         }
     }
 }
@@ -299,7 +308,7 @@ fn stream_conn(mut conn: Conn, opts: &RedisOptions) -> Conn {
 
 /// Fails unless the stream is a stream (or absent) and its dead-letter key a
 /// list (or absent), so a wrong `--stream` fails before any thread starts.
-pub(crate) fn check(con: &mut Connection, opts: &RedisOptions) -> Result<(), Fault> {
+pub(crate) fn check(con: &mut Con, opts: &RedisOptions) -> Result<(), Fault> {
     let keys = Keys::new(&opts.stream);
     for (key, want) in [(&keys.stream, "stream"), (&keys.dead, "list")] {
         let found: String = redis::cmd("TYPE")
@@ -525,7 +534,7 @@ impl Names {
         &self,
         conn: &mut Conn,
         batch: &mut Batch,
-        mut f: impl FnMut(&mut Connection, &mut Batch) -> Result<T, RedisError>,
+        mut f: impl FnMut(&mut Con, &mut Batch) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
         conn.run_fresh(|c, fresh| {
             if fresh {
@@ -544,7 +553,7 @@ impl Names {
 
     /// Creates the group from the oldest entry the stream holds, unless it
     /// exists (BUSYGROUP: another diner was first).
-    fn join(&self, c: &mut Connection) -> Result<(), RedisError> {
+    fn join(&self, c: &mut Con) -> Result<(), RedisError> {
         let created: Result<(), RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.keys.stream)
@@ -955,12 +964,12 @@ impl Gauge {
     }
 
     /// What the group has not yet been delivered (see [`DEPTH`]).
-    pub(crate) fn depth(&self, c: &mut Connection) -> Result<usize, RedisError> {
+    pub(crate) fn depth(&self, c: &mut Con) -> Result<usize, RedisError> {
         self.depth.key(&self.stream).arg(&self.group).invoke(c)
     }
 
     /// Consumers of the group heard from within the heartbeat TTL.
-    pub(crate) fn diners(&self, c: &mut Connection) -> Result<usize, RedisError> {
+    pub(crate) fn diners(&self, c: &mut Con) -> Result<usize, RedisError> {
         self.live
             .key(&self.stream)
             .arg(&self.group)

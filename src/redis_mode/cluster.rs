@@ -1,0 +1,284 @@
+//! One Redis or a Redis Cluster behind one connection type: [`Link`] says
+//! where to connect, [`Con`] is the open connection every mode runs its
+//! commands, pipelines and scripts on.
+//!
+//! **On a cluster** (`--cluster`) a [`Con`] is the `redis` crate's blocking
+//! `ClusterConnection`: one connection per node it needs, commands routed by
+//! their key's hash slot, `MOVED` and `ASK` followed. kitchen's pipelines
+//! name keys of one slot only (see `slot.rs`), so a pipeline is sent whole
+//! to the node of its first key: one round trip, as on one Redis.
+//!
+//! **Seeds.** `--redis-url` names one node. The first connection learns
+//! every node of the cluster (`CLUSTER NODES`), and every later connection
+//! starts from all the nodes known, so a role whose URL names a master that
+//! died reconnects through the others and finds the promoted replica.
+//!
+//! **Pub/sub.** A subscription is a plain connection to one node (the first
+//! known that answers): Redis Cluster forwards every `PUBLISH` to every
+//! node, so a subscriber anywhere hears every dish. Chefs publish through
+//! the cluster connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig, ClusterConnection};
+use redis::{
+    Client, Cmd, Connection, ConnectionAddr, ConnectionInfo, ConnectionLike, RedisError,
+    RedisResult, Value,
+};
+
+/// Where to connect: one Redis, or the nodes of a cluster.
+#[derive(Clone)]
+pub(crate) enum Link {
+    /// One server (with its database).
+    Single(Client),
+    /// A Redis Cluster.
+    Cluster(Seeds),
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Link::Single(_) => f.write_str("Link::Single"),
+            Link::Cluster(s) => write!(f, "Link::Cluster({} nodes)", s.nodes.lock().len()),
+        }
+    }
+}
+
+/// The nodes a cluster connection may start from: the URL's, then every
+/// node learnt since; shared by every connection of the process.
+#[derive(Clone)]
+pub(crate) struct Seeds {
+    /// The URL's settings (user, password, protocol), for every node.
+    info: ConnectionInfo,
+    nodes: Arc<Mutex<Vec<(String, u16)>>>,
+}
+
+impl Link {
+    /// Opens a connection within `connect`; every reply then waits at most
+    /// `timeout` (blocking commands included, on every node).
+    pub(crate) fn connect(&self, connect: Duration, timeout: Duration) -> RedisResult<Con> {
+        match self {
+            Link::Single(client) => {
+                let con = client.get_connection_with_timeout(connect)?;
+                con.set_read_timeout(Some(timeout))?;
+                con.set_write_timeout(Some(timeout))?;
+                Ok(Con::Single(con))
+            }
+            Link::Cluster(seeds) => seeds.connect(connect, timeout),
+        }
+    }
+
+    /// A plain connection to one server, for a subscription: the server
+    /// itself, or the first node of the cluster that answers.
+    pub(crate) fn plain(&self, connect: Duration, timeout: Duration) -> RedisResult<Connection> {
+        let clients = match self {
+            Link::Single(client) => vec![client.clone()],
+            Link::Cluster(seeds) => seeds.node_clients()?,
+        };
+        let mut last = None;
+        for client in clients {
+            match client.get_connection_with_timeout(connect) {
+                Ok(con) => {
+                    con.set_read_timeout(Some(timeout))?;
+                    con.set_write_timeout(Some(timeout))?;
+                    return Ok(con);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RedisError::from(std::io::Error::other("no cluster node"))))
+    }
+}
+
+impl Seeds {
+    /// The seeds of a cluster reached through `info` (database 0).
+    pub(crate) fn new(info: ConnectionInfo) -> RedisResult<Seeds> {
+        let node = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+            _ => {
+                return Err(RedisError::from(std::io::Error::other(
+                    "a Redis Cluster is reached over TCP: use redis://host:port",
+                )));
+            }
+        };
+        Ok(Seeds {
+            info,
+            nodes: Arc::new(Mutex::new(vec![node])),
+        })
+    }
+
+    /// The URL's settings at each known node.
+    fn infos(&self) -> Vec<ConnectionInfo> {
+        let nodes = self.nodes.lock().clone();
+        nodes
+            .into_iter()
+            .map(|(host, port)| {
+                let addr = match self.info.addr() {
+                    ConnectionAddr::TcpTls {
+                        insecure,
+                        tls_params,
+                        ..
+                    } => ConnectionAddr::TcpTls {
+                        host,
+                        port,
+                        insecure: *insecure,
+                        tls_params: tls_params.clone(),
+                    },
+                    _ => ConnectionAddr::Tcp(host, port),
+                };
+                self.info.clone().set_addr(addr)
+            })
+            .collect()
+    }
+
+    fn node_clients(&self) -> RedisResult<Vec<Client>> {
+        self.infos().into_iter().map(Client::open).collect()
+    }
+
+    /// The one place a cluster client is built.
+    ///
+    /// TLS hook: `rediss://` seeds carry their TLS mode in `info`; private
+    /// CA and client certificates go here as
+    /// `builder.certs(redis::TlsCertificates { .. })` once the TLS options
+    /// reach [`Seeds`].
+    fn client(&self) -> RedisResult<ClusterClient> {
+        // Few retries inside the crate: kitchen's own reconnect loop (with
+        // its notices and `--reconnect-timeout`) waits out a failover.
+        ClusterClientBuilder::new(self.infos()).retries(3).build()
+    }
+
+    fn connect(&self, connect: Duration, timeout: Duration) -> RedisResult<Con> {
+        let config = ClusterConfig::new()
+            .set_connection_timeout(connect)
+            .set_response_timeout(timeout);
+        let mut con = self.client()?.get_connection_with_config(config)?;
+        con.set_read_timeout(Some(timeout))?;
+        con.set_write_timeout(Some(timeout))?;
+        self.learn(&mut con);
+        Ok(Con::Cluster(Box::new(con)))
+    }
+
+    /// Adds the nodes the cluster knows to the seeds (best effort).
+    fn learn(&self, con: &mut ClusterConnection) {
+        let Ok(text) = redis::cmd("CLUSTER").arg("NODES").query::<String>(con) else {
+            return;
+        };
+        let found = parse_nodes(&text);
+        let mut nodes = self.nodes.lock();
+        for node in found {
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        }
+    }
+}
+
+/// The `host:port` of every node `CLUSTER NODES` lists (failed ones too:
+/// they may come back), skipping nodes without an address.
+fn parse_nodes(text: &str) -> Vec<(String, u16)> {
+    text.lines()
+        .filter_map(|line| {
+            let addr = line.split_whitespace().nth(1)?;
+            // ip:port@cport[,hostname]
+            let addr = addr.split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            let port: u16 = port.parse().ok()?;
+            (!host.is_empty() && port != 0).then(|| (host.to_owned(), port))
+        })
+        .collect()
+}
+
+/// An open connection: to one server, or to a cluster.
+pub(crate) enum Con {
+    /// One server.
+    Single(Connection),
+    /// A cluster (boxed: it holds a map of node connections).
+    Cluster(Box<ClusterConnection>),
+}
+
+impl ConnectionLike for Con {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        match self {
+            Con::Single(c) => c.req_packed_command(cmd),
+            Con::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match self {
+            Con::Single(c) => c.req_packed_commands(cmd, offset, count),
+            // Sent whole to the node of the first command's key: kitchen's
+            // pipelines keep to one hash slot.
+            Con::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn req_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Con::Single(c) => c.req_command(cmd),
+            Con::Cluster(c) => c.req_command(cmd),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Con::Single(c) => c.get_db(),
+            Con::Cluster(c) => c.get_db(),
+        }
+    }
+
+    /// Pipelines work on both (see `req_packed_commands`), though the
+    /// crate's cluster connection says no to steer users to its own.
+    fn supports_pipelining(&self) -> bool {
+        true
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            Con::Single(c) => c.check_connection(),
+            Con::Cluster(c) => c.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Con::Single(c) => c.is_open(),
+            Con::Cluster(c) => c.is_open(),
+        }
+    }
+}
+
+/// Errors a cluster answers while it changes (a failover, a resharding):
+/// a new connection, with a fresh map of slots, may succeed.
+pub(crate) fn is_moving(e: &RedisError) -> bool {
+    e.is_cluster_error()
+        || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        || matches!(
+            e.code(),
+            Some("CLUSTERDOWN" | "MOVED" | "ASK" | "TRYAGAIN" | "READONLY" | "MASTERDOWN")
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_nodes_lists_addresses() {
+        let text = "07c3 127.0.0.1:30004@40004 slave e7d1 0 1 4 connected\n\
+                    67ed 127.0.0.1:30002@40002,host.example master - 0 1 2 connected 5461-10922\n\
+                    e7d1 :0@0 master,fail,noaddr - 1 1 1 disconnected\n";
+        assert_eq!(
+            parse_nodes(text),
+            [("127.0.0.1".to_owned(), 30004), ("127.0.0.1".to_owned(), 30002)]
+        );
+    }
+}
