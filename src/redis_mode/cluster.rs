@@ -70,12 +70,25 @@ impl Link {
         }
     }
 
-    /// A plain connection to one server, for a subscription: the server
-    /// itself, or the first node of the cluster that answers.
-    pub(crate) fn plain(&self, connect: Duration, timeout: Duration) -> RedisResult<Connection> {
+    /// A plain connection to one server, for a subscription to `channel`:
+    /// the server itself, or the master that serves the channel's slot
+    /// (where chefs' `PUBLISH` goes, so its count of receivers is true),
+    /// else the first node of the cluster that answers.
+    pub(crate) fn plain(
+        &self,
+        channel: &str,
+        connect: Duration,
+        timeout: Duration,
+    ) -> RedisResult<Connection> {
         let clients = match self {
             Link::Single(client) => vec![client.clone()],
-            Link::Cluster(seeds) => seeds.node_clients()?,
+            Link::Cluster(seeds) => {
+                let mut nodes = seeds.node_clients()?;
+                if let Some(owner) = seeds.owner_of(channel, connect, timeout) {
+                    nodes.insert(0, owner);
+                }
+                nodes
+            }
         };
         let mut last = None;
         for client in clients {
@@ -134,6 +147,30 @@ impl Seeds {
             .collect()
     }
 
+    /// A client for the master that serves `key`'s slot, as a cluster
+    /// connection learns it; `None` if it cannot tell.
+    fn owner_of(&self, key: &str, connect: Duration, timeout: Duration) -> Option<Client> {
+        let Ok(Con::Cluster(mut con)) = self.connect(connect, timeout) else {
+            return None;
+        };
+        let text: String = redis::cmd("CLUSTER").arg("NODES").query(&mut *con).ok()?;
+        let (host, port) = master_of(&text, super::slot::keyslot(key))?;
+        let addr = match self.info.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        Client::open(self.info.clone().set_addr(addr)).ok()
+    }
+
     fn node_clients(&self) -> RedisResult<Vec<Client>> {
         self.infos().into_iter().map(Client::open).collect()
     }
@@ -189,6 +226,25 @@ fn parse_nodes(text: &str) -> Vec<(String, u16)> {
             (!host.is_empty() && port != 0).then(|| (host.to_owned(), port))
         })
         .collect()
+}
+
+/// The address of the live master that serves `slot`, from `CLUSTER NODES`.
+fn master_of(text: &str, slot: u16) -> Option<(String, u16)> {
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let flags = f.get(2)?;
+        if !flags.contains("master") || flags.contains("fail") {
+            return None;
+        }
+        let serves = f.iter().skip(8).any(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+        });
+        if !serves {
+            return None;
+        }
+        parse_nodes(line).into_iter().next()
+    })
 }
 
 /// An open connection: to one server, or to a cluster.
@@ -278,7 +334,12 @@ mod tests {
                     e7d1 :0@0 master,fail,noaddr - 1 1 1 disconnected\n";
         assert_eq!(
             parse_nodes(text),
-            [("127.0.0.1".to_owned(), 30004), ("127.0.0.1".to_owned(), 30002)]
+            [
+                ("127.0.0.1".to_owned(), 30004),
+                ("127.0.0.1".to_owned(), 30002)
+            ]
         );
+        assert_eq!(master_of(text, 6000), Some(("127.0.0.1".to_owned(), 30002)));
+        assert_eq!(master_of(text, 100), None);
     }
 }

@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use redis::{RedisError, Script, Value};
 
+use super::cluster::Con;
 use super::list::Keys;
 use super::stream::{self, fields, int, items, text};
-use super::cluster::Con;
 use super::{Memory, connect_checked, link};
 use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
@@ -159,7 +159,12 @@ impl Info {
                 self.length
             );
         }
-        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, super::slot::prefix(&self.queue));
+        let _ = writeln!(
+            out,
+            "  dead-letter  {} ({}:dead)",
+            self.dead,
+            super::slot::prefix(&self.queue)
+        );
         let _ = writeln!(
             out,
             "  diners       {live} live, {} registered",
@@ -384,7 +389,12 @@ impl StreamInfo {
             "  stream       {}: {} unacknowledged of {capacity} ({source}), {} entries",
             self.key, self.unacknowledged, self.length
         );
-        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, super::slot::prefix(&self.key));
+        let _ = writeln!(
+            out,
+            "  dead-letter  {} ({}:dead)",
+            self.dead,
+            super::slot::prefix(&self.key)
+        );
         if self.groups.is_empty() {
             let _ = writeln!(
                 out,

@@ -53,8 +53,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use redis::{RedisError, Script};
 
-use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
 use super::cluster::Con;
+use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
 use super::{Conn, unique_name};
 use crate::dish::Dish;
 use crate::dish::DishId;
@@ -517,10 +517,7 @@ impl Consumer {
         Ok(())
     }
 
-    fn run<T>(
-        &mut self,
-        f: impl FnMut(&mut Con) -> Result<T, RedisError>,
-    ) -> Result<T, Fault> {
+    fn run<T>(&mut self, f: impl FnMut(&mut Con) -> Result<T, RedisError>) -> Result<T, Fault> {
         self.names.run(&mut self.conn, &mut self.batch, f)
     }
 
@@ -874,11 +871,7 @@ pub(crate) fn live_diners(c: &mut Con, keys: &Keys) -> Result<usize, RedisError>
 
 /// Puts back the dishes of registered diners whose heartbeat expired, one
 /// [`RECOVER`] per dead diner (its keys declared); returns how many dishes.
-pub(crate) fn recover_dead(
-    c: &mut Con,
-    recover: &Script,
-    keys: &Keys,
-) -> Result<u64, RedisError> {
+pub(crate) fn recover_dead(c: &mut Con, recover: &Script, keys: &Keys) -> Result<u64, RedisError> {
     let mut moved = 0;
     for (id, _) in diners_alive(c, keys)?.into_iter().filter(|(_, a)| !a) {
         moved += recover

@@ -763,7 +763,8 @@ pub(crate) fn link(opts: &RedisOptions) -> Result<Link, Fault> {
         url: redact_url(url),
         detail: URL_SHAPE.to_owned(),
     };
-    let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|_| shape())?;
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|_| shape())?;
     // No `CLIENT SETINFO` in the handshake: two replies fewer to wait for
     // from a server that hangs (see FAST_TIMEOUT), and Redis before 7.2
     // refuses it anyway.
@@ -771,12 +772,11 @@ pub(crate) fn link(opts: &RedisOptions) -> Result<Link, Fault> {
     if opts.cluster {
         // A cluster has database 0 only; the command line refused any other.
         settings = settings.set_db(0);
-        let seeds = cluster::Seeds::new(info.set_redis_settings(settings)).map_err(|e| {
-            Fault::Redis {
+        let seeds =
+            cluster::Seeds::new(info.set_redis_settings(settings)).map_err(|e| Fault::Redis {
                 url: redact_url(url),
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         return Ok(Link::Cluster(seeds));
     }
     redis::Client::open(info.set_redis_settings(settings))

@@ -33,12 +33,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::cluster::Link;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::{
-    CONNECT_TIMEOUT, Conn, Outage, READ_TIMEOUT, Reconnect, classify, unique_name,
-};
+use super::{CONNECT_TIMEOUT, Conn, Outage, READ_TIMEOUT, Reconnect, classify, unique_name};
 use crate::dish::{Dish, DishId};
 use crate::shutdown::Shutdown;
 use crate::vocab::{Fault, POLL, Put, ReadyError, RedisOptions, Take, TakeError, redact_url};
@@ -345,7 +343,9 @@ impl Listener {
         first: &mut bool,
         retry: &mut Reconnect<'_>,
     ) -> Result<(), redis::RedisError> {
-        let mut con = self.client.plain(CONNECT_TIMEOUT, READ_TIMEOUT)?;
+        let mut con = self
+            .client
+            .plain(&self.channel, CONNECT_TIMEOUT, READ_TIMEOUT)?;
         let mut sub = con.as_pubsub();
         sub.subscribe(&self.channel)?;
         sub.set_read_timeout(Some(LISTEN_WAIT))?;

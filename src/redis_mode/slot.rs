@@ -155,6 +155,9 @@ mod tests {
             assert_eq!(ranges, [0, 1, 2], "{q}");
         }
         let s = shard_key("jobs{eu}x", 1, 3);
-        assert!(s.starts_with("jobs{eu:shard:1:") && s.ends_with("}x"), "{s}");
+        assert!(
+            s.starts_with("jobs{eu:shard:1:") && s.ends_with("}x"),
+            "{s}"
+        );
     }
 }

@@ -61,8 +61,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use redis::{RedisError, Script, Value};
 
-use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
 use super::cluster::Con;
+use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
 use super::{Conn, unique_name};
 use crate::dish::{Dish, DishId};
 use crate::shutdown::Shutdown;
