@@ -753,6 +753,9 @@ impl RunArgs {
             o.max_payload = self.work.max_payload();
         })?;
         let capacity = self.capacity.capacity(t, local)?;
+        if let BackendConfig::Redis(o) = &backend {
+            check_shards(t, o, capacity)?;
+        }
         Ok(kitchen_command(
             KitchenConfig {
                 role: Role::Run,
@@ -801,6 +804,7 @@ impl ChefArgs {
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
         })?;
         let capacity = self.capacity.capacity(t, false)?;
+        check_shards(t, &redis, capacity)?;
         Ok(kitchen_command(
             KitchenConfig {
                 role: Role::Chef,
@@ -901,6 +905,9 @@ impl ServeArgs {
             o.max_payload = max_payload;
         })?;
         let capacity = self.capacity.capacity(t, local)?;
+        if let BackendConfig::Redis(o) = &backend {
+            check_shards(t, o, capacity)?;
+        }
         Ok(Command::Serve {
             bind: self.bind,
             config: ServeConfig {
@@ -1029,6 +1036,25 @@ fn redis_options(
     o.durable = redis.durable;
     set(&mut o);
     Ok(o)
+}
+
+/// Refuses a bound smaller than the shards: each shard holds at least one
+/// dish, so the whole would exceed `--capacity`.
+fn check_shards(
+    t: &mut Typed<'_>,
+    o: &RedisOptions,
+    capacity: Capacity,
+) -> Result<(), clap::Error> {
+    match capacity.limit() {
+        Some(c) if c < o.shards => Err(t.error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "--capacity {c} is below --shards {}: each shard holds at least one dish; raise --capacity or lower --shards",
+                o.shards
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses what a cluster cannot be reached by: a socket path (the cluster

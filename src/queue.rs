@@ -326,6 +326,16 @@ impl Gauge {
         }
     }
 
+    /// Dishes waiting in each shard of a queue spread over several, shard 0
+    /// first; `None` for a queue in one piece, or when it cannot be read.
+    pub fn shard_depths(&mut self) -> Option<Vec<usize>> {
+        match self {
+            Gauge::Local(_) => None,
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.shard_depths().ok().filter(|d| d.len() > 1),
+        }
+    }
+
     /// Whether the queue answers and can take dishes ([`Fault::OutOfMemory`]
     /// while a shared backend is out of memory).
     pub fn health(&mut self) -> Result<(), GaugeError> {

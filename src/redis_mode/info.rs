@@ -48,6 +48,23 @@ pub struct Info {
     pub out_of_memory: bool,
     /// The stream (stream mode) and its consumer groups.
     pub stream: StreamInfo,
+    /// Each shard of the list with `--shards` N > 1, shard 0 (the queue
+    /// itself) first; `length`, `dead` and `capacity` above are their sums.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardInfo>,
+}
+
+/// One shard of a sharded list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShardInfo {
+    /// Its list key.
+    pub queue: String,
+    /// Dishes waiting in it.
+    pub length: u64,
+    /// Its share of the bound, as chefs recorded it (else the flag's share).
+    pub capacity: Option<usize>,
+    /// Payloads set aside beside it.
+    pub dead: u64,
 }
 
 /// One registered diner.
@@ -98,15 +115,22 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
             .map_err(fail)?;
         diners.push(InfoDiner { id, alive, holding });
     }
+    let shards = shard_infos(&mut con, opts, capacity).map_err(fail)?;
     let stream = stream_info(&mut con, opts, capacity)
         .map_err(|e| super::classify(e, &opts.url, &opts.stream))?;
     // Best effort: an ACL user may not read INFO.
     let memory = super::memory(&mut con).ok();
-    let capacity = match recorded.as_deref() {
+    let mut capacity = match recorded.as_deref() {
         Some(super::list::UNBOUNDED) => None,
         Some(n) => n.parse().ok().or(capacity.limit()),
         None => capacity.limit(),
     };
+    let (mut length, mut dead) = (length, dead);
+    if !shards.is_empty() {
+        length = shards.iter().map(|s| s.length).sum();
+        dead = shards.iter().map(|s| s.dead).sum();
+        capacity = shards.iter().map(|s| s.capacity).sum();
+    }
     Ok(Info {
         url: redact_url(&opts.url),
         queue: opts.queue.clone(),
@@ -121,7 +145,47 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         channel: opts.channel.clone(),
         subscribers: numsub.1,
         stream,
+        shards,
     })
+}
+
+/// Each shard's length, recorded bound and dead letters, with `--shards`
+/// N > 1 (none otherwise). One pipeline per shard: on a cluster each may
+/// live on another node.
+fn shard_infos(
+    con: &mut Con,
+    opts: &RedisOptions,
+    capacity: Capacity,
+) -> Result<Vec<ShardInfo>, RedisError> {
+    let n = opts.shards;
+    if n <= 1 || opts.mode != crate::vocab::Mode::List {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, queue) in super::shards::shard_queues(opts).into_iter().enumerate() {
+        let keys = Keys::new(&queue);
+        let (length, recorded, dead): (u64, Option<String>, u64) = redis::pipe()
+            .cmd("LLEN")
+            .arg(&keys.queue)
+            .cmd("GET")
+            .arg(&keys.capacity)
+            .cmd("LLEN")
+            .arg(&keys.dead)
+            .query(con)?;
+        let share = super::shards::shard_capacity(capacity, i, n).limit();
+        let capacity = match recorded.as_deref() {
+            Some(super::list::UNBOUNDED) => None,
+            Some(c) => c.parse().ok().or(share),
+            None => share,
+        };
+        out.push(ShardInfo {
+            queue,
+            length,
+            capacity,
+            dead,
+        });
+    }
+    Ok(out)
 }
 
 impl Info {
@@ -157,6 +221,16 @@ impl Info {
                 out,
                 "  waiting      {} of {capacity} ({source})",
                 self.length
+            );
+        }
+        for (i, shard) in self.shards.iter().enumerate() {
+            let cap = shard
+                .capacity
+                .map_or_else(|| "unbounded".to_owned(), |c| c.to_string());
+            let _ = writeln!(
+                out,
+                "  shard {i:<6} {} of {cap}, {} dead ({})",
+                shard.length, shard.dead, shard.queue
             );
         }
         let _ = writeln!(

@@ -589,6 +589,20 @@ impl Consumer {
         Ok(self.hand_out(p)?)
     }
 
+    /// Takes the next dish without blocking in Redis: from this batch, else
+    /// up to `batch` more in one round trip; `None` when the queue is empty
+    /// (a sharded diner sweeps its shards with this, see `shards.rs`).
+    pub(crate) fn take_nowait(&mut self) -> Result<Option<Take>, TakeError> {
+        if let Heart::Waiting(_) = self.heart {
+            self.ready()?;
+        }
+        if let Some(p) = self.batch.buffer.pop_front() {
+            self.ack_if_late()?;
+            return Ok(Some(self.hand_out(p)?));
+        }
+        Ok(self.take_now()?)
+    }
+
     /// Acknowledges the dishes eaten from this batch now, rather than with
     /// the next take, once eating took [`ACK_LAG`] or more since this diner
     /// last took from Redis (see the module docs).

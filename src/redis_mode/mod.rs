@@ -22,6 +22,7 @@ mod list;
 mod pubsub;
 mod results;
 mod room;
+mod shards;
 mod slot;
 mod stream;
 
@@ -39,7 +40,7 @@ use crate::vocab::{
     redact_url,
 };
 
-pub use info::{ConsumerInfo, GroupInfo, StreamInfo};
+pub use info::{ConsumerInfo, GroupInfo, ShardInfo, StreamInfo};
 pub use info::{Info, InfoDiner, info};
 pub use results::Results;
 pub use slot::slot_problem;
@@ -105,8 +106,10 @@ impl RedisQueue {
         let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
         match opts.mode {
             Mode::List => {
-                check_list(&mut con, &opts.url, &opts.queue)?;
-                check_list(&mut con, &opts.url, &list::Keys::new(&opts.queue).dead)?;
+                for queue in shards::shard_queues(&opts) {
+                    check_list(&mut con, &opts.url, &queue)?;
+                    check_list(&mut con, &opts.url, &list::Keys::new(&queue).dead)?;
+                }
             }
             Mode::Stream => stream::check(&mut con, &opts)?,
             Mode::Pubsub => {}
@@ -141,6 +144,11 @@ impl RedisQueue {
     /// A producer for one chef thread; connects on first use.
     pub fn producer(&self) -> Producer {
         match self.opts.mode {
+            Mode::List if self.opts.shards > 1 => Producer::Sharded(shards::Producer::new(
+                || self.conn(),
+                &self.opts,
+                self.capacity,
+            )),
             Mode::List => {
                 Producer::List(list::Producer::new(self.conn(), &self.opts, self.capacity))
             }
@@ -156,6 +164,9 @@ impl RedisQueue {
     /// A consumer for one diner thread; connects on first use.
     pub fn consumer(&self) -> Consumer {
         match self.opts.mode {
+            Mode::List if self.opts.shards > 1 => {
+                Consumer::Sharded(shards::Consumer::new(|| self.conn(), &self.opts))
+            }
             Mode::List => Consumer::List(list::Consumer::new(self.conn(), self.conn(), &self.opts)),
             Mode::Pubsub => Consumer::Pubsub(pubsub::Consumer::new(
                 self.client.clone(),
@@ -177,7 +188,11 @@ impl RedisQueue {
     pub fn gauge(&self) -> Gauge {
         Gauge {
             conn: self.conn(),
-            key: self.holds_dishes().then(|| self.opts.queue.clone()),
+            queues: if self.opts.mode == Mode::List {
+                shards::shard_queues(&self.opts)
+            } else {
+                Vec::new()
+            },
             keys: list::Keys::new(&self.opts.queue),
             channel: self.opts.channel.clone(),
             stream: (self.opts.mode == Mode::Stream).then(|| stream::Gauge::new(&self.opts)),
@@ -204,6 +219,8 @@ pub enum Producer {
     Pubsub(pubsub::Producer),
     /// Adds to the stream.
     Stream(stream::Producer),
+    /// Deals dishes over the shards of one logical list.
+    Sharded(shards::Producer),
 }
 
 impl Producer {
@@ -213,6 +230,7 @@ impl Producer {
             Producer::List(p) => p.put(dish, stop),
             Producer::Pubsub(p) => p.put(dish),
             Producer::Stream(p) => p.put(dish, stop),
+            Producer::Sharded(p) => p.put(dish, stop),
         }
     }
 
@@ -222,6 +240,7 @@ impl Producer {
             Producer::List(p) => p.batch,
             Producer::Pubsub(p) => p.batch,
             Producer::Stream(p) => p.batch,
+            Producer::Sharded(p) => p.batch,
         }
     }
 
@@ -231,6 +250,7 @@ impl Producer {
             Producer::List(p) => p.put_all(dishes, stop),
             Producer::Pubsub(p) => p.put_all(dishes),
             Producer::Stream(p) => p.put_all(dishes, stop),
+            Producer::Sharded(p) => p.put_all(dishes, stop),
         }
     }
 
@@ -241,6 +261,7 @@ impl Producer {
             // Publishing never waits for room: a channel holds nothing.
             Producer::Pubsub(p) => p.put(dish).map(Some),
             Producer::Stream(p) => p.put_within(dish, wait),
+            Producer::Sharded(p) => p.put_within(dish, wait),
         }
     }
 }
@@ -256,6 +277,8 @@ pub enum Consumer {
     Pubsub(pubsub::Consumer),
     /// Reads the stream in its group.
     Stream(stream::Consumer),
+    /// Takes from every shard of one logical list.
+    Sharded(shards::Consumer),
 }
 
 impl Consumer {
@@ -265,6 +288,7 @@ impl Consumer {
             Consumer::List(c) => c.ready(),
             Consumer::Pubsub(c) => c.ready(),
             Consumer::Stream(c) => c.ready(),
+            Consumer::Sharded(c) => c.ready(),
         }
     }
 
@@ -274,6 +298,7 @@ impl Consumer {
             Consumer::List(c) => c.take(finished),
             Consumer::Pubsub(c) => c.take(finished),
             Consumer::Stream(c) => c.take(finished),
+            Consumer::Sharded(c) => c.take(finished),
         }
     }
 
@@ -283,6 +308,7 @@ impl Consumer {
             Consumer::List(c) => c.ack(dish),
             Consumer::Pubsub(_) => Ok(()),
             Consumer::Stream(c) => c.ack(dish),
+            Consumer::Sharded(c) => c.ack(dish),
         }
     }
 
@@ -292,7 +318,7 @@ impl Consumer {
             // Not acknowledged: it stays in this diner's processing list,
             // which goes back on the queue when the diner leaves (or, if it
             // is killed first, when its heartbeat expires).
-            Consumer::List(_) => {
+            Consumer::List(_) | Consumer::Sharded(_) => {
                 let _ = dish;
                 Returned::Queued
             }
@@ -308,7 +334,7 @@ impl Consumer {
     /// a list loses none.
     pub fn lost(&mut self) -> u64 {
         match self {
-            Consumer::List(_) => 0,
+            Consumer::List(_) | Consumer::Sharded(_) => 0,
             Consumer::Pubsub(c) => c.lost(),
             Consumer::Stream(c) => c.lost(),
         }
@@ -319,8 +345,9 @@ impl Consumer {
 #[derive(Debug)]
 pub struct Gauge {
     conn: Conn,
-    /// The list; `None` for a channel, which holds nothing.
-    key: Option<String>,
+    /// The list (each shard's, shard 0 first); none for a channel, which
+    /// holds nothing.
+    queues: Vec<String>,
     /// The queue's keys, for its registered diners.
     keys: list::Keys,
     channel: String,
@@ -334,9 +361,20 @@ impl Gauge {
         if let Some(s) = &self.stream {
             return self.conn.run(|c| s.depth(c));
         }
-        let Some(key) = &self.key else { return Ok(0) };
-        self.conn
-            .run(|c| redis::cmd("LLEN").arg(key).query::<usize>(c))
+        Ok(self.shard_depths()?.iter().sum())
+    }
+
+    /// Dishes waiting in each shard now, shard 0 first (one entry without
+    /// `--shards`, none for a channel). One command per shard: on a
+    /// cluster they may live on different nodes.
+    pub fn shard_depths(&mut self) -> Result<Vec<usize>, Fault> {
+        let queues = &self.queues;
+        self.conn.run(|c| {
+            queues
+                .iter()
+                .map(|q| redis::cmd("LLEN").arg(q).query::<usize>(c))
+                .collect()
+        })
     }
 
     /// Whether Redis answers and can take dishes: [`Fault::OutOfMemory`]

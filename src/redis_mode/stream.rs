@@ -277,7 +277,9 @@ pub(super) const UNACKED: &str = concat!(floor_lua!(), "return unacked(KEYS[1])"
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub stream: String,
-    /// What every helper key starts with: `{S}` or, for a tagged `S`, `S`.
+    /// What every helper key starts with: `{S}` or, for a tagged `S`, `S`
+    /// (for helper keys named outside `new`, as list mode's are).
+    #[allow(dead_code)]
     pub prefix: String,
     pub room: String,
     pub capacity: String,
