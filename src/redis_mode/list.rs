@@ -236,6 +236,8 @@ pub struct Producer {
     put: Script,
     /// Whether this chef has written its capacity to `P:capacity`.
     announced: bool,
+    /// `--durable`: a push counts once a replica has it.
+    durable: bool,
 }
 
 impl Producer {
@@ -247,6 +249,7 @@ impl Producer {
             batch: opts.batch.max(1),
             put: Script::new(PUT),
             announced: false,
+            durable: opts.durable,
         }
     }
 
@@ -340,17 +343,22 @@ impl Producer {
     /// One push of as many of `payloads` as there is room for: (pushed,
     /// length after); pushed 0 means full.
     fn try_push(&mut self, payloads: &[String]) -> Result<(usize, usize), Fault> {
-        let queue = &self.keys.queue;
+        let (queue, durable) = (&self.keys.queue, self.durable);
         match self.capacity.limit() {
-            None => {
-                let depth: usize = self
-                    .conn
-                    .run(|c| redis::cmd("LPUSH").arg(queue).arg(payloads).query(c))?;
+            None => self.conn.run(|c| {
+                let depth: usize = redis::cmd("LPUSH").arg(queue).arg(payloads).query(c)?;
+                if durable {
+                    super::cluster::wait_for_replica(c, queue)?;
+                }
                 Ok((payloads.len(), depth))
-            }
-            Some(cap) => self
-                .conn
-                .run(|c| self.put.key(queue).arg(cap).arg(payloads).invoke(c)),
+            }),
+            Some(cap) => self.conn.run(|c| {
+                let got: (usize, usize) = self.put.key(queue).arg(cap).arg(payloads).invoke(c)?;
+                if durable && got.0 > 0 {
+                    super::cluster::wait_for_replica(c, queue)?;
+                }
+                Ok(got)
+            }),
         }
     }
 }

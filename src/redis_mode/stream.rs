@@ -339,8 +339,10 @@ pub struct Producer {
     /// Dishes per round trip.
     pub(crate) batch: usize,
     add: Script,
-    /// Whether this chef has written its capacity to `S:capacity`.
+    /// Whether this chef has written its capacity to `P:capacity`.
     announced: bool,
+    /// `--durable`: an add counts once a replica has it.
+    durable: bool,
 }
 
 impl Producer {
@@ -352,6 +354,7 @@ impl Producer {
             batch: opts.batch.max(1),
             add: Script::new(ADD),
             announced: false,
+            durable: opts.durable,
         }
     }
 
@@ -404,15 +407,27 @@ impl Producer {
                     .ignore();
             }
             pipe.cmd("XLEN").arg(stream);
-            let (depth,): (usize,) = self.conn.run(|c| pipe.query(c))?;
+            let durable = self.durable;
+            let (depth,): (usize,) = self.conn.run(|c| {
+                let got = pipe.query(c)?;
+                if durable {
+                    super::cluster::wait_for_replica(c, stream)?;
+                }
+                Ok(got)
+            })?;
             out.extend(queued(depth, payloads.len()));
             return Ok(out);
         };
         let mut rest = &payloads[..];
         while !rest.is_empty() {
-            let (added, depth): (usize, usize) = self
-                .conn
-                .run(|c| self.add.key(stream).arg(cap).arg(rest).invoke(c))?;
+            let durable = self.durable;
+            let (added, depth): (usize, usize) = self.conn.run(|c| {
+                let got: (usize, usize) = self.add.key(stream).arg(cap).arg(rest).invoke(c)?;
+                if durable && got.0 > 0 {
+                    super::cluster::wait_for_replica(c, stream)?;
+                }
+                Ok(got)
+            })?;
             if added > 0 {
                 out.extend(queued(depth, added));
                 rest = &rest[added.min(rest.len())..];

@@ -81,51 +81,81 @@ impl RedisCluster {
     fn spawn_node(&mut self) {
         for _ in 0..20 {
             let port = free_port_pair();
-            let log = self.dir.path().join(format!("node-{port}.log"));
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes"])
-                .arg("--cluster-config-file")
-                .arg(self.dir.path().join(format!("nodes-{port}.conf")))
-                .args(["--cluster-node-timeout", "2000"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(self.dir.path())
-                .arg("--logfile")
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run redis-server ({e}); install it or run scripts/test")
+            if let Some(child) = self.spawn_on(port) {
+                self.nodes.push(Node {
+                    child: Some(child),
+                    port,
                 });
-            let mut node = Node {
-                child: Some(child),
-                port,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Some(c) = node.child.as_mut()
-                    && let Ok(Some(_)) = c.try_wait()
-                {
-                    break; // the port was taken meanwhile: another pair
-                }
-                if ping(port) {
-                    self.nodes.push(node);
-                    return;
-                }
-                if Instant::now() > deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if let Some(mut c) = node.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
+                return;
             }
         }
         panic!("no cluster node started; logs:\n{}", self.logs());
+    }
+
+    /// Starts a node on `port` (its config file, if any, is kept: a node
+    /// restarted rejoins the cluster it knew); `None` if it did not answer.
+    fn spawn_on(&self, port: u16) -> Option<Child> {
+        let log = self.dir.path().join(format!("node-{port}.log"));
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .arg("--cluster-config-file")
+            .arg(self.dir.path().join(format!("nodes-{port}.conf")))
+            .args(["--cluster-node-timeout", "2000"])
+            // A replica may always take over, however long its link was
+            // down: a loaded test machine must not veto the failover.
+            .args(["--cluster-replica-validity-factor", "0"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}); install it or run scripts/test")
+            });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return None; // the port was taken meanwhile
+            }
+            if ping(port) {
+                return Some(child);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the killed node on `port` again; it rejoins as a replica of
+    /// the master that took over from it. Waits (bounded) for the cluster.
+    pub fn restart(&mut self, port: u16) {
+        let deadline = Instant::now() + FORM_LIMIT;
+        let child = loop {
+            if let Some(c) = self.spawn_on(port) {
+                break c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node :{port} did not restart; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node of this cluster");
+        node.child = Some(child);
+        self.wait_ok();
     }
 
     /// Waits (bounded) until every live node says `cluster_state:ok` and
