@@ -11,10 +11,12 @@
 //! the shards' bounds add up to exactly `--capacity` (which must be at
 //! least N).
 //!
-//! **Chefs** deal round-robin: a dish goes to the next shard with room
-//! (one non-blocking try per shard), and when every shard is full the chef
-//! waits, without polling, for room on the next shard in turn. A batch
-//! (`--batch`) goes whole to one shard. FIFO holds per shard, not across.
+//! **Chefs** deal round-robin: each dish (or batch, with `--batch`) goes to
+//! the next shard in turn, the chef waiting without polling while that
+//! shard is full, so a push costs one round trip as on one queue and the
+//! shards fill evenly (diners serve them all alike). The web entry, which
+//! must answer soon, tries the other shards once each before it answers
+//! full. FIFO holds per shard, not across.
 //!
 //! **Diners** serve every shard with one blocked read at a time: a sweep of
 //! non-blocking takes (one round trip per shard, starting one shard further
@@ -93,40 +95,34 @@ impl Producer {
         i
     }
 
-    /// Puts one dish on the next shard with room, else waits for room on
-    /// the next shard in turn.
+    /// Puts one dish on the next shard in turn, waiting (without polling)
+    /// while it is full.
     pub fn put(&mut self, dish: &Dish, stop: &Shutdown) -> Result<Put, Fault> {
-        let n = self.shards.len();
-        for _ in 0..n {
-            let i = self.advance();
-            if let Some(put) = self.shards[i].put_within(dish, Duration::ZERO)? {
-                return Ok(put);
-            }
-        }
         let i = self.advance();
         self.shards[i].put(dish, stop)
     }
 
     /// Puts a batch on one shard, the next in turn.
     pub fn put_all(&mut self, dishes: &[Dish], stop: &Shutdown) -> Result<Vec<Put>, Fault> {
-        if dishes.len() == 1 {
-            return self.put(&dishes[0], stop).map(|p| vec![p]);
-        }
         let i = self.advance();
         self.shards[i].put_all(dishes, stop)
     }
 
-    /// Puts one dish if some shard has room within `wait`.
+    /// Puts one dish if the next shard in turn has room within `wait`; if
+    /// not, the other shards get one try each without waiting, so a web
+    /// request is refused only when every shard is full.
     pub fn put_within(&mut self, dish: &Dish, wait: Duration) -> Result<Option<Put>, Fault> {
-        let n = self.shards.len();
-        for _ in 0..n {
-            let i = self.advance();
-            if let Some(put) = self.shards[i].put_within(dish, Duration::ZERO)? {
+        let i = self.advance();
+        if let Some(put) = self.shards[i].put_within(dish, wait)? {
+            return Ok(Some(put));
+        }
+        for _ in 1..self.shards.len() {
+            let j = self.advance();
+            if let Some(put) = self.shards[j].put_within(dish, Duration::ZERO)? {
                 return Ok(Some(put));
             }
         }
-        let i = self.advance();
-        self.shards[i].put_within(dish, wait)
+        Ok(None)
     }
 }
 
