@@ -220,3 +220,43 @@ fn a_database_in_the_url_is_a_usage_error_with_cluster() {
         .expect("run kitchen");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn subscribers_on_a_cluster_are_counted_and_hear_chefs_apart() {
+    let cluster = RedisCluster::start();
+    let (diners, lines) = spawn_lines(&cluster.args(
+        "diner",
+        &[
+            "--mode",
+            "pubsub",
+            "--diners",
+            "2",
+            "--max-sleep-ms",
+            "0",
+            "--json",
+        ],
+    ));
+    let subscribers = || {
+        let out = run(&cluster.args("info", &["--json"]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        last_json(&text.lines().collect::<Vec<_>>())["subscribers"].as_u64()
+    };
+    wait_until(LIMIT, "two subscribers counted", || {
+        subscribers() == Some(2)
+    });
+    let chef = run_json(&cluster.args(
+        "chef",
+        &[
+            "--mode",
+            "pubsub",
+            "--dishes",
+            "20",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+        ],
+    ));
+    assert_eq!((num(&chef, "made"), num(&chef, "lost")), (20, 0), "{chef}");
+    let all = diners.stop("INT", lines);
+    assert_eq!(num(&last_json(&all), "eaten"), 40);
+}

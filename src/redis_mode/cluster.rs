@@ -312,6 +312,30 @@ impl ConnectionLike for Con {
     }
 }
 
+/// Runs `cmd` on the master that serves `key`'s slot (on a cluster; on one
+/// server, there), for commands the crate would otherwise send to every
+/// node or a random one: `WAIT` (which counts the writes of the connection
+/// it runs on), `PUBSUB NUMSUB` (subscribers are counted per node, and
+/// kitchen's subscribe on the channel's master).
+pub(crate) fn on_node_of<T: redis::FromRedisValue>(
+    c: &mut Con,
+    key: &str,
+    cmd: &Cmd,
+) -> RedisResult<T> {
+    match c {
+        Con::Single(c) => cmd.query(c),
+        Con::Cluster(c) => {
+            use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+            let route = Route::new(super::slot::keyslot(key), SlotAddr::Master);
+            let v = c.route_command(
+                cmd,
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+            )?;
+            Ok(redis::from_redis_value(v)?)
+        }
+    }
+}
+
 /// How long one `WAIT` for a replica blocks inside Redis (`--durable`).
 pub(crate) const DURABLE_WAIT: Duration = Duration::from_millis(1_000);
 
@@ -333,18 +357,7 @@ pub(crate) fn wait_for_replica(c: &mut Con, key: &str) -> RedisResult<()> {
     let mut wait = redis::cmd("WAIT");
     wait.arg(1).arg(ms);
     for attempt in 0..DURABLE_TRIES {
-        let acked: u64 = match c {
-            Con::Single(c) => wait.query(c)?,
-            Con::Cluster(c) => {
-                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-                let route = Route::new(super::slot::keyslot(key), SlotAddr::Master);
-                let v = c.route_command(
-                    &wait,
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                )?;
-                redis::from_redis_value(v)?
-            }
-        };
+        let acked: u64 = on_node_of(c, key, &wait)?;
         if acked >= 1 {
             return Ok(());
         }

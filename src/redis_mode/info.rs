@@ -85,21 +85,24 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
     let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
     let keys = Keys::new(&opts.queue);
-    type Snapshot = (u64, u64, Vec<String>, (String, u64), Option<String>);
-    let (length, dead, ids, numsub, recorded): Snapshot = redis::pipe()
+    type Snapshot = (u64, u64, Vec<String>, Option<String>);
+    // One slot's keys in one pipeline (one node on a cluster); the
+    // channel's subscribers are counted where they subscribe.
+    let (length, dead, ids, recorded): Snapshot = redis::pipe()
         .cmd("LLEN")
         .arg(&keys.queue)
         .cmd("LLEN")
         .arg(&keys.dead)
         .cmd("SMEMBERS")
         .arg(&keys.diners)
-        .cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(&opts.channel)
         .cmd("GET")
         .arg(&keys.capacity)
         .query(&mut con)
         .map_err(fail)?;
+    let mut numsub = redis::cmd("PUBSUB");
+    numsub.arg("NUMSUB").arg(&opts.channel);
+    let numsub: (String, u64) =
+        super::cluster::on_node_of(&mut con, &opts.channel, &numsub).map_err(fail)?;
     let mut diners = Vec::with_capacity(ids.len());
     let mut sorted = ids;
     sorted.sort();

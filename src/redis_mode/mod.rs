@@ -399,9 +399,11 @@ impl Gauge {
     /// Clients subscribed to the channel now.
     pub fn subscribers(&mut self) -> Result<usize, Fault> {
         let channel = &self.channel;
+        let mut numsub = redis::cmd("PUBSUB");
+        numsub.arg("NUMSUB").arg(channel);
         let (_, n): (String, usize) = self
             .conn
-            .run(|c| redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(c))?;
+            .run(|c| cluster::on_node_of(c, channel, &numsub))?;
         Ok(n)
     }
 
