@@ -15,6 +15,9 @@
 //! | `info.rs` | `kitchen info`: what an operator asks first |
 //! | `results.rs` | what became of tracked dishes, beside the queue |
 //! | `room.rs` | waiting for room without polling: wake-up tokens and deadlines (list and stream) |
+//! | `cluster.rs` | one connection type for one server or a Redis Cluster; `--durable`'s `WAIT` |
+//! | `slot.rs` | hash slots: helper keys in their queue's slot, shard names |
+//! | `shards.rs` | `--shards`: one logical list over several hash slots |
 
 mod cluster;
 mod info;
