@@ -170,10 +170,21 @@ fn a_diner_killed_on_a_cluster_loses_nothing() {
             .len()
             == 1
     });
+    let dead = format!("{{task:prodcons:queue}}:processing:diner-{}-*", napper.id());
+    let held: Vec<String> = cluster.query(QUEUE, &["KEYS", &dead]);
+    let held = cluster.llen(&held[0]);
     drop(napper); // SIGKILL
+    let killed = std::time::Instant::now();
     // A live diner's heartbeat finds the dead one and puts its dishes back.
     let (diner, mut lines) =
         spawn_lines(&cluster.args("diner", &["--max-sleep-ms", "0", "--heartbeat-ttl", "1"]));
+    wait_until(LIMIT, "the dead diner's dishes to come back", || {
+        cluster.query::<Vec<String>>(QUEUE, &["KEYS", &dead]).is_empty()
+    });
+    eprintln!(
+        "cluster: a diner killed holding {held} dishes; back on the queue {:.2} s after the kill (heartbeat TTL 1 s)",
+        killed.elapsed().as_secs_f64()
+    );
     lines.wait_for_n(19, " ate dish ");
     wait_until(
         LIMIT,
