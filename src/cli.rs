@@ -130,7 +130,13 @@ struct RedisArgs {
     #[arg(long, default_value_t = defaults::SHARDS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=defaults::MAX_SHARDS as u64))]
     shards: usize,
-    /// List and stream modes: a chef counts a dish made only once a replica
+}
+
+/// `--durable` of the roles that push dishes (`run`, `chef`, `serve`,
+/// `enqueue`).
+#[derive(Debug, Args)]
+struct DurableArg {
+    /// List and stream modes: a dish counts as made only once a replica
     /// holds it too (WAIT 1 after each push), so a failover loses no dish
     /// counted made.
     #[arg(long)]
@@ -288,6 +294,8 @@ struct EnqueueArgs {
     capacity: CapacityArgs,
     #[command(flatten)]
     reconnect: ReconnectArg,
+    #[command(flatten)]
+    durable: DurableArg,
     /// The largest payload a dish may carry, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PAYLOAD as u64, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
     max_payload: u64,
@@ -369,6 +377,8 @@ struct RunArgs {
     #[command(flatten)]
     group: GroupArg,
     #[command(flatten)]
+    durable: DurableArg,
+    #[command(flatten)]
     capacity: CapacityArgs,
     #[command(flatten)]
     batch: BatchArg,
@@ -398,6 +408,8 @@ struct ChefArgs {
     redis: RedisArgs,
     #[command(flatten)]
     group: GroupArg,
+    #[command(flatten)]
+    durable: DurableArg,
     #[command(flatten)]
     capacity: CapacityArgs,
     #[command(flatten)]
@@ -468,6 +480,8 @@ struct ServeArgs {
     redis: RedisArgs,
     #[command(flatten)]
     group: GroupArg,
+    #[command(flatten)]
+    durable: DurableArg,
     #[command(flatten)]
     capacity: CapacityArgs,
     #[command(flatten)]
@@ -683,7 +697,11 @@ const REDIS_ONLY: [(&str, &str); 12] = [
 ];
 
 /// What `--mode pubsub` ignores wherever it appears, and why.
-const PUBSUB_IGNORES: [(&str, &str); 3] = [
+const PUBSUB_IGNORES: [(&str, &str); 4] = [
+    (
+        "durable",
+        "--durable does not apply to --mode pubsub: a channel keeps no dish for a replica to copy; drop it, or use --mode list",
+    ),
     (
         "capacity",
         "--capacity does not apply to --mode pubsub: a channel holds no dishes, so there is nothing to bound; drop it, or use --mode list",
@@ -745,6 +763,7 @@ impl RunArgs {
         t.refuse(!local && mode == Mode::Stream, &STREAM_IGNORES)?;
         t.refuse(!local && mode != Mode::Stream, &STREAM_ONLY)?;
         let backend = backend_config(t, backend, mode, self.redis, |o| {
+            o.durable = self.durable.durable;
             o.group = self.group.group;
             o.batch = self.batch.batch as usize;
             o.heartbeat_ttl = self.heartbeat.heartbeat_ttl.0;
@@ -799,6 +818,7 @@ impl ChefArgs {
         )?;
         t.refuse(mode != Mode::Stream, &STREAM_ONLY)?;
         let redis = redis_options(t, mode, self.redis, |o| {
+            o.durable = self.durable.durable;
             o.group = self.group.group;
             o.batch = self.batch.batch as usize;
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
@@ -899,7 +919,9 @@ impl ServeArgs {
         // of reconnecting.
         let group = self.group.group;
         let max_payload = self.work.max_payload();
+        let durable = self.durable.durable;
         let backend = backend_config(t, self.backend.backend, mode, self.redis, |o| {
+            o.durable = durable;
             o.result_ttl = result_ttl;
             o.group = group;
             o.max_payload = max_payload;
@@ -958,12 +980,15 @@ impl EnqueueArgs {
         )?;
         let max_payload = usize::try_from(self.max_payload).unwrap_or(usize::MAX);
         let redis = redis_options(t, Mode::List, self.redis, |o| {
+            o.durable = self.durable.durable;
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
             o.max_payload = max_payload;
         })?;
+        let capacity = self.capacity.capacity(t, false)?;
+        check_shards(t, &redis, capacity)?;
         Ok(Command::Enqueue(EnqueueConfig {
             backend: BackendConfig::Redis(redis),
-            capacity: self.capacity.capacity(t, false)?,
+            capacity,
             payloads: self.payloads,
             wait: self.wait,
             max_payload,
@@ -1033,7 +1058,6 @@ fn redis_options(
     o.stream = redis.stream;
     o.cluster = redis.cluster;
     o.shards = redis.shards;
-    o.durable = redis.durable;
     set(&mut o);
     Ok(o)
 }
@@ -1540,7 +1564,7 @@ mod tests {
     /// Each subcommand's `--help` lists exactly the flags it reads.
     #[test]
     fn each_subcommand_takes_only_the_flags_it_reads() {
-        let redis = "redis-url queue channel stream";
+        let redis = "redis-url queue channel stream cluster shards";
         let pace = "duration max-sleep-ms seed quiet json ids";
         let work = "exec timeout shutdown-timeout max-payload";
         let matrix = [
@@ -1549,11 +1573,13 @@ mod tests {
             ("serve", work.to_owned()),
             (
                 "enqueue",
-                format!("wait capacity unbounded reconnect-timeout max-payload {redis}"),
+                format!("wait capacity unbounded reconnect-timeout max-payload durable {redis}"),
             ),
             (
                 "run",
-                format!("chefs diners dishes backend mode group capacity unbounded batch {redis}"),
+                format!(
+                    "chefs diners dishes backend mode group capacity unbounded batch durable {redis}"
+                ),
             ),
             (
                 "run",
@@ -1561,7 +1587,7 @@ mod tests {
             ),
             (
                 "chef",
-                format!("chefs dishes mode group capacity unbounded batch {redis}"),
+                format!("chefs dishes mode group capacity unbounded batch durable {redis}"),
             ),
             ("chef", format!("reconnect-timeout {pace}")),
             (
@@ -1571,7 +1597,7 @@ mod tests {
             ("diner", format!("result-ttl {pace}")),
             (
                 "serve",
-                format!("bind workers diners max-sleep-ms max-results mode group {redis}"),
+                format!("bind workers diners max-sleep-ms max-results mode group durable {redis}"),
             ),
             (
                 "serve",
@@ -1745,6 +1771,70 @@ mod tests {
             for secret in ["pa/ss", "ss@", "S3cr3t"] {
                 assert!(!text.contains(secret), "{text}");
             }
+        }
+    }
+
+    #[test]
+    fn cluster_takes_database_zero_and_ignores_the_default_five() {
+        let o = redis(&["run", "--backend", "redis", "--cluster"]);
+        assert!(o.cluster && o.shards == 1 && !o.durable);
+        let o = redis(&[
+            "chef",
+            "--cluster",
+            "--redis-url",
+            "redis://h:7000/0",
+            "--durable",
+        ]);
+        assert!(o.cluster && o.durable);
+        let err = parse(&[
+            "chef",
+            "--cluster",
+            "--redis-url",
+            "redis://u:S3cr3t@h:7000/5",
+        ])
+        .expect_err("db 5 on a cluster")
+        .to_string();
+        assert!(
+            err.contains("database 5") && err.contains("only database 0"),
+            "{err}"
+        );
+        assert!(!err.contains("S3cr3t"), "{err}");
+        let err = parse(&["diner", "--cluster", "--redis-url", "redis+unix:///r.sock"])
+            .expect_err("a socket on a cluster")
+            .to_string();
+        assert!(err.contains("redis://host:port"), "{err}");
+        let err = parse(&["diner", "--cluster", "--queue", "a}b"])
+            .expect_err("a name that cannot share its slot")
+            .to_string();
+        assert!(err.contains("hash tag"), "{err}");
+        let err = parse(&["run", "--cluster"]).expect_err("local").to_string();
+        assert!(
+            err.contains("--cluster applies to --backend redis"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shards_are_for_lists_and_need_room_for_one_each() {
+        assert_eq!(redis(&["chef", "--shards", "3"]).shards, 3);
+        for (args, want) in [
+            (
+                &["chef", "--shards", "3", "--mode", "stream"][..],
+                "needs --mode list",
+            ),
+            (
+                &["chef", "--shards", "4", "--capacity", "3"][..],
+                "below --shards 4",
+            ),
+            (&["chef", "--shards", "65"][..], "65"),
+            (&["chef", "--shards", "0"][..], "0"),
+            (
+                &["chef", "--durable", "--mode", "pubsub"][..],
+                "--durable does not apply",
+            ),
+        ] {
+            let err = parse(args).expect_err(want).to_string();
+            assert!(err.contains(want), "{args:?}: {err}");
         }
     }
 }

@@ -179,7 +179,9 @@ fn a_diner_killed_on_a_cluster_loses_nothing() {
     let (diner, mut lines) =
         spawn_lines(&cluster.args("diner", &["--max-sleep-ms", "0", "--heartbeat-ttl", "1"]));
     wait_until(LIMIT, "the dead diner's dishes to come back", || {
-        cluster.query::<Vec<String>>(QUEUE, &["KEYS", &dead]).is_empty()
+        cluster
+            .query::<Vec<String>>(QUEUE, &["KEYS", &dead])
+            .is_empty()
     });
     eprintln!(
         "cluster: a diner killed holding {held} dishes; back on the queue {:.2} s after the kill (heartbeat TTL 1 s)",

@@ -109,10 +109,7 @@ impl Results {
                 .arg(max)
                 .invoke::<Vec<String>>(c)
         });
-        let dropped = match queued {
-            Ok(dropped) => dropped,
-            Err(e) => return Err(e),
-        };
+        let dropped = queued?;
         self.conn.has_room();
         if dropped.is_empty() {
             return Ok(());
