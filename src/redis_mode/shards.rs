@@ -20,14 +20,15 @@
 //!
 //! **Diners** serve every shard with one blocked read at a time: a sweep of
 //! non-blocking takes (one round trip per shard, starting one shard further
-//! each time), then, when all are empty, one blocking take (`BLMOVE`, at
-//! most `list::TAKE_WAIT`) on one shard chosen by rotation. A dish that
-//! lands on another shard meanwhile waits at most that long. Each shard's
+//! each time, skipping for [`PROBE_EVERY`] a shard just found empty), then,
+//! when all are empty, one blocking take (`BLMOVE`, at most
+//! `list::TAKE_WAIT`) on one shard chosen by rotation. A dish that lands on
+//! another shard meanwhile waits at most that long. Each shard's
 //! diner keeps its own processing list and heartbeat, so recovery, acks and
 //! out-of-memory handling are list mode's, per shard; a diner thread holds
 //! two connections per shard (on a cluster, each reaches the nodes it needs).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Conn, list};
 use crate::dish::{Dish, DishId};
@@ -134,7 +135,14 @@ pub struct Consumer {
     next: usize,
     /// Which shard handed out each dish not yet acknowledged.
     from: Vec<(DishId, usize)>,
+    /// When each shard was last found empty; `None` when it last had a dish.
+    empty_at: Vec<Option<Instant>>,
 }
+
+/// How long a diner's sweep skips a shard it found empty: the longest a dish
+/// on that shard waits while the other shards keep the diner busy (when
+/// all are empty, the blocking take rotates over every shard anyway).
+const PROBE_EVERY: Duration = Duration::from_millis(20);
 
 impl Consumer {
     pub(crate) fn new(conn: impl Fn() -> Conn, opts: &RedisOptions) -> Consumer {
@@ -144,6 +152,7 @@ impl Consumer {
             .collect();
         let next = usize::try_from(crate::dish::now_us()).unwrap_or(0) % n;
         Consumer {
+            empty_at: vec![None; n],
             shards,
             next,
             from: Vec::new(),
@@ -161,11 +170,22 @@ impl Consumer {
         // Read before sweeping: a chef's last push may land between an
         // empty sweep and a later read (as in list mode).
         let was_finished = finished.is_stopped();
+        let now = Instant::now();
         for k in 0..n {
             let i = (self.next + k) % n;
-            if let Some(take) = self.shards[i].take_nowait()? {
-                self.next = (i + 1) % n;
-                return Ok(self.note(take, i));
+            // A shard found empty a moment ago is not asked again yet
+            // (unless closing, which must see every shard empty).
+            let recent = self.empty_at[i].is_some_and(|at| now.duration_since(at) < PROBE_EVERY);
+            if recent && !was_finished {
+                continue;
+            }
+            match self.shards[i].take_nowait()? {
+                Some(take) => {
+                    self.empty_at[i] = None;
+                    self.next = (i + 1) % n;
+                    return Ok(self.note(take, i));
+                }
+                None => self.empty_at[i] = Some(now),
             }
         }
         if was_finished {
@@ -174,6 +194,10 @@ impl Consumer {
         let i = self.next;
         self.next = (i + 1) % n;
         let take = self.shards[i].take(finished)?;
+        self.empty_at[i] = match take {
+            Take::Dish { .. } | Take::Rejected { .. } => None,
+            _ => Some(Instant::now()),
+        };
         Ok(match take {
             // One shard closed is not all: the next call sweeps them all.
             Take::Closed => Take::Idle,
