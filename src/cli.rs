@@ -1803,10 +1803,6 @@ mod tests {
             .expect_err("a socket on a cluster")
             .to_string();
         assert!(err.contains("redis://host:port"), "{err}");
-        let err = parse(&["diner", "--cluster", "--queue", "a}b"])
-            .expect_err("a name that cannot share its slot")
-            .to_string();
-        assert!(err.contains("hash tag"), "{err}");
         let err = parse(&["run", "--cluster"]).expect_err("local").to_string();
         assert!(
             err.contains("--cluster applies to --backend redis"),

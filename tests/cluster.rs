@@ -232,6 +232,13 @@ fn a_database_in_the_url_is_a_usage_error_with_cluster() {
         .output()
         .expect("run kitchen");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A queue name whose helper keys cannot share its slot.
+    let out = kitchen()
+        .args(["diner", "--cluster", "--queue", "a}b"])
+        .output()
+        .expect("run kitchen");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hash tag"), "{}", stderr(&out));
 }
 
 #[test]
