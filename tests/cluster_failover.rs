@@ -3,15 +3,17 @@
 //! over, every role reconnects, and the run goes on. Counted from dish ids:
 //! with `--durable` no dish counted made is lost; without it, what Redis's
 //! asynchronous replication lost is measured and printed. The killed node
-//! is then restarted and rejoins as the new master's replica.
+//! is then restarted and rejoins as the new master's replica. And
+//! `--durable` on one Redis: with a replica it runs, without one it says so.
 #![cfg(feature = "redis")]
 
 mod support;
 
 use support::ledger::Ledger;
 use support::redis_cluster::RedisCluster;
-use support::redis_kitchen::QUEUE;
-use support::{LIMIT, last_json, num, spawn_lines, wait_until};
+use support::redis_kitchen::{self, QUEUE};
+use support::redis_server::RedisServer;
+use support::{LIMIT, last_json, num, spawn_lines, stderr, wait_until};
 
 const DISHES: u64 = 6_000;
 /// Dishes eaten before the master is killed: the kill lands mid-run.
@@ -97,5 +99,51 @@ fn a_master_killed_under_load_without_durable_runs_on() {
         "failover (not durable): {DISHES} dishes, master killed after {EATEN_BEFORE_KILL} eaten; \
          {ledger}; lost {}; replica serving after {failover:.1} s",
         ledger.uneaten().len()
+    );
+}
+
+#[test]
+fn durable_on_one_redis_waits_for_its_replica_and_fails_without_one() {
+    let primary = RedisServer::start();
+    let port = primary.port().to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    wait_until(LIMIT, "the replica to be in sync", || {
+        replica
+            .query::<String>(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    });
+    let s = redis_kitchen::run_json(
+        &primary,
+        "run",
+        &[
+            "--durable",
+            "--dishes",
+            "50",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+            "--mode",
+            "stream",
+        ],
+    );
+    assert_eq!((num(&s, "made"), num(&s, "eaten")), (50, 50), "{s}");
+    drop(replica);
+    let out = redis_kitchen::run(
+        &primary,
+        "chef",
+        &[
+            "--durable",
+            "--dishes",
+            "1",
+            "--reconnect-timeout",
+            "2",
+            "--quiet",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no replica holds the dishes") && err.contains("after 2 s"),
+        "{err}"
     );
 }

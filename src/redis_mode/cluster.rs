@@ -341,27 +341,24 @@ pub(crate) const DURABLE_WAIT: Duration = Duration::from_millis(1_000);
 
 const _: () = assert!(DURABLE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 
-/// How many [`DURABLE_WAIT`]s a chef waits for a replica before giving up.
-const DURABLE_TRIES: u32 = 30;
-
 /// `--durable`: waits until a replica holds every write this connection
 /// made to `key`'s node (`WAIT 1`, on that node, on the connection that
 /// wrote: `WAIT` counts only its own connection's writes), for at most
-/// [`DURABLE_TRIES`] × [`DURABLE_WAIT`]; the first wait in vain is announced.
+/// `tries` × [`DURABLE_WAIT`]; the first wait in vain is announced.
 ///
 /// Runs inside the caller's `Conn::run`, right after its write: should the
 /// connection fail, the write is sent again on a new one (at least once,
 /// never counted made without a replica).
-pub(crate) fn wait_for_replica(c: &mut Con, key: &str) -> RedisResult<()> {
+pub(crate) fn wait_for_replica(c: &mut Con, key: &str, tries: u32) -> RedisResult<()> {
     let ms = u64::try_from(DURABLE_WAIT.as_millis()).unwrap_or(1_000);
     let mut wait = redis::cmd("WAIT");
     wait.arg(1).arg(ms);
-    for attempt in 0..DURABLE_TRIES {
+    for attempt in 0..tries {
         let acked: u64 = on_node_of(c, key, &wait)?;
         if acked >= 1 {
             return Ok(());
         }
-        if attempt == 0 {
+        if attempt == 0 && tries > 1 {
             crate::notice!(
                 "kitchen: no replica acknowledged a write to {key} within {} s (--durable); chefs wait for one",
                 DURABLE_WAIT.as_secs()
@@ -373,7 +370,7 @@ pub(crate) fn wait_for_replica(c: &mut Con, key: &str) -> RedisResult<()> {
         "no replica acknowledged",
         format!(
             "no replica holds the dishes written to {key} after {} s (--durable): check the replicas (INFO replication), or run without --durable",
-            DURABLE_WAIT.as_secs() * u64::from(DURABLE_TRIES)
+            DURABLE_WAIT.as_secs() * u64::from(tries)
         ),
     )))
 }

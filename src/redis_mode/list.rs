@@ -344,18 +344,19 @@ impl Producer {
     /// length after); pushed 0 means full.
     fn try_push(&mut self, payloads: &[String]) -> Result<(usize, usize), Fault> {
         let (queue, durable) = (&self.keys.queue, self.durable);
+        let tries = self.conn.durable_tries();
         match self.capacity.limit() {
             None => self.conn.run(|c| {
                 let depth: usize = redis::cmd("LPUSH").arg(queue).arg(payloads).query(c)?;
                 if durable {
-                    super::cluster::wait_for_replica(c, queue)?;
+                    super::cluster::wait_for_replica(c, queue, tries)?;
                 }
                 Ok((payloads.len(), depth))
             }),
             Some(cap) => self.conn.run(|c| {
                 let got: (usize, usize) = self.put.key(queue).arg(cap).arg(payloads).invoke(c)?;
                 if durable && got.0 > 0 {
-                    super::cluster::wait_for_replica(c, queue)?;
+                    super::cluster::wait_for_replica(c, queue, tries)?;
                 }
                 Ok(got)
             }),

@@ -539,6 +539,14 @@ impl Conn {
         }
     }
 
+    /// How many one-second waits for a replica a `--durable` push may take:
+    /// as long as this connection rides out an outage (`--reconnect-timeout`),
+    /// and one for a fail-fast caller, which must answer soon.
+    pub(crate) fn durable_tries(&self) -> u32 {
+        let secs = self.reconnect_for.as_secs() / cluster::DURABLE_WAIT.as_secs().max(1);
+        u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+    }
+
     fn slow(&self, waited: Duration) -> Fault {
         Fault::Slow {
             url: redact_url(&self.url),
@@ -921,6 +929,16 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
     }
     if e.is_io_error() || e.is_connection_refusal() {
         return Fault::Unreachable { url, detail: text };
+    }
+    // kitchen's own errors (`--durable` without a replica) carry their
+    // whole message as the detail.
+    if e.kind() == redis::ErrorKind::Client
+        && let Some(detail) = e.detail()
+    {
+        return Fault::Redis {
+            url,
+            detail: detail.to_owned(),
+        };
     }
     Fault::Redis { url, detail: text }
 }

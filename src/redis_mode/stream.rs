@@ -407,11 +407,11 @@ impl Producer {
                     .ignore();
             }
             pipe.cmd("XLEN").arg(stream);
-            let durable = self.durable;
+            let (durable, tries) = (self.durable, self.conn.durable_tries());
             let (depth,): (usize,) = self.conn.run(|c| {
                 let got = pipe.query(c)?;
                 if durable {
-                    super::cluster::wait_for_replica(c, stream)?;
+                    super::cluster::wait_for_replica(c, stream, tries)?;
                 }
                 Ok(got)
             })?;
@@ -420,11 +420,11 @@ impl Producer {
         };
         let mut rest = &payloads[..];
         while !rest.is_empty() {
-            let durable = self.durable;
+            let (durable, tries) = (self.durable, self.conn.durable_tries());
             let (added, depth): (usize, usize) = self.conn.run(|c| {
                 let got: (usize, usize) = self.add.key(stream).arg(cap).arg(rest).invoke(c)?;
                 if durable && got.0 > 0 {
-                    super::cluster::wait_for_replica(c, stream)?;
+                    super::cluster::wait_for_replica(c, stream, tries)?;
                 }
                 Ok(got)
             })?;
