@@ -135,11 +135,14 @@ local function unacked(key)
   if redis.call('EXISTS', key) == 0 then return 0 end
   local groups = redis.call('XINFO', 'GROUPS', key)
   if #groups == 0 then return redis.call('XLEN', key) end
-  local most = 0
+  local most, len = 0, redis.call('XLEN', key)
   for _, g in ipairs(groups) do
     local f = fields(g)
-    if not f['lag'] then return redis.call('XLEN', key) end
-    most = math.max(most, tonumber(f['lag']) + tonumber(f['pending']))
+    if not f['lag'] then return len end
+    -- Entries not yet delivered are in the stream: a lag above its length
+    -- is Redis's count gone stale (a replica promoted by a failover keeps
+    -- the group's read counter behind), not dishes.
+    most = math.max(most, math.min(tonumber(f['lag']), len) + tonumber(f['pending']))
   end
   return most
 end
@@ -249,8 +252,10 @@ const DEPTH: &str = concat!(
     r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local g = group_of(KEYS[1], ARGV[1])
-if g ~= nil and g['lag'] then return g['lag'] end
-return redis.call('XLEN', KEYS[1])
+local len = redis.call('XLEN', KEYS[1])
+-- A lag above the length is a stale count (see unacked).
+if g ~= nil and g['lag'] then return math.min(tonumber(g['lag']), len) end
+return len
 "
 );
 
