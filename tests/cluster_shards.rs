@@ -161,4 +161,6 @@ fn stats_show_each_shard_on_a_cluster() {
         "spread over every shard: {stats}"
     );
     assert_eq!(stats["queued"].as_u64(), Some(6), "{stats}");
+    let health = s.get("/healthz");
+    assert_eq!(health.status, 200, "{}", health.text());
 }
