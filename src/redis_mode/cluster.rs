@@ -380,6 +380,9 @@ pub(crate) fn wait_for_replica(c: &mut Con, key: &str, tries: u32) -> RedisResul
 pub(crate) fn is_moving(e: &RedisError) -> bool {
     e.is_cluster_error()
         || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        // The crate's "no node told us the slots" while a cluster forms or
+        // fails over (it has no kind of its own).
+        || e.to_string().contains("Slot refresh error")
         || matches!(
             e.code(),
             Some("CLUSTERDOWN" | "MOVED" | "ASK" | "TRYAGAIN" | "READONLY" | "MASTERDOWN")
