@@ -193,6 +193,28 @@ struct RedisArgs {
     /// rediss://: the private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// --redis-url names any node of a Redis Cluster. A cluster has database
+    /// 0 only: the default URL's /5 is ignored, a URL that names another
+    /// database is refused.
+    #[arg(long)]
+    cluster: bool,
+    /// List mode: spread the queue over N sub-queues in N hash slots (so
+    /// over several masters of a cluster); chefs deal dishes round-robin,
+    /// diners serve every shard, and each shard holds ceil(capacity / N).
+    #[arg(long, default_value_t = defaults::SHARDS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=defaults::MAX_SHARDS as u64))]
+    shards: usize,
+}
+
+/// `--durable` of the roles that push dishes (`run`, `chef`, `serve`,
+/// `enqueue`).
+#[derive(Debug, Args)]
+struct DurableArg {
+    /// List and stream modes: a dish counts as made only once a replica
+    /// holds it too (WAIT 1 after each push), so a failover loses no dish
+    /// counted made.
+    #[arg(long)]
+    durable: bool,
 }
 
 /// `--group` of the roles that use a stream's consumer group (`run`,
@@ -370,6 +392,8 @@ struct EnqueueArgs {
     capacity: CapacityArgs,
     #[command(flatten)]
     reconnect: ReconnectArg,
+    #[command(flatten)]
+    durable: DurableArg,
     /// The largest payload a dish may carry, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PAYLOAD as u64, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
     max_payload: u64,
@@ -455,6 +479,8 @@ struct RunArgs {
     #[command(flatten)]
     group: GroupArg,
     #[command(flatten)]
+    durable: DurableArg,
+    #[command(flatten)]
     capacity: CapacityArgs,
     #[command(flatten)]
     batch: BatchArg,
@@ -484,6 +510,8 @@ struct ChefArgs {
     redis: RedisArgs,
     #[command(flatten)]
     group: GroupArg,
+    #[command(flatten)]
+    durable: DurableArg,
     #[command(flatten)]
     capacity: CapacityArgs,
     #[command(flatten)]
@@ -554,6 +582,8 @@ struct ServeArgs {
     redis: RedisArgs,
     #[command(flatten)]
     group: GroupArg,
+    #[command(flatten)]
+    durable: DurableArg,
     #[command(flatten)]
     capacity: CapacityArgs,
     #[command(flatten)]
@@ -735,7 +765,19 @@ impl Typed<'_> {
 }
 
 /// Flags that mean something only with `--backend redis`, and why.
-const REDIS_ONLY: [(&str, &str); 12] = [
+const REDIS_ONLY: [(&str, &str); 15] = [
+    (
+        "cluster",
+        "--cluster applies to --backend redis; the local queue lives inside this process",
+    ),
+    (
+        "shards",
+        "--shards spreads a Redis list: add --backend redis, or drop it for the local queue",
+    ),
+    (
+        "durable",
+        "--durable waits for a Redis replica: add --backend redis, or drop it for the local queue",
+    ),
     (
         "mode",
         "--mode applies to --backend redis; the local backend is a queue",
@@ -787,7 +829,11 @@ const REDIS_ONLY: [(&str, &str); 12] = [
 ];
 
 /// What `--mode pubsub` ignores wherever it appears, and why.
-const PUBSUB_IGNORES: [(&str, &str); 3] = [
+const PUBSUB_IGNORES: [(&str, &str); 4] = [
+    (
+        "durable",
+        "--durable does not apply to --mode pubsub: a channel keeps no dish for a replica to copy; drop it, or use --mode list",
+    ),
     (
         "capacity",
         "--capacity does not apply to --mode pubsub: a channel holds no dishes, so there is nothing to bound; drop it, or use --mode list",
@@ -853,6 +899,7 @@ impl RunArgs {
         t.refuse(!local && mode == Mode::Stream, &STREAM_IGNORES)?;
         t.refuse(!local && mode != Mode::Stream, &STREAM_ONLY)?;
         let backend = backend_config(t, backend, mode, self.redis, |o| {
+            o.durable = self.durable.durable;
             o.group = self.group.group;
             o.batch = self.batch.batch as usize;
             o.heartbeat_ttl = self.heartbeat.heartbeat_ttl.0;
@@ -862,6 +909,9 @@ impl RunArgs {
             o.dead_max = self.work.dead_max();
         })?;
         let capacity = self.capacity.capacity(t, local)?;
+        if let BackendConfig::Redis(o) = &backend {
+            check_shards(t, o, capacity)?;
+        }
         Ok(kitchen_command(
             KitchenConfig {
                 role: Role::Run,
@@ -906,11 +956,13 @@ impl ChefArgs {
         )?;
         t.refuse(mode != Mode::Stream, &STREAM_ONLY)?;
         let redis = redis_options(t, mode, self.redis, |o| {
+            o.durable = self.durable.durable;
             o.group = self.group.group;
             o.batch = self.batch.batch as usize;
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
         })?;
         let capacity = self.capacity.capacity(t, false)?;
+        check_shards(t, &redis, capacity)?;
         Ok(kitchen_command(
             KitchenConfig {
                 role: Role::Chef,
@@ -1015,13 +1067,18 @@ impl ServeArgs {
         let group = self.group.group;
         let max_payload = self.work.max_payload();
         let dead_max = self.work.dead_max();
+        let durable = self.durable.durable;
         let backend = backend_config(t, self.backend.backend, mode, self.redis, |o| {
+            o.durable = durable;
             o.result_ttl = result_ttl;
             o.group = group;
             o.max_payload = max_payload;
             o.dead_max = dead_max;
         })?;
         let capacity = self.capacity.capacity(t, local)?;
+        if let BackendConfig::Redis(o) = &backend {
+            check_shards(t, o, capacity)?;
+        }
         Ok(Command::Serve {
             bind: self.bind,
             config: ServeConfig {
@@ -1139,12 +1196,15 @@ impl EnqueueArgs {
         )?;
         let max_payload = usize::try_from(self.max_payload).unwrap_or(usize::MAX);
         let redis = redis_options(t, Mode::List, self.redis, |o| {
+            o.durable = self.durable.durable;
             o.reconnect_for = self.reconnect.reconnect_timeout.0;
             o.max_payload = max_payload;
         })?;
+        let capacity = self.capacity.capacity(t, false)?;
+        check_shards(t, &redis, capacity)?;
         Ok(Command::Enqueue(EnqueueConfig {
             backend: BackendConfig::Redis(redis),
-            capacity: self.capacity.capacity(t, false)?,
+            capacity,
             payloads: self.payloads,
             wait: self.wait,
             max_payload,
@@ -1196,6 +1256,18 @@ fn redis_options(
             format!("invalid --redis-url: {e}"),
         )
     })?;
+    if redis.cluster {
+        check_cluster_url(t, &redis)?;
+    }
+    if redis.shards > 1 && mode != Mode::List {
+        return Err(t.error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "--shards spreads a list over hash slots: it needs --mode list (a {} is one key); drop --shards",
+                if mode == Mode::Stream { "stream" } else { "channel" }
+            ),
+        ));
+    }
     let tls = TlsFiles {
         ca: redis.tls_ca,
         client: redis.tls_cert.zip(redis.tls_key),
@@ -1219,8 +1291,61 @@ fn redis_options(
     o.queue = redis.queue;
     o.channel = redis.channel;
     o.stream = redis.stream;
+    o.cluster = redis.cluster;
+    o.shards = redis.shards;
     set(&mut o);
     Ok(o)
+}
+
+/// Refuses a bound smaller than the shards: each shard holds at least one
+/// dish, so the whole would exceed `--capacity`.
+fn check_shards(
+    t: &mut Typed<'_>,
+    o: &RedisOptions,
+    capacity: Capacity,
+) -> Result<(), clap::Error> {
+    match capacity.limit() {
+        Some(c) if c < o.shards => Err(t.error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "--capacity {c} is below --shards {}: each shard holds at least one dish; raise --capacity or lower --shards",
+                o.shards
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses what a cluster cannot be reached by: a socket path (the cluster
+/// hands out TCP addresses of its nodes), a database other than 0 (the
+/// only one a cluster has), named on the command line or by `REDIS_URL`;
+/// the default URL's `/5` is ignored. Also a queue name whose helper keys
+/// cannot share its hash slot.
+fn check_cluster_url(t: &mut Typed<'_>, redis: &RedisArgs) -> Result<(), clap::Error> {
+    let url = &redis.redis_url;
+    if url.starts_with("redis+unix:") || url.starts_with("unix:") {
+        return Err(t.error(
+            ErrorKind::ValueValidation,
+            "--cluster needs a redis://host:port URL of any node: a cluster hands out the TCP addresses of its nodes, not socket paths".to_owned(),
+        ));
+    }
+    let defaulted = t.matches.value_source("redis_url") == Some(ValueSource::DefaultValue);
+    let db = crate::redis_url::database(url).unwrap_or(0);
+    if db != 0 && !defaulted {
+        return Err(t.error(
+            ErrorKind::ValueValidation,
+            format!(
+                "--cluster: `{}` names database {db}, but a Redis Cluster has only database 0: drop `/{db}` from the URL",
+                crate::redis_url::redact(url)
+            ),
+        ));
+    }
+    for name in [&redis.queue, &redis.stream] {
+        if let Some(why) = crate::queue::slot_problem(name) {
+            return Err(t.error(ErrorKind::ValueValidation, why));
+        }
+    }
+    Ok(())
 }
 
 impl CapacityArgs {
@@ -1697,7 +1822,7 @@ mod tests {
     /// Each subcommand's `--help` lists exactly the flags it reads.
     #[test]
     fn each_subcommand_takes_only_the_flags_it_reads() {
-        let redis = "redis-url queue channel stream tls-ca tls-cert tls-key";
+        let redis = "redis-url queue channel stream tls-ca tls-cert tls-key cluster shards";
         let pace = "duration max-sleep-ms seed quiet json ids";
         let work = "exec timeout shutdown-timeout max-payload max-attempts retry-delay dead-max";
         let matrix = [
@@ -1706,11 +1831,13 @@ mod tests {
             ("serve", work.to_owned()),
             (
                 "enqueue",
-                format!("wait capacity unbounded reconnect-timeout max-payload {redis}"),
+                format!("wait capacity unbounded reconnect-timeout max-payload durable {redis}"),
             ),
             (
                 "run",
-                format!("chefs diners dishes backend mode group capacity unbounded batch {redis}"),
+                format!(
+                    "chefs diners dishes backend mode group capacity unbounded batch durable {redis}"
+                ),
             ),
             (
                 "run",
@@ -1718,7 +1845,7 @@ mod tests {
             ),
             (
                 "chef",
-                format!("chefs dishes mode group capacity unbounded batch {redis}"),
+                format!("chefs dishes mode group capacity unbounded batch durable {redis}"),
             ),
             ("chef", format!("reconnect-timeout {pace}")),
             (
@@ -1728,7 +1855,7 @@ mod tests {
             ("diner", format!("result-ttl {pace}")),
             (
                 "serve",
-                format!("bind workers diners max-sleep-ms max-results mode group {redis}"),
+                format!("bind workers diners max-sleep-ms max-results mode group durable {redis}"),
             ),
             (
                 "serve",
@@ -2008,5 +2135,65 @@ mod tests {
         refused("serve --retry-delay -1", "must be 0 seconds or more");
         refused("run --dead-max 5", "--dead-max applies to --backend redis");
         assert_eq!(redis(&["diner", "--dead-max", "7"]).dead_max, 7);
+    }
+
+    #[test]
+    fn cluster_takes_database_zero_and_ignores_the_default_five() {
+        let o = redis(&["run", "--backend", "redis", "--cluster"]);
+        assert!(o.cluster && o.shards == 1 && !o.durable);
+        let o = redis(&[
+            "chef",
+            "--cluster",
+            "--redis-url",
+            "redis://h:7000/0",
+            "--durable",
+        ]);
+        assert!(o.cluster && o.durable);
+        let err = parse(&[
+            "chef",
+            "--cluster",
+            "--redis-url",
+            "redis://u:S3cr3t@h:7000/5",
+        ])
+        .expect_err("db 5 on a cluster")
+        .to_string();
+        assert!(
+            err.contains("database 5") && err.contains("only database 0"),
+            "{err}"
+        );
+        assert!(!err.contains("S3cr3t"), "{err}");
+        let err = parse(&["diner", "--cluster", "--redis-url", "redis+unix:///r.sock"])
+            .expect_err("a socket on a cluster")
+            .to_string();
+        assert!(err.contains("redis://host:port"), "{err}");
+        let err = parse(&["run", "--cluster"]).expect_err("local").to_string();
+        assert!(
+            err.contains("--cluster applies to --backend redis"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shards_are_for_lists_and_need_room_for_one_each() {
+        assert_eq!(redis(&["chef", "--shards", "3"]).shards, 3);
+        for (args, want) in [
+            (
+                &["chef", "--shards", "3", "--mode", "stream"][..],
+                "needs --mode list",
+            ),
+            (
+                &["chef", "--shards", "4", "--capacity", "3"][..],
+                "below --shards 4",
+            ),
+            (&["chef", "--shards", "65"][..], "65"),
+            (&["chef", "--shards", "0"][..], "0"),
+            (
+                &["chef", "--durable", "--mode", "pubsub"][..],
+                "--durable does not apply",
+            ),
+        ] {
+            let err = parse(args).expect_err(want).to_string();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
     }
 }

@@ -24,6 +24,10 @@ pub const STREAM: &str = "task:prodcons:stream";
 pub const GROUP: &str = "kitchen";
 /// Dishes per Redis round trip.
 pub const BATCH: usize = 1;
+/// Sub-queues of one logical queue (`--shards`).
+pub const SHARDS: usize = 1;
+/// The most `--shards` allowed: each is a key, and a diner sweeps them all.
+pub const MAX_SHARDS: usize = 64;
 /// A diner's heartbeat lifetime, in seconds: a SIGKILLed diner's dish is back
 /// on the queue within this (plus one heartbeat).
 pub const HEARTBEAT_TTL_SECS: u64 = 5;

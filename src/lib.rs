@@ -37,7 +37,7 @@
 //! | [`local`] | the in-process crossbeam backend |
 //! | [`serve`] | the web entry, `kitchen serve` |
 //! | [`results`] | what became of each dish queued through the web API |
-//! | `redis_mode` | the Redis backend: list, pub/sub and stream modes (feature `redis`) |
+//! | `redis_mode` | the Redis backend: list, pub/sub and stream modes, on one server or a Redis Cluster, sharded lists (feature `redis`) |
 //! | [`redis_url`] | Redis URLs: checked, database read, credentials redacted |
 //! | [`dish`] | the dish and its wire format |
 //! | [`defaults`] | every default, defined once |

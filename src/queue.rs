@@ -17,9 +17,9 @@ use crate::results::{DishResult, LocalResults};
 use crate::shutdown::Shutdown;
 
 pub use crate::vocab::{
-    TlsFiles, AckError, BackendConfig, Capacity, DeadError, DeadLetter, DeadLetters, Fault, GaugeError, Mode,
+    AckError, BackendConfig, Capacity, DeadError, DeadLetter, DeadLetters, Fault, GaugeError, Mode,
     OpenError, POLL, Put, PutError, ReadyError, RedisOptions, ResultLimits, ResultsError, Retry,
-    Returned, Stamping, Take, TakeError, Which, redact_url,
+    Returned, Stamping, Take, TakeError, TlsFiles, Which, redact_url,
 };
 
 /// An open backend: hands out producers, consumers, gauges and result stores.
@@ -365,6 +365,16 @@ impl Gauge {
         }
     }
 
+    /// Dishes waiting in each shard of a queue spread over several, shard 0
+    /// first; `None` for a queue in one piece, or when it cannot be read.
+    pub fn shard_depths(&mut self) -> Option<Vec<usize>> {
+        match self {
+            Gauge::Local(_) => None,
+            #[cfg(feature = "redis")]
+            Gauge::Redis(g) => g.shard_depths().ok().filter(|d| d.len() > 1),
+        }
+    }
+
     /// Whether the queue answers and can take dishes ([`Fault::OutOfMemory`]
     /// while a shared backend is out of memory).
     pub fn health(&mut self) -> Result<(), GaugeError> {
@@ -626,5 +636,19 @@ pub fn check_redis_url(url: &str) -> Result<(), String> {
     {
         let _ = url;
         Ok(())
+    }
+}
+
+/// Why a key name cannot have its helper keys in its own hash slot (see
+/// `redis_mode/slot.rs`), for `--cluster`'s usage error; `None` when it can.
+pub fn slot_problem(key: &str) -> Option<String> {
+    #[cfg(feature = "redis")]
+    {
+        redis_mode::slot_problem(key)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = key;
+        None
     }
 }

@@ -89,6 +89,13 @@ pub struct RedisOptions {
     pub max_payload: usize,
     /// The most dead letters kept; the oldest are trimmed (and counted).
     pub dead_max: usize,
+    /// `url` names a node of a Redis Cluster (database 0).
+    pub cluster: bool,
+    /// Sub-queues one logical queue is spread over (list mode); 1 is the
+    /// plain queue.
+    pub shards: usize,
+    /// Chefs count a dish made only once a replica has it (`WAIT 1`).
+    pub durable: bool,
     /// Certificates for a `rediss://` URL (none: the system's CAs).
     pub tls: TlsFiles,
 }
@@ -129,6 +136,9 @@ impl RedisOptions {
             max_payload: defaults::MAX_PAYLOAD,
             tls: TlsFiles::default(),
             dead_max: defaults::DEAD_MAX,
+            cluster: false,
+            shards: 1,
+            durable: false,
         }
     }
 }
@@ -150,6 +160,9 @@ impl std::fmt::Debug for RedisOptions {
             .field("max_payload", &self.max_payload)
             .field("tls", &self.tls)
             .field("dead_max", &self.dead_max)
+            .field("cluster", &self.cluster)
+            .field("shards", &self.shards)
+            .field("durable", &self.durable)
             .finish()
     }
 }

@@ -105,7 +105,7 @@ fn garbage_is_dead_lettered_and_diners_live_on() {
     let n = junk.len() as u64;
     let dishes = n + FOREIGN.len() as u64 + 1;
     assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (dishes, n), "{s}");
-    let dead: Vec<String> = con.lrange(format!("{QUEUE}:dead"), 0, -1).unwrap();
+    let dead: Vec<String> = con.lrange(format!("{{{QUEUE}}}:dead"), 0, -1).unwrap();
     let mut sizes: Vec<u64> = dead
         .iter()
         .map(|d| {

@@ -91,7 +91,7 @@ fn a_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
     let drained_in = began.elapsed();
     // Heartbeats go on too (a diner presumed dead would have its dishes
     // eaten twice): the TTL of one rises again.
-    let heartbeat = server.keys(&format!("{QUEUE}:diner:*"))[0].clone();
+    let heartbeat = server.keys(&format!("{{{QUEUE}}}:diner:*"))[0].clone();
     let first: i64 = server.query(&["PTTL", &heartbeat]);
     wait_until(LIMIT, "a heartbeat refreshed during the spell", || {
         server.query::<i64>(&["PTTL", &heartbeat]) > first
@@ -224,9 +224,9 @@ fn results_in_redis_keep_at_most_max_results_records() {
             r.json()["id"].as_str().expect("an id").to_owned()
         })
         .collect();
-    let records = server.keys(&format!("{QUEUE}:result:*"));
+    let records = server.keys(&format!("{{{QUEUE}}}:result:*"));
     assert_eq!(records.len(), 5, "{records:?}");
-    let indexed: u64 = server.query(&["ZCARD", &format!("{QUEUE}:results")]);
+    let indexed: u64 = server.query(&["ZCARD", &format!("{{{QUEUE}}}:results")]);
     assert_eq!(indexed, 5);
     // The oldest went first.
     for (i, id) in ids.iter().enumerate() {

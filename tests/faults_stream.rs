@@ -127,7 +127,7 @@ fn diners_killed_mid_dish_lose_nothing() {
     let g = group(&server, STREAM, GROUP).expect("group");
     assert!(g.drained() && g.consumers == 0, "{g:?}");
     assert_eq!(xlen(&server, STREAM), 0);
-    assert_eq!(server.llen(&format!("{STREAM}:dead")), 0);
+    assert_eq!(server.llen(&format!("{{{STREAM}}}:dead")), 0);
     eprintln!(
         "faults: stream, killed diners: {KILLS} SIGKILLs, {ledger}, lost 0; \
          held at kill {held_at_kill:?}; last recovery {:.2} s (heartbeat TTL 1 s); \

@@ -137,7 +137,7 @@ fn info_shows_the_queue_its_diners_and_dead_letters() {
     // A diner that holds dish 1 for a long nap; junk waits behind it.
     let (diner, mut lines) = spawn_napping_diner(&server, &["--heartbeat-ttl", "1"]);
     lines.wait_for(LIMIT, |l| l.contains("ate dish 1 "));
-    let dead = format!("{QUEUE}:dead");
+    let dead = format!("{{{QUEUE}}}:dead");
     let _: u64 = server.query(&["LPUSH", &dead, "older junk"]);
     let out = run(&server, "info", &["--json", "--capacity", "7"]);
     assert!(out.status.success(), "{}", stderr(&out));

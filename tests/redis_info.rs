@@ -35,7 +35,7 @@ fn a_queue_over_a_lowered_bound_is_said_so() {
     assert_eq!(num(&first, "made"), 5);
     // A later chef keeps a bound of 2: it records it, then waits for room.
     let (chef, lines) = spawn(&server, "chef", &["--capacity", "2", "--json"]);
-    let recorded = format!("{QUEUE}:capacity");
+    let recorded = format!("{{{QUEUE}}}:capacity");
     wait_until(LIMIT, "the second chef to record its bound", || {
         server
             .query::<Option<String>>(&["GET", &recorded])

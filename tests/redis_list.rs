@@ -13,8 +13,10 @@ use support::{LIMIT, last_json, num, signal, stderr, summary, wait_until};
 /// Every key kitchen may leave behind besides the queue, dead letters, the
 /// recorded capacity and wake-up tokens (which expire on their own).
 fn leftovers(server: &RedisServer) -> Vec<String> {
-    let mut keys: Vec<String> = server.query(&["KEYS", &format!("{QUEUE}:*")]);
-    keys.retain(|k| !k.ends_with(":dead") && !k.ends_with(":room") && !k.ends_with(":capacity"));
+    let mut keys: Vec<String> = server.query(&["KEYS", "*"]);
+    keys.retain(|k| {
+        k != QUEUE && !k.ends_with(":dead") && !k.ends_with(":room") && !k.ends_with(":capacity")
+    });
     keys.sort();
     keys
 }
@@ -258,7 +260,7 @@ fn any_payload_is_eaten_and_only_what_cannot_be_a_dish_is_set_aside() {
             "{shown:?} in {out:?}"
         );
     }
-    let mut dead = server.lrange(&format!("{QUEUE}:dead"));
+    let mut dead = server.lrange(&format!("{{{QUEUE}}}:dead"));
     dead.reverse();
     let letters: Vec<serde_json::Value> = dead
         .iter()

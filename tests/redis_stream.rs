@@ -238,7 +238,7 @@ fn plain_xadd_is_a_dish_and_only_an_entry_without_one_is_set_aside() {
     assert!(all.iter().any(|l| l.contains("ate dish soup ")), "{all:?}");
     let s = last_json(&all);
     assert_eq!((num(&s, "eaten"), num(&s, "rejected")), (4, 1), "{s}");
-    let dead = server.lrange(&format!("{STREAM}:dead"));
+    let dead = server.lrange(&format!("{{{STREAM}}}:dead"));
     assert_eq!(dead.len(), 1, "{dead:?}");
     let letter: serde_json::Value = serde_json::from_str(&dead[0]).expect("a dead letter is JSON");
     assert_eq!(letter["payload"], r#"{"task":"resize","w":"64"}"#);

@@ -154,7 +154,7 @@ mod redis {
     use support::redis_server::RedisServer;
     use support::{KillOnDrop, LIMIT, wait_until};
 
-    const RETRY: &str = "task:prodcons:queue:retry";
+    const RETRY: &str = "{task:prodcons:queue}:retry";
 
     fn zcard(server: &RedisServer) -> u64 {
         server.query(&["ZCARD", RETRY])

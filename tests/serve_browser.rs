@@ -251,7 +251,7 @@ fn requeue_then_purge_dead_letters_from_the_page() {
         b.url() == home && b.try_text("#dead-total").as_deref() == Some("0")
     });
     assert_eq!(b.text("#dead"), "None.");
-    assert_eq!(redis.llen(&format!("{QUEUE}:dead")), 0);
+    assert_eq!(redis.llen(&format!("{{{QUEUE}}}:dead")), 0);
 }
 
 /// With JavaScript off, the forms still work: purge one, then requeue all,

@@ -15,7 +15,7 @@ use support::{LIMIT, num, wait_until};
 
 /// The dead-letter list beside the tutorial's queue.
 fn dead_key() -> String {
-    format!("{QUEUE}:dead")
+    format!("{{{QUEUE}}}:dead")
 }
 
 fn serve_on(redis: &RedisServer) -> TestServer {
@@ -35,7 +35,7 @@ fn the_page_lists_dead_letters_escaped_with_their_buttons() {
         "exit status 1: <oops> & more",
     );
     bury_by_hand(&redis, "d-2", "7", "timed out after 5 s");
-    redis.query::<String>(&["SET", &format!("{QUEUE}:dead:trimmed"), "4"]);
+    redis.query::<String>(&["SET", &format!("{{{QUEUE}}}:dead:trimmed"), "4"]);
     let s = serve_on(&redis);
     let page = s.get("/").text();
     for want in [

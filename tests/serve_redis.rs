@@ -117,13 +117,13 @@ fn a_diner_process_records_the_result_with_a_ttl() {
     assert!(got["eaten_at"].as_u64() >= got["made_at"].as_u64(), "{got}");
     wait_until(LIMIT, "the queue to empty", || redis.llen(QUEUE) == 0);
 
-    let key = format!("{QUEUE}:result:{id}");
+    let key = format!("{{{QUEUE}}}:result:{id}");
     let ttl: i64 = redis.query(&["PTTL", &key]);
     assert!(
         ttl > 0 && ttl <= 600_000,
         "the diner's --result-ttl applies: {ttl}"
     );
-    let results: Vec<String> = redis.query(&["KEYS", &format!("{QUEUE}:result:*")]);
+    let results: Vec<String> = redis.query(&["KEYS", &format!("{{{QUEUE}}}:result:*")]);
     assert_eq!(results, [key], "only the tracked dish has a result");
     assert_eq!(s.get("/dishes/00000000000000ff-1").status, 404);
 }
@@ -227,7 +227,7 @@ fn siege_with_a_diner_process_gets_full_availability() {
         &["--diners", "1", "--max-sleep-ms", "0", "--quiet"],
     );
     wait_until(LIMIT, "the diner to register", || {
-        redis.query::<u64>(&["SCARD", &format!("{QUEUE}:diners")]) == 1
+        redis.query::<u64>(&["SCARD", &format!("{{{QUEUE}}}:diners")]) == 1
     });
     let report = siege(&s.url("/prodcons"));
     assert_eq!(report["availability"].as_f64(), Some(100.0), "{report}");

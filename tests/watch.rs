@@ -41,9 +41,9 @@ fn watch_shows_depth_dead_letters_and_each_diners_hold_and_counts() {
     let out = run(&server, "enqueue", &["one", "bad", "hold", "four"]);
     assert!(out.status.success(), "{}", stderr(&out));
     bury_by_hand(&server, "d-1", "7", "by hand");
-    let _: String = server.query(&["SET", &format!("{QUEUE}:dead:trimmed"), "4"]);
+    let _: String = server.query(&["SET", &format!("{{{QUEUE}}}:dead:trimmed"), "4"]);
     // A failed dish waiting out a long delay, as a diner sets it aside.
-    let _: i64 = server.query(&["ZADD", &format!("{QUEUE}:retry"), "9999999999999", "8"]);
+    let _: i64 = server.query(&["ZADD", &format!("{{{QUEUE}}}:retry"), "9999999999999", "8"]);
     let (diner, mut diner_lines) = spawn(
         &server,
         "diner",

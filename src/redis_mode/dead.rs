@@ -22,7 +22,9 @@
 //! is missing, changes nothing; so a dish is never both dead and queued, nor
 //! neither, whatever happens to the command.
 
-use redis::{Connection, RedisError, Script, Value};
+use redis::{RedisError, Script, Value};
+
+use super::cluster::Con;
 
 use crate::dish::Dish;
 use crate::vocab::{DeadLetter, DeadLetters};
@@ -153,7 +155,7 @@ impl Morgue {
     }
 
     /// The newest `limit` letters, how many there are, how many were trimmed.
-    pub(crate) fn read(&self, c: &mut Connection, limit: usize) -> Result<DeadLetters, RedisError> {
+    pub(crate) fn read(&self, c: &mut Con, limit: usize) -> Result<DeadLetters, RedisError> {
         let mut pipe = redis::pipe();
         pipe.cmd("LRANGE")
             .arg(&self.dead)
@@ -180,7 +182,7 @@ impl Morgue {
     /// Requeues (`requeue`) or purges the letters `ids` names (`None`: all).
     pub(crate) fn manage(
         &self,
-        c: &mut Connection,
+        c: &mut Con,
         requeue: bool,
         ids: Option<&[String]>,
     ) -> Result<Managed, RedisError> {

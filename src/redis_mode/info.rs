@@ -5,12 +5,13 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use redis::{Connection, RedisError, Script, Value};
+use redis::{RedisError, Script, Value};
 
+use super::cluster::Con;
 use super::list::Keys;
 use super::stream::{self, fields, int, items, text};
 use super::tally::Note;
-use super::{Memory, client, connect_checked};
+use super::{Memory, connect_checked, link};
 use crate::vocab::{Capacity, Fault, RedisOptions, redact_url};
 
 /// A snapshot of one queue, channel and stream.
@@ -52,6 +53,23 @@ pub struct Info {
     pub out_of_memory: bool,
     /// The stream (stream mode) and its consumer groups.
     pub stream: StreamInfo,
+    /// Each shard of the list with `--shards` N > 1, shard 0 (the queue
+    /// itself) first; `length`, `dead` and `capacity` above are their sums.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardInfo>,
+}
+
+/// One shard of a sharded list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShardInfo {
+    /// Its list key.
+    pub queue: String,
+    /// Dishes waiting in it.
+    pub length: u64,
+    /// Its share of the bound, as chefs recorded it (else the flag's share).
+    pub capacity: Option<usize>,
+    /// Payloads set aside beside it.
+    pub dead: u64,
 }
 
 /// One registered diner.
@@ -76,34 +94,30 @@ pub struct InfoDiner {
 
 /// Reads the snapshot.
 pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
-    let client = client(opts)?;
+    let client = link(opts)?;
     let fail = |e| super::classify(e, &opts.url, &opts.queue);
     let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
     let keys = Keys::new(&opts.queue);
-    type Snapshot = (
-        u64,
-        u64,
-        Vec<String>,
-        (String, u64),
-        Option<String>,
-        Option<u64>,
-    );
-    let (length, dead, ids, numsub, recorded, dead_trimmed): Snapshot = redis::pipe()
+    type Snapshot = (u64, u64, Vec<String>, Option<String>, Option<u64>);
+    // One slot's keys in one pipeline (one node on a cluster); the
+    // channel's subscribers are counted where they subscribe.
+    let (length, dead, ids, recorded, dead_trimmed): Snapshot = redis::pipe()
         .cmd("LLEN")
         .arg(&keys.queue)
         .cmd("LLEN")
         .arg(&keys.dead)
         .cmd("SMEMBERS")
         .arg(&keys.diners)
-        .cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(&opts.channel)
         .cmd("GET")
         .arg(&keys.capacity)
         .cmd("GET")
         .arg(&keys.dead_trimmed)
         .query(&mut con)
         .map_err(fail)?;
+    let mut numsub = redis::cmd("PUBSUB");
+    numsub.arg("NUMSUB").arg(&opts.channel);
+    let numsub: (String, u64) =
+        super::cluster::on_node_of(&mut con, &opts.channel, &numsub).map_err(fail)?;
     let mut diners = Vec::with_capacity(ids.len());
     let mut sorted = ids;
     sorted.sort();
@@ -127,6 +141,7 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
             held_since_us: note.and_then(|n| n.held_since_us),
         });
     }
+    let shards = shard_infos(&mut con, opts, capacity).map_err(fail)?;
     let stream = stream_info(&mut con, opts, capacity)
         .map_err(|e| super::classify(e, &opts.url, &opts.stream))?;
     // Best effort: an ACL user may not read INFO.
@@ -137,11 +152,17 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         .ok()
         .and_then(|q| q.gauge().waiting_retries().ok())
         .map_or(0, |n| n as u64);
-    let capacity = match recorded.as_deref() {
+    let mut capacity = match recorded.as_deref() {
         Some(super::list::UNBOUNDED) => None,
         Some(n) => n.parse().ok().or(capacity.limit()),
         None => capacity.limit(),
     };
+    let (mut length, mut dead) = (length, dead);
+    if !shards.is_empty() {
+        length = shards.iter().map(|s| s.length).sum();
+        dead = shards.iter().map(|s| s.dead).sum();
+        capacity = shards.iter().map(|s| s.capacity).sum();
+    }
     Ok(Info {
         url: redact_url(&opts.url),
         queue: opts.queue.clone(),
@@ -158,7 +179,47 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         channel: opts.channel.clone(),
         subscribers: numsub.1,
         stream,
+        shards,
     })
+}
+
+/// Each shard's length, recorded bound and dead letters, with `--shards`
+/// N > 1 (none otherwise). One pipeline per shard: on a cluster each may
+/// live on another node.
+fn shard_infos(
+    con: &mut Con,
+    opts: &RedisOptions,
+    capacity: Capacity,
+) -> Result<Vec<ShardInfo>, RedisError> {
+    let n = opts.shards;
+    if n <= 1 || opts.mode != crate::vocab::Mode::List {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, queue) in super::shards::shard_queues(opts).into_iter().enumerate() {
+        let keys = Keys::new(&queue);
+        let (length, recorded, dead): (u64, Option<String>, u64) = redis::pipe()
+            .cmd("LLEN")
+            .arg(&keys.queue)
+            .cmd("GET")
+            .arg(&keys.capacity)
+            .cmd("LLEN")
+            .arg(&keys.dead)
+            .query(con)?;
+        let share = super::shards::shard_capacity(capacity, i, n).limit();
+        let capacity = match recorded.as_deref() {
+            Some(super::list::UNBOUNDED) => None,
+            Some(c) => c.parse().ok().or(share),
+            None => share,
+        };
+        out.push(ShardInfo {
+            queue,
+            length,
+            capacity,
+            dead,
+        });
+    }
+    Ok(out)
 }
 
 impl Info {
@@ -196,6 +257,16 @@ impl Info {
                 self.length
             );
         }
+        for (i, shard) in self.shards.iter().enumerate() {
+            let cap = shard
+                .capacity
+                .map_or_else(|| "unbounded".to_owned(), |c| c.to_string());
+            let _ = writeln!(
+                out,
+                "  shard {i:<6} {} of {cap}, {} dead ({})",
+                shard.length, shard.dead, shard.queue
+            );
+        }
         let trimmed = if self.dead_trimmed > 0 {
             format!(", {} trimmed past --dead-max", self.dead_trimmed)
         } else {
@@ -204,7 +275,8 @@ impl Info {
         let _ = writeln!(
             out,
             "  dead-letter  {} ({}:dead){trimmed}",
-            self.dead, self.queue
+            self.dead,
+            super::slot::prefix(&self.queue)
         );
         let _ = writeln!(
             out,
@@ -327,7 +399,7 @@ pub struct ConsumerInfo {
 
 /// Reads the stream section of `kitchen info`.
 fn stream_info(
-    con: &mut Connection,
+    con: &mut Con,
     opts: &RedisOptions,
     capacity: Capacity,
 ) -> Result<StreamInfo, RedisError> {
@@ -463,7 +535,12 @@ impl StreamInfo {
             "  stream       {}: {} unacknowledged of {capacity} ({source}), {} entries",
             self.key, self.unacknowledged, self.length
         );
-        let _ = writeln!(out, "  dead-letter  {} ({}:dead)", self.dead, self.key);
+        let _ = writeln!(
+            out,
+            "  dead-letter  {} ({}:dead)",
+            self.dead,
+            super::slot::prefix(&self.key)
+        );
         if self.groups.is_empty() {
             let _ = writeln!(
                 out,
@@ -511,7 +588,7 @@ impl StreamInfo {
 /// the notes their heartbeats write (see `tally.rs`); nothing while the
 /// stream or the group does not exist yet.
 pub(crate) fn consumers_counts(
-    con: &mut Connection,
+    con: &mut Con,
     stream: &str,
     group: &str,
 ) -> Result<(u64, u64), RedisError> {

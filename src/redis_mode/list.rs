@@ -1,23 +1,25 @@
 //! List mode: chefs LPUSH, diners move dishes from the right into a
 //! processing list of their own, eat, then acknowledge.
 //!
-//! Keys, all beside the queue `Q` (the tutorial's `task:prodcons:queue`):
+//! Keys, all in the hash slot of the queue `Q` (the tutorial's
+//! `task:prodcons:queue`); `P` is `{Q}`, or `Q` itself when it has a hash
+//! tag (see [`Keys`] and `slot.rs`):
 //!
 //! | key | type | holds |
 //! |---|---|---|
 //! | `Q` | list | waiting dishes, newest on the left (so `LPUSH Q 7` works) |
-//! | `Q:processing:<diner>` | list | what that diner holds, not yet eaten |
-//! | `Q:diner:<diner>` | string with TTL | the diner's heartbeat: its counts as JSON (`tally.rs`) |
-//! | `Q:diners` | set | diner ids, so live diners can find dead ones |
-//! | `Q:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
-//! | `Q:dead` | list | dead letters: dishes that failed their last attempt, payloads that are not dishes (see `dead.rs`) |
-//! | `Q:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
-//! | `Q:retry` | sorted set | failed dishes waiting for their next attempt, scored by when it is due (ms, Redis's clock) |
-//! | `Q:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
+//! | `P:processing:<diner>` | list | what that diner holds, not yet eaten |
+//! | `P:diner:<diner>` | string with TTL | the diner's heartbeat: its counts as JSON (`tally.rs`) |
+//! | `P:diners` | set | diner ids, so live diners can find dead ones |
+//! | `P:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
+//! | `P:dead` | list | dead letters: dishes that failed their last attempt, payloads that are not dishes (see `dead.rs`) |
+//! | `P:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
+//! | `P:retry` | sorted set | failed dishes waiting for their next attempt, scored by when it is due (ms, Redis's clock) |
+//! | `P:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
 //!
 //! **Bounded without polling.** A chef pushes through a script that checks
 //! the length first (the only script on the hot path: a check-and-push must be
-//! atomic across processes; diners take with plain commands). When full, the chef blocks on `Q:room` (BLPOP,
+//! atomic across processes; diners take with plain commands). When full, the chef blocks on `P:room` (BLPOP,
 //! `room::ROOM_WAIT`); every dish a diner takes drops a token there, which wakes
 //! one waiting chef. Tokens are trimmed to [`MAX_TOKENS`], so stale ones cost a
 //! few spurious wake-ups at most, and a chef blocked with no diner about costs
@@ -27,7 +29,7 @@
 //! a pipeline; a script for `--batch` > 1; BLMOVE when the queue is empty) and
 //! drops them only when it asks for the next ones, after eating; so the ack
 //! rides on the next take and costs no round trip. A heartbeat thread
-//! refreshes `Q:diner:<id>` and puts back the dishes of diners whose heartbeat
+//! refreshes `P:diner:<id>` and puts back the dishes of diners whose heartbeat
 //! expired. On a reconnect a diner puts its
 //! whole processing list back (at least once: a dish may be eaten twice, never
 //! lost). Within a batch the ack waits for the next take, unless eating took
@@ -60,8 +62,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use redis::{Connection, RedisError, Script};
+use redis::{RedisError, Script};
 
+use super::cluster::Con;
 use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
 use super::tally::Tally;
 use super::{Conn, unique_name};
@@ -129,11 +132,15 @@ end
 return n
 ";
 
-/// KEYS: queue, diners. ARGV: queue name (the key prefix).
-/// Puts back what diners without a heartbeat held, each with one more
-/// attempt: a dish whose diner died holding it was tried (so a dish that
-/// kills its diner every time ends dead, see `kitchen::diner`). Returns
-/// how many dishes. LPOP then RPUSH, as in [`GIVE_BACK`].
+/// KEYS: queue, diners, the diner's processing list, its heartbeat. ARGV:
+/// diner id. Puts back what one diner held if its heartbeat is gone (checked
+/// again here: it may have come back since the client looked), each dish
+/// with one more attempt, and forgets the diner; returns how many dishes.
+/// A dish whose diner died holding it was tried, so a dish that kills its
+/// diner every time ends dead (see `kitchen::diner`). Every key is
+/// declared, as Redis Cluster requires: the client reads the diner set and
+/// picks the dead (see [`recover_dead`]). LPOP then RPUSH, as in
+/// [`GIVE_BACK`].
 ///
 /// The attempt is counted on the text, not by decoding: cjson would
 /// reorder an envelope's keys, and a payload of another producer (`7`)
@@ -150,19 +157,15 @@ local function bump(d)
   end
   return '{"id":"0000000000000000-0","dish":null,"raw":' .. cjson.encode(d) .. ',"made_at":0,"attempt":2}'
 end
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local moved = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if redis.call('EXISTS', ARGV[1] .. ':diner:' .. id) == 0 then
-    local proc = ARGV[1] .. ':processing:' .. id
-    while true do
-      local d = redis.call('LPOP', proc)
-      if not d then break end
-      redis.call('RPUSH', KEYS[1], bump(d))
-      moved = moved + 1
-    end
-    redis.call('SREM', KEYS[2], id)
-  end
+while true do
+  local d = redis.call('LPOP', KEYS[3])
+  if not d then break end
+  redis.call('RPUSH', KEYS[1], bump(d))
+  moved = moved + 1
 end
+redis.call('SREM', KEYS[2], ARGV[1])
 return moved
 "#;
 
@@ -225,10 +228,19 @@ const OOM_WAIT: Duration = Duration::from_millis(50);
 /// The longest wait between a chef's pushes while Redis is out of memory.
 const OOM_WAIT_MAX: Duration = Duration::from_secs(1);
 
-/// The key names of one queue.
+/// The key names of one queue: the only place they are made.
+///
+/// The rule (see `slot.rs`): the queue key is the user's, unchanged; every
+/// helper key is `<prefix>:<suffix>`, where `prefix` hashes to the queue's
+/// slot (`{Q}` for a queue without a hash tag, `Q` itself for one with), so
+/// one queue's keys sit in one hash slot of a Redis Cluster and every script
+/// may touch them together. A new helper key is one more
+/// `format!("{}:<suffix>", prefix)` here.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub queue: String,
+    /// What every helper key starts with: `{Q}` or, for a tagged `Q`, `Q`.
+    pub prefix: String,
     pub room: String,
     pub capacity: String,
     pub diners: String,
@@ -241,33 +253,40 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub fn new(queue: &str) -> Keys {
+        let prefix = super::slot::prefix(queue);
         Keys {
             queue: queue.to_owned(),
-            room: format!("{queue}:room"),
-            capacity: format!("{queue}:capacity"),
-            diners: format!("{queue}:diners"),
-            dead: dead_key(queue),
-            dead_trimmed: format!("{queue}:dead:trimmed"),
-            retry: format!("{queue}:retry"),
+            room: format!("{prefix}:room"),
+            capacity: format!("{prefix}:capacity"),
+            diners: format!("{prefix}:diners"),
+            dead: format!("{prefix}:dead"),
+            dead_trimmed: format!("{prefix}:dead:trimmed"),
+            retry: format!("{prefix}:retry"),
+            prefix,
         }
     }
 
     pub fn processing(&self, id: &str) -> String {
-        format!("{}:processing:{id}", self.queue)
+        format!("{}:processing:{id}", self.prefix)
     }
 
     pub fn heartbeat(&self, id: &str) -> String {
-        format!("{}:diner:{id}", self.queue)
+        format!("{}:diner:{id}", self.prefix)
+    }
+
+    /// What every result record's key starts with (`P:result:<id>`).
+    pub fn result_prefix(&self) -> String {
+        format!("{}:result:", self.prefix)
+    }
+
+    /// The index of result records (`P:results`).
+    pub fn results(&self) -> String {
+        format!("{}:results", self.prefix)
     }
 }
 
-/// What `Q:capacity` holds for chefs that run `--unbounded`.
+/// What `P:capacity` holds for chefs that run `--unbounded`.
 pub(crate) const UNBOUNDED: &str = "unbounded";
-
-/// Where payloads that are not dishes go.
-pub(crate) fn dead_key(queue: &str) -> String {
-    format!("{queue}:dead")
-}
 
 /// One chef's connection to the list.
 #[derive(Debug)]
@@ -278,8 +297,10 @@ pub struct Producer {
     /// Dishes per round trip.
     pub(crate) batch: usize,
     put: Script,
-    /// Whether this chef has written its capacity to `Q:capacity`.
+    /// Whether this chef has written its capacity to `P:capacity`.
     announced: bool,
+    /// `--durable`: a push counts once a replica has it.
+    durable: bool,
 }
 
 impl Producer {
@@ -291,6 +312,7 @@ impl Producer {
             batch: opts.batch.max(1),
             put: Script::new(PUT),
             announced: false,
+            durable: opts.durable,
         }
     }
 
@@ -358,7 +380,7 @@ impl Producer {
         Ok(out)
     }
 
-    /// Writes the bound this chef keeps to `Q:capacity`, once, for `kitchen
+    /// Writes the bound this chef keeps to `P:capacity`, once, for `kitchen
     /// info` (it is not otherwise in Redis). Redis out of memory leaves it
     /// for a later push: the dishes matter more.
     fn announce(&mut self) -> Result<(), Fault> {
@@ -384,17 +406,23 @@ impl Producer {
     /// One push of as many of `payloads` as there is room for: (pushed,
     /// length after); pushed 0 means full.
     fn try_push(&mut self, payloads: &[String]) -> Result<(usize, usize), Fault> {
-        let queue = &self.keys.queue;
+        let (queue, durable) = (&self.keys.queue, self.durable);
+        let tries = self.conn.durable_tries();
         match self.capacity.limit() {
-            None => {
-                let depth: usize = self
-                    .conn
-                    .run(|c| redis::cmd("LPUSH").arg(queue).arg(payloads).query(c))?;
+            None => self.conn.run(|c| {
+                let depth: usize = redis::cmd("LPUSH").arg(queue).arg(payloads).query(c)?;
+                if durable {
+                    super::cluster::wait_for_replica(c, queue, tries)?;
+                }
                 Ok((payloads.len(), depth))
-            }
-            Some(cap) => self
-                .conn
-                .run(|c| self.put.key(queue).arg(cap).arg(payloads).invoke(c)),
+            }),
+            Some(cap) => self.conn.run(|c| {
+                let got: (usize, usize) = self.put.key(queue).arg(cap).arg(payloads).invoke(c)?;
+                if durable && got.0 > 0 {
+                    super::cluster::wait_for_replica(c, queue, tries)?;
+                }
+                Ok(got)
+            }),
         }
     }
 }
@@ -493,7 +521,7 @@ impl Names {
         &self,
         conn: &mut Conn,
         batch: &mut Batch,
-        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+        mut f: impl FnMut(&mut Con) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
         let mut reset = false;
         let out = conn.run_fresh(|c, fresh| {
@@ -588,10 +616,7 @@ impl Consumer {
         Ok(())
     }
 
-    fn run<T>(
-        &mut self,
-        f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
-    ) -> Result<T, Fault> {
+    fn run<T>(&mut self, f: impl FnMut(&mut Con) -> Result<T, RedisError>) -> Result<T, Fault> {
         self.names.run(&mut self.conn, &mut self.batch, f)
     }
 
@@ -671,6 +696,20 @@ impl Consumer {
         let (depth,): (usize,) = names.run(conn, batch, |c| pipe.query(c))?;
         batch.depth = depth;
         Ok(self.hand_out(p)?)
+    }
+
+    /// Takes the next dish without blocking in Redis: from this batch, else
+    /// up to `batch` more in one round trip; `None` when the queue is empty
+    /// (a sharded diner sweeps its shards with this, see `shards.rs`).
+    pub(crate) fn take_nowait(&mut self) -> Result<Option<Take>, TakeError> {
+        if let Heart::Waiting(_) = self.heart {
+            self.ready()?;
+        }
+        if let Some(p) = self.batch.buffer.pop_front() {
+            self.ack_if_late()?;
+            return Ok(Some(self.hand_out(p)?));
+        }
+        Ok(self.take_now()?)
     }
 
     /// Acknowledges the dishes eaten from this batch now, rather than with
@@ -972,7 +1011,7 @@ pub(crate) fn dead_letter(payload: &[u8], reason: &str) -> String {
 /// Registers `id` with a live heartbeat by `script` ([`REGISTER`]), its
 /// value `tally`'s counts.
 fn register(
-    c: &mut Connection,
+    c: &mut Con,
     script: &Script,
     keys: &Keys,
     id: &str,
@@ -1028,11 +1067,7 @@ impl Beat {
                     let _ = conn.run(|c| {
                         if beating {
                             register(c, &register_script, &keys, &id, ttl, &tally)?;
-                            recover
-                                .key(&keys.queue)
-                                .key(&keys.diners)
-                                .arg(&keys.queue)
-                                .invoke::<u64>(c)?;
+                            recover_dead(c, &recover, &keys)?;
                         }
                         // Due retries back onto the queue, about every second.
                         while promote
@@ -1063,15 +1098,38 @@ impl Beat {
     }
 }
 
-/// Diners registered on `keys`' queue whose heartbeat is alive.
-pub(crate) fn live_diners(c: &mut Connection, keys: &Keys) -> Result<usize, RedisError> {
+/// The diners registered on `keys`' queue, each with whether its heartbeat
+/// is alive: one round trip for the set, one for the heartbeats.
+fn diners_alive(c: &mut Con, keys: &Keys) -> Result<Vec<(String, bool)>, RedisError> {
     let ids: Vec<String> = redis::cmd("SMEMBERS").arg(&keys.diners).query(c)?;
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let mut cmd = redis::cmd("EXISTS");
+    let mut pipe = redis::pipe();
     for id in &ids {
-        cmd.arg(keys.heartbeat(id));
+        pipe.cmd("EXISTS").arg(keys.heartbeat(id));
     }
-    cmd.query(c)
+    let alive: Vec<bool> = pipe.query(c)?;
+    Ok(ids.into_iter().zip(alive).collect())
+}
+
+/// Diners registered on `keys`' queue whose heartbeat is alive.
+pub(crate) fn live_diners(c: &mut Con, keys: &Keys) -> Result<usize, RedisError> {
+    Ok(diners_alive(c, keys)?.iter().filter(|(_, a)| *a).count())
+}
+
+/// Puts back the dishes of registered diners whose heartbeat expired, one
+/// [`RECOVER`] per dead diner (its keys declared); returns how many dishes.
+pub(crate) fn recover_dead(c: &mut Con, recover: &Script, keys: &Keys) -> Result<u64, RedisError> {
+    let mut moved = 0;
+    for (id, _) in diners_alive(c, keys)?.into_iter().filter(|(_, a)| !a) {
+        moved += recover
+            .key(&keys.queue)
+            .key(&keys.diners)
+            .key(keys.processing(&id))
+            .key(keys.heartbeat(&id))
+            .arg(&id)
+            .invoke::<u64>(c)?;
+    }
+    Ok(moved)
 }

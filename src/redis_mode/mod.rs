@@ -20,14 +20,20 @@
 //! | `acl.rs` | `NOPERM`: the command, key or channel an ACL user lacks, and its grant |
 //! | `tally.rs` | a diner's counts, written into its heartbeat for the operator's view |
 //! | `watch.rs` | `kitchen info --watch`: the info view every second, with rates |
+//! | `cluster.rs` | one connection type for one server or a Redis Cluster; `--durable`'s `WAIT` |
+//! | `slot.rs` | hash slots: helper keys in their queue's slot, shard names |
+//! | `shards.rs` | `--shards`: one logical list over several hash slots |
 
 mod acl;
+mod cluster;
 mod dead;
 mod info;
 mod list;
 mod pubsub;
 mod results;
 mod room;
+mod shards;
+mod slot;
 mod stream;
 mod tally;
 mod tls;
@@ -36,7 +42,9 @@ mod watch;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, RedisError};
+use redis::RedisError;
+
+use cluster::{Con, Link};
 
 use crate::dish::Dish;
 use crate::shutdown::Shutdown;
@@ -45,9 +53,10 @@ use crate::vocab::{
     Returned, Take, TakeError, Which, redact_url,
 };
 
-pub use info::{ConsumerInfo, GroupInfo, StreamInfo};
+pub use info::{ConsumerInfo, GroupInfo, ShardInfo, StreamInfo};
 pub use info::{Info, InfoDiner, info};
 pub use results::Results;
+pub use slot::slot_problem;
 pub use watch::watch;
 
 /// How long a connection attempt may take before Redis counts as unreachable.
@@ -96,7 +105,7 @@ pub struct RedisQueue {
     opts: RedisOptions,
     capacity: Capacity,
     results: ResultLimits,
-    client: Client,
+    client: Link,
 }
 
 impl RedisQueue {
@@ -107,12 +116,14 @@ impl RedisQueue {
         capacity: Capacity,
         results: ResultLimits,
     ) -> Result<RedisQueue, Fault> {
-        let client = client(&opts)?;
+        let client = link(&opts)?;
         let mut con = connect_checked(&client, &opts.url, &opts.queue)?;
         match opts.mode {
             Mode::List => {
-                check_list(&mut con, &opts.url, &opts.queue)?;
-                check_list(&mut con, &opts.url, &list::dead_key(&opts.queue))?;
+                for queue in shards::shard_queues(&opts) {
+                    check_list(&mut con, &opts.url, &queue)?;
+                    check_list(&mut con, &opts.url, &list::Keys::new(&queue).dead)?;
+                }
             }
             Mode::Stream => stream::check(&mut con, &opts)?,
             Mode::Pubsub => {}
@@ -133,7 +144,7 @@ impl RedisQueue {
         results: ResultLimits,
     ) -> Result<RedisQueue, Fault> {
         Ok(RedisQueue {
-            client: client(&opts)?,
+            client: link(&opts)?,
             opts,
             capacity,
             results,
@@ -147,6 +158,11 @@ impl RedisQueue {
     /// A producer for one chef thread; connects on first use.
     pub fn producer(&self) -> Producer {
         match self.opts.mode {
+            Mode::List if self.opts.shards > 1 => Producer::Sharded(shards::Producer::new(
+                || self.conn(),
+                &self.opts,
+                self.capacity,
+            )),
             Mode::List => {
                 Producer::List(list::Producer::new(self.conn(), &self.opts, self.capacity))
             }
@@ -162,6 +178,9 @@ impl RedisQueue {
     /// A consumer for one diner thread; connects on first use.
     pub fn consumer(&self) -> Consumer {
         match self.opts.mode {
+            Mode::List if self.opts.shards > 1 => {
+                Consumer::Sharded(shards::Consumer::new(|| self.conn(), &self.opts))
+            }
             Mode::List => Consumer::List(list::Consumer::new(self.conn(), self.conn(), &self.opts)),
             Mode::Pubsub => Consumer::Pubsub(pubsub::Consumer::new(
                 self.client.clone(),
@@ -183,7 +202,11 @@ impl RedisQueue {
     pub fn gauge(&self) -> Gauge {
         Gauge {
             conn: self.conn(),
-            key: self.holds_dishes().then(|| self.opts.queue.clone()),
+            queues: if self.opts.mode == Mode::List {
+                shards::shard_queues(&self.opts)
+            } else {
+                Vec::new()
+            },
             keys: list::Keys::new(&self.opts.queue),
             channel: self.opts.channel.clone(),
             stream: (self.opts.mode == Mode::Stream).then(|| stream::Gauge::new(&self.opts)),
@@ -225,6 +248,8 @@ pub enum Producer {
     Pubsub(pubsub::Producer),
     /// Adds to the stream.
     Stream(stream::Producer),
+    /// Deals dishes over the shards of one logical list.
+    Sharded(shards::Producer),
 }
 
 impl Producer {
@@ -234,6 +259,7 @@ impl Producer {
             Producer::List(p) => p.put(dish, stop),
             Producer::Pubsub(p) => p.put(dish),
             Producer::Stream(p) => p.put(dish, stop),
+            Producer::Sharded(p) => p.put(dish, stop),
         }
     }
 
@@ -243,6 +269,7 @@ impl Producer {
             Producer::List(p) => p.batch,
             Producer::Pubsub(p) => p.batch,
             Producer::Stream(p) => p.batch,
+            Producer::Sharded(p) => p.batch,
         }
     }
 
@@ -252,6 +279,7 @@ impl Producer {
             Producer::List(p) => p.put_all(dishes, stop),
             Producer::Pubsub(p) => p.put_all(dishes),
             Producer::Stream(p) => p.put_all(dishes, stop),
+            Producer::Sharded(p) => p.put_all(dishes, stop),
         }
     }
 
@@ -262,6 +290,7 @@ impl Producer {
             // Publishing never waits for room: a channel holds nothing.
             Producer::Pubsub(p) => p.put(dish).map(Some),
             Producer::Stream(p) => p.put_within(dish, wait),
+            Producer::Sharded(p) => p.put_within(dish, wait),
         }
     }
 }
@@ -277,6 +306,8 @@ pub enum Consumer {
     Pubsub(pubsub::Consumer),
     /// Reads the stream in its group.
     Stream(stream::Consumer),
+    /// Takes from every shard of one logical list.
+    Sharded(shards::Consumer),
 }
 
 impl Consumer {
@@ -286,6 +317,7 @@ impl Consumer {
             Consumer::List(c) => c.ready(),
             Consumer::Pubsub(c) => c.ready(),
             Consumer::Stream(c) => c.ready(),
+            Consumer::Sharded(c) => c.ready(),
         }
     }
 
@@ -295,6 +327,7 @@ impl Consumer {
             Consumer::List(c) => c.take(finished),
             Consumer::Pubsub(c) => c.take(finished),
             Consumer::Stream(c) => c.take(finished),
+            Consumer::Sharded(c) => c.take(finished),
         }
     }
 
@@ -304,6 +337,7 @@ impl Consumer {
             Consumer::List(c) => c.ack(dish),
             Consumer::Pubsub(_) => Ok(()),
             Consumer::Stream(c) => c.ack(dish),
+            Consumer::Sharded(c) => c.ack(dish),
         }
     }
 
@@ -319,6 +353,7 @@ impl Consumer {
             // A channel cannot take a delivery back: the failure was its last.
             Consumer::Pubsub(_) => Ok(()),
             Consumer::Stream(c) => c.retry(dish, delay),
+            Consumer::Sharded(c) => c.retry(dish, delay),
         }
     }
 
@@ -329,6 +364,7 @@ impl Consumer {
             // A channel keeps nothing: the failure is reported, and that is all.
             Consumer::Pubsub(_) => Ok(()),
             Consumer::Stream(c) => c.bury(dish, reason),
+            Consumer::Sharded(c) => c.bury(dish, reason),
         }
     }
 
@@ -338,7 +374,7 @@ impl Consumer {
             // Not acknowledged: it stays in this diner's processing list,
             // which goes back on the queue when the diner leaves (or, if it
             // is killed first, when its heartbeat expires).
-            Consumer::List(_) => {
+            Consumer::List(_) | Consumer::Sharded(_) => {
                 let _ = dish;
                 Returned::Queued
             }
@@ -354,7 +390,7 @@ impl Consumer {
     /// a list loses none.
     pub fn lost(&mut self) -> u64 {
         match self {
-            Consumer::List(_) => 0,
+            Consumer::List(_) | Consumer::Sharded(_) => 0,
             Consumer::Pubsub(c) => c.lost(),
             Consumer::Stream(c) => c.lost(),
         }
@@ -365,8 +401,9 @@ impl Consumer {
 #[derive(Debug)]
 pub struct Gauge {
     conn: Conn,
-    /// The list; `None` for a channel, which holds nothing.
-    key: Option<String>,
+    /// The list (each shard's, shard 0 first); none for a channel, which
+    /// holds nothing.
+    queues: Vec<String>,
     /// The queue's keys, for its registered diners.
     keys: list::Keys,
     channel: String,
@@ -384,9 +421,20 @@ impl Gauge {
         if let Some(s) = &self.stream {
             return self.conn.run(|c| s.depth(c));
         }
-        let Some(key) = &self.key else { return Ok(0) };
-        self.conn
-            .run(|c| redis::cmd("LLEN").arg(key).query::<usize>(c))
+        Ok(self.shard_depths()?.iter().sum())
+    }
+
+    /// Dishes waiting in each shard now, shard 0 first (one entry without
+    /// `--shards`, none for a channel). One command per shard: on a
+    /// cluster they may live on different nodes.
+    pub fn shard_depths(&mut self) -> Result<Vec<usize>, Fault> {
+        let queues = &self.queues;
+        self.conn.run(|c| {
+            queues
+                .iter()
+                .map(|q| redis::cmd("LLEN").arg(q).query::<usize>(c))
+                .collect()
+        })
     }
 
     /// Whether Redis answers and can take dishes: [`Fault::OutOfMemory`]
@@ -411,9 +459,11 @@ impl Gauge {
     /// Clients subscribed to the channel now.
     pub fn subscribers(&mut self) -> Result<usize, Fault> {
         let channel = &self.channel;
+        let mut numsub = redis::cmd("PUBSUB");
+        numsub.arg("NUMSUB").arg(channel);
         let (_, n): (String, usize) = self
             .conn
-            .run(|c| redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(c))?;
+            .run(|c| cluster::on_node_of(c, channel, &numsub))?;
         Ok(n)
     }
 
@@ -491,8 +541,8 @@ impl Gauge {
 /// until [`RedisOptions::reconnect_for`] has passed without success; any
 /// other error returns at once.
 pub(crate) struct Conn {
-    client: Client,
-    con: Option<Connection>,
+    client: Link,
+    con: Option<Con>,
     url: String,
     key: String,
     pub(crate) reconnect_for: Duration,
@@ -516,7 +566,7 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(client: Client, opts: &RedisOptions) -> Conn {
+    pub(crate) fn new(client: Link, opts: &RedisOptions) -> Conn {
         Conn {
             client,
             con: None,
@@ -538,7 +588,7 @@ impl Conn {
     /// Runs `f` on a live connection, reconnecting as needed.
     pub(crate) fn run<T>(
         &mut self,
-        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+        mut f: impl FnMut(&mut Con) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
         self.run_fresh(|c, _| f(c))
     }
@@ -547,7 +597,7 @@ impl Conn {
     /// caller can first set things right after a reconnect.
     pub(crate) fn run_fresh<T>(
         &mut self,
-        mut f: impl FnMut(&mut Connection, bool) -> Result<T, RedisError>,
+        mut f: impl FnMut(&mut Con, bool) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
         if self.fast && crate::dish::now_us() < SLOW_UNTIL.load(Ordering::Relaxed) {
             let waited = Duration::from_millis(SLOW_WAITED_MS.load(Ordering::Relaxed));
@@ -605,6 +655,14 @@ impl Conn {
         }
     }
 
+    /// How many one-second waits for a replica a `--durable` push may take:
+    /// as long as this connection rides out an outage (`--reconnect-timeout`),
+    /// and one for a fail-fast caller, which must answer soon.
+    pub(crate) fn durable_tries(&self) -> u32 {
+        let secs = self.reconnect_for.as_secs() / cluster::DURABLE_WAIT.as_secs().max(1);
+        u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+    }
+
     fn slow(&self, waited: Duration) -> Fault {
         Fault::Slow {
             url: redact_url(&self.url),
@@ -612,7 +670,7 @@ impl Conn {
         }
     }
 
-    fn connection(&mut self) -> Result<&mut Connection, RedisError> {
+    fn connection(&mut self) -> Result<&mut Con, RedisError> {
         if self.con.is_none() {
             // Fail-fast: the handshake (AUTH, SELECT) and a command fit
             // in about one timeout between them.
@@ -731,7 +789,7 @@ impl Memory {
 }
 
 /// Reads `INFO memory`.
-fn memory(c: &mut Connection) -> Result<Memory, RedisError> {
+fn memory(c: &mut Con) -> Result<Memory, RedisError> {
     let info: String = redis::cmd("INFO").arg("memory").query(c)?;
     Ok(Memory::parse(&info))
 }
@@ -858,20 +916,34 @@ impl<'a> Reconnect<'a> {
     }
 }
 
-/// Parses the URL into a client, with the certificates of `--tls-*` (read
-/// here, so a bad file fails before any connection).
-pub(crate) fn client(opts: &RedisOptions) -> Result<Client, Fault> {
-    let url = opts.url.as_str();
+/// Where `opts` says Redis is: one server, or (`--cluster`) a cluster
+/// reached through the node the URL names.
+pub(crate) fn link(opts: &RedisOptions) -> Result<Link, Fault> {
+    let url = &opts.url;
     let shape = || Fault::Redis {
         url: redact_url(url),
         detail: URL_SHAPE.to_owned(),
     };
-    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|_| shape())?;
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|_| shape())?;
     // No `CLIENT SETINFO` in the handshake: two replies fewer to wait for
     // from a server that hangs (see FAST_TIMEOUT), and Redis before 7.2
     // refuses it anyway.
-    let settings = info.redis_settings().clone().set_skip_set_lib_name();
-    tls::client(info.set_redis_settings(settings), url, &opts.tls)
+    let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+    if opts.cluster {
+        // A cluster has database 0 only; the command line refused any other.
+        settings = settings.set_db(0);
+        let seeds = cluster::Seeds::new(
+            info.set_redis_settings(settings),
+            tls::certificates(&opts.tls)?,
+        )
+        .map_err(|e| Fault::Redis {
+            url: redact_url(url),
+            detail: e.to_string(),
+        })?;
+        return Ok(Link::Cluster(seeds));
+    }
+    tls::client(info.set_redis_settings(settings), url, &opts.tls).map(Link::Single)
 }
 
 /// What a Redis URL looks like.
@@ -890,14 +962,14 @@ fn db_of(url: &str) -> i64 {
     crate::redis_url::database(url).unwrap_or(0)
 }
 
-fn connect(client: &Client) -> Result<Connection, RedisError> {
+fn connect(client: &Link) -> Result<Con, RedisError> {
     connect_within(client, CONNECT_TIMEOUT, READ_TIMEOUT)
 }
 
 /// [`connect`], its failure classified: a server that accepts and does not
 /// answer within [`CONNECT_TIMEOUT`] is slow, not absent, unless it speaks
 /// another protocol than the URL's (TLS or plain).
-fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, Fault> {
+fn connect_checked(client: &Link, url: &str, key: &str) -> Result<Con, Fault> {
     connect(client).map_err(|e| {
         if (e.is_timeout() || e.is_connection_dropped())
             && let Some(fault) = tls::mismatch(url)
@@ -916,15 +988,8 @@ fn connect_checked(client: &Client, url: &str, key: &str) -> Result<Connection, 
 
 /// Connects within `connect` (the handshake included); every reply then
 /// waits at most `timeout`.
-fn connect_within(
-    client: &Client,
-    connect: Duration,
-    timeout: Duration,
-) -> Result<Connection, RedisError> {
-    let con = client.get_connection_with_timeout(connect)?;
-    con.set_read_timeout(Some(timeout))?;
-    con.set_write_timeout(Some(timeout))?;
-    Ok(con)
+fn connect_within(client: &Link, connect: Duration, timeout: Duration) -> Result<Con, RedisError> {
+    client.connect(connect, timeout)
 }
 
 /// Errors after which a new connection may succeed: not a failed TLS
@@ -935,6 +1000,7 @@ fn is_transient(e: &RedisError) -> bool {
         || e.is_connection_refusal()
         || e.is_timeout()
         || matches!(e.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"))
+        || cluster::is_moving(e)
 }
 
 /// Turns a Redis error into one line that says what to do.
@@ -948,7 +1014,7 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
         return Fault::NoPassword { url };
     }
     if acl::is_denied(&e) {
-        return acl::fault(&e, None::<&mut Connection>, &url, key);
+        return acl::fault(&e, None::<&mut Con>, &url, key);
     }
     if let Some(fault) = tls::fault(&e, &url) {
         return fault;
@@ -982,6 +1048,16 @@ pub(crate) fn classify(e: RedisError, url: &str, key: &str) -> Fault {
     if e.is_io_error() || e.is_connection_refusal() {
         return Fault::Unreachable { url, detail: text };
     }
+    // kitchen's own errors (`--durable` without a replica) carry their
+    // whole message as the detail.
+    if e.kind() == redis::ErrorKind::Client
+        && let Some(detail) = e.detail()
+    {
+        return Fault::Redis {
+            url,
+            detail: detail.to_owned(),
+        };
+    }
     Fault::Redis { url, detail: text }
 }
 
@@ -994,7 +1070,7 @@ fn code_or(code: &str, default: &str) -> String {
 }
 
 /// Fails unless `key` is a list or absent.
-fn check_list(con: &mut Connection, url: &str, key: &str) -> Result<(), Fault> {
+fn check_list(con: &mut Con, url: &str, key: &str) -> Result<(), Fault> {
     let found: String = redis::cmd("TYPE")
         .arg(key)
         .query(con)

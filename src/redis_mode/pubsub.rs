@@ -33,12 +33,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::cluster::Link;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use redis::Client;
 
-use super::{
-    CONNECT_TIMEOUT, Conn, Outage, READ_TIMEOUT, Reconnect, classify, connect, unique_name,
-};
+use super::{CONNECT_TIMEOUT, Conn, Outage, READ_TIMEOUT, Reconnect, classify, unique_name};
 use crate::dish::{Dish, DishId};
 use crate::shutdown::Shutdown;
 use crate::vocab::{Fault, POLL, Put, ReadyError, RedisOptions, Take, TakeError, redact_url};
@@ -106,7 +104,7 @@ impl Producer {
 /// One diner's subscription.
 #[derive(Debug)]
 pub struct Consumer {
-    client: Client,
+    client: Link,
     /// For publishing the end marker.
     side: Conn,
     channel: String,
@@ -184,7 +182,7 @@ impl Drop for Reader {
 }
 
 impl Consumer {
-    pub(crate) fn new(client: Client, side: Conn, opts: &RedisOptions) -> Consumer {
+    pub(crate) fn new(client: Link, side: Conn, opts: &RedisOptions) -> Consumer {
         static DINERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = DINERS.fetch_add(1, Ordering::Relaxed);
         Consumer {
@@ -302,7 +300,7 @@ impl Consumer {
 
 /// The subscriber thread's state.
 struct Listener {
-    client: Client,
+    client: Link,
     channel: String,
     url: String,
     reconnect_for: Duration,
@@ -345,7 +343,9 @@ impl Listener {
         first: &mut bool,
         retry: &mut Reconnect<'_>,
     ) -> Result<(), redis::RedisError> {
-        let mut con = connect(&self.client)?;
+        let mut con = self
+            .client
+            .plain(&self.channel, CONNECT_TIMEOUT, READ_TIMEOUT)?;
         super::acl::subscribe(&mut con, &self.channel)?;
         let mut sub = con.as_pubsub();
         sub.set_read_timeout(Some(LISTEN_WAIT))?;

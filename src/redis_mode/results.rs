@@ -1,30 +1,34 @@
 //! What became of tracked dishes, in Redis beside the queue, bounded by time and by count.
 //!
-//! One string key per dish, `<queue>:result:<id>`, holding a JSON
+//! One string key per dish, `P:result:<id>`, holding a JSON
 //! [`DishResult`] that expires after the TTL; and an index, the sorted set
-//! `<queue>:results` of ids by the time they were queued, trimmed to the most
+//! `P:results` of ids by the time they were queued, trimmed to the most
 //! records allowed. Without the count bound an unauthenticated client could
 //! fill Redis with a day of `POST /dishes` records (89 k in 10 s took 30 MB)
-//! until it answered `OOM` to the queue itself.
+//! until it answered `OOM` to the queue itself. `P` is the queue's helper
+//! prefix (see `list::Keys`), so a record and its index share a hash slot.
 //!
 //! When Redis is out of memory anyway, a new record (`POST /dishes`) is
 //! refused, and the web entry answers `503`; a diner's later states still
 //! go through (see [`UPDATE`]), so recording a result never stops a diner.
 
 /// KEYS: the record, the index. ARGV: its JSON, TTL in ms, id, time queued
-/// (µs), most records kept, the record key's prefix.
-/// Records a new dish and drops the oldest records beyond the bound: one
-/// reply, where a pipeline would make a caller wait once per command if
-/// Redis hangs. Returns how many records were dropped.
+/// (µs), most records kept.
+/// Records a new dish and drops the oldest ids beyond the bound from the
+/// index: one reply, where a pipeline would make a caller wait once per
+/// command if Redis hangs. Returns the ids dropped, whose records the
+/// caller deletes (a script names every key it touches, as Redis Cluster
+/// requires, and these are known only here).
 const QUEUED: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])
-if over <= 0 then return 0 end
+if over <= 0 then return {} end
+local dropped = {}
 local oldest = redis.call('ZPOPMIN', KEYS[2], over)
-for i = 1, #oldest, 2 do redis.call('DEL', ARGV[6] .. oldest[i]) end
-return over
+for i = 1, #oldest, 2 do table.insert(dropped, oldest[i]) end
+return dropped
 ";
 
 /// KEYS: the record. ARGV: its new JSON, TTL in ms.
@@ -62,10 +66,11 @@ pub struct Results {
 
 impl Results {
     pub(crate) fn new(conn: Conn, opts: &RedisOptions, max: usize) -> Results {
+        let keys = super::list::Keys::new(&opts.queue);
         Results {
             conn,
-            prefix: format!("{}:result:", opts.queue),
-            index: format!("{}:results", opts.queue),
+            prefix: keys.result_prefix(),
+            index: keys.results(),
             ttl_ms: u64::try_from(opts.result_ttl.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1),
@@ -92,7 +97,7 @@ impl Results {
                 .run(|c| update.key(&key).arg(&value).arg(ttl).invoke::<()>(c));
         }
         let (index, script) = (&self.index, &self.queued);
-        let (max, prefix) = (self.max, &self.prefix);
+        let max = self.max;
         let queued = self.conn.run(|c| {
             script
                 .key(&key)
@@ -102,13 +107,20 @@ impl Results {
                 .arg(&r.id)
                 .arg(now_us())
                 .arg(max)
-                .arg(prefix)
-                .invoke::<u64>(c)
+                .invoke::<Vec<String>>(c)
         });
-        if queued.is_ok() {
-            self.conn.has_room();
+        let dropped = queued?;
+        self.conn.has_room();
+        if dropped.is_empty() {
+            return Ok(());
         }
-        queued.map(|_| ())
+        let keys: Vec<String> = dropped.iter().map(|id| self.key(id)).collect();
+        // The records would expire anyway: a failure here costs memory for
+        // a TTL, never the new record.
+        let _ = self
+            .conn
+            .run(|c| redis::cmd("DEL").arg(&keys).query::<u64>(c));
+        Ok(())
     }
 
     /// Forgets a record (its dish never made it onto the queue).

@@ -2,16 +2,18 @@
 //! it with XREADGROUP; every group gets every dish, each dish goes to one
 //! diner of a group, at least once.
 //!
-//! Keys, all beside the stream `S` (default `task:prodcons:stream`):
+//! Keys, all in the hash slot of the stream `S` (default
+//! `task:prodcons:stream`); `P` is `{S}`, or `S` itself when it has a hash
+//! tag (see [`Keys`]):
 //!
 //! | key | type | holds |
 //! |---|---|---|
 //! | `S` | stream | entries `dish <payload>` (so `XADD S '*' dish 7` is a dish); its consumer groups, their consumers and pending entries live inside it |
-//! | `S:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
-//! | `S:dead` | list | dead letters (see `dead.rs`) |
-//! | `S:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
-//! | `S:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
-//! | `S:diner:<diner>` | string with TTL | a diner's counts as JSON, refreshed by its heartbeat, for `info --watch` (`tally.rs`) |
+//! | `P:room` | list | wake-up tokens for chefs waiting for room (at most [`MAX_TOKENS`], expire after 10 s) |
+//! | `P:dead` | list | dead letters (see `dead.rs`) |
+//! | `P:dead:trimmed` | string | how many dead letters were trimmed beyond `--dead-max` |
+//! | `P:capacity` | string | the bound the last chef to start keeps, for `kitchen info` |
+//! | `P:diner:<diner>` | string with TTL | a diner's counts as JSON, refreshed by its heartbeat, for `info --watch` (`tally.rs`) |
 //!
 //! **Groups.** A diner joins `--group` (XGROUP CREATE … `0` MKSTREAM, a
 //! BUSYGROUP answer meaning another diner was first), so a new group starts
@@ -59,8 +61,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use redis::{Connection, RedisError, Script, Value};
+use redis::{RedisError, Script, Value};
 
+use super::cluster::Con;
 use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
 use super::{Conn, unique_name};
 use crate::dish::{Dish, DishId};
@@ -143,11 +146,14 @@ local function unacked(key)
   if redis.call('EXISTS', key) == 0 then return 0 end
   local groups = redis.call('XINFO', 'GROUPS', key)
   if #groups == 0 then return redis.call('XLEN', key) end
-  local most = 0
+  local most, len = 0, redis.call('XLEN', key)
   for _, g in ipairs(groups) do
     local f = fields(g)
-    if not f['lag'] then return redis.call('XLEN', key) end
-    most = math.max(most, tonumber(f['lag']) + tonumber(f['pending']))
+    if not f['lag'] then return len end
+    -- Entries not yet delivered are in the stream: a lag above its length
+    -- is Redis's count gone stale (a replica promoted by a failover keeps
+    -- the group's read counter behind), not dishes.
+    most = math.max(most, math.min(tonumber(f['lag']), len) + tonumber(f['pending']))
   end
   return most
 end
@@ -255,8 +261,10 @@ const DEPTH: &str = concat!(
     r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local g = group_of(KEYS[1], ARGV[1])
-if g ~= nil and g['lag'] then return g['lag'] end
-return redis.call('XLEN', KEYS[1])
+local len = redis.call('XLEN', KEYS[1])
+-- A lag above the length is a stale count (see unacked).
+if g ~= nil and g['lag'] then return math.min(tonumber(g['lag']), len) end
+return len
 "
 );
 
@@ -278,10 +286,16 @@ return n
 /// KEYS: stream. What the slowest group has not acknowledged (see [`ADD`]).
 pub(super) const UNACKED: &str = concat!(floor_lua!(), "return unacked(KEYS[1])");
 
-/// The key names of one stream.
+/// The key names of one stream: the only place they are made, by the rule
+/// of list mode's `Keys` (the stream key unchanged, every helper key
+/// `<prefix>:<suffix>` with a prefix in the stream's hash slot).
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub stream: String,
+    /// What every helper key starts with: `{S}` or, for a tagged `S`, `S`
+    /// (for helper keys named outside `new`, as list mode's are).
+    #[allow(dead_code)]
+    pub prefix: String,
     pub room: String,
     pub capacity: String,
     pub dead: String,
@@ -291,18 +305,20 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub fn new(stream: &str) -> Keys {
+        let prefix = super::slot::prefix(stream);
         Keys {
             stream: stream.to_owned(),
-            room: format!("{stream}:room"),
-            capacity: format!("{stream}:capacity"),
-            dead: format!("{stream}:dead"),
-            dead_trimmed: format!("{stream}:dead:trimmed"),
+            room: format!("{prefix}:room"),
+            capacity: format!("{prefix}:capacity"),
+            dead: format!("{prefix}:dead"),
+            dead_trimmed: format!("{prefix}:dead:trimmed"),
+            prefix,
         }
     }
 
     /// Where diner `me` keeps its counts (see `tally.rs`).
     pub fn diner(&self, me: &str) -> String {
-        format!("{}:diner:{me}", self.stream)
+        format!("{}:diner:{me}", self.prefix)
     }
 }
 
@@ -317,7 +333,7 @@ fn stream_conn(mut conn: Conn, opts: &RedisOptions) -> Conn {
 
 /// Fails unless the stream is a stream (or absent) and its dead-letter key a
 /// list (or absent), so a wrong `--stream` fails before any thread starts.
-pub(crate) fn check(con: &mut Connection, opts: &RedisOptions) -> Result<(), Fault> {
+pub(crate) fn check(con: &mut Con, opts: &RedisOptions) -> Result<(), Fault> {
     let keys = Keys::new(&opts.stream);
     for (key, want) in [(&keys.stream, "stream"), (&keys.dead, "list")] {
         let found: String = redis::cmd("TYPE")
@@ -346,8 +362,10 @@ pub struct Producer {
     /// Dishes per round trip.
     pub(crate) batch: usize,
     add: Script,
-    /// Whether this chef has written its capacity to `S:capacity`.
+    /// Whether this chef has written its capacity to `P:capacity`.
     announced: bool,
+    /// `--durable`: an add counts once a replica has it.
+    durable: bool,
 }
 
 impl Producer {
@@ -359,6 +377,7 @@ impl Producer {
             batch: opts.batch.max(1),
             add: Script::new(ADD),
             announced: false,
+            durable: opts.durable,
         }
     }
 
@@ -411,15 +430,27 @@ impl Producer {
                     .ignore();
             }
             pipe.cmd("XLEN").arg(stream);
-            let (depth,): (usize,) = self.conn.run(|c| pipe.query(c))?;
+            let (durable, tries) = (self.durable, self.conn.durable_tries());
+            let (depth,): (usize,) = self.conn.run(|c| {
+                let got = pipe.query(c)?;
+                if durable {
+                    super::cluster::wait_for_replica(c, stream, tries)?;
+                }
+                Ok(got)
+            })?;
             out.extend(queued(depth, payloads.len()));
             return Ok(out);
         };
         let mut rest = &payloads[..];
         while !rest.is_empty() {
-            let (added, depth): (usize, usize) = self
-                .conn
-                .run(|c| self.add.key(stream).arg(cap).arg(rest).invoke(c))?;
+            let (durable, tries) = (self.durable, self.conn.durable_tries());
+            let (added, depth): (usize, usize) = self.conn.run(|c| {
+                let got: (usize, usize) = self.add.key(stream).arg(cap).arg(rest).invoke(c)?;
+                if durable && got.0 > 0 {
+                    super::cluster::wait_for_replica(c, stream, tries)?;
+                }
+                Ok(got)
+            })?;
             if added > 0 {
                 out.extend(queued(depth, added));
                 rest = &rest[added.min(rest.len())..];
@@ -552,7 +583,7 @@ impl Names {
         &self,
         conn: &mut Conn,
         batch: &mut Batch,
-        mut f: impl FnMut(&mut Connection, &mut Batch) -> Result<T, RedisError>,
+        mut f: impl FnMut(&mut Con, &mut Batch) -> Result<T, RedisError>,
     ) -> Result<T, Fault> {
         conn.run_fresh(|c, fresh| {
             if fresh {
@@ -571,7 +602,7 @@ impl Names {
 
     /// Creates the group from the oldest entry the stream holds, unless it
     /// exists (BUSYGROUP: another diner was first).
-    fn join(&self, c: &mut Connection) -> Result<(), RedisError> {
+    fn join(&self, c: &mut Con) -> Result<(), RedisError> {
         let created: Result<(), RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.keys.stream)
@@ -1156,11 +1187,7 @@ impl Beat {
 
 /// Entries of `group` waiting for a retry: those its [`RETRY_CONSUMER`]
 /// holds (0 when the stream or the group is not there).
-pub(crate) fn waiting_retries(
-    c: &mut Connection,
-    stream: &str,
-    group: &str,
-) -> Result<usize, RedisError> {
+pub(crate) fn waiting_retries(c: &mut Con, stream: &str, group: &str) -> Result<usize, RedisError> {
     let consumers: Result<Value, RedisError> = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(stream)
@@ -1201,17 +1228,17 @@ impl Gauge {
     }
 
     /// What the group has not yet been delivered (see [`DEPTH`]).
-    pub(crate) fn depth(&self, c: &mut Connection) -> Result<usize, RedisError> {
+    pub(crate) fn depth(&self, c: &mut Con) -> Result<usize, RedisError> {
         self.depth.key(&self.stream).arg(&self.group).invoke(c)
     }
 
     /// Entries of the group waiting for a retry.
-    pub(crate) fn waiting_retries(&self, c: &mut Connection) -> Result<usize, RedisError> {
+    pub(crate) fn waiting_retries(&self, c: &mut Con) -> Result<usize, RedisError> {
         waiting_retries(c, &self.stream, &self.group)
     }
 
     /// Consumers of the group heard from within the heartbeat TTL.
-    pub(crate) fn diners(&self, c: &mut Connection) -> Result<usize, RedisError> {
+    pub(crate) fn diners(&self, c: &mut Con) -> Result<usize, RedisError> {
         self.live
             .key(&self.stream)
             .arg(&self.group)

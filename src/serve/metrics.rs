@@ -47,6 +47,10 @@ pub struct Snapshot {
     pub capacity: Option<usize>,
     /// Dishes waiting now; `null` when the backend cannot be read.
     pub queued: Option<usize>,
+    /// Dishes waiting in each shard (`--shards` N > 1), shard 0 first;
+    /// absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Vec<usize>>,
     /// See [`Metrics::made`].
     pub made: u64,
     /// See [`Metrics::eaten`]; `null` where the diners are other processes.
@@ -222,6 +226,7 @@ mod tests {
             backend: "local",
             capacity: Some(10),
             queued: Some(3),
+            shards: None,
             made: Metrics::get(&m.made),
             eaten: Some(2),
             rejected: Some(0),
@@ -263,6 +268,7 @@ mod tests {
             backend: "redis",
             capacity: Some(10),
             queued: None,
+            shards: None,
             made: 0,
             eaten: None,
             rejected: None,

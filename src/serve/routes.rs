@@ -181,7 +181,11 @@ impl Web {
 
     fn snapshot(&mut self) -> Snapshot {
         let subscribers = self.gauge.subscribers();
-        let queued = self.gauge.depth().ok();
+        let shards = self.gauge.shard_depths();
+        let queued = match &shards {
+            Some(each) => Some(each.iter().sum()),
+            None => self.gauge.depth().ok(),
+        };
         let m = &self.shared.metrics;
         let c = &self.shared.config;
         // Diners of a shared queue are other processes: their counts are theirs.
@@ -191,6 +195,7 @@ impl Web {
             backend: c.backend.name(),
             capacity: c.capacity.limit(),
             queued,
+            shards,
             made: Metrics::get(&m.made),
             eaten: mine(Metrics::get(&m.eaten)),
             rejected: mine(Metrics::get(&m.rejected)),

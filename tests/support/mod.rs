@@ -6,6 +6,8 @@
 pub mod http_client;
 pub mod ledger;
 #[cfg(feature = "redis")]
+pub mod redis_cluster;
+#[cfg(feature = "redis")]
 pub mod redis_kitchen;
 #[cfg(feature = "redis")]
 pub mod redis_server;

@@ -70,22 +70,22 @@ impl Holdings {
 /// Reads [`Holdings`] of `queue` from Redis itself.
 pub fn holdings(server: &RedisServer, queue: &str) -> Holdings {
     let processing = server
-        .keys(&format!("{queue}:processing:*"))
+        .keys(&format!("{{{queue}}}:processing:*"))
         .iter()
         .map(|k| server.llen(k))
         .sum();
     Holdings {
         queue: server.llen(queue),
         processing,
-        dead: server.llen(&format!("{queue}:dead")),
-        diners: server.query(&["SCARD", &format!("{queue}:diners")]),
+        dead: server.llen(&format!("{{{queue}}}:dead")),
+        diners: server.query(&["SCARD", &format!("{{{queue}}}:diners")]),
     }
 }
 
 /// What the diners of process `pid` hold in their processing lists.
 pub fn held_by(server: &RedisServer, queue: &str, pid: u32) -> u64 {
     server
-        .keys(&format!("{queue}:processing:diner-{pid}-*"))
+        .keys(&format!("{{{queue}}}:processing:diner-{pid}-*"))
         .iter()
         .map(|k| server.llen(k))
         .sum()
@@ -167,5 +167,5 @@ pub fn bury_by_hand(server: &RedisServer, id: &str, payload: &str, reason: &str)
         "at": 1_764_379_200_000_000_u64,
         "wire": payload,
     });
-    let _: i64 = server.query(&["LPUSH", &format!("{QUEUE}:dead"), &letter.to_string()]);
+    let _: i64 = server.query(&["LPUSH", &format!("{{{QUEUE}}}:dead"), &letter.to_string()]);
 }
