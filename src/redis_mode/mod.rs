@@ -106,6 +106,9 @@ pub struct RedisQueue {
     capacity: Capacity,
     results: ResultLimits,
     client: Link,
+    /// The shard the next dish of this process goes to (`--shards`): one
+    /// turn shared by every chef and web worker, so dishes deal evenly.
+    turn: shards::Turn,
 }
 
 impl RedisQueue {
@@ -133,6 +136,7 @@ impl RedisQueue {
             capacity,
             results,
             client,
+            turn: shards::Turn::default(),
         })
     }
 
@@ -145,6 +149,7 @@ impl RedisQueue {
     ) -> Result<RedisQueue, Fault> {
         Ok(RedisQueue {
             client: link(&opts)?,
+            turn: shards::Turn::default(),
             opts,
             capacity,
             results,
@@ -162,6 +167,7 @@ impl RedisQueue {
                 || self.conn(),
                 &self.opts,
                 self.capacity,
+                self.turn.clone(),
             )),
             Mode::List => {
                 Producer::List(list::Producer::new(self.conn(), &self.opts, self.capacity))

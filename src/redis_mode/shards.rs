@@ -11,7 +11,8 @@
 //! the shards' bounds add up to exactly `--capacity` (which must be at
 //! least N).
 //!
-//! **Chefs** deal round-robin: each dish (or batch, with `--batch`) goes to
+//! **Chefs** deal round-robin, one turn shared by every chef and web worker
+//! of a process: each dish (or batch, with `--batch`) goes to
 //! the next shard in turn, the chef waiting without polling while that
 //! shard is full, so a push costs one round trip as on one queue and the
 //! shards fill evenly (diners serve them all alike). The web entry, which
@@ -28,6 +29,8 @@
 //! out-of-memory handling are list mode's, per shard; a diner thread holds
 //! two connections per shard (on a cluster, each reaches the nodes it needs).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Conn, list};
@@ -60,12 +63,17 @@ pub(crate) fn shard_capacity(capacity: Capacity, i: usize, n: usize) -> Capacity
     }
 }
 
+/// Whose turn it is: a counter every producer of one process shares, so
+/// dishes deal round-robin over the shards whichever chef or web worker
+/// makes them.
+pub(crate) type Turn = Arc<AtomicUsize>;
+
 /// One chef's end of every shard.
 #[derive(Debug)]
 pub struct Producer {
     shards: Vec<list::Producer>,
-    /// The shard the next dish goes to first.
-    next: usize,
+    /// The process's turn: the shard the next dish goes to first.
+    turn: Turn,
     pub(crate) batch: usize,
 }
 
@@ -74,6 +82,7 @@ impl Producer {
         conn: impl Fn() -> Conn,
         opts: &RedisOptions,
         capacity: Capacity,
+        turn: Turn,
     ) -> Producer {
         let n = opts.shards.max(1);
         let shards: Vec<list::Producer> = (0..n)
@@ -81,19 +90,15 @@ impl Producer {
                 list::Producer::new(conn(), &shard_opts(opts, i), shard_capacity(capacity, i, n))
             })
             .collect();
-        // Chefs start at different shards, so a few dishes each still spread.
-        let next = usize::try_from(crate::dish::now_us()).unwrap_or(0) % n;
         Producer {
             shards,
-            next,
+            turn,
             batch: opts.batch.max(1),
         }
     }
 
     fn advance(&mut self) -> usize {
-        let i = self.next;
-        self.next = (i + 1) % self.shards.len();
-        i
+        self.turn.fetch_add(1, Ordering::Relaxed) % self.shards.len()
     }
 
     /// Puts one dish on the next shard in turn, waiting (without polling)
