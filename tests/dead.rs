@@ -244,3 +244,50 @@ fn stream_mode_keeps_its_dead_letters_beside_the_stream() {
     assert_eq!((num(&ate, "eaten"), num(&ate, "failed")), (1, 0), "{ate}");
     assert_eq!(num(&letters(&server, &["--mode", "stream"]), "total"), 0);
 }
+
+#[test]
+fn every_shard_s_letters_are_listed_requeued_and_purged_together() {
+    let server = RedisServer::start();
+    let shards = ["--shards", "3"];
+    let s = support::redis_kitchen::run_json(
+        &server,
+        "run",
+        &[
+            "--shards",
+            "3",
+            "--capacity",
+            "9",
+            "--dishes",
+            "6",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+            "--exec",
+            "false",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    assert_eq!(num(&s, "failed"), 6, "{s}");
+    let per_shard: Vec<u64> = server
+        .keys("*:dead")
+        .iter()
+        .map(|k| server.llen(k))
+        .collect();
+    assert_eq!(per_shard, [2, 2, 2], "round-robin over three dead lists");
+    let all = ids(&letters(&server, &shards));
+    assert_eq!(all.len(), 6, "every shard's letters in one list");
+
+    let out = dead(&server, "requeue", &["--shards", "3", &all[0], "nope"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    assert_eq!(ids(&letters(&server, &shards)).len(), 6, "nothing changed");
+
+    let out = dead(&server, "purge", &["--shards", "3", &all[0]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = dead(&server, "requeue", &["--shards", "3", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(ids(&letters(&server, &shards)).is_empty());
+    let s = burst(&server, "true", &shards);
+    assert_eq!(num(&s, "eaten"), 5, "{s}");
+}

@@ -179,6 +179,16 @@ impl Morgue {
         })
     }
 
+    /// The ids of every letter held here.
+    pub(crate) fn ids(&self, c: &mut Con) -> Result<Vec<String>, RedisError> {
+        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(&self.dead)
+            .arg(0)
+            .arg(-1)
+            .query(c)?;
+        Ok(raw.iter().map(|r| parse(r).id).collect())
+    }
+
     /// Requeues (`requeue`) or purges the letters `ids` names (`None`: all).
     pub(crate) fn manage(
         &self,

@@ -218,20 +218,34 @@ impl RedisQueue {
             stream: (self.opts.mode == Mode::Stream).then(|| stream::Gauge::new(&self.opts)),
             group: (self.opts.mode == Mode::Stream)
                 .then(|| (self.opts.stream.clone(), self.opts.group.clone())),
-            morgue: self.morgue(),
+            morgues: self.morgues(),
         }
     }
 
     /// The dead letters of this mode's queue: the stream's in stream mode,
-    /// else the list's (where pub/sub has none of its own).
-    fn morgue(&self) -> dead::Morgue {
+    /// else the list's (where pub/sub has none of its own), one per shard
+    /// with `--shards` (each beside its shard, in its hash slot).
+    fn morgues(&self) -> Vec<dead::Morgue> {
         if self.opts.mode == Mode::Stream {
             let k = stream::Keys::new(&self.opts.stream);
-            dead::Morgue::new(k.dead, k.dead_trimmed, dead::Target::Stream(k.stream))
-        } else {
-            let k = list::Keys::new(&self.opts.queue);
-            dead::Morgue::new(k.dead, k.dead_trimmed, dead::Target::List(k.queue))
+            return vec![dead::Morgue::new(
+                k.dead,
+                k.dead_trimmed,
+                dead::Target::Stream(k.stream),
+            )];
         }
+        let queues = if self.opts.mode == Mode::List {
+            shards::shard_queues(&self.opts)
+        } else {
+            vec![self.opts.queue.clone()]
+        };
+        queues
+            .iter()
+            .map(|q| {
+                let k = list::Keys::new(q);
+                dead::Morgue::new(k.dead, k.dead_trimmed, dead::Target::List(k.queue))
+            })
+            .collect()
     }
 
     /// A results store for one thread; connects on first use.
@@ -415,8 +429,8 @@ pub struct Gauge {
     channel: String,
     /// The stream's group, in stream mode: depth and diners are its.
     stream: Option<stream::Gauge>,
-    /// The dead letters.
-    morgue: dead::Morgue,
+    /// The dead letters (one per shard).
+    morgues: Vec<dead::Morgue>,
     /// The stream and group, in stream mode: their consumers' counts.
     group: Option<(String, String)>,
 }
@@ -510,8 +524,18 @@ impl Gauge {
 
     /// The newest `limit` dead letters, how many there are and were trimmed.
     pub fn dead_letters(&mut self, limit: usize) -> Result<DeadLetters, Fault> {
-        let morgue = &self.morgue;
-        self.conn.run(|c| morgue.read(c, limit))
+        let morgues = &self.morgues;
+        let mut all = DeadLetters::default();
+        for morgue in morgues {
+            let one = self.conn.run(|c| morgue.read(c, limit))?;
+            all.entries.extend(one.entries);
+            all.total += one.total;
+            all.trimmed += one.trimmed;
+        }
+        // Newest first across shards, as within one.
+        all.entries.sort_by_key(|l| std::cmp::Reverse(l.at_us));
+        all.entries.truncate(limit);
+        Ok(all)
     }
 
     /// Failed dishes waiting out their delay before their next attempt.
@@ -519,8 +543,14 @@ impl Gauge {
         if let Some(s) = &self.stream {
             return self.conn.run(|c| s.waiting_retries(c));
         }
-        let key = &self.keys.retry;
-        self.conn.run(|c| redis::cmd("ZCARD").arg(key).query(c))
+        let mut waiting = 0;
+        for q in &self.queues {
+            let key = list::Keys::new(q).retry;
+            waiting += self
+                .conn
+                .run(|c| redis::cmd("ZCARD").arg(&key).query::<usize>(c))?;
+        }
+        Ok(waiting)
     }
 
     /// Puts the dead letters `which` names back on the queue (`requeue`),
@@ -530,12 +560,57 @@ impl Gauge {
             Which::All => None,
             Which::Ids(ids) => Some(&ids[..]),
         };
-        let morgue = &self.morgue;
-        match self.conn.run(|c| morgue.manage(c, requeue, ids))? {
-            dead::Managed::Done(n) => Ok(n),
-            dead::Managed::Missing(ids) => Err(DeadError::NotDead(ids)),
-            dead::Managed::Unrequeueable(ids) => Err(DeadError::Unrequeueable(ids)),
+        let morgues = &self.morgues;
+        if let [morgue] = &morgues[..] {
+            return match self.conn.run(|c| morgue.manage(c, requeue, ids))? {
+                dead::Managed::Done(n) => Ok(n),
+                dead::Managed::Missing(ids) => Err(DeadError::NotDead(ids)),
+                dead::Managed::Unrequeueable(ids) => Err(DeadError::Unrequeueable(ids)),
+            };
         }
+        // Shards live in different hash slots, so no one script sees them
+        // all: each id is found on its shard first, and nothing is done
+        // unless every id is dead somewhere. Each shard's part stays atomic
+        // (a dish is never in both places, nor in neither).
+        let mut parts: Vec<Option<Vec<String>>> = Vec::with_capacity(morgues.len());
+        let mut found = std::collections::HashSet::new();
+        for morgue in morgues {
+            let held = self.conn.run(|c| morgue.ids(c))?;
+            parts.push(ids.map(|ids| {
+                ids.iter()
+                    .filter(|id| held.contains(*id))
+                    .inspect(|id| {
+                        found.insert((*id).clone());
+                    })
+                    .cloned()
+                    .collect()
+            }));
+        }
+        if let Some(ids) = ids {
+            let missing: Vec<String> = ids
+                .iter()
+                .filter(|id| !found.contains(*id))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(DeadError::NotDead(missing));
+            }
+        }
+        let mut done = 0;
+        for (morgue, part) in morgues.iter().zip(&parts) {
+            if part.as_ref().is_some_and(Vec::is_empty) {
+                continue;
+            }
+            match self
+                .conn
+                .run(|c| morgue.manage(c, requeue, part.as_deref()))?
+            {
+                dead::Managed::Done(n) => done += n,
+                dead::Managed::Missing(ids) => return Err(DeadError::NotDead(ids)),
+                dead::Managed::Unrequeueable(ids) => return Err(DeadError::Unrequeueable(ids)),
+            }
+        }
+        Ok(done)
     }
 }
 
