@@ -280,3 +280,39 @@ fn subscribers_on_a_cluster_are_counted_and_hear_chefs_apart() {
     let all = diners.stop("INT", lines);
     assert_eq!(num(&last_json(&all), "eaten"), 40);
 }
+
+#[test]
+fn the_readme_s_acl_user_runs_on_a_cluster() {
+    const PASSWORD: &str = "pw-Cluster-7";
+    let cluster = RedisCluster::start();
+    for start in ["ACL SETUSER kitchen on ", "ACL SETUSER kitchen '+cluster"] {
+        let rule = support::roles::readme_acl(start, PASSWORD);
+        let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
+        let ok: Vec<String> = cluster.on_every_node(&rule);
+        assert!(ok.iter().all(|r| r == "OK"), "{ok:?}");
+    }
+    let url = format!(
+        "redis://kitchen:{PASSWORD}@127.0.0.1:{}",
+        cluster.live_ports()[0]
+    );
+    for mode in ["list", "stream"] {
+        let s = run_json(&[
+            "run",
+            "--backend",
+            "redis",
+            "--cluster",
+            "--redis-url",
+            &url,
+            "--mode",
+            mode,
+            "--dishes",
+            "60",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+        ]);
+        assert_eq!((num(&s, "made"), num(&s, "eaten")), (60, 60), "{mode}: {s}");
+    }
+    let logs: Vec<Vec<redis::Value>> = cluster.on_every_node(&["ACL", "LOG"]);
+    assert!(logs.iter().all(Vec::is_empty), "denied: {logs:?}");
+}

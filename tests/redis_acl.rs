@@ -6,7 +6,7 @@
 mod support;
 
 use support::redis_server::RedisServer;
-use support::roles::{every_role_works, role_args};
+use support::roles::{every_role_works, readme_acl, role_args};
 use support::tls_certs::Certs;
 use support::{error_line, stderr};
 
@@ -16,15 +16,8 @@ const PASSWORD: &str = "pw-Acl-9";
 /// The README's rule, as `ACL SETUSER` arguments (after `ACL`), with
 /// `PASSWORD` filled in.
 fn readme_rule() -> Vec<String> {
-    let readme = include_str!("../README.md");
-    let line = readme
-        .lines()
-        .find(|l| l.starts_with("redis-cli ACL SETUSER kitchen "))
-        .expect("the README has the ACL SETUSER rule");
-    line.split_whitespace()
-        .skip(2)
-        .map(|w| w.trim_matches('\'').replace("PASSWORD", PASSWORD))
-        .collect()
+    // After `ACL`: the caller sends it.
+    readme_acl("ACL SETUSER kitchen on ", PASSWORD).split_off(1)
 }
 
 /// Creates the README's user, with `more` rules after it.

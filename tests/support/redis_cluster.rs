@@ -239,6 +239,19 @@ impl RedisCluster {
         self.query_any(&["CLUSTER", "KEYSLOT", key])
     }
 
+    /// Runs a command on every live node (ACLs and configuration are per
+    /// node); each must answer.
+    pub fn on_every_node<T: FromRedisValue>(&self, args: &[&str]) -> Vec<T> {
+        self.live_ports()
+            .into_iter()
+            .map(|p| {
+                node_query(p, args).unwrap_or_else(|| {
+                    panic!("redis {args:?} on :{p} failed; logs:\n{}", self.logs())
+                })
+            })
+            .collect()
+    }
+
     /// Runs a command on any live node.
     pub fn query_any<T: FromRedisValue>(&self, args: &[&str]) -> T {
         for p in self.live_ports() {

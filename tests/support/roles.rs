@@ -7,6 +7,21 @@
 use super::web::{request, spawn_serve};
 use super::{last_json, num, run, run_json, stderr};
 
+/// The README's `redis-cli ACL SETUSER kitchen …` line that starts with
+/// `start` (after `redis-cli`), as `ACL SETUSER` arguments with `password`
+/// filled in: the rule is tested as a user would paste it.
+pub fn readme_acl(start: &str, password: &str) -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(&format!("redis-cli {start}")))
+        .unwrap_or_else(|| panic!("the README has a line `redis-cli {start}…`"));
+    line.split_whitespace()
+        .skip(1)
+        .map(|w| w.trim_matches('\'').replace("PASSWORD", password))
+        .collect()
+}
+
 /// `ROLE --backend redis --redis-url URL EXTRA… REST…`.
 pub fn role_args(role: &str, url: &str, extra: &[String], rest: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = ["--backend", "redis", "--redis-url", url]
