@@ -37,6 +37,11 @@ fn garbage() -> Vec<Vec<u8>> {
 }
 
 /// Another producer's payloads: none of them kitchen's, every one a dish.
+/// The dish sent after all the others, whose line says every one before it
+/// was read: printed like no foreign payload (`"7"` and `7 7` print as
+/// `ate dish 7 …`, so 7 cannot be it).
+const LAST: &str = "the-last-dish";
+
 const FOREIGN: [&str; 20] = [
     " ",
     "soup",
@@ -92,8 +97,8 @@ fn garbage_is_dead_lettered_and_diners_live_on() {
         h.queue == 0 && h.processing == 0
     });
     // Still alive and eating after all that.
-    let _: u64 = con.lpush(QUEUE, "7").unwrap();
-    lines.wait_for(LIMIT, |l| l.contains("ate dish 7 "));
+    let _: u64 = con.lpush(QUEUE, LAST).unwrap();
+    lines.wait_for(LIMIT, |l| l.contains(&format!("ate dish {LAST} ")));
     assert!(
         diner.child().try_wait().unwrap().is_none(),
         "the diner died"
@@ -151,8 +156,8 @@ fn garbage_on_the_channel_is_counted_and_subscribers_live_on() {
     for f in FOREIGN {
         let _: u64 = con.publish(CHANNEL, f).unwrap();
     }
-    let _: u64 = con.publish(CHANNEL, "7").unwrap();
-    lines.wait_for(LIMIT, |l| l.contains("ate dish 7 "));
+    let _: u64 = con.publish(CHANNEL, LAST).unwrap();
+    lines.wait_for(LIMIT, |l| l.contains(&format!("ate dish {LAST} ")));
     let s = last_json(&diner.stop("INT", lines));
     assert_eq!(
         (num(&s, "eaten"), num(&s, "rejected")),
