@@ -132,33 +132,12 @@ impl Seeds {
         let nodes = self.nodes.lock().clone();
         nodes
             .into_iter()
-            .map(|(host, port)| {
-                let addr = match self.info.addr() {
-                    ConnectionAddr::TcpTls {
-                        insecure,
-                        tls_params,
-                        ..
-                    } => ConnectionAddr::TcpTls {
-                        host,
-                        port,
-                        insecure: *insecure,
-                        tls_params: tls_params.clone(),
-                    },
-                    _ => ConnectionAddr::Tcp(host, port),
-                };
-                self.info.clone().set_addr(addr)
-            })
+            .map(|(host, port)| self.at(host, port))
             .collect()
     }
 
-    /// A client for the master that serves `key`'s slot, as a cluster
-    /// connection learns it; `None` if it cannot tell.
-    fn owner_of(&self, key: &str, connect: Duration, timeout: Duration) -> Option<Client> {
-        let Ok(Con::Cluster(mut con)) = self.connect(connect, timeout) else {
-            return None;
-        };
-        let text: String = redis::cmd("CLUSTER").arg("NODES").query(&mut *con).ok()?;
-        let (host, port) = master_of(&text, super::slot::keyslot(key))?;
+    /// The URL's settings (TLS included) at another node.
+    fn at(&self, host: String, port: u16) -> ConnectionInfo {
         let addr = match self.info.addr() {
             ConnectionAddr::TcpTls {
                 insecure,
@@ -172,7 +151,18 @@ impl Seeds {
             },
             _ => ConnectionAddr::Tcp(host, port),
         };
-        self.node_client(self.info.clone().set_addr(addr)).ok()
+        self.info.clone().set_addr(addr)
+    }
+
+    /// A client for the master that serves `key`'s slot, as a cluster
+    /// connection learns it; `None` if it cannot tell.
+    fn owner_of(&self, key: &str, connect: Duration, timeout: Duration) -> Option<Client> {
+        let Ok(Con::Cluster(mut con)) = self.connect(connect, timeout) else {
+            return None;
+        };
+        let text: String = redis::cmd("CLUSTER").arg("NODES").query(&mut *con).ok()?;
+        let (host, port) = master_of(&text, super::slot::keyslot(key))?;
+        self.node_client(self.at(host, port)).ok()
     }
 
     /// A plain client for one node, with the seeds' certificates.

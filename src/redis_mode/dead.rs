@@ -91,6 +91,23 @@ end
 return {'ok', #picked}
 ";
 
+/// The dead letter of a dish whose last attempt failed: its wire kept
+/// with fresh attempts, so a requeue starts it over whole.
+pub(crate) fn failed_letter(dish: &Dish, reason: &str) -> String {
+    let wire = Dish {
+        attempt: 1,
+        ..dish.clone()
+    }
+    .encode();
+    letter(
+        &dish.id.to_string(),
+        &dish.payload.bytes(),
+        reason,
+        dish.attempt,
+        Some(&wire),
+    )
+}
+
 /// A dead letter as stored (see the module docs); `wire` is the dish to
 /// requeue, when it could be read.
 pub(crate) fn letter(

@@ -953,19 +953,7 @@ impl Consumer {
             return Ok(());
         }
         let raw = std::mem::take(&mut self.batch.in_hand_raw);
-        let letter = super::dead::letter(
-            &dish.id.to_string(),
-            &dish.payload.bytes(),
-            reason,
-            dish.attempt,
-            Some(
-                &Dish {
-                    attempt: 1,
-                    ..dish.clone()
-                }
-                .encode(),
-            ),
-        );
+        let letter = super::dead::failed_letter(dish, reason);
         let Consumer {
             conn, names, batch, ..
         } = self;

@@ -1002,19 +1002,7 @@ impl Consumer {
         if !mine {
             return Ok(());
         }
-        let letter = super::dead::letter(
-            &dish.id.to_string(),
-            &dish.payload.bytes(),
-            reason,
-            dish.attempt,
-            Some(
-                &Dish {
-                    attempt: 1,
-                    ..dish.clone()
-                }
-                .encode(),
-            ),
-        );
+        let letter = super::dead::failed_letter(dish, reason);
         let Consumer {
             conn, names, batch, ..
         } = self;
