@@ -200,7 +200,7 @@ struct RedisArgs {
     cluster: bool,
     /// List mode: spread the queue over N sub-queues in N hash slots (so
     /// over several masters of a cluster); chefs deal dishes round-robin,
-    /// diners serve every shard, and each shard holds ceil(capacity / N).
+    /// diners serve every shard, and the shards' bounds add up to --capacity.
     #[arg(long, default_value_t = defaults::SHARDS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=defaults::MAX_SHARDS as u64))]
     shards: usize,
