@@ -201,7 +201,7 @@ struct RedisArgs {
     /// List mode: spread the queue over N sub-queues in N hash slots (so
     /// over several masters of a cluster); chefs deal dishes round-robin,
     /// diners serve every shard, and the shards' bounds add up to --capacity.
-    #[arg(long, default_value_t = defaults::SHARDS,
+    #[arg(long, value_name = "N", default_value_t = defaults::SHARDS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=defaults::MAX_SHARDS as u64))]
     shards: usize,
 }
