@@ -65,7 +65,7 @@ use crossbeam_channel::Receiver;
 use redis::{RedisError, Script};
 
 use super::cluster::Con;
-use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
+use super::room::{self, MAX_TOKENS, ROOM_TTL_MS, Until, queued, wake};
 use super::tally::Tally;
 use super::{Conn, unique_name};
 use crate::dish::Dish;
@@ -344,12 +344,16 @@ impl Producer {
         let mut out = Vec::with_capacity(dishes.len());
         let mut rest = &payloads[..];
         let mut oom_wait = OOM_WAIT;
+        // Set when the last try found the queue full: the next one waits
+        // for a token first, in the same round trip (`room::wait_then_push`).
+        let mut wait = None;
         while !rest.is_empty() {
-            let (pushed, depth) = match self.try_push(rest) {
+            let (pushed, depth) = match self.try_push(rest, wait) {
                 Ok(got) => got,
                 // A spell, not an end: wait for diners to free room, as for
                 // a full queue, and try again.
                 Err(fault @ Fault::OutOfMemory { .. }) => {
+                    wait = None;
                     if until.pause(oom_wait) {
                         oom_wait = (oom_wait * 2).min(OOM_WAIT_MAX);
                         continue;
@@ -368,11 +372,14 @@ impl Producer {
             self.conn.has_room();
             oom_wait = OOM_WAIT;
             if pushed > 0 {
+                wait = None;
                 out.extend(queued(depth, pushed));
                 rest = &rest[pushed.min(rest.len())..];
                 continue;
             }
-            if !wait_for_room(&mut self.conn, &self.keys.room, until)? {
+            // Full: wait for room (stopped, or past the deadline: give up).
+            wait = until.wait();
+            if wait.is_none() {
                 out.push(Put::Stopped);
                 break;
             }
@@ -404,9 +411,14 @@ impl Producer {
     }
 
     /// One push of as many of `payloads` as there is room for: (pushed,
-    /// length after); pushed 0 means full.
-    fn try_push(&mut self, payloads: &[String]) -> Result<(usize, usize), Fault> {
-        let (queue, durable) = (&self.keys.queue, self.durable);
+    /// length after); pushed 0 means full. With `wait`, first blocks up to
+    /// that long for a wake-up token, in the same round trip.
+    fn try_push(
+        &mut self,
+        payloads: &[String],
+        wait: Option<Duration>,
+    ) -> Result<(usize, usize), Fault> {
+        let (queue, room, durable) = (&self.keys.queue, &self.keys.room, self.durable);
         let tries = self.conn.durable_tries();
         match self.capacity.limit() {
             None => self.conn.run(|c| {
@@ -417,7 +429,14 @@ impl Producer {
                 Ok((payloads.len(), depth))
             }),
             Some(cap) => self.conn.run(|c| {
-                let got: (usize, usize) = self.put.key(queue).arg(cap).arg(payloads).invoke(c)?;
+                let got: (usize, usize) = match wait {
+                    None => self.put.key(queue).arg(cap).arg(payloads).invoke(c)?,
+                    Some(wait) => {
+                        let mut push = room::evalsha(&self.put, &[queue]);
+                        push.arg(cap).arg(payloads);
+                        room::wait_then_push(c, room, wait, &self.put, &push)?
+                    }
+                };
                 if durable && got.0 > 0 {
                     super::cluster::wait_for_replica(c, queue, tries)?;
                 }

@@ -64,7 +64,7 @@ use crossbeam_channel::Receiver;
 use redis::{RedisError, Script, Value};
 
 use super::cluster::Con;
-use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
+use super::room::{self, MAX_TOKENS, ROOM_TTL_MS, Until, queued, wake};
 use super::{Conn, unique_name};
 use crate::dish::{Dish, DishId};
 use crate::shutdown::Shutdown;
@@ -442,21 +442,35 @@ impl Producer {
             return Ok(out);
         };
         let mut rest = &payloads[..];
+        // Set when the last try found the stream full: the next one waits
+        // for a token first, in the same round trip (`room::wait_then_push`).
+        let mut wait = None;
         while !rest.is_empty() {
             let (durable, tries) = (self.durable, self.conn.durable_tries());
+            let (add, room) = (&self.add, &self.keys.room);
             let (added, depth): (usize, usize) = self.conn.run(|c| {
-                let got: (usize, usize) = self.add.key(stream).arg(cap).arg(rest).invoke(c)?;
+                let got: (usize, usize) = match wait {
+                    None => add.key(stream).arg(cap).arg(rest).invoke(c)?,
+                    Some(wait) => {
+                        let mut push = room::evalsha(add, &[stream]);
+                        push.arg(cap).arg(rest);
+                        room::wait_then_push(c, room, wait, add, &push)?
+                    }
+                };
                 if durable && got.0 > 0 {
                     super::cluster::wait_for_replica(c, stream, tries)?;
                 }
                 Ok(got)
             })?;
             if added > 0 {
+                wait = None;
                 out.extend(queued(depth, added));
                 rest = &rest[added.min(rest.len())..];
                 continue;
             }
-            if !wait_for_room(&mut self.conn, &self.keys.room, until)? {
+            // Full: wait for room (stopped, or past the deadline: give up).
+            wait = until.wait();
+            if wait.is_none() {
                 out.push(Put::Stopped);
                 break;
             }
