@@ -79,12 +79,22 @@ pub(crate) const TAKE_WAIT: Duration = Duration::from_millis(250);
 
 const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 
-/// KEYS: queue. ARGV: capacity, payloads…
+/// KEYS: queue, room. ARGV: capacity, payloads…
 /// Returns {pushed, length}; pushed 0 means full.
+///
+/// Full, it also clears the wake-up tokens: each one stood for room a take
+/// made, and the queue being full now shows that room is gone, so they
+/// could only wake this chef (and others) to find it full again, a wasted
+/// round trip each. Any room made from here on comes with a token of its
+/// own, pushed after this, so the chef's wait that follows misses none.
+/// DEL is no write Redis refuses when out of memory.
 const PUT: &str = r"
 local len = redis.call('LLEN', KEYS[1])
 local room = tonumber(ARGV[1]) - len
-if room <= 0 then return {0, len} end
+if room <= 0 then
+  redis.call('DEL', KEYS[2])
+  return {0, len}
+end
 local n = math.min(room, #ARGV - 1)
 len = redis.call('LPUSH', KEYS[1], unpack(ARGV, 2, n + 1))
 return {n, len}
@@ -430,9 +440,15 @@ impl Producer {
             }),
             Some(cap) => self.conn.run(|c| {
                 let got: (usize, usize) = match wait {
-                    None => self.put.key(queue).arg(cap).arg(payloads).invoke(c)?,
+                    None => self
+                        .put
+                        .key(queue)
+                        .key(room)
+                        .arg(cap)
+                        .arg(payloads)
+                        .invoke(c)?,
                     Some(wait) => {
-                        let mut push = room::evalsha(&self.put, &[queue]);
+                        let mut push = room::evalsha(&self.put, &[queue, room]);
                         push.arg(cap).arg(payloads);
                         room::wait_then_push(c, room, wait, &self.put, &push)?
                     }

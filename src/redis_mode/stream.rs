@@ -173,22 +173,31 @@ end
     };
 }
 
-/// KEYS: stream. ARGV: capacity, payloads…
+/// KEYS: stream, room. ARGV: capacity, payloads…
 /// Adds as many payloads as there is room for: room is the capacity less
 /// what the slowest group has not acknowledged. The stream's length bounds
-/// that from above, so a short stream needs no more; a long one is trimmed
-/// on the way. Returns {added, unacknowledged after}; added 0 means full.
+/// that from above, so a short stream needs no more. A long one is counted
+/// exactly, and trimmed only once the acknowledged entries it keeps reach
+/// the capacity: one trim per capacity's worth of dishes rather than one per
+/// add (each reads every group and its oldest pending entry), for a stream
+/// at most about twice the capacity (plus what a slow dish holds back).
+/// Full, it clears the wake-up tokens, as list mode's push does (see
+/// `list::PUT`). Returns {added, unacknowledged after}; added 0 means full.
 const ADD: &str = concat!(
     floor_lua!(),
     r"
 local key, cap, n = KEYS[1], tonumber(ARGV[1]), #ARGV - 1
 local used = redis.call('XLEN', key)
 if used + n > cap and used > 0 then
-  trim(key)
+  local len = used
   used = unacked(key)
+  if len - used >= cap then trim(key) end
 end
 n = math.min(n, cap - used)
-if n <= 0 then return {0, used} end
+if n <= 0 then
+  redis.call('DEL', KEYS[2])
+  return {0, used}
+end
 for i = 2, n + 1 do redis.call('XADD', key, '*', 'dish', ARGV[i]) end
 return {n, used + n}
 "
@@ -450,9 +459,9 @@ impl Producer {
             let (add, room) = (&self.add, &self.keys.room);
             let (added, depth): (usize, usize) = self.conn.run(|c| {
                 let got: (usize, usize) = match wait {
-                    None => add.key(stream).arg(cap).arg(rest).invoke(c)?,
+                    None => add.key(stream).key(room).arg(cap).arg(rest).invoke(c)?,
                     Some(wait) => {
-                        let mut push = room::evalsha(add, &[stream]);
+                        let mut push = room::evalsha(add, &[stream, room]);
                         push.arg(cap).arg(rest);
                         room::wait_then_push(c, room, wait, add, &push)?
                     }
