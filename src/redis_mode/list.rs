@@ -82,8 +82,9 @@ const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 /// KEYS: queue, room. ARGV: capacity, payloads…
 /// Returns {pushed, length}; pushed 0 means full.
 ///
-/// Full, it also clears the wake-up tokens: each one stood for room a take
-/// made, and the queue being full now shows that room is gone, so they
+/// Full, or filled by this push, it also clears the wake-up tokens: each
+/// one stood for room a take made, and the queue full now shows that room
+/// is gone, so they
 /// could only wake this chef (and others) to find it full again, a wasted
 /// round trip each. Any room made from here on comes with a token of its
 /// own, pushed after this, so the chef's wait that follows misses none.
@@ -97,6 +98,7 @@ if room <= 0 then
 end
 local n = math.min(room, #ARGV - 1)
 len = redis.call('LPUSH', KEYS[1], unpack(ARGV, 2, n + 1))
+if n == room then redis.call('DEL', KEYS[2]) end
 return {n, len}
 ";
 
@@ -311,6 +313,8 @@ pub struct Producer {
     announced: bool,
     /// `--durable`: a push counts once a replica has it.
     durable: bool,
+    /// Whether its last push left the list full: the next waits first.
+    left_full: room::LeftFull,
 }
 
 impl Producer {
@@ -323,6 +327,7 @@ impl Producer {
             put: Script::new(PUT),
             announced: false,
             durable: opts.durable,
+            left_full: room::LeftFull::default(),
         }
     }
 
@@ -354,9 +359,11 @@ impl Producer {
         let mut out = Vec::with_capacity(dishes.len());
         let mut rest = &payloads[..];
         let mut oom_wait = OOM_WAIT;
-        // Set when the last try found the queue full: the next one waits
-        // for a token first, in the same round trip (`room::wait_then_push`).
-        let mut wait = None;
+        // Set when the last try found or left the queue full: the next one
+        // waits for a token first, in the same round trip
+        // (`room::wait_then_push`).
+        let mut wait = self.left_full.first_wait(until);
+        let cap = self.capacity.limit().unwrap_or(usize::MAX);
         while !rest.is_empty() {
             let (pushed, depth) = match self.try_push(rest, wait) {
                 Ok(got) => got,
@@ -381,8 +388,9 @@ impl Producer {
             };
             self.conn.has_room();
             oom_wait = OOM_WAIT;
+            self.left_full.note(depth, cap);
             if pushed > 0 {
-                wait = None;
+                wait = self.left_full.first_wait(until);
                 out.extend(queued(depth, pushed));
                 rest = &rest[pushed.min(rest.len())..];
                 continue;

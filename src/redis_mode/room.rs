@@ -12,6 +12,13 @@
 //! wait timed out. A full queue thus costs a chef one round trip per wait,
 //! not two; the tokens are the same as ever, so chefs and diners of older
 //! versions wake each other as before.
+//!
+//! A push that finds the queue full, or leaves it full, clears the tokens
+//! (they stood for room that is gone: see `list::PUT`), and a chef whose
+//! last push left the queue full starts its next one with a short wait for
+//! a token ([`LeftFull`]), rather than a push bound to fail: with the
+//! diners eating, the token comes within a round trip, and the push behind
+//! it finds room.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +35,39 @@ pub const MAX_TOKENS: usize = 16;
 
 /// How long unclaimed wake-up tokens live.
 pub(super) const ROOM_TTL_MS: u64 = 10_000;
+
+/// The longest a chef whose last push left the queue full waits for a
+/// token before pushing again anyway: short, since room may have come
+/// without one (an operator emptied the queue, a chef died holding a
+/// token); if the push then finds the queue full, the chef waits as usual.
+const PEEK_WAIT: Duration = Duration::from_millis(50);
+
+/// How long a chef's note that its last push left the queue full is
+/// believed: far below [`ROOM_TTL_MS`], so tokens for the room diners made
+/// since have not expired.
+const LEFT_FULL_FOR: Duration = Duration::from_secs(1);
+
+/// When this chef's last push left the queue full, if it did.
+#[derive(Debug, Default)]
+pub(super) struct LeftFull(Option<Instant>);
+
+impl LeftFull {
+    /// Notes a push's outcome: the queue `depth` long after it (or found
+    /// so, when nothing went in), against the capacity `cap`.
+    pub(super) fn note(&mut self, depth: usize, cap: usize) {
+        self.0 = (depth >= cap).then(Instant::now);
+    }
+
+    /// The wait for a token to put before the next push: a short one when
+    /// the last push left the queue full, lately; none otherwise.
+    pub(super) fn first_wait(&self, until: Until<'_>) -> Option<Duration> {
+        let recent = self.0.is_some_and(|at| at.elapsed() < LEFT_FULL_FOR);
+        if !recent {
+            return None;
+        }
+        until.wait().map(|w| w.min(PEEK_WAIT))
+    }
+}
 
 /// How long a full queue is waited on.
 #[derive(Debug, Clone, Copy)]

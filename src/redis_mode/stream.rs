@@ -82,6 +82,11 @@ const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 /// is set aside with the idle time that makes it claimable when due.
 pub(crate) const RETRY_CONSUMER: &str = "kitchen-retry";
 
+/// How often a diner reads its group's lag (XINFO GROUPS) with its read,
+/// at most: the depth it reports with each dish is at most this old. Read
+/// on every read, it cost a fifth of the commands of a dish.
+const DEPTH_EVERY: Duration = Duration::from_millis(10);
+
 /// See [`claim_period`].
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -181,8 +186,8 @@ end
 /// the capacity: one trim per capacity's worth of dishes rather than one per
 /// add (each reads every group and its oldest pending entry), for a stream
 /// at most about twice the capacity (plus what a slow dish holds back).
-/// Full, it clears the wake-up tokens, as list mode's push does (see
-/// `list::PUT`). Returns {added, unacknowledged after}; added 0 means full.
+/// Full, or filled by this add, it clears the wake-up tokens, as list
+/// mode's push does (see `list::PUT`). Returns {added, unacknowledged after}; added 0 means full.
 const ADD: &str = concat!(
     floor_lua!(),
     r"
@@ -199,6 +204,7 @@ if n <= 0 then
   return {0, used}
 end
 for i = 2, n + 1 do redis.call('XADD', key, '*', 'dish', ARGV[i]) end
+if used + n >= cap then redis.call('DEL', KEYS[2]) end
 return {n, used + n}
 "
 );
@@ -373,6 +379,8 @@ pub struct Producer {
     add: Script,
     /// Whether this chef has written its capacity to `P:capacity`.
     announced: bool,
+    /// Whether its last add left the stream full: the next waits first.
+    left_full: room::LeftFull,
     /// `--durable`: an add counts once a replica has it.
     durable: bool,
 }
@@ -386,6 +394,7 @@ impl Producer {
             batch: opts.batch.max(1),
             add: Script::new(ADD),
             announced: false,
+            left_full: room::LeftFull::default(),
             durable: opts.durable,
         }
     }
@@ -451,9 +460,10 @@ impl Producer {
             return Ok(out);
         };
         let mut rest = &payloads[..];
-        // Set when the last try found the stream full: the next one waits
-        // for a token first, in the same round trip (`room::wait_then_push`).
-        let mut wait = None;
+        // Set when the last try found or left the stream full: the next one
+        // waits for a token first, in the same round trip
+        // (`room::wait_then_push`).
+        let mut wait = self.left_full.first_wait(until);
         while !rest.is_empty() {
             let (durable, tries) = (self.durable, self.conn.durable_tries());
             let (add, room) = (&self.add, &self.keys.room);
@@ -471,8 +481,9 @@ impl Producer {
                 }
                 Ok(got)
             })?;
+            self.left_full.note(depth, cap);
             if added > 0 {
-                wait = None;
+                wait = self.left_full.first_wait(until);
                 out.extend(queued(depth, added));
                 rest = &rest[added.min(rest.len())..];
                 continue;
@@ -557,8 +568,10 @@ struct Batch {
     size: usize,
     /// Read, not yet handed out (oldest first).
     buffer: VecDeque<Entry>,
-    /// The group's lag seen by the last read.
+    /// The group's lag seen lately (see [`DEPTH_EVERY`]).
     depth: usize,
+    /// When the lag was last read.
+    depth_at: Option<Instant>,
     /// Entry ids eaten (or set aside), to acknowledge with the next read.
     done: Vec<String>,
     /// The dish handed out and not yet acknowledged, and its entry id.
@@ -674,6 +687,7 @@ impl Consumer {
                 size: opts.batch.max(1),
                 buffer: VecDeque::new(),
                 depth: 0,
+                depth_at: None,
                 done: Vec::new(),
                 in_hand: None,
                 history: true,
@@ -764,14 +778,21 @@ impl Consumer {
         }
     }
 
-    /// One XREADGROUP, with the acknowledgements owed and the group's lag
-    /// in the same round trip; what it brings goes to the buffer. Returns
+    /// One XREADGROUP, with the acknowledgements owed and (at most every
+    /// [`DEPTH_EVERY`]) the group's lag in the same round trip; what it
+    /// brings goes to the buffer. Returns
     /// how many entries it brought.
     fn read(&mut self, how: Read) -> Result<usize, Fault> {
         let Consumer {
             conn, names, batch, ..
         } = self;
         let mut again = false;
+        // The group's lag costs an XINFO GROUPS: read it with at most one
+        // read per DEPTH_EVERY (a diner at full speed reads thousands of
+        // times a second; one eating slowly reads it every time).
+        let look = batch
+            .depth_at
+            .is_none_or(|at| at.elapsed() >= DEPTH_EVERY);
         let result = names.run(conn, batch, |c, b| {
             let mut pipe = redis::pipe();
             b.ack_into(&mut pipe, names);
@@ -793,11 +814,13 @@ impl Consumer {
                 read.arg("BLOCK").arg(ms(block).max(1));
             }
             read.arg("STREAMS").arg(&names.keys.stream).arg(id);
-            pipe.cmd("XINFO").arg("GROUPS").arg(&names.keys.stream);
-            pipe.query::<(Value, Value)>(c)
+            if look {
+                pipe.cmd("XINFO").arg("GROUPS").arg(&names.keys.stream);
+            }
+            pipe.query::<Vec<Value>>(c)
         });
-        let (got, groups) = match result {
-            Ok(reply) => reply,
+        let mut replies = match result {
+            Ok(reply) => reply.into_iter(),
             Err(e) => {
                 // Whatever that read delivered is pending for this consumer
                 // only: read it back first if this diner goes on.
@@ -805,12 +828,18 @@ impl Consumer {
                 return Err(e);
             }
         };
+        let (got, groups) = (replies.next().unwrap_or(Value::Nil), replies.next());
         batch.done.clear();
-        if let Some(lag) = lag_of(groups, &names.group) {
+        if let Some(lag) = groups.and_then(|g| lag_of(g, &names.group)) {
             batch.depth = lag;
+            batch.depth_at = Some(Instant::now());
         }
         let entries = read_reply(got);
         let n = entries.len();
+        if n == 0 && !again {
+            // Nothing new for this group: nothing left to deliver.
+            batch.depth = 0;
+        }
         // Read again: each may be a later attempt than the first.
         let entries = if again {
             self.with_attempts(entries)?
