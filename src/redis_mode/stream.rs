@@ -790,9 +790,7 @@ impl Consumer {
         // The group's lag costs an XINFO GROUPS: read it with at most one
         // read per DEPTH_EVERY (a diner at full speed reads thousands of
         // times a second; one eating slowly reads it every time).
-        let look = batch
-            .depth_at
-            .is_none_or(|at| at.elapsed() >= DEPTH_EVERY);
+        let look = batch.depth_at.is_none_or(|at| at.elapsed() >= DEPTH_EVERY);
         let result = names.run(conn, batch, |c, b| {
             let mut pipe = redis::pipe();
             b.ack_into(&mut pipe, names);
