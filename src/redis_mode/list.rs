@@ -23,7 +23,9 @@
 //! `room::ROOM_WAIT`); every dish a diner takes drops a token there, which wakes
 //! one waiting chef. Tokens are trimmed to [`MAX_TOKENS`], so stale ones cost a
 //! few spurious wake-ups at most, and a chef blocked with no diner about costs
-//! two commands per `ROOM_WAIT`.
+//! two commands per `ROOM_WAIT`. The wait and the next push share a round
+//! trip, and a push that finds or leaves the list full clears the tokens
+//! (see `room.rs` and [`PUT`]).
 //!
 //! **Nothing lost.** A diner moves dishes into its processing list (LMOVE in
 //! a pipeline; a script for `--batch` > 1; BLMOVE when the queue is empty) and

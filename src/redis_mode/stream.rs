@@ -120,9 +120,9 @@ end
 -- The oldest id some group still needs: its oldest pending entry, or the
 -- one after its last-delivered id. nil without groups: a group created
 -- later starts from the oldest entry, so nothing may go.
-local function floor_of(key)
+local function floor_in(key, groups)
   local best, best_ms, best_seq
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+  for _, g in ipairs(groups) do
     local f = fields(g)
     local id, next_one = f['last-delivered-id'], true
     if tonumber(f['pending']) > 0 then
@@ -144,6 +144,9 @@ local function floor_of(key)
   end
   return best
 end
+local function floor_of(key)
+  return floor_in(key, redis.call('XINFO', 'GROUPS', key))
+end
 -- What the slowest group has not acknowledged: max over groups of lag +
 -- pending. The stream's length when there is no group (the first one will
 -- read it all) or Redis cannot tell a lag (after an XDEL mid-stream).
@@ -158,6 +161,20 @@ local function unacked(key)
     -- Entries not yet delivered are in the stream: a lag above its length
     -- is Redis's count gone stale (a replica promoted by a failover keeps
     -- the group's read counter behind), not dishes.
+    most = math.max(most, math.min(tonumber(f['lag']), len) + tonumber(f['pending']))
+  end
+  return most
+end
+-- trim then unacked, from one XINFO GROUPS (a chef's add needs both).
+-- len: the stream's length, above 0.
+local function trim_unacked(key, len)
+  local groups = redis.call('XINFO', 'GROUPS', key)
+  if #groups == 0 then return len end
+  len = len - redis.call('XTRIM', key, 'MINID', floor_in(key, groups))
+  local most = 0
+  for _, g in ipairs(groups) do
+    local f = fields(g)
+    if not f['lag'] then return len end
     most = math.max(most, math.min(tonumber(f['lag']), len) + tonumber(f['pending']))
   end
   return most
@@ -181,22 +198,18 @@ end
 /// KEYS: stream, room. ARGV: capacity, payloads…
 /// Adds as many payloads as there is room for: room is the capacity less
 /// what the slowest group has not acknowledged. The stream's length bounds
-/// that from above, so a short stream needs no more. A long one is counted
-/// exactly, and trimmed only once the acknowledged entries it keeps reach
-/// the capacity: one trim per capacity's worth of dishes rather than one per
-/// add (each reads every group and its oldest pending entry), for a stream
-/// at most about twice the capacity (plus what a slow dish holds back).
-/// Full, or filled by this add, it clears the wake-up tokens, as list
-/// mode's push does (see `list::PUT`). Returns {added, unacknowledged after}; added 0 means full.
+/// that from above, so a short stream needs no more; a long one is trimmed
+/// and counted on the way, from one XINFO GROUPS (it took two, and three
+/// more calls). Full, or filled by this add, it clears the wake-up tokens,
+/// as list mode's push does (see `list::PUT`). Returns {added,
+/// unacknowledged after}; added 0 means full.
 const ADD: &str = concat!(
     floor_lua!(),
     r"
 local key, cap, n = KEYS[1], tonumber(ARGV[1]), #ARGV - 1
 local used = redis.call('XLEN', key)
 if used + n > cap and used > 0 then
-  local len = used
-  used = unacked(key)
-  if len - used >= cap then trim(key) end
+  used = trim_unacked(key, used)
 end
 n = math.min(n, cap - used)
 if n <= 0 then
