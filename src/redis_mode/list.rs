@@ -86,9 +86,8 @@ const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 ///
 /// Full, or filled by this push, it also clears the wake-up tokens: each
 /// one stood for room a take made, and the queue full now shows that room
-/// is gone, so they
-/// could only wake this chef (and others) to find it full again, a wasted
-/// round trip each. Any room made from here on comes with a token of its
+/// is gone, so they could only wake this chef (and others) to find it full
+/// again, a wasted round trip each. Any room made from here on comes with a token of its
 /// own, pushed after this, so the chef's wait that follows misses none.
 /// DEL is no write Redis refuses when out of memory.
 const PUT: &str = r"
