@@ -23,7 +23,9 @@
 //! `room::ROOM_WAIT`); every dish a diner takes drops a token there, which wakes
 //! one waiting chef. Tokens are trimmed to [`MAX_TOKENS`], so stale ones cost a
 //! few spurious wake-ups at most, and a chef blocked with no diner about costs
-//! two commands per `ROOM_WAIT`.
+//! two commands per `ROOM_WAIT`. The wait and the next push share a round
+//! trip, and a push that finds or leaves the list full clears the tokens
+//! (see `room.rs` and [`PUT`]).
 //!
 //! **Nothing lost.** A diner moves dishes into its processing list (LMOVE in
 //! a pipeline; a script for `--batch` > 1; BLMOVE when the queue is empty) and
@@ -65,7 +67,7 @@ use crossbeam_channel::Receiver;
 use redis::{RedisError, Script};
 
 use super::cluster::Con;
-use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
+use super::room::{self, MAX_TOKENS, ROOM_TTL_MS, Until, queued, wake};
 use super::tally::Tally;
 use super::{Conn, unique_name};
 use crate::dish::Dish;
@@ -79,14 +81,25 @@ pub(crate) const TAKE_WAIT: Duration = Duration::from_millis(250);
 
 const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 
-/// KEYS: queue. ARGV: capacity, payloads…
+/// KEYS: queue, room. ARGV: capacity, payloads…
 /// Returns {pushed, length}; pushed 0 means full.
+///
+/// Full, or filled by this push, it also clears the wake-up tokens: each
+/// one stood for room a take made, and the queue full now shows that room
+/// is gone, so they could only wake this chef (and others) to find it full
+/// again, a wasted round trip each. Any room made from here on comes with a token of its
+/// own, pushed after this, so the chef's wait that follows misses none.
+/// DEL is no write Redis refuses when out of memory.
 const PUT: &str = r"
 local len = redis.call('LLEN', KEYS[1])
 local room = tonumber(ARGV[1]) - len
-if room <= 0 then return {0, len} end
+if room <= 0 then
+  redis.call('DEL', KEYS[2])
+  return {0, len}
+end
 local n = math.min(room, #ARGV - 1)
 len = redis.call('LPUSH', KEYS[1], unpack(ARGV, 2, n + 1))
+if n == room then redis.call('DEL', KEYS[2]) end
 return {n, len}
 ";
 
@@ -301,6 +314,8 @@ pub struct Producer {
     announced: bool,
     /// `--durable`: a push counts once a replica has it.
     durable: bool,
+    /// Whether its last push left the list full: the next waits first.
+    left_full: room::LeftFull,
 }
 
 impl Producer {
@@ -313,6 +328,7 @@ impl Producer {
             put: Script::new(PUT),
             announced: false,
             durable: opts.durable,
+            left_full: room::LeftFull::default(),
         }
     }
 
@@ -344,12 +360,18 @@ impl Producer {
         let mut out = Vec::with_capacity(dishes.len());
         let mut rest = &payloads[..];
         let mut oom_wait = OOM_WAIT;
+        // Set when the last try found or left the queue full: the next one
+        // waits for a token first, in the same round trip
+        // (`room::wait_then_push`).
+        let mut wait = self.left_full.first_wait(until);
+        let cap = self.capacity.limit().unwrap_or(usize::MAX);
         while !rest.is_empty() {
-            let (pushed, depth) = match self.try_push(rest) {
+            let (pushed, depth) = match self.try_push(rest, wait) {
                 Ok(got) => got,
                 // A spell, not an end: wait for diners to free room, as for
                 // a full queue, and try again.
                 Err(fault @ Fault::OutOfMemory { .. }) => {
+                    wait = None;
                     if until.pause(oom_wait) {
                         oom_wait = (oom_wait * 2).min(OOM_WAIT_MAX);
                         continue;
@@ -367,12 +389,16 @@ impl Producer {
             };
             self.conn.has_room();
             oom_wait = OOM_WAIT;
+            self.left_full.note(depth, cap);
             if pushed > 0 {
+                wait = self.left_full.first_wait(until);
                 out.extend(queued(depth, pushed));
                 rest = &rest[pushed.min(rest.len())..];
                 continue;
             }
-            if !wait_for_room(&mut self.conn, &self.keys.room, until)? {
+            // Full: wait for room (stopped, or past the deadline: give up).
+            wait = until.wait();
+            if wait.is_none() {
                 out.push(Put::Stopped);
                 break;
             }
@@ -404,9 +430,14 @@ impl Producer {
     }
 
     /// One push of as many of `payloads` as there is room for: (pushed,
-    /// length after); pushed 0 means full.
-    fn try_push(&mut self, payloads: &[String]) -> Result<(usize, usize), Fault> {
-        let (queue, durable) = (&self.keys.queue, self.durable);
+    /// length after); pushed 0 means full. With `wait`, first blocks up to
+    /// that long for a wake-up token, in the same round trip.
+    fn try_push(
+        &mut self,
+        payloads: &[String],
+        wait: Option<Duration>,
+    ) -> Result<(usize, usize), Fault> {
+        let (queue, room, durable) = (&self.keys.queue, &self.keys.room, self.durable);
         let tries = self.conn.durable_tries();
         match self.capacity.limit() {
             None => self.conn.run(|c| {
@@ -417,7 +448,20 @@ impl Producer {
                 Ok((payloads.len(), depth))
             }),
             Some(cap) => self.conn.run(|c| {
-                let got: (usize, usize) = self.put.key(queue).arg(cap).arg(payloads).invoke(c)?;
+                let got: (usize, usize) = match wait {
+                    None => self
+                        .put
+                        .key(queue)
+                        .key(room)
+                        .arg(cap)
+                        .arg(payloads)
+                        .invoke(c)?,
+                    Some(wait) => {
+                        let mut push = room::evalsha(&self.put, &[queue, room]);
+                        push.arg(cap).arg(payloads);
+                        room::wait_then_push(c, room, wait, &self.put, &push)?
+                    }
+                };
                 if durable && got.0 > 0 {
                     super::cluster::wait_for_replica(c, queue, tries)?;
                 }

@@ -5,12 +5,25 @@
 //! acknowledges) drops a token there, which wakes one waiting chef. Tokens
 //! are trimmed to [`MAX_TOKENS`] and expire after [`ROOM_TTL_MS`], so stale
 //! ones cost a few spurious wake-ups at most.
+//!
+//! The wait and the next try share a round trip ([`wait_then_push`]): the
+//! BLPOP and, right behind it in the same pipeline, the push script, which
+//! checks the room itself and so is safe to run whether a token came or the
+//! wait timed out. A full queue thus costs a chef one round trip per wait,
+//! not two; the tokens are the same as ever, so chefs and diners of older
+//! versions wake each other as before.
+//!
+//! A push that finds the queue full, or leaves it full, clears the tokens
+//! (they stood for room that is gone: see `list::PUT`), and a chef whose
+//! last push left the queue full starts its next one with a short wait for
+//! a token ([`LeftFull`]), rather than a push bound to fail: with the
+//! diners eating, the token comes within a round trip, and the push behind
+//! it finds room.
 
 use std::time::{Duration, Instant};
 
-use super::Conn;
 use crate::shutdown::Shutdown;
-use crate::vocab::{Fault, Put};
+use crate::vocab::Put;
 
 /// How long a chef blocks waiting for a wake-up token before checking again.
 pub(crate) const ROOM_WAIT: Duration = Duration::from_millis(500);
@@ -22,6 +35,39 @@ pub const MAX_TOKENS: usize = 16;
 
 /// How long unclaimed wake-up tokens live.
 pub(super) const ROOM_TTL_MS: u64 = 10_000;
+
+/// The longest a chef whose last push left the queue full waits for a
+/// token before pushing again anyway: short, since room may have come
+/// without one (an operator emptied the queue, a chef died holding a
+/// token); if the push then finds the queue full, the chef waits as usual.
+const PEEK_WAIT: Duration = Duration::from_millis(50);
+
+/// How long a chef's note that its last push left the queue full is
+/// believed: far below [`ROOM_TTL_MS`], so tokens for the room diners made
+/// since have not expired.
+const LEFT_FULL_FOR: Duration = Duration::from_secs(1);
+
+/// When this chef's last push left the queue full, if it did.
+#[derive(Debug, Default)]
+pub(super) struct LeftFull(Option<Instant>);
+
+impl LeftFull {
+    /// Notes a push's outcome: the queue `depth` long after it (or found
+    /// so, when nothing went in), against the capacity `cap`.
+    pub(super) fn note(&mut self, depth: usize, cap: usize) {
+        self.0 = (depth >= cap).then(Instant::now);
+    }
+
+    /// The wait for a token to put before the next push: a short one when
+    /// the last push left the queue full, lately; none otherwise.
+    pub(super) fn first_wait(&self, until: Until<'_>) -> Option<Duration> {
+        let recent = self.0.is_some_and(|at| at.elapsed() < LEFT_FULL_FOR);
+        if !recent {
+            return None;
+        }
+        until.wait().map(|w| w.min(PEEK_WAIT))
+    }
+}
 
 /// How long a full queue is waited on.
 #[derive(Debug, Clone, Copy)]
@@ -88,18 +134,38 @@ pub(super) fn wake(pipe: &mut redis::Pipeline, room: &str, n: usize) {
         .ignore();
 }
 
-/// The queue was full: sleeps in Redis until a diner hands over a token, or
-/// the wait `until` allows ends. `false`: stop waiting (stopped, or the
-/// deadline came), and the dish was not put.
-pub(super) fn wait_for_room(conn: &mut Conn, room: &str, until: Until<'_>) -> Result<bool, Fault> {
-    let Some(wait) = until.wait() else {
-        return Ok(false);
-    };
-    let _: Option<(String, String)> = conn.run(|c| {
-        redis::cmd("BLPOP")
-            .arg(room)
-            .arg(wait.as_secs_f64())
-            .query(c)
-    })?;
-    Ok(until.wait().is_some())
+/// EVALSHA of `script` on `keys`, for [`wait_then_push`]; the caller adds
+/// the arguments.
+pub(super) fn evalsha(script: &redis::Script, keys: &[&str]) -> redis::Cmd {
+    let mut eval = redis::cmd("EVALSHA");
+    eval.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    eval
+}
+
+/// The queue was full: blocks in Redis until a diner hands over a token (or
+/// `wait` ends), then runs `push` (an [`evalsha`] of `script`), both in one
+/// round trip; answers what the push script answers. A script Redis does
+/// not know (restarted, flushed) is loaded and run on its own: the wait has
+/// happened, the push is all that is left.
+pub(super) fn wait_then_push<T: redis::FromRedisValue>(
+    c: &mut super::cluster::Con,
+    room: &str,
+    wait: Duration,
+    script: &redis::Script,
+    push: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("BLPOP")
+        .arg(room)
+        .arg(wait.as_secs_f64())
+        .ignore()
+        .add_command(push.clone());
+    match pipe.query::<(T,)>(c) {
+        Ok((got,)) => Ok(got),
+        Err(e) if e.code() == Some("NOSCRIPT") || e.to_string().contains("NOSCRIPT") => {
+            script.load(c)?;
+            push.query(c)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -64,7 +64,7 @@ use crossbeam_channel::Receiver;
 use redis::{RedisError, Script, Value};
 
 use super::cluster::Con;
-use super::room::{MAX_TOKENS, ROOM_TTL_MS, Until, queued, wait_for_room, wake};
+use super::room::{self, MAX_TOKENS, ROOM_TTL_MS, Until, queued, wake};
 use super::{Conn, unique_name};
 use crate::dish::{Dish, DishId};
 use crate::shutdown::Shutdown;
@@ -81,6 +81,11 @@ const _: () = assert!(TAKE_WAIT.as_millis() <= super::MAX_BLOCK.as_millis());
 /// of the group claims them (XAUTOCLAIM) once idle a heartbeat TTL; a retry
 /// is set aside with the idle time that makes it claimable when due.
 pub(crate) const RETRY_CONSUMER: &str = "kitchen-retry";
+
+/// How often a diner reads its group's lag (XINFO GROUPS) with its read,
+/// at most: the depth it reports with each dish is at most this old. Read
+/// on every read, it cost a fifth of the commands of a dish.
+const DEPTH_EVERY: Duration = Duration::from_millis(10);
 
 /// See [`claim_period`].
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -115,9 +120,9 @@ end
 -- The oldest id some group still needs: its oldest pending entry, or the
 -- one after its last-delivered id. nil without groups: a group created
 -- later starts from the oldest entry, so nothing may go.
-local function floor_of(key)
+local function floor_in(key, groups)
   local best, best_ms, best_seq
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+  for _, g in ipairs(groups) do
     local f = fields(g)
     local id, next_one = f['last-delivered-id'], true
     if tonumber(f['pending']) > 0 then
@@ -139,6 +144,9 @@ local function floor_of(key)
   end
   return best
 end
+local function floor_of(key)
+  return floor_in(key, redis.call('XINFO', 'GROUPS', key))
+end
 -- What the slowest group has not acknowledged: max over groups of lag +
 -- pending. The stream's length when there is no group (the first one will
 -- read it all) or Redis cannot tell a lag (after an XDEL mid-stream).
@@ -153,6 +161,20 @@ local function unacked(key)
     -- Entries not yet delivered are in the stream: a lag above its length
     -- is Redis's count gone stale (a replica promoted by a failover keeps
     -- the group's read counter behind), not dishes.
+    most = math.max(most, math.min(tonumber(f['lag']), len) + tonumber(f['pending']))
+  end
+  return most
+end
+-- trim then unacked, from one XINFO GROUPS (a chef's add needs both).
+-- len: the stream's length, above 0.
+local function trim_unacked(key, len)
+  local groups = redis.call('XINFO', 'GROUPS', key)
+  if #groups == 0 then return len end
+  len = len - redis.call('XTRIM', key, 'MINID', floor_in(key, groups))
+  local most = 0
+  for _, g in ipairs(groups) do
+    local f = fields(g)
+    if not f['lag'] then return len end
     most = math.max(most, math.min(tonumber(f['lag']), len) + tonumber(f['pending']))
   end
   return most
@@ -173,23 +195,29 @@ end
     };
 }
 
-/// KEYS: stream. ARGV: capacity, payloads…
+/// KEYS: stream, room. ARGV: capacity, payloads…
 /// Adds as many payloads as there is room for: room is the capacity less
 /// what the slowest group has not acknowledged. The stream's length bounds
 /// that from above, so a short stream needs no more; a long one is trimmed
-/// on the way. Returns {added, unacknowledged after}; added 0 means full.
+/// and counted on the way, from one XINFO GROUPS (it took two, and three
+/// more calls). Full, or filled by this add, it clears the wake-up tokens,
+/// as list mode's push does (see `list::PUT`). Returns {added,
+/// unacknowledged after}; added 0 means full.
 const ADD: &str = concat!(
     floor_lua!(),
     r"
 local key, cap, n = KEYS[1], tonumber(ARGV[1]), #ARGV - 1
 local used = redis.call('XLEN', key)
 if used + n > cap and used > 0 then
-  trim(key)
-  used = unacked(key)
+  used = trim_unacked(key, used)
 end
 n = math.min(n, cap - used)
-if n <= 0 then return {0, used} end
+if n <= 0 then
+  redis.call('DEL', KEYS[2])
+  return {0, used}
+end
 for i = 2, n + 1 do redis.call('XADD', key, '*', 'dish', ARGV[i]) end
+if used + n >= cap then redis.call('DEL', KEYS[2]) end
 return {n, used + n}
 "
 );
@@ -364,6 +392,8 @@ pub struct Producer {
     add: Script,
     /// Whether this chef has written its capacity to `P:capacity`.
     announced: bool,
+    /// Whether its last add left the stream full: the next waits first.
+    left_full: room::LeftFull,
     /// `--durable`: an add counts once a replica has it.
     durable: bool,
 }
@@ -377,6 +407,7 @@ impl Producer {
             batch: opts.batch.max(1),
             add: Script::new(ADD),
             announced: false,
+            left_full: room::LeftFull::default(),
             durable: opts.durable,
         }
     }
@@ -442,21 +473,37 @@ impl Producer {
             return Ok(out);
         };
         let mut rest = &payloads[..];
+        // Set when the last try found or left the stream full: the next one
+        // waits for a token first, in the same round trip
+        // (`room::wait_then_push`).
+        let mut wait = self.left_full.first_wait(until);
         while !rest.is_empty() {
             let (durable, tries) = (self.durable, self.conn.durable_tries());
+            let (add, room) = (&self.add, &self.keys.room);
             let (added, depth): (usize, usize) = self.conn.run(|c| {
-                let got: (usize, usize) = self.add.key(stream).arg(cap).arg(rest).invoke(c)?;
+                let got: (usize, usize) = match wait {
+                    None => add.key(stream).key(room).arg(cap).arg(rest).invoke(c)?,
+                    Some(wait) => {
+                        let mut push = room::evalsha(add, &[stream, room]);
+                        push.arg(cap).arg(rest);
+                        room::wait_then_push(c, room, wait, add, &push)?
+                    }
+                };
                 if durable && got.0 > 0 {
                     super::cluster::wait_for_replica(c, stream, tries)?;
                 }
                 Ok(got)
             })?;
+            self.left_full.note(depth, cap);
             if added > 0 {
+                wait = self.left_full.first_wait(until);
                 out.extend(queued(depth, added));
                 rest = &rest[added.min(rest.len())..];
                 continue;
             }
-            if !wait_for_room(&mut self.conn, &self.keys.room, until)? {
+            // Full: wait for room (stopped, or past the deadline: give up).
+            wait = until.wait();
+            if wait.is_none() {
                 out.push(Put::Stopped);
                 break;
             }
@@ -534,8 +581,10 @@ struct Batch {
     size: usize,
     /// Read, not yet handed out (oldest first).
     buffer: VecDeque<Entry>,
-    /// The group's lag seen by the last read.
+    /// The group's lag seen lately (see [`DEPTH_EVERY`]).
     depth: usize,
+    /// When the lag was last read.
+    depth_at: Option<Instant>,
     /// Entry ids eaten (or set aside), to acknowledge with the next read.
     done: Vec<String>,
     /// The dish handed out and not yet acknowledged, and its entry id.
@@ -651,6 +700,7 @@ impl Consumer {
                 size: opts.batch.max(1),
                 buffer: VecDeque::new(),
                 depth: 0,
+                depth_at: None,
                 done: Vec::new(),
                 in_hand: None,
                 history: true,
@@ -741,14 +791,19 @@ impl Consumer {
         }
     }
 
-    /// One XREADGROUP, with the acknowledgements owed and the group's lag
-    /// in the same round trip; what it brings goes to the buffer. Returns
+    /// One XREADGROUP, with the acknowledgements owed and (at most every
+    /// [`DEPTH_EVERY`]) the group's lag in the same round trip; what it
+    /// brings goes to the buffer. Returns
     /// how many entries it brought.
     fn read(&mut self, how: Read) -> Result<usize, Fault> {
         let Consumer {
             conn, names, batch, ..
         } = self;
         let mut again = false;
+        // The group's lag costs an XINFO GROUPS: read it with at most one
+        // read per DEPTH_EVERY (a diner at full speed reads thousands of
+        // times a second; one eating slowly reads it every time).
+        let look = batch.depth_at.is_none_or(|at| at.elapsed() >= DEPTH_EVERY);
         let result = names.run(conn, batch, |c, b| {
             let mut pipe = redis::pipe();
             b.ack_into(&mut pipe, names);
@@ -770,11 +825,13 @@ impl Consumer {
                 read.arg("BLOCK").arg(ms(block).max(1));
             }
             read.arg("STREAMS").arg(&names.keys.stream).arg(id);
-            pipe.cmd("XINFO").arg("GROUPS").arg(&names.keys.stream);
-            pipe.query::<(Value, Value)>(c)
+            if look {
+                pipe.cmd("XINFO").arg("GROUPS").arg(&names.keys.stream);
+            }
+            pipe.query::<Vec<Value>>(c)
         });
-        let (got, groups) = match result {
-            Ok(reply) => reply,
+        let mut replies = match result {
+            Ok(reply) => reply.into_iter(),
             Err(e) => {
                 // Whatever that read delivered is pending for this consumer
                 // only: read it back first if this diner goes on.
@@ -782,12 +839,18 @@ impl Consumer {
                 return Err(e);
             }
         };
+        let (got, groups) = (replies.next().unwrap_or(Value::Nil), replies.next());
         batch.done.clear();
-        if let Some(lag) = lag_of(groups, &names.group) {
+        if let Some(lag) = groups.and_then(|g| lag_of(g, &names.group)) {
             batch.depth = lag;
+            batch.depth_at = Some(Instant::now());
         }
         let entries = read_reply(got);
         let n = entries.len();
+        if n == 0 && !again {
+            // Nothing new for this group: nothing left to deliver.
+            batch.depth = 0;
+        }
         // Read again: each may be a later attempt than the first.
         let entries = if again {
             self.with_attempts(entries)?
