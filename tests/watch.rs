@@ -151,3 +151,35 @@ fn watch_shows_each_stream_consumer_with_its_hold_and_counts() {
     );
     watch.stop("INT", lines);
 }
+
+#[test]
+fn watch_shows_each_shard_and_the_whole_queue() {
+    let server = RedisServer::start();
+    let out = run(
+        &server,
+        "chef",
+        &[
+            "--shards",
+            "3",
+            "--capacity",
+            "9",
+            "--dishes",
+            "6",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (watch, mut lines) = spawn_lines(&args(
+        &server,
+        "info",
+        &["--watch", "--shards", "3", "--capacity", "9"],
+    ));
+    let f = frame(&mut lines);
+    assert!(f.contains(&format!("{QUEUE}: 6 of 9 waiting")), "{f}");
+    for n in 0..3 {
+        assert!(f.contains(&format!("shard {n:<6} 2 of 3, 0 dead")), "{f}");
+    }
+    watch.stop("INT", lines);
+}

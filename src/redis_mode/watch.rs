@@ -160,6 +160,16 @@ fn render(i: &Info, rates: &Rates, now_us: u64) -> String {
         "  queue        {}: {} of {capacity} waiting{over}",
         i.queue, i.length
     );
+    for (n, shard) in i.shards.iter().enumerate() {
+        let cap = shard
+            .capacity
+            .map_or_else(|| "unbounded".to_owned(), |c| c.to_string());
+        let _ = writeln!(
+            out,
+            "  shard {n:<6} {} of {cap}, {} dead ({})",
+            shard.length, shard.dead, shard.queue
+        );
+    }
     let _ = writeln!(
         out,
         "  retrying     {} waiting to be retried",
