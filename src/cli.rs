@@ -745,6 +745,15 @@ impl Typed<'_> {
 
     /// Refuses each flag of `rules` the user typed, when `ignored` says the
     /// command would not read it; each rule is (clap id, why).
+    /// Refuses the flags `mode` does not read (the chef's and the diner's
+    /// shared rules; each adds its own).
+    fn refuse_by_mode(&mut self, mode: Mode) -> Result<(), clap::Error> {
+        self.refuse(mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
+        self.refuse(mode == Mode::List, &LIST_IGNORES)?;
+        self.refuse(mode == Mode::Stream, &STREAM_IGNORES)?;
+        self.refuse(mode != Mode::Stream, &STREAM_ONLY)
+    }
+
     fn refuse(&mut self, ignored: bool, rules: &[(&str, &str)]) -> Result<(), clap::Error> {
         if !ignored {
             return Ok(());
@@ -937,7 +946,7 @@ impl ChefArgs {
             self.backend.backend,
             "`kitchen chef` needs --backend redis (its default): a local queue lives inside one process, so use `kitchen run` for it",
         )?;
-        t.refuse(mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
+        t.refuse_by_mode(mode)?;
         t.refuse(
             mode == Mode::Pubsub,
             &[(
@@ -945,8 +954,6 @@ impl ChefArgs {
                 "--queue does not apply to `kitchen chef --mode pubsub`, whose chefs publish on --channel; drop it, or use --mode list",
             )],
         )?;
-        t.refuse(mode == Mode::List, &LIST_IGNORES)?;
-        t.refuse(mode == Mode::Stream, &STREAM_IGNORES)?;
         t.refuse(
             mode == Mode::Stream,
             &[(
@@ -954,7 +961,6 @@ impl ChefArgs {
                 "--queue does not apply to `kitchen chef --mode stream`, whose chefs add to --stream; drop it, or use --mode list",
             )],
         )?;
-        t.refuse(mode != Mode::Stream, &STREAM_ONLY)?;
         let redis = redis_options(t, mode, self.redis, |o| {
             o.durable = self.durable.durable;
             o.group = self.group.group;
@@ -985,7 +991,7 @@ impl DinerArgs {
             self.backend.backend,
             "`kitchen diner` needs --backend redis (its default): a local queue lives inside one process, so use `kitchen run` for it",
         )?;
-        t.refuse(mode == Mode::Pubsub, &PUBSUB_IGNORES)?;
+        t.refuse_by_mode(mode)?;
         t.refuse(
             mode == Mode::Pubsub,
             &[(
@@ -993,9 +999,6 @@ impl DinerArgs {
                 "--batch does not apply to `kitchen diner --mode pubsub`: a subscriber receives each dish as it is published; drop it, or use --mode list",
             )],
         )?;
-        t.refuse(mode == Mode::List, &LIST_IGNORES)?;
-        t.refuse(mode == Mode::Stream, &STREAM_IGNORES)?;
-        t.refuse(mode != Mode::Stream, &STREAM_ONLY)?;
         let redis = redis_options(t, mode, self.redis, |o| {
             o.group = self.group.group;
             o.batch = self.batch.batch as usize;
