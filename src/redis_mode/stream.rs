@@ -321,8 +321,7 @@ pub(super) const UNACKED: &str = concat!(floor_lua!(), "return unacked(KEYS[1])"
 pub(crate) struct Keys {
     pub stream: String,
     /// What every helper key starts with: `{S}` or, for a tagged `S`, `S`
-    /// (for helper keys named outside `new`, as list mode's are).
-    #[allow(dead_code)]
+    /// (for the keys named per diner, as list mode's are).
     pub prefix: String,
     pub room: String,
     pub capacity: String,
