@@ -277,8 +277,9 @@ struct CapacityArgs {
 struct BatchArg {
     /// Redis: dishes per round trip. List and stream: chefs add and diners
     /// take up to N (still bounded, still at least once). Pubsub: chefs
-    /// publish up to N.
-    #[arg(long, value_name = "N", default_value_t = defaults::BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// publish up to N (at most 5 000: kitchen's scripts pass a batch to
+    /// Redis's Lua, which unpacks no more than about 8 000 values).
+    #[arg(long, value_name = "N", default_value_t = defaults::BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=5_000))]
     batch: u32,
 }
 
@@ -1443,6 +1444,12 @@ fn parse_delay(s: &str) -> Result<Secs, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}` must be 0 seconds or more"));
     }
+    let max = crate::vocab::MAX_RETRY_WAIT.as_secs();
+    if secs > max as f64 {
+        return Err(format!(
+            "`{s}` seconds is over a day: a retry waits at most {max} s"
+        ));
+    }
     Duration::try_from_secs_f64(secs)
         .map(Secs)
         .map_err(|_| format!("`{s}` seconds is too long"))
@@ -2136,6 +2143,8 @@ mod tests {
         assert_eq!(serve.retry.max_attempts, 1);
         refused("run --max-attempts 0", "is not a number of attempts");
         refused("serve --retry-delay -1", "must be 0 seconds or more");
+        refused("run --retry-delay 90000", "over a day");
+        refused("diner --batch 5001", "5001");
         refused("run --dead-max 5", "--dead-max applies to --backend redis");
         assert_eq!(redis(&["diner", "--dead-max", "7"]).dead_max, 7);
     }

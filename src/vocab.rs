@@ -336,6 +336,10 @@ impl Default for Retry {
     }
 }
 
+/// The longest a failed dish waits for its next attempt, however the
+/// delay doubles: a day, so a due time stays far from any clock's limit.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(86_400);
+
 impl Retry {
     /// The wait after attempt `failed` failed: the delay doubled per
     /// attempt since the first, times `jitter` (drawn in 0.5..1.5, so
@@ -344,7 +348,9 @@ impl Retry {
         // Past 2^20 the wait is years: stop doubling.
         let doubled =
             self.delay.as_secs_f64() * f64::from(1u32 << failed.saturating_sub(1).min(20));
-        Duration::try_from_secs_f64(doubled * jitter.clamp(0.5, 1.5)).unwrap_or(Duration::MAX)
+        Duration::try_from_secs_f64(doubled * jitter.clamp(0.5, 1.5))
+            .unwrap_or(MAX_RETRY_WAIT)
+            .min(MAX_RETRY_WAIT)
     }
 }
 
@@ -591,6 +597,22 @@ operation_error! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_delays_double_and_stop_at_a_day() {
+        let r = Retry {
+            max_attempts: 40,
+            delay: Duration::from_secs(2),
+        };
+        assert_eq!(r.delay_after(1, 1.0), Duration::from_secs(2));
+        assert_eq!(r.delay_after(3, 1.0), Duration::from_secs(8));
+        assert_eq!(r.delay_after(35, 1.5), MAX_RETRY_WAIT);
+        let longest = Retry {
+            delay: MAX_RETRY_WAIT,
+            ..r
+        };
+        assert_eq!(longest.delay_after(u32::MAX, 1.5), MAX_RETRY_WAIT);
+    }
 
     #[test]
     fn redacts_passwords_only() {

@@ -181,7 +181,7 @@ impl<S: Sink> Diner<S> {
         };
         self.consumer.retry(&next, delay)?;
         if dish.track {
-            let due = now_us() + u64::try_from(delay.as_micros()).unwrap_or(u64::MAX / 2);
+            let due = now_us().saturating_add(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
             self.results
                 .retrying(dish, &self.results_name, started, reason, due)?;
         }

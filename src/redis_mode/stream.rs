@@ -95,9 +95,9 @@ const CLAIM_EVERY: Duration = Duration::from_secs(1);
 const HANDED_BACK_IDLE_MS: u64 = 1_000_000_000;
 
 /// The most of its own pending entries a heartbeat refreshes, or a leaving
-/// diner hands back, per call: far more than one diner holds (`--batch` is
-/// at most 10 000).
-const MAX_HELD: usize = 100_000;
+/// diner hands back, per call: more than one diner holds (`--batch` is at
+/// most 5 000), and fewer than the ~8 000 values Redis's Lua can `unpack`.
+const MAX_HELD: usize = 6_000;
 
 /// Lua shared by the scripts: a group's fields, and the trim to the oldest
 /// entry some group still needs.

@@ -42,15 +42,26 @@ impl Action {
     }
 }
 
-/// Reads a form body: `id=ID` (one or more) or `all=1`; `Err` is the line
-/// for the `400`.
+/// The most ids one form may name.
+pub const MAX_FORM_IDS: usize = 100;
+
+/// Reads a form body: `id=ID` (one or more, repeats counted once) or
+/// `all=1`; `Err` is the line for the `400`.
 pub fn parse_form(body: &[u8]) -> Result<Which, String> {
     const SEND: &str = "send id=ID (one or more) or all=1, form-encoded";
-    let mut ids = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
     let mut all = false;
     for (key, value) in url::form_urlencoded::parse(body) {
         match (&*key, &*value) {
             ("id", "") => return Err(format!("an empty id: {SEND}")),
+            // The page names one at a time: a form of thousands is not
+            // a person's, and each id costs a scan of the letters.
+            ("id", _) if ids.len() >= MAX_FORM_IDS => {
+                return Err(format!(
+                    "more than {MAX_FORM_IDS} ids: name fewer, or send all=1"
+                ));
+            }
+            ("id", id) if ids.iter().any(|i| i == id) => {}
             ("id", id) => ids.push(id.to_owned()),
             ("all", "1") => all = true,
             ("all", v) => return Err(format!("all={v}: {SEND}")),
@@ -187,6 +198,22 @@ mod tests {
             assert!(e.contains(says), "{e}");
             assert!(e.contains("send id=ID"), "{e}");
         }
+    }
+
+    #[test]
+    fn forms_name_few_ids_each_once() {
+        assert_eq!(
+            parse_form(b"id=a&id=b&id=a"),
+            Ok(Which::Ids(vec!["a".into(), "b".into()]))
+        );
+        let ok: String = (0..MAX_FORM_IDS).map(|i| format!("id={i}&")).collect();
+        assert!(parse_form(ok.as_bytes()).is_ok());
+        let many = format!("{ok}id=one-more");
+        let e = parse_form(many.as_bytes()).expect_err("too many ids");
+        assert!(
+            e.contains("more than 100 ids") && e.contains("all=1"),
+            "{e}"
+        );
     }
 
     #[test]
