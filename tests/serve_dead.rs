@@ -151,3 +151,36 @@ fn with_redis_away_the_forms_are_503_and_the_page_names_no_server() {
     assert!(page.contains("The queue is unavailable"), "{page}");
     assert!(!page.contains("127.0.0.1"), "{page}");
 }
+
+#[test]
+fn another_site_s_form_changes_nothing_and_the_page_is_not_framed() {
+    let redis = RedisServer::start();
+    bury_by_hand(&redis, "d-1", "7", "exit status 1");
+    let s = serve_on(&redis);
+    let post = |extra: &str| {
+        let body = "all=1";
+        let raw = format!(
+            "POST /dead/purge HTTP/1.1\r\nHost: {}\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            s.addr,
+            body.len()
+        );
+        support::web::exchange(s.addr, raw.as_bytes())
+            .pop()
+            .expect("a reply")
+    };
+    for extra in [
+        "Origin: http://evil.example\r\n",
+        "Origin: null\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+    ] {
+        let r = post(extra);
+        assert_eq!(r.status, 403, "{extra}: {}", r.text());
+        assert!(r.text().contains("another site"), "{}", r.text());
+        assert_eq!(redis.llen(&dead_key()), 1, "{extra}: nothing purged");
+    }
+    // The page's own form: its origin is the host asked.
+    let r = post(&format!("Origin: http://{}\r\n", s.addr));
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(redis.llen(&dead_key()), 0);
+    assert_eq!(s.get("/").header("x-frame-options"), Some("DENY"));
+}

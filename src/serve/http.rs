@@ -25,6 +25,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The body (empty when none was sent).
     pub body: &'a [u8],
+    /// Sent by a page of another site (see [`Head::cross_site`]).
+    pub cross_site: bool,
 }
 
 /// A complete response; written in one go with its `Content-Length`.
@@ -117,6 +119,7 @@ pub fn reason(status: u16) -> &'static str {
         302 => "Found",
         303 => "See Other",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -149,6 +152,11 @@ pub struct Head {
     pub http10: bool,
     /// Whether the client waits for `100 Continue` before sending the body.
     pub expect_continue: bool,
+    /// A browser says a page of another site sent it: `Sec-Fetch-Site:
+    /// cross-site`, or an `Origin` whose host is not the `Host` asked
+    /// (`null` included). Forms that change state refuse it, so a page the
+    /// operator visits cannot purge the dead letters.
+    pub cross_site: bool,
 }
 
 /// Why a head cannot be served; each maps to one status.
@@ -216,6 +224,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut chunked = false;
     let mut connection: Option<&[u8]> = None;
     let mut expect_continue = false;
+    let (mut origin, mut host, mut fetch_cross) = (None, None, false);
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let n = content_length(h.value)?;
@@ -229,6 +238,12 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
             connection = Some(h.value);
         } else if h.name.eq_ignore_ascii_case("expect") {
             expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+        } else if h.name.eq_ignore_ascii_case("origin") {
+            origin = Some(h.value);
+        } else if h.name.eq_ignore_ascii_case("host") {
+            host = Some(h.value);
+        } else if h.name.eq_ignore_ascii_case("sec-fetch-site") {
+            fetch_cross = h.value.eq_ignore_ascii_case(b"cross-site");
         }
     }
     // Two framings in one head is how requests are smuggled past a proxy
@@ -268,7 +283,17 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         keep_alive,
         http10: version == 0,
         expect_continue,
+        cross_site: fetch_cross || origin.is_some_and(|o| !same_origin(o, host)),
     }))
+}
+
+/// Whether `Origin` (`scheme://host[:port]`) names the `Host` asked.
+fn same_origin(origin: &[u8], host: Option<&[u8]>) -> bool {
+    let Some(host) = host else { return false };
+    let rest = origin
+        .strip_prefix(b"http://")
+        .or_else(|| origin.strip_prefix(b"https://"));
+    rest.is_some_and(|r| r.eq_ignore_ascii_case(host.trim_ascii()))
 }
 
 /// A `Content-Length` value: ASCII digits only (RFC 9110 §8.6). A sign,

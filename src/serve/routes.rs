@@ -249,7 +249,10 @@ impl Web {
         let note = self.publisher.is_none().then_some(LOCAL_PUBSUB_NOTE);
         let dead = self.dead_section();
         let html = page::render(&snap, note, &self.live_section(), &dead);
+        // Its buttons change state: no other site may frame it under a
+        // decoy (clickjacking).
         Response::new(200, "text/html; charset=utf-8", html.into_bytes())
+            .with("X-Frame-Options", "DENY")
     }
 
     /// The dead letters' section and its key (a hash of it): the page's
@@ -366,6 +369,12 @@ impl Handler for Web {
             "/metrics" => only("GET, HEAD", get, &mut || self.metrics()),
             "/live" => only("GET, HEAD", get, &mut || self.live()),
             "/live/dead" => only("GET, HEAD", get, &mut || self.live_dead()),
+            "/dead/requeue" | "/dead/purge" if req.cross_site && req.method == "POST" => {
+                Response::text(
+                    403,
+                    "a page of another site may not change the dead letters; use this server's own page\n",
+                )
+            }
             "/dead/requeue" => only("POST", req.method == "POST", &mut || {
                 self.dead(Action::Requeue, req.body)
             }),

@@ -265,6 +265,7 @@ impl<H: Handler> Worker<H> {
             method,
             path: text(head.path),
             body: buf.get(head.len..head.len + head.body_len).unwrap_or(&[]),
+            cross_site: head.cross_site,
         };
         let handler = &mut self.handler;
         let resp = catch_unwind(AssertUnwindSafe(|| handler.handle(&req))).unwrap_or_else(|_| {
