@@ -244,7 +244,7 @@ fn a_database_in_the_url_is_a_usage_error_with_cluster() {
 #[test]
 fn subscribers_on_a_cluster_are_counted_and_hear_chefs_apart() {
     let cluster = RedisCluster::start();
-    let (diners, lines) = spawn_lines(&cluster.args(
+    let (diners, mut lines) = spawn_lines(&cluster.args(
         "diner",
         &[
             "--mode",
@@ -277,6 +277,8 @@ fn subscribers_on_a_cluster_are_counted_and_hear_chefs_apart() {
         ],
     ));
     assert_eq!((num(&chef, "made"), num(&chef, "lost")), (20, 0), "{chef}");
+    // Every delivery eaten before the stop, which would count the rest lost.
+    lines.wait_for_n(40, " ate dish ");
     let all = diners.stop("INT", lines);
     assert_eq!(num(&last_json(&all), "eaten"), 40);
 }

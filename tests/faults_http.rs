@@ -23,13 +23,12 @@ use support::web::{
 
 /// The most any wait in these tests takes.
 const LIMIT: Duration = Duration::from_secs(20);
-/// A probe must be answered while the attack still holds: slowloris
-/// clients keep their connections for 60 s (`--client-timeout 60`) and hogs
-/// never stop, so an answer within this is an answer beside the attack, not
-/// after it. This is not a speed target (under a second is the goal; the
-/// figures are in RELIABILITY.md): before the fix the probe got no answer
-/// at all, or a reset.
-const PROBE_BOUND: Duration = LIMIT;
+// A probe must be answered while the attack still holds: slowloris clients
+// keep their connections for 60 s (`--client-timeout 60`) and hogs never
+// stop, while a probe's reads give up after 20 s (`support::web::connect`),
+// so any answer is an answer beside the attack, not after it. Before the fix
+// the probe got no answer at all, or a reset. How fast it answers is a
+// figure (RELIABILITY.md), not an assertion.
 /// How many fresh `/healthz` requests measure each attack.
 const PROBES: usize = 10;
 
@@ -45,7 +44,6 @@ fn probe_healthz(addr: SocketAddr, during: &str) -> Duration {
     for _ in 0..PROBES {
         let (status, took) = probe(addr, "/healthz");
         assert_eq!(status, 200, "{during}");
-        assert!(took < PROBE_BOUND, "{during}: /healthz took {took:?}");
         slowest = slowest.max(took);
     }
     slowest
@@ -89,9 +87,10 @@ fn a_fresh_healthz_answers_beside_2000_slowloris_connections() {
     let wanted = 2_000usize;
     let room = raise_fd_limit(wanted as u64 + 256);
     let n = wanted.min(room.saturating_sub(256) as usize);
-    if n < wanted {
-        eprintln!("faults_http: descriptor limit {room}: {n} slowloris connections, not {wanted}");
-    }
+    assert_eq!(
+        n, wanted,
+        "descriptor limit {room}: room for {n} slowloris connections only"
+    );
     // A client timeout longer than the test, so no slowloris connection
     // is let go while the probes run.
     let (_serve, addr, _lines) = spawn_serve(&["--diners", "0", "--client-timeout", "60"]);
@@ -161,7 +160,7 @@ fn slow_reader(addr: SocketAddr) -> Option<Cut> {
 }
 
 #[test]
-fn a_slow_reader_of_pipelined_responses_is_cut_at_the_write_deadline_and_holds_no_worker() {
+fn a_slow_reader_of_pipelined_responses_is_cut_and_holds_no_worker() {
     let _heavy = heavy();
     // One worker, so a slow reader that held it would stop every probe.
     let (_serve, addr, _lines) =
@@ -175,16 +174,13 @@ fn a_slow_reader_of_pipelined_responses_is_cut_at_the_write_deadline_and_holds_n
     while !readers.iter().all(JoinHandle::is_finished) {
         let (status, took) = probe(addr, "/healthz");
         assert_eq!(status, 200, "beside slow readers");
-        assert!(
-            took < PROBE_BOUND,
-            "beside slow readers: /healthz took {took:?}"
-        );
         slowest = slowest.max(took);
         probes += 1;
         // Paced, not a wait for anything: each probe is a fresh connection,
         // and thousands a second would only fill the port range.
         thread::sleep(Duration::from_millis(20));
     }
+    assert!(probes > 0, "no probe ran while the slow readers held on");
     let cuts: Vec<Cut> = readers
         .into_iter()
         .map(|r| {
