@@ -164,3 +164,48 @@ fn stats_show_each_shard_on_a_cluster() {
     let health = s.get("/healthz");
     assert_eq!(health.status, 200, "{}", health.text());
 }
+
+#[test]
+fn a_diner_s_counts_cover_every_shard() {
+    let server = RedisServer::start();
+    let (_diner, _lines) = redis_kitchen::spawn(
+        &server,
+        "diner",
+        &[
+            "--shards",
+            "3",
+            "--diners",
+            "1",
+            "--max-sleep-ms",
+            "0",
+            "--heartbeat-ttl",
+            "1",
+        ],
+    );
+    let out = redis_kitchen::run(
+        &server,
+        "chef",
+        &[
+            "--shards",
+            "3",
+            "--dishes",
+            "6",
+            "--max-sleep-ms",
+            "0",
+            "--quiet",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Six dishes dealt over three shards, all eaten by one diner: its
+    // heartbeat (refreshed every fifth of the TTL) says 6, not shard 0's 2.
+    support::wait_until(support::LIMIT, "the diner's heartbeat to count 6", || {
+        let v = info_json(&redis_kitchen::run(
+            &server,
+            "info",
+            &["--shards", "3", "--json"],
+        ));
+        v["diners"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["eaten"].as_u64() == Some(6)))
+    });
+}

@@ -638,6 +638,13 @@ impl Consumer {
         }
     }
 
+    /// Counts into `tally`, shared with the diner's other consumers (one per
+    /// shard), so each shard's heartbeat carries the diner's whole counts.
+    pub(crate) fn counting_into(mut self, tally: std::sync::Arc<Tally>) -> Consumer {
+        self.names.tally = tally;
+        self
+    }
+
     /// Connects, registers the diner with a live heartbeat and starts beating.
     pub fn ready(&mut self) -> Result<(), ReadyError> {
         self.run(|_| Ok(()))?;

@@ -152,8 +152,14 @@ const PROBE_EVERY: Duration = Duration::from_millis(20);
 impl Consumer {
     pub(crate) fn new(conn: impl Fn() -> Conn, opts: &RedisOptions) -> Consumer {
         let n = opts.shards.max(1);
+        // One diner, one set of counts: `info` and the rates read them from
+        // any shard's heartbeat.
+        let tally = Arc::default();
         let shards = (0..n)
-            .map(|i| list::Consumer::new(conn(), conn(), &shard_opts(opts, i)))
+            .map(|i| {
+                list::Consumer::new(conn(), conn(), &shard_opts(opts, i))
+                    .counting_into(Arc::clone(&tally))
+            })
             .collect();
         let next = usize::try_from(crate::dish::now_us()).unwrap_or(0) % n;
         Consumer {
