@@ -190,20 +190,36 @@ impl fmt::Display for Payload {
             Payload::Number(n) => return write!(f, "{n}"),
             Payload::Json(s) | Payload::Text(s) => s,
         };
-        for (shown, c) in text.chars().enumerate() {
-            if shown == EXCERPT {
-                return f.write_str("…");
-            }
-            match c {
-                '\n' => f.write_str("\\n")?,
-                '\r' => f.write_str("\\r")?,
-                '\t' => f.write_str("\\t")?,
-                c if c.is_control() => f.write_str("?")?,
-                c => write!(f, "{c}")?,
-            }
-        }
-        Ok(())
+        one_line(f, text, EXCERPT)
     }
+}
+
+/// Text from outside (a command's stderr, a payload) shown on one line of
+/// a terminal: newlines and tabs escaped, other control characters (an
+/// escape sequence's ESC) as `?`, at most `max` characters then `…`.
+#[derive(Debug, Clone, Copy)]
+pub struct OneLine<'a>(pub &'a str, pub usize);
+
+impl fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        one_line(f, self.0, self.1)
+    }
+}
+
+fn one_line(f: &mut fmt::Formatter<'_>, text: &str, max: usize) -> fmt::Result {
+    for (shown, c) in text.chars().enumerate() {
+        if shown == max {
+            return f.write_str("…");
+        }
+        match c {
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            c if c.is_control() => f.write_str("?")?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    Ok(())
 }
 
 /// One dish: what a chef puts on the queue and a diner takes off it.

@@ -309,3 +309,31 @@ fn bad_input_to_enqueue_and_exec_is_one_clear_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_command_s_stderr_shows_on_one_line_without_escape_sequences() {
+    let out = support::run(&[
+        "run",
+        "--dishes",
+        "1",
+        "--chefs",
+        "1",
+        "--max-sleep-ms",
+        "0",
+        "--max-attempts",
+        "1",
+        "--exec",
+        r#"printf 'red \033[31malert\nsecond line' >&2; exit 3"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("failed dish"))
+        .unwrap_or_else(|| panic!("no failure line: {text}"));
+    assert!(line.contains("red ?[31malert\\nsecond line"), "{line}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape reached the terminal: {text:?}"
+    );
+}

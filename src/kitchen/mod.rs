@@ -22,7 +22,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::defaults;
-use crate::dish::Dish;
+use crate::dish::{Dish, OneLine};
 use crate::queue::{
     AckError, Backend, BackendConfig, Capacity, GaugeError, OpenError, PutError, ReadyError,
     ResultLimits, ResultsError, Retry, Returned, TakeError,
@@ -36,6 +36,10 @@ use output::{IdTag, PrintOrder};
 use stats::{LatencyHistogram, LiveCounters, Tickets};
 pub use summary::Summary;
 use work::Work;
+
+/// The most of a failure's reason a per-dish line shows (the whole is
+/// in the dead letter and the result).
+const REASON_SHOWN: usize = 500;
 
 /// Which threads this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,9 +317,10 @@ impl Sink for Tally {
         if self.printer.enabled() {
             self.printer.line(
                 format_args!(
-                    "diner-{} failed dish {} --- {reason}{}",
+                    "diner-{} failed dish {} --- {}{}",
                     self.number,
                     dish.payload,
+                    OneLine(reason, REASON_SHOWN),
                     IdTag(self.ids.then_some(dish.id))
                 ),
                 &self.print_stop,
@@ -331,11 +336,12 @@ impl Sink for Tally {
         if self.printer.enabled() {
             self.printer.line(
                 format_args!(
-                    "diner-{} failed dish {} on attempt {}, retrying in {:.1} s --- {reason}{}",
+                    "diner-{} failed dish {} on attempt {}, retrying in {:.1} s --- {}{}",
                     self.number,
                     dish.payload,
                     dish.attempt,
                     delay.as_secs_f64(),
+                    OneLine(reason, REASON_SHOWN),
                     IdTag(self.ids.then_some(dish.id))
                 ),
                 &self.print_stop,
@@ -357,7 +363,11 @@ impl Sink for Tally {
         self.rejected += 1;
         if self.printer.enabled() {
             self.printer.line(
-                format_args!("diner-{} rejected a payload --- {reason}", self.number),
+                format_args!(
+                    "diner-{} rejected a payload --- {}",
+                    self.number,
+                    OneLine(reason, REASON_SHOWN)
+                ),
                 &self.print_stop,
             );
         }
