@@ -57,20 +57,23 @@ return n
 /// the letters that cannot be requeued.
 const MANAGE: &str = r"
 local dead, target, what, all = KEYS[1], KEYS[2], ARGV[1], ARGV[2] == '1'
-local want, found, picked, bare = {}, {}, {}, {}
+local want, found, picked, bare, keep = {}, {}, {}, {}, {}
 for i = 3, #ARGV do want[ARGV[i]] = true end
 for _, e in ipairs(redis.call('LRANGE', dead, 0, -1)) do
   local ok, v = pcall(cjson.decode, e)
   local id = ok and type(v) == 'table' and type(v['id']) == 'string' and v['id'] or nil
+  local taken = false
   if all or (id and want[id]) then
     if id then found[id] = true end
     local wire = ok and type(v) == 'table' and type(v['wire']) == 'string' and v['wire'] or nil
     if what == 'purge' or wire then
       table.insert(picked, {e, wire})
+      taken = true
     elseif not all then
       table.insert(bare, id)
     end
   end
+  if not taken then table.insert(keep, e) end
 end
 if not all then
   local missing = {}
@@ -80,8 +83,16 @@ if not all then
   if #missing > 0 then return {'missing', unpack(missing)} end
   if #bare > 0 then return {'unrequeueable', unpack(bare)} end
 end
+-- The letters left are written back whole (DEL first: Redis allows it when
+-- out of memory), one pass over the list where an LREM per letter would
+-- scan it once each; in chunks, as Lua unpacks no more than ~8 000 values.
+if #picked > 0 then
+  redis.call('DEL', dead)
+  for i = 1, #keep, 1000 do
+    redis.call('RPUSH', dead, unpack(keep, i, math.min(i + 999, #keep)))
+  end
+end
 for i = #picked, 1, -1 do
-  redis.call('LREM', dead, 1, picked[i][1])
   if what == 'list' then
     redis.call('LPUSH', target, picked[i][2])
   elseif what == 'stream' then
