@@ -330,7 +330,8 @@ struct WorkArgs {
     #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::SHUTDOWN_TIMEOUT), value_parser = parse_secs_arg)]
     shutdown_timeout: Secs,
     /// The largest payload a dish may carry, in bytes; a larger one is
-    /// refused (413 on `POST /dishes`) or dead-lettered.
+    /// refused or dead-lettered (`kitchen serve` reads request bodies of
+    /// 1 MiB at most, whatever this says: more is 413).
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PAYLOAD as u64, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
     max_payload: u64,
     /// Tries per dish: a failed dish waits --retry-delay, then is tried

@@ -575,7 +575,8 @@ impl Gauge {
         let mut parts: Vec<Option<Vec<String>>> = Vec::with_capacity(morgues.len());
         let mut found = std::collections::HashSet::new();
         for morgue in morgues {
-            let held = self.conn.run(|c| morgue.ids(c))?;
+            let held: std::collections::HashSet<String> =
+                self.conn.run(|c| morgue.ids(c))?.into_iter().collect();
             parts.push(ids.map(|ids| {
                 ids.iter()
                     .filter(|id| held.contains(*id))
