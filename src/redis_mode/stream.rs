@@ -36,9 +36,11 @@
 //! acknowledged are trimmed (`XTRIM MINID` to the oldest entry some group
 //! still needs: its oldest pending entry, or the one after its
 //! last-delivered id) by every diner's heartbeat, by a diner leaving, and by
-//! a chef that finds the stream longer than the room it wants. So the
-//! stream holds the unacknowledged entries plus those acknowledged behind
-//! the oldest pending one: `XLEN` ≤ capacity + pending when diners
+//! a chef whose add would take the stream past twice the capacity (not on
+//! every add of a full stream: that cost two more calls per dish, see
+//! BENCHMARKS.md). So the stream holds the unacknowledged entries, those
+//! acknowledged behind the oldest pending one, and at most about a capacity
+//! more between trims: `XLEN` ≤ 2 × capacity + pending when diners
 //! acknowledge in order, and a slow dish holds back the trim (memory), never
 //! the chefs. With no group yet nothing is trimmed.
 //!
@@ -165,12 +167,15 @@ local function unacked(key)
   end
   return most
 end
--- trim then unacked, from one XINFO GROUPS (a chef's add needs both).
+-- unacked, from one XINFO GROUPS, trimming first when asked (a chef's add
+-- needs the count, and now and then the trim).
 -- len: the stream's length, above 0.
-local function trim_unacked(key, len)
+local function trim_unacked(key, len, trim_too)
   local groups = redis.call('XINFO', 'GROUPS', key)
   if #groups == 0 then return len end
-  len = len - redis.call('XTRIM', key, 'MINID', floor_in(key, groups))
+  if trim_too then
+    len = len - redis.call('XTRIM', key, 'MINID', floor_in(key, groups))
+  end
   local most = 0
   for _, g in ipairs(groups) do
     local f = fields(g)
@@ -198,9 +203,11 @@ end
 /// KEYS: stream, room. ARGV: capacity, payloads…
 /// Adds as many payloads as there is room for: room is the capacity less
 /// what the slowest group has not acknowledged. The stream's length bounds
-/// that from above, so a short stream needs no more; a long one is trimmed
-/// and counted on the way, from one XINFO GROUPS (it took two, and three
-/// more calls). Full, or filled by this add, it clears the wake-up tokens,
+/// that from above, so a short stream needs no more; a long one is counted
+/// from one XINFO GROUPS, and trimmed on the way only past twice the
+/// capacity: a trim costs two more calls (XPENDING, XTRIM), which every add
+/// of a full stream paid, and heartbeats trim too, so the stream still
+/// empties at rest. Full, or filled by this add, it clears the wake-up tokens,
 /// as list mode's push does (see `list::PUT`). Returns {added,
 /// unacknowledged after}; added 0 means full.
 const ADD: &str = concat!(
@@ -209,7 +216,7 @@ const ADD: &str = concat!(
 local key, cap, n = KEYS[1], tonumber(ARGV[1]), #ARGV - 1
 local used = redis.call('XLEN', key)
 if used + n > cap and used > 0 then
-  used = trim_unacked(key, used)
+  used = trim_unacked(key, used, used + n > 2 * cap)
 end
 n = math.min(n, cap - used)
 if n <= 0 then
