@@ -23,9 +23,11 @@
 //! of one diner each (durable fan-out), one dish per round trip and
 //! `--batch 16`; its figure is deliveries per second.
 //!
-//! Criterion measures throughput; then one accounting pass per scenario and
-//! backend prints dishes/s, p50/p99 latency and made/eaten/lost/duplicated as
-//! Markdown tables, and writes them with an SVG chart to
+//! Criterion measures throughput; then three accounting runs per scenario
+//! and backend print dishes/s as the median with the spread (min–max), the
+//! median run's p50/p99 latency, made/eaten, and the most lost/duplicated
+//! any run saw, as Markdown tables (the `redis-benchmark` ceilings: three
+//! runs each, the same way), and writes them with an SVG chart to
 //! `target/kitchen-bench/`.
 //!
 //! Run: `cargo bench --bench backends` (`-- --quick` for a fast look;
@@ -520,12 +522,7 @@ fn report(_: &mut Criterion) {
             md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
             for design in designs() {
                 let n = design.dishes() * REPORT_FACTOR;
-                // Best of three: the machine's noise only ever slows a run down.
-                let o = (0..3)
-                    .map(|_| run(&env, design, p, d, cap, n))
-                    .min_by_key(|o| o.elapsed)
-                    .unwrap_or_default();
-                let rate = o.eaten as f64 / o.elapsed.as_secs_f64();
+                let (o, rate, spread) = median_of_three(|| run(&env, design, p, d, cap, n));
                 let latency = if design == Design::Ceiling {
                     ("–".to_owned(), "–".to_owned())
                 } else {
@@ -538,9 +535,8 @@ fn report(_: &mut Criterion) {
                 };
                 let _ = writeln!(
                     md,
-                    "| {}{flag} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {}{flag} | {spread} | {} | {} | {} | {} | {} | {} |",
                     design.name(),
-                    kitchen::kitchen::summary::human_rate(rate),
                     latency.0,
                     latency.1,
                     o.made,
@@ -551,15 +547,11 @@ fn report(_: &mut Criterion) {
                 bars.push((format!("{scenario} cap {cap}"), design.name(), rate));
             }
             #[cfg(feature = "redis")]
-            for (name, rate) in redis_ceilings(&env, p)
+            for (name, rate, spread) in redis_ceilings(&env, p)
                 .into_iter()
                 .filter(|_| wanted("redis"))
             {
-                let _ = writeln!(
-                    md,
-                    "| {name} | {} | – | – | – | – | – | – |",
-                    kitchen::kitchen::summary::human_rate(rate)
-                );
+                let _ = writeln!(md, "| {name} | {spread} | – | – | – | – | – | – |");
                 bars.push((format!("{scenario} cap {cap}"), name, rate));
             }
         }
@@ -577,7 +569,7 @@ fn report(_: &mut Criterion) {
 /// `redis-benchmark -t lpush` on the bench's server, one client per chef,
 /// without and with pipelining: what Redis itself allows on this machine.
 #[cfg(feature = "redis")]
-fn redis_ceilings(env: &Env, chefs: usize) -> Vec<(&'static str, f64)> {
+fn redis_ceilings(env: &Env, chefs: usize) -> Vec<(&'static str, f64, String)> {
     let port = env.redis.port().to_string();
     let clients = chefs.to_string();
     let mut out = Vec::new();
@@ -585,41 +577,70 @@ fn redis_ceilings(env: &Env, chefs: usize) -> Vec<(&'static str, f64)> {
         ("ceiling: redis-benchmark lpush", "1"),
         ("ceiling: redis-benchmark lpush -P 16", "16"),
     ] {
-        let rate = std::process::Command::new("redis-benchmark")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-t",
-                "lpush",
-                "-n",
-                "100000",
-            ])
-            .args(["-c", &clients, "-P", pipeline, "-q", "--csv"])
-            .output()
-            .ok()
-            .and_then(|o| {
-                // "test","rps",…  then  "LPUSH","123456.78",…
-                let text = String::from_utf8_lossy(&o.stdout).into_owned();
-                let line = text
-                    .lines()
-                    .find(|l| l.to_ascii_uppercase().contains("LPUSH"))?
-                    .to_owned();
-                line.split(',')
-                    .nth(1)?
-                    .trim_matches('"')
-                    .parse::<f64>()
-                    .ok()
-            });
-        match rate {
-            Some(r) => out.push((name, r)),
+        let rates: Option<Vec<f64>> = (0..3)
+            .map(|_| lpush_rate(&port, &clients, pipeline))
+            .collect();
+        match rates {
+            Some(mut r) => {
+                r.sort_by(f64::total_cmp);
+                out.push((name, r[1], spread_of(r[1], r[0], r[2])));
+            }
             None => {
                 eprintln!("redis-benchmark did not run; install redis-tools for the Redis ceilings")
             }
         }
     }
     out
+}
+
+/// One `redis-benchmark -t lpush` run: its requests per second.
+#[cfg(feature = "redis")]
+fn lpush_rate(port: &str, clients: &str, pipeline: &str) -> Option<f64> {
+    let o = std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", port, "-t", "lpush", "-n", "100000"])
+        .args(["-c", clients, "-P", pipeline, "-q", "--csv"])
+        .output()
+        .ok()?;
+    // "test","rps",…  then  "LPUSH","123456.78",…
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.to_ascii_uppercase().contains("LPUSH"))?
+        .to_owned();
+    line.split(',')
+        .nth(1)?
+        .trim_matches('"')
+        .parse::<f64>()
+        .ok()
+}
+
+/// Three runs of one row: the median run by rate (its latencies go in the
+/// table), its rate, and "median (min–max)". Lost and duplicated are the
+/// most any run saw, so a loss in one run is never hidden by the others.
+fn median_of_three(mut run: impl FnMut() -> Outcome) -> (Outcome, f64, String) {
+    let rate = |o: &Outcome| o.eaten as f64 / o.elapsed.as_secs_f64().max(1e-9);
+    let mut runs: Vec<Outcome> = (0..3).map(|_| run()).collect();
+    runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    let (lost, duplicated) = runs
+        .iter()
+        .fold((0, 0), |(l, d), o| (l.max(o.lost), d.max(o.duplicated)));
+    let (lo, hi) = (rate(&runs[0]), rate(&runs[2]));
+    let mut mid = runs.swap_remove(1);
+    let r = rate(&mid);
+    mid.lost = lost;
+    mid.duplicated = duplicated;
+    (mid, r, spread_of(r, lo, hi))
+}
+
+/// "median (min–max)", each as `human_rate` writes it.
+fn spread_of(median: f64, lo: f64, hi: f64) -> String {
+    use kitchen::kitchen::summary::human_rate;
+    format!(
+        "{} ({}–{})",
+        human_rate(median),
+        human_rate(lo),
+        human_rate(hi)
+    )
 }
 
 /// A grouped horizontal bar chart of throughput on a log scale (Redis and
@@ -908,11 +929,7 @@ fn fanout_report(env: &Env, md: &mut String, bars: &mut Vec<(String, &'static st
     md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for how in rows {
         let n = how.dishes() * REPORT_FACTOR;
-        let o = (0..3)
-            .map(|_| fanout(env, how, n))
-            .min_by_key(|o| o.elapsed)
-            .unwrap_or_default();
-        let rate = o.eaten as f64 / o.elapsed.as_secs_f64();
+        let (o, rate, spread) = median_of_three(|| fanout(env, how, n));
         let flag = if o.lost > 0 || o.duplicated > 0 {
             " ⚠"
         } else {
@@ -920,9 +937,8 @@ fn fanout_report(env: &Env, md: &mut String, bars: &mut Vec<(String, &'static st
         };
         let _ = writeln!(
             md,
-            "| {}{flag} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{flag} | {spread} | {} | {} | {} | {} | {} | {} |",
             how.name(),
-            kitchen::kitchen::summary::human_rate(rate),
             o.p50_us,
             o.p99_us,
             o.made,
