@@ -14,11 +14,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use kitchen::serve::ServeConfig;
+use kitchen::queue::Capacity;
 use support::http_client::{Hogs, probe, raise_fd_limit, slowloris};
 use support::wait_until;
 use support::web::{
-    TestServer, config, connect, exchange, parse_all, read_one, read_to_close, request, spawn_serve,
+    TestServer, connect, exchange, no_diners, parse_all, read_one, read_to_close, request,
+    spawn_serve,
 };
 
 /// The most any wait in these tests takes.
@@ -200,14 +201,6 @@ fn a_slow_reader_of_pipelined_responses_is_cut_and_holds_no_worker() {
     );
 }
 
-/// A server whose queue only fills: every dish made stays countable.
-fn no_diners() -> TestServer {
-    TestServer::start(ServeConfig {
-        diners: 0,
-        ..config()
-    })
-}
-
 fn made(s: &TestServer) -> u64 {
     s.get("/stats").json()["made"]
         .as_u64()
@@ -216,7 +209,7 @@ fn made(s: &TestServer) -> u64 {
 
 #[test]
 fn a_content_length_that_is_not_plain_digits_is_400() {
-    let s = no_diners();
+    let s = no_diners(Capacity::default());
     for length in ["+10", "-10", " +10", "10, 10", "0x0a", "1e1"] {
         let raw =
             format!("POST /dishes HTTP/1.1\r\nContent-Length: {length}\r\n\r\n{{\"dish\":3}}");
@@ -249,7 +242,7 @@ fn a_content_length_that_is_not_plain_digits_is_400() {
 
 #[test]
 fn a_post_with_a_body_and_no_length_is_411_and_queues_nothing() {
-    let s = no_diners();
+    let s = no_diners(Capacity::default());
     for method in ["POST", "PUT", "PATCH"] {
         // Read as a bodiless request, the body would be the next request.
         let raw = format!("{method} /dishes HTTP/1.1\r\nHost: x\r\n\r\n{{\"dish\":3}}");
@@ -263,7 +256,7 @@ fn a_post_with_a_body_and_no_length_is_411_and_queues_nothing() {
 
 #[test]
 fn head_on_a_route_that_queues_is_405_and_makes_no_dish() {
-    let s = no_diners();
+    let s = no_diners(Capacity::default());
     for path in ["/prodcons", "/pubsub"] {
         let r = request(s.addr, "HEAD", path, None);
         assert_eq!(r.status, 405, "HEAD {path}");
@@ -276,7 +269,7 @@ fn head_on_a_route_that_queues_is_405_and_makes_no_dish() {
 
 #[test]
 fn head_on_a_route_that_reads_is_200_without_a_body() {
-    let s = no_diners();
+    let s = no_diners(Capacity::default());
     let id = s.post("/dishes", "").json()["id"]
         .as_str()
         .expect("id")

@@ -35,6 +35,28 @@ pub fn spawn(server: &RedisServer, role: &str, rest: &[&str]) -> (KillOnDrop, Li
     super::spawn_lines(&args(server, role, rest))
 }
 
+/// `kitchen diner --burst --max-sleep-ms 0 --json --exec CMD ARGS…` to
+/// completion (list mode unless ARGS say otherwise): it eats what is queued
+/// with no naps, then exits; its output.
+pub fn burst(server: &RedisServer, cmd: &str, rest: &[&str]) -> Output {
+    let mut a = vec!["--burst", "--max-sleep-ms", "0", "--json", "--exec", cmd];
+    a.extend_from_slice(rest);
+    run(server, "diner", &a)
+}
+
+/// As [`burst`], which must succeed: its summary.
+pub fn burst_json(server: &RedisServer, cmd: &str, rest: &[&str]) -> serde_json::Value {
+    let out = burst(server, cmd, rest);
+    // Shown with a failing test's output, as `run_json` does.
+    eprint!("{}", super::stderr(&out));
+    assert!(
+        out.status.success(),
+        "diner --burst --exec {cmd:?} {rest:?} failed: {}",
+        super::stderr(&out)
+    );
+    super::summary(&out)
+}
+
 /// A list-mode diner process with one diner thread that naps for minutes
 /// on the first dish it takes (a seeded nap below ten minutes, the same on
 /// every run), so it holds that dish until it is killed; `extra` as for [`spawn`].
