@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use support::ledger::Ledger;
 use support::redis_kitchen::{QUEUE, holdings};
-use support::redis_server::RedisServer;
+use support::redis_server::{OUTAGE, RedisServer};
 use support::roles::{every_role_works, role_args};
 use support::tls_certs::{Certs, Pair};
 use support::{LIMIT, Lines, error_line, last_json, num, run, spawn_lines, stderr, wait_until};
@@ -220,9 +220,6 @@ fn tls_flags_out_of_place_are_usage_errors() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
-
-/// How long the TLS server stays down once every process has noticed.
-const OUTAGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[test]
 fn a_tls_server_restart_mid_run_loses_nothing() {

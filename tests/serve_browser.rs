@@ -207,9 +207,9 @@ fn clicking_producer_consumer_mode_queues_one_dish() {
 #[cfg(feature = "redis")]
 #[test]
 fn requeue_then_purge_dead_letters_from_the_page() {
-    use support::web::serve_on;
     use support::redis_kitchen::{QUEUE, burst_json, bury_by_hand};
     use support::redis_server::RedisServer;
+    use support::web::serve_on;
 
     let redis = RedisServer::start();
     bury_by_hand(&redis, "d-1", "7", "exit status 1: <boom>");
@@ -252,9 +252,9 @@ fn requeue_then_purge_dead_letters_from_the_page() {
 #[cfg(feature = "redis")]
 #[test]
 fn dead_letter_buttons_work_with_javascript_off() {
-    use support::web::serve_on;
     use support::redis_kitchen::{QUEUE, bury_by_hand};
     use support::redis_server::RedisServer;
+    use support::web::serve_on;
 
     let redis = RedisServer::start();
     bury_by_hand(&redis, "d-1", "7", "exit status 1");

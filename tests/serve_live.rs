@@ -115,9 +115,9 @@ fn with_no_failures_the_page_says_none_yet() {
 #[cfg(feature = "redis")]
 fn rate_from_diner_processes(mode: &str) {
     use kitchen::queue::Mode;
-    use support::web::redis_config;
     use support::redis_kitchen::spawn;
     use support::redis_server::RedisServer;
+    use support::web::redis_config;
 
     let redis = RedisServer::start();
     let m = if mode == "stream" {

@@ -11,7 +11,8 @@ use std::time::Instant;
 use support::redis_kitchen::{QUEUE, args, burst, run, spawn};
 use support::redis_server::RedisServer;
 use support::{
-    LIMIT, kitchen, last_json, num, signal, stderr, summary, wait_output, wait_until,
+    LIMIT, kitchen, last_json, num, one_error_line, signal, stderr, summary, wait_output,
+    wait_until,
 };
 
 #[test]
@@ -270,9 +271,7 @@ fn bad_input_to_enqueue_and_exec_is_one_clear_line() {
     let server = RedisServer::start();
     let big = "x".repeat(20);
     let out = run(&server, "enqueue", &["--max-payload", "10", "ok", &big]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_error_line(&out, &"enqueue --max-payload 10");
     assert!(
         err.contains("payload 2 is 20 bytes, over the 10-byte limit"),
         "{err}"

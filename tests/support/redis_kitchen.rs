@@ -8,15 +8,7 @@ use super::{KillOnDrop, LIMIT, Lines, last_json};
 
 /// `ROLE --backend redis --redis-url URL ARGS…`.
 pub fn args(server: &RedisServer, role: &str, rest: &[&str]) -> Vec<String> {
-    let mut v = vec![
-        role.to_owned(),
-        "--backend".into(),
-        "redis".into(),
-        "--redis-url".into(),
-        server.url(),
-    ];
-    v.extend(rest.iter().map(|s| (*s).to_owned()));
-    v
+    super::roles::role_args(role, &server.url(), &[], rest)
 }
 
 /// Runs `kitchen ROLE --backend redis … ARGS` to completion.
