@@ -18,8 +18,7 @@ use kitchen::queue::Capacity;
 use support::http_client::{Hogs, probe, raise_fd_limit, slowloris};
 use support::wait_until;
 use support::web::{
-    TestServer, connect, exchange, no_diners, parse_all, read_one, read_to_close, request,
-    spawn_serve,
+    connect, exchange, no_diners, parse_all, read_one, read_to_close, request, spawn_serve,
 };
 
 /// The most any wait in these tests takes.
@@ -201,12 +200,6 @@ fn a_slow_reader_of_pipelined_responses_is_cut_and_holds_no_worker() {
     );
 }
 
-fn made(s: &TestServer) -> u64 {
-    s.get("/stats").json()["made"]
-        .as_u64()
-        .expect("made is a number")
-}
-
 #[test]
 fn a_content_length_that_is_not_plain_digits_is_400() {
     let s = no_diners(Capacity::default());
@@ -237,7 +230,7 @@ fn a_content_length_that_is_not_plain_digits_is_400() {
             .collect();
         assert_eq!(statuses, [400], "{framing}");
     }
-    assert_eq!(made(&s), 0, "no dish from an ambiguous request");
+    assert_eq!(s.stat("made"), 0, "no dish from an ambiguous request");
 }
 
 #[test]
@@ -251,7 +244,7 @@ fn a_post_with_a_body_and_no_length_is_411_and_queues_nothing() {
         assert_eq!(statuses, [411], "{method}: then closed");
         assert_eq!(replies[0].header("connection"), Some("close"));
     }
-    assert_eq!(made(&s), 0);
+    assert_eq!(s.stat("made"), 0);
 }
 
 #[test]
@@ -262,9 +255,9 @@ fn head_on_a_route_that_queues_is_405_and_makes_no_dish() {
         assert_eq!(r.status, 405, "HEAD {path}");
         assert_eq!(r.header("allow"), Some("GET"), "HEAD {path}");
     }
-    assert_eq!(made(&s), 0);
+    assert_eq!(s.stat("made"), 0);
     assert_eq!(s.get("/prodcons").status, 302, "GET still queues");
-    assert_eq!(made(&s), 1);
+    assert_eq!(s.stat("made"), 1);
 }
 
 #[test]
@@ -317,5 +310,5 @@ fn head_on_a_route_that_reads_is_200_without_a_body() {
     assert_eq!(after.len(), 1, "{:?}", String::from_utf8_lossy(&got));
     assert_eq!(after[0].status, 200);
     assert_eq!(after[0].json()["status"], "ok");
-    assert_eq!(made(&s), 1, "only the POST");
+    assert_eq!(s.stat("made"), 1, "only the POST");
 }

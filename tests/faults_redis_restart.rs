@@ -101,17 +101,7 @@ fn two_redis_restarts_lose_nothing() {
     let mut together = Ledger::new();
     together.read(&run_lines);
     for (name, ledger) in [("chef+diner", &apart), ("run", &together)] {
-        assert_eq!(ledger.made(), DISHES, "{name}: {ledger}");
-        assert!(
-            ledger.unknown().is_empty(),
-            "{name}: {:?}",
-            ledger.unknown()
-        );
-        assert_eq!(
-            ledger.uneaten(),
-            Vec::<String>::new(),
-            "{name} lost dishes: {ledger}"
-        );
+        ledger.assert_all_eaten(DISHES, name);
     }
     // `run`'s own summary agrees: everything made was eaten, nothing left.
     assert_eq!(num(&run_summary, "made"), DISHES, "{run_summary}");

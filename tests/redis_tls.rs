@@ -286,13 +286,7 @@ fn a_tls_server_restart_mid_run_loses_nothing() {
     let mut ledger = Ledger::new();
     ledger.read(&chef_lines);
     ledger.read(&diner_lines);
-    assert_eq!(ledger.made(), DISHES, "{ledger}");
-    assert!(ledger.unknown().is_empty(), "{:?}", ledger.unknown());
-    assert_eq!(
-        ledger.uneaten(),
-        Vec::<String>::new(),
-        "lost dishes: {ledger}"
-    );
+    ledger.assert_all_eaten(DISHES, "the chef and the diner");
     eprintln!(
         "faults: tls restart: 1 SIGKILL+restart of a TLS redis-server (appendfsync always); {ledger}; lost 0; \
          down {outage:.2} s; both processes reconnected over TLS within {recovered:.2} s; wall {:.1} s",

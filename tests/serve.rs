@@ -12,12 +12,6 @@ use support::web::{
 };
 use support::{LIMIT, wait_until};
 
-fn queued(s: &TestServer) -> u64 {
-    s.get("/stats").json()["queued"]
-        .as_u64()
-        .expect("queued is a number")
-}
-
 #[test]
 fn the_page_has_the_tutorials_title_links_and_figures() {
     let s = no_diners(Capacity::Bounded(10));
@@ -51,11 +45,11 @@ fn prodcons_queues_a_dish_and_redirects_to_the_page() {
     let r = s.get("/prodcons");
     assert_eq!(r.status, 302);
     assert_eq!(r.header("location"), Some("/"));
-    assert_eq!(queued(&s), 1);
+    assert_eq!(s.stat("queued"), 1);
     assert_eq!(s.get("/stats").json()["made"], 1);
     // A query string does not change the route.
     assert_eq!(s.get("/prodcons?from=test").status, 302);
-    assert_eq!(queued(&s), 2);
+    assert_eq!(s.stat("queued"), 2);
 }
 
 #[test]
@@ -86,7 +80,7 @@ fn pubsub_on_the_local_backend_says_it_needs_redis() {
             .unwrap_or("")
             .contains("--backend redis")
     );
-    assert_eq!(queued(&s), 0, "nothing was queued");
+    assert_eq!(s.stat("queued"), 0, "nothing was queued");
 }
 
 #[test]
@@ -140,7 +134,7 @@ fn bodies_that_are_not_json_are_400_with_a_json_error() {
         assert_eq!(r.status, 400, "{body:?} gave {}", r.text());
         assert!(r.json()["error"].is_string(), "{body:?}");
     }
-    assert_eq!(queued(&s), 0);
+    assert_eq!(s.stat("queued"), 0);
 }
 
 /// Any JSON body is a payload; `{"dish": N}` with N from 0 to 9 is still
@@ -166,7 +160,7 @@ fn any_json_body_is_a_payload_and_its_result_can_be_read() {
         assert_eq!(got.json()["dish"], want, "{body}");
         assert_eq!(got.json()["status"], "queued", "{body}");
     }
-    assert_eq!(queued(&s), 5);
+    assert_eq!(s.stat("queued"), 5);
 }
 
 #[test]
@@ -211,7 +205,7 @@ fn a_payload_over_the_limit_is_413() {
     // Refused from the header alone, before any body is sent.
     let head_only = "POST /dishes HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\n";
     assert_eq!(exchange(s.addr, head_only.as_bytes())[0].status, 413);
-    assert_eq!(queued(&s), 0);
+    assert_eq!(s.stat("queued"), 0);
 }
 
 #[test]

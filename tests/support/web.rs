@@ -56,6 +56,13 @@ impl TestServer {
         request(self.addr, "POST", path, Some(body.as_bytes()))
     }
 
+    /// A figure of `GET /stats`, which must be a number.
+    pub fn stat(&self, key: &str) -> u64 {
+        self.get("/stats").json()[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} is not a number"))
+    }
+
     /// Stops the server and returns what `serve::run` returned, which it
     /// must within [`LIMIT`].
     pub fn stop(mut self) -> Result<(), ServeError> {
