@@ -6,9 +6,8 @@ mod support;
 
 use support::redis_cluster::RedisCluster;
 use support::redis_kitchen::QUEUE;
+use support::redis_stream::STREAM;
 use support::{LIMIT, kitchen, last_json, num, run, run_json, spawn_lines, stderr, wait_until};
-
-const STREAM: &str = "task:prodcons:stream";
 
 /// Every key the run left is in `key`'s hash slot.
 fn all_in_slot_of(cluster: &RedisCluster, key: &str) {

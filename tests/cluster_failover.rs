@@ -13,9 +13,8 @@ use support::ledger::Ledger;
 use support::redis_cluster::RedisCluster;
 use support::redis_kitchen::{self, QUEUE};
 use support::redis_server::RedisServer;
+use support::redis_stream::STREAM;
 use support::{LIMIT, last_json, num, run, spawn_lines, stderr, wait_until};
-
-const STREAM: &str = "task:prodcons:stream";
 
 const DISHES: u64 = 6_000;
 /// Dishes eaten before the master is killed: the kill lands mid-run.

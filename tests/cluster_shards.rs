@@ -13,12 +13,6 @@ use support::redis_server::RedisServer;
 use support::web::{TestServer, config};
 use support::{num, run, run_json, stderr};
 
-fn info_json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or_default()).expect("info --json")
-}
-
 #[test]
 fn three_shards_on_three_masters_eat_every_dish() {
     let cluster = RedisCluster::start();
@@ -75,7 +69,7 @@ fn chefs_spread_dishes_and_info_shows_each_shard() {
         ],
     ));
     assert_eq!(num(&chef, "made"), 30, "{chef}");
-    let info = info_json(&run(&cluster.args("info", &["--shards", "3", "--json"])));
+    let info = run_json(&cluster.args("info", &["--shards", "3"]));
     let shards = info["shards"].as_array().expect("shards in info").clone();
     assert_eq!(shards.len(), 3, "{info}");
     assert_eq!(shards[0]["queue"], QUEUE);
@@ -199,11 +193,7 @@ fn a_diner_s_counts_cover_every_shard() {
     // Six dishes dealt over three shards, all eaten by one diner: its
     // heartbeat (refreshed every fifth of the TTL) says 6, not shard 0's 2.
     support::wait_until(support::LIMIT, "the diner's heartbeat to count 6", || {
-        let v = info_json(&redis_kitchen::run(
-            &server,
-            "info",
-            &["--shards", "3", "--json"],
-        ));
+        let v = redis_kitchen::run_json(&server, "info", &["--shards", "3"]);
         v["diners"]
             .as_array()
             .is_some_and(|d| d.iter().any(|d| d["eaten"].as_u64() == Some(6)))

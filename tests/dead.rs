@@ -7,10 +7,10 @@ mod support;
 
 use std::process::Output;
 
-use support::redis_kitchen::{QUEUE, run};
+use support::redis_kitchen::{QUEUE, burst_json, run};
 use support::redis_server::RedisServer;
 use support::redis_stream::xadd;
-use support::{last_json, num, stderr};
+use support::{last_json, num, one_error_line, stderr};
 
 /// `kitchen dead ACTION --redis-url URL ARGS…`.
 fn dead(server: &RedisServer, action: &str, rest: &[&str]) -> Output {
@@ -41,22 +41,12 @@ fn ids(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// `kitchen diner --burst --exec CMD --json …`: its summary (it must succeed).
-fn burst(server: &RedisServer, cmd: &str, rest: &[&str]) -> serde_json::Value {
-    let mut a = vec![
-        "--burst",
-        "--diners",
-        "1",
-        "--max-sleep-ms",
-        "0",
-        // One attempt: these dishes are dead at their first failure.
-        "--max-attempts",
-        "1",
-        "--exec",
-        cmd,
-    ];
+/// A one-diner burst in which a dish is dead at its first failure (one
+/// attempt): its summary (it must succeed).
+fn burst_one_attempt(server: &RedisServer, cmd: &str, rest: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--diners", "1", "--max-attempts", "1"];
     a.extend_from_slice(rest);
-    support::redis_kitchen::run_json(server, "diner", &a)
+    burst_json(server, cmd, &a)
 }
 
 fn enqueue(server: &RedisServer, payloads: &[&str]) {
@@ -71,7 +61,7 @@ fn failed_dishes_are_listed_requeued_whole_and_eaten_by_a_fixed_command() {
     // the whole payload, not the excerpt.
     let big = "x".repeat(10 * 1024);
     enqueue(&server, &["soup", &big, "7"]);
-    let failed = burst(&server, "echo boom >&2; exit 3", &[]);
+    let failed = burst_one_attempt(&server, "echo boom >&2; exit 3", &[]);
     assert_eq!(num(&failed, "failed"), 3, "{failed}");
 
     let v = letters(&server, &[]);
@@ -109,7 +99,7 @@ fn failed_dishes_are_listed_requeued_whole_and_eaten_by_a_fixed_command() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sink = dir.path().join("eaten");
     let cmd = format!("cat > \"{}.$KITCHEN_DISH_ID\"", sink.display());
-    let ate = burst(&server, &cmd, &[]);
+    let ate = burst_one_attempt(&server, &cmd, &[]);
     assert_eq!((num(&ate, "eaten"), num(&ate, "failed")), (2, 0), "{ate}");
     let read = |id: &str| std::fs::read_to_string(format!("{}.{id}", sink.display())).ok();
     assert_eq!(
@@ -125,7 +115,7 @@ fn failed_dishes_are_listed_requeued_whole_and_eaten_by_a_fixed_command() {
 fn purge_deletes_by_id_or_all_and_the_bound_trims_the_oldest() {
     let server = RedisServer::start();
     enqueue(&server, &["1", "2", "3", "4"]);
-    let failed = burst(&server, "exit 1", &["--dead-max", "3"]);
+    let failed = burst_one_attempt(&server, "exit 1", &["--dead-max", "3"]);
     assert_eq!(num(&failed, "failed"), 4, "{failed}");
     let v = letters(&server, &[]);
     assert_eq!((num(&v, "total"), num(&v, "trimmed")), (3, 1), "{v}");
@@ -158,16 +148,14 @@ fn purge_deletes_by_id_or_all_and_the_bound_trims_the_oldest() {
 fn bad_requests_change_nothing() {
     let server = RedisServer::start();
     enqueue(&server, &["a", "b"]);
-    burst(&server, "exit 1", &[]);
+    burst_one_attempt(&server, "exit 1", &[]);
     let before = ids(&letters(&server, &[]));
     assert_eq!(before.len(), 2);
 
     // An id that is not dead: one line, exit 1, and the good id stays dead too.
     for action in ["requeue", "purge"] {
         let out = dead(&server, action, &[&before[0], "0000000000000001-1"]);
-        assert_eq!(out.status.code(), Some(1), "{action}: {out:?}");
-        let err = stderr(&out);
-        assert_eq!(err.lines().count(), 1, "{err}");
+        let err = one_error_line(&out, &action);
         assert!(
             err.contains("not a dead letter: 0000000000000001-1"),
             "{err}"
@@ -197,7 +185,7 @@ fn bad_requests_change_nothing() {
     // A payload that could not be read keeps only an excerpt: it cannot be
     // requeued, by id (refused, nothing changed) or with --all (left).
     let _: u64 = server.query(&["LPUSH", QUEUE, "{\"id\":\"broken"]);
-    burst(&server, "cat", &[]);
+    burst_one_attempt(&server, "cat", &[]);
     let v = letters(&server, &[]);
     let unreadable = v["entries"][0]["id"]
         .as_str()
@@ -222,7 +210,7 @@ fn stream_mode_keeps_its_dead_letters_beside_the_stream() {
     let server = RedisServer::start();
     let stream = "task:prodcons:stream";
     xadd(&server, stream, &["dish", "soup"]);
-    let failed = burst(&server, "echo sour >&2; exit 2", &["--mode", "stream"]);
+    let failed = burst_one_attempt(&server, "echo sour >&2; exit 2", &["--mode", "stream"]);
     assert_eq!(num(&failed, "failed"), 1, "{failed}");
     let v = letters(&server, &["--mode", "stream"]);
     assert_eq!(num(&v, "total"), 1, "{v}");
@@ -240,7 +228,7 @@ fn stream_mode_keeps_its_dead_letters_beside_the_stream() {
     let id = ids(&v).remove(0);
     let out = dead(&server, "requeue", &["--mode", "stream", &id]);
     assert!(out.status.success(), "{out:?}");
-    let ate = burst(&server, "cat", &["--mode", "stream"]);
+    let ate = burst_one_attempt(&server, "cat", &["--mode", "stream"]);
     assert_eq!((num(&ate, "eaten"), num(&ate, "failed")), (1, 0), "{ate}");
     assert_eq!(num(&letters(&server, &["--mode", "stream"]), "total"), 0);
 }
@@ -288,6 +276,6 @@ fn every_shard_s_letters_are_listed_requeued_and_purged_together() {
     let out = dead(&server, "requeue", &["--shards", "3", "--all"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(ids(&letters(&server, &shards)).is_empty());
-    let s = burst(&server, "true", &shards);
+    let s = burst_one_attempt(&server, "true", &shards);
     assert_eq!(num(&s, "eaten"), 5, "{s}");
 }

@@ -14,11 +14,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use kitchen::serve::ServeConfig;
+use kitchen::queue::Capacity;
 use support::http_client::{Hogs, probe, raise_fd_limit, slowloris};
 use support::wait_until;
 use support::web::{
-    TestServer, config, connect, exchange, parse_all, read_one, read_to_close, request, spawn_serve,
+    connect, exchange, no_diners, parse_all, read_one, read_to_close, request, spawn_serve,
 };
 
 /// The most any wait in these tests takes.
@@ -200,23 +200,9 @@ fn a_slow_reader_of_pipelined_responses_is_cut_and_holds_no_worker() {
     );
 }
 
-/// A server whose queue only fills: every dish made stays countable.
-fn no_diners() -> TestServer {
-    TestServer::start(ServeConfig {
-        diners: 0,
-        ..config()
-    })
-}
-
-fn made(s: &TestServer) -> u64 {
-    s.get("/stats").json()["made"]
-        .as_u64()
-        .expect("made is a number")
-}
-
 #[test]
 fn a_content_length_that_is_not_plain_digits_is_400() {
-    let s = no_diners();
+    let s = no_diners(Capacity::default());
     for length in ["+10", "-10", " +10", "10, 10", "0x0a", "1e1"] {
         let raw =
             format!("POST /dishes HTTP/1.1\r\nContent-Length: {length}\r\n\r\n{{\"dish\":3}}");
@@ -244,12 +230,12 @@ fn a_content_length_that_is_not_plain_digits_is_400() {
             .collect();
         assert_eq!(statuses, [400], "{framing}");
     }
-    assert_eq!(made(&s), 0, "no dish from an ambiguous request");
+    assert_eq!(s.stat("made"), 0, "no dish from an ambiguous request");
 }
 
 #[test]
 fn a_post_with_a_body_and_no_length_is_411_and_queues_nothing() {
-    let s = no_diners();
+    let s = no_diners(Capacity::default());
     for method in ["POST", "PUT", "PATCH"] {
         // Read as a bodiless request, the body would be the next request.
         let raw = format!("{method} /dishes HTTP/1.1\r\nHost: x\r\n\r\n{{\"dish\":3}}");
@@ -258,25 +244,25 @@ fn a_post_with_a_body_and_no_length_is_411_and_queues_nothing() {
         assert_eq!(statuses, [411], "{method}: then closed");
         assert_eq!(replies[0].header("connection"), Some("close"));
     }
-    assert_eq!(made(&s), 0);
+    assert_eq!(s.stat("made"), 0);
 }
 
 #[test]
 fn head_on_a_route_that_queues_is_405_and_makes_no_dish() {
-    let s = no_diners();
+    let s = no_diners(Capacity::default());
     for path in ["/prodcons", "/pubsub"] {
         let r = request(s.addr, "HEAD", path, None);
         assert_eq!(r.status, 405, "HEAD {path}");
         assert_eq!(r.header("allow"), Some("GET"), "HEAD {path}");
     }
-    assert_eq!(made(&s), 0);
+    assert_eq!(s.stat("made"), 0);
     assert_eq!(s.get("/prodcons").status, 302, "GET still queues");
-    assert_eq!(made(&s), 1);
+    assert_eq!(s.stat("made"), 1);
 }
 
 #[test]
 fn head_on_a_route_that_reads_is_200_without_a_body() {
-    let s = no_diners();
+    let s = no_diners(Capacity::default());
     let id = s.post("/dishes", "").json()["id"]
         .as_str()
         .expect("id")
@@ -324,5 +310,5 @@ fn head_on_a_route_that_reads_is_200_without_a_body() {
     assert_eq!(after.len(), 1, "{:?}", String::from_utf8_lossy(&got));
     assert_eq!(after[0].status, 200);
     assert_eq!(after[0].json()["status"], "ok");
-    assert_eq!(made(&s), 1, "only the POST");
+    assert_eq!(s.stat("made"), 1, "only the POST");
 }

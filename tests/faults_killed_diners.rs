@@ -96,13 +96,7 @@ fn twenty_diners_killed_mid_dish_lose_nothing() {
     ledger.read(&last_all);
 
     // Conservation, from the processes' lines and summaries...
-    assert_eq!(ledger.made(), DISHES, "{ledger}");
-    assert!(ledger.unknown().is_empty(), "{:?}", ledger.unknown());
-    assert_eq!(
-        ledger.uneaten(),
-        Vec::<String>::new(),
-        "lost dishes; {ledger}"
-    );
+    ledger.assert_all_eaten(DISHES, "the chef and the diners");
     assert!(
         ledger.duplicates() >= KILLS as u64,
         "each killed diner's dish in hand is eaten again: {ledger}"

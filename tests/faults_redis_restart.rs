@@ -11,15 +11,11 @@ use support::ledger::Ledger;
 use support::redis_kitchen::{
     QUEUE, finish_pubsub, holdings, spawn, spawn_publisher, spawn_subscribers,
 };
-use support::redis_server::RedisServer;
+use support::redis_server::{OUTAGE, RedisServer};
 use support::{LIMIT, Lines, last_json, num, wait_until};
 
 const DISHES: u64 = 1_500;
 const RUN_QUEUE: &str = "faults:run";
-/// How long Redis stays down once every process has noticed: the fault
-/// itself (long enough for a few reconnect attempts with backoff), not a wait
-/// for something to happen.
-const OUTAGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[test]
 fn two_redis_restarts_lose_nothing() {
@@ -105,17 +101,7 @@ fn two_redis_restarts_lose_nothing() {
     let mut together = Ledger::new();
     together.read(&run_lines);
     for (name, ledger) in [("chef+diner", &apart), ("run", &together)] {
-        assert_eq!(ledger.made(), DISHES, "{name}: {ledger}");
-        assert!(
-            ledger.unknown().is_empty(),
-            "{name}: {:?}",
-            ledger.unknown()
-        );
-        assert_eq!(
-            ledger.uneaten(),
-            Vec::<String>::new(),
-            "{name} lost dishes: {ledger}"
-        );
+        ledger.assert_all_eaten(DISHES, name);
     }
     // `run`'s own summary agrees: everything made was eaten, nothing left.
     assert_eq!(num(&run_summary, "made"), DISHES, "{run_summary}");

@@ -111,13 +111,7 @@ fn diners_killed_mid_dish_lose_nothing() {
     ledger.read(&last_all);
 
     // Conservation, from the processes' lines...
-    assert_eq!(ledger.made(), DISHES, "{ledger}");
-    assert!(ledger.unknown().is_empty(), "{:?}", ledger.unknown());
-    assert_eq!(
-        ledger.uneaten(),
-        Vec::<String>::new(),
-        "lost dishes; {ledger}"
-    );
+    ledger.assert_all_eaten(DISHES, "the chef and the diners");
     assert!(
         ledger.duplicates() >= KILLS as u64,
         "each killed diner's dish in hand is eaten again: {ledger}"
@@ -215,17 +209,7 @@ fn two_redis_restarts_lose_nothing() {
     let mut together = Ledger::new();
     together.read(&run_lines);
     for (name, ledger) in [("chef+diner", &apart), ("run", &together)] {
-        assert_eq!(ledger.made(), N, "{name}: {ledger}");
-        assert!(
-            ledger.unknown().is_empty(),
-            "{name}: {:?}",
-            ledger.unknown()
-        );
-        assert_eq!(
-            ledger.uneaten(),
-            Vec::<String>::new(),
-            "{name} lost dishes: {ledger}"
-        );
+        ledger.assert_all_eaten(N, name);
     }
     let run_summary = last_json(&run_lines);
     assert_eq!(num(&run_summary, "left"), 0, "{run_summary}");

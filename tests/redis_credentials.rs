@@ -9,43 +9,33 @@ mod support;
 use std::net::SocketAddr;
 
 use support::redis_server::{RedisServer, free_port};
+use support::roles::role_args;
 use support::web::{request, spawn_serve};
-use support::{KillOnDrop, LIMIT, Lines, signal, spawn_lines, stderr};
+use support::{KillOnDrop, LIMIT, Lines, one_error_line, signal, spawn_lines, stderr};
 
 /// The password every URL below carries.
 const SECRET: &str = "S3cr3t";
 
-/// `ROLE --backend redis --redis-url URL ARGS…`, as a command line.
-fn args<'a>(role: &'a str, url: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![role, "--backend", "redis", "--redis-url", url];
-    v.extend_from_slice(rest);
-    v
-}
-
 /// The command lines that fail at once against a server that refuses:
 /// every role that talks to Redis.
-fn refused_roles(url: &str) -> Vec<Vec<&str>> {
+fn refused_roles(url: &str) -> Vec<Vec<String>> {
     vec![
-        args("chef", url, &["--dishes", "3"]),
-        args("diner", url, &[]),
-        args("run", url, &["--dishes", "3"]),
-        args("info", url, &[]),
-        args("info", url, &["--json"]),
-        args("serve", url, &["--bind", "127.0.0.1:0"]),
+        role_args("chef", url, &[], &["--dishes", "3"]),
+        role_args("diner", url, &[], &[]),
+        role_args("run", url, &[], &["--dishes", "3"]),
+        role_args("info", url, &[], &[]),
+        role_args("info", url, &[], &["--json"]),
+        role_args("serve", url, &[], &["--bind", "127.0.0.1:0"]),
     ]
 }
 
-/// Runs `cmd`, which must fail with exit 1 and one line on stderr; returns it.
-fn one_error_line(cmd: &[&str]) -> String {
+/// Runs `cmd`, which must fail as [`one_error_line`] says, showing the
+/// password nowhere; returns that line.
+fn refused_line(cmd: &[String]) -> String {
     let out = support::run(cmd);
-    let err = stderr(&out);
-    let all = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(!all.contains(SECRET), "{cmd:?} shows the password: {all}");
-    assert_eq!(out.status.code(), Some(1), "{cmd:?}: {all}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{cmd:?}: one line, got {err:?}");
-    assert!(lines[0].starts_with("kitchen: "), "{err}");
-    lines[0].to_owned()
+    one_error_line(&out, &cmd)
 }
 
 #[test]
@@ -58,7 +48,7 @@ fn a_missing_password_is_asked_for_in_one_line() {
         format!("redis://127.0.0.1:{}", server.port()),
     ] {
         for cmd in refused_roles(&url) {
-            let line = one_error_line(&cmd);
+            let line = refused_line(&cmd);
             assert!(
                 line.contains("needs a password: put it in the URL"),
                 "{cmd:?}: {line}"
@@ -79,7 +69,7 @@ fn a_wrong_password_in_any_form_never_shows() {
         format!("redis://:{SECRET}%2Fx@127.0.0.1:{port}/5"),
     ] {
         for cmd in refused_roles(&url) {
-            let line = one_error_line(&cmd);
+            let line = refused_line(&cmd);
             assert!(line.contains("refused the credentials"), "{cmd:?}: {line}");
         }
     }
@@ -157,17 +147,22 @@ fn serve_on_an_absent_redis_answers_503_naming_nothing() {
 /// running `kitchen serve`: nothing shows the password, and no HTTP body
 /// names any of `hidden`.
 fn every_role_keeps_the_secret(server: &mut RedisServer, url: &str, hidden: &Hidden<'_>) {
-    let out = support::run(&args(
+    let out = support::run(&role_args(
         "chef",
         url,
+        &[],
         &["--dishes", "3", "--max-sleep-ms", "0", "--json"],
     ));
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(out.status.success(), "{all}");
     assert!(!all.contains(SECRET), "chef: {all}");
 
-    let (mut diner, mut lines) =
-        spawn_lines(&args("diner", url, &["--max-sleep-ms", "0", "--json"]));
+    let (mut diner, mut lines) = spawn_lines(&role_args(
+        "diner",
+        url,
+        &[],
+        &["--max-sleep-ms", "0", "--json"],
+    ));
     let mut diner_err = Lines::new(diner.child().stderr.take().expect("stderr"));
     lines.wait_for_n(3, " ate dish ");
     let stdout = diner.stop("INT", lines).join("\n");
@@ -179,7 +174,7 @@ fn every_role_keeps_the_secret(server: &mut RedisServer, url: &str, hidden: &Hid
 
     for json in [false, true] {
         let rest: &[&str] = if json { &["--json"] } else { &[] };
-        let out = support::run(&args("info", url, rest));
+        let out = support::run(&role_args("info", url, &[], rest));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(

@@ -8,18 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::redis_kitchen::{QUEUE, run, spawn, spawn_napping_diner};
 use support::redis_server::{RedisServer, free_port};
-use support::{LIMIT, Lines, signal, stderr, wait_until};
-
-/// The one line a runtime error prints.
-fn one_error_line(out: &std::process::Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
-    let err = stderr(out);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "one line, got {err:?}");
-    assert!(lines[0].starts_with("kitchen: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    lines[0].to_owned()
-}
+use support::{LIMIT, Lines, one_error_line, signal, stderr, wait_until};
 
 #[test]
 fn an_unreachable_redis_fails_fast_naming_the_address() {
@@ -29,7 +18,7 @@ fn an_unreachable_redis_fails_fast_naming_the_address() {
         let started = Instant::now();
         let out = support::run(&[role, "--backend", "redis", "--redis-url", &url]);
         assert!(started.elapsed() < Duration::from_secs(10));
-        let line = one_error_line(&out);
+        let line = one_error_line(&out, &role);
         assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
         assert!(line.contains("redis-server"), "{line}");
     }
@@ -41,7 +30,7 @@ fn a_wrong_password_is_refused_without_showing_it() {
     let url = format!("redis://:wrong-battery@127.0.0.1:{}/5", server.port());
     for role in ["run", "info"] {
         let out = support::run(&[role, "--backend", "redis", "--redis-url", &url]);
-        let line = one_error_line(&out);
+        let line = one_error_line(&out, &role);
         assert!(line.contains("password"), "{line}");
         assert!(!line.contains("wrong-battery"), "{line}");
         assert!(!String::from_utf8_lossy(&out.stdout).contains("wrong-battery"));
@@ -67,7 +56,7 @@ fn a_queue_key_of_another_type_is_named() {
     let server = RedisServer::start();
     let _: () = server.query(&["SET", QUEUE, "oops"]);
     let out = run(&server, "run", &["--dishes", "5"]);
-    let line = one_error_line(&out);
+    let line = one_error_line(&out, &"run");
     assert!(line.contains(QUEUE), "{line}");
     assert!(line.contains("holds a string, not a list"), "{line}");
     assert_eq!(server.query::<String>(&["GET", QUEUE]), "oops");

@@ -12,7 +12,7 @@ use support::redis_stream::{
     GROUP, STREAM, drained, group, pending_owners, run_json, spawn, xadd, xlen,
 };
 use support::web::{request, spawn_serve};
-use support::{LIMIT, last_json, num, signal, stderr, summary, wait_until};
+use support::{LIMIT, last_json, num, one_error_line, signal, stderr, summary, wait_until};
 
 /// What a diner leaving last leaves behind: the stream trimmed to nothing,
 /// the group with nothing pending or undelivered and no consumers.
@@ -561,14 +561,11 @@ fn a_stream_key_of_another_type_is_refused_with_one_line() {
     let server = RedisServer::start();
     let _: () = server.query(&["SET", STREAM, "x"]);
     for role in ["chef", "diner"] {
-        let out = run(&server, role, &["--mode", "stream"]);
-        assert_eq!(out.status.code(), Some(1), "{role}: {}", stderr(&out));
-        let err = stderr(&out);
+        let line = one_error_line(&run(&server, role, &["--mode", "stream"]), &role);
         assert!(
-            err.contains(&format!("key `{STREAM}` holds a string, not a stream"))
-                && err.contains("choose another --stream")
-                && err.lines().count() == 1,
-            "{role}: {err}"
+            line.contains(&format!("key `{STREAM}` holds a string, not a stream"))
+                && line.contains("choose another --stream"),
+            "{role}: {line}"
         );
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use support::ledger::Ledger;
 use support::redis_kitchen::{QUEUE, holdings};
-use support::redis_server::RedisServer;
+use support::redis_server::{OUTAGE, RedisServer};
 use support::roles::{every_role_works, role_args};
 use support::tls_certs::{Certs, Pair};
 use support::{LIMIT, Lines, error_line, last_json, num, run, spawn_lines, stderr, wait_until};
@@ -221,9 +221,6 @@ fn tls_flags_out_of_place_are_usage_errors() {
     }
 }
 
-/// How long the TLS server stays down once every process has noticed.
-const OUTAGE: std::time::Duration = std::time::Duration::from_secs(1);
-
 #[test]
 fn a_tls_server_restart_mid_run_loses_nothing() {
     const DISHES: u64 = 1_000;
@@ -289,13 +286,7 @@ fn a_tls_server_restart_mid_run_loses_nothing() {
     let mut ledger = Ledger::new();
     ledger.read(&chef_lines);
     ledger.read(&diner_lines);
-    assert_eq!(ledger.made(), DISHES, "{ledger}");
-    assert!(ledger.unknown().is_empty(), "{:?}", ledger.unknown());
-    assert_eq!(
-        ledger.uneaten(),
-        Vec::<String>::new(),
-        "lost dishes: {ledger}"
-    );
+    ledger.assert_all_eaten(DISHES, "the chef and the diner");
     eprintln!(
         "faults: tls restart: 1 SIGKILL+restart of a TLS redis-server (appendfsync always); {ledger}; lost 0; \
          down {outage:.2} s; both processes reconnected over TLS within {recovered:.2} s; wall {:.1} s",

@@ -150,7 +150,7 @@ fn bad_retry_flags_are_usage_errors() {
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
-    use support::redis_kitchen::{QUEUE, run, run_json, spawn};
+    use support::redis_kitchen::{QUEUE, burst_json, run, spawn};
     use support::redis_server::RedisServer;
     use support::{KillOnDrop, LIMIT, wait_until};
 
@@ -173,20 +173,6 @@ mod redis {
         ]);
         assert!(out.status.success(), "{out:?}");
         serde_json::from_slice(&out.stdout).expect("dead list --json")
-    }
-
-    fn burst(server: &RedisServer, cmd: &str, rest: &[&str]) -> serde_json::Value {
-        let mut a = vec![
-            "--burst",
-            "--diners",
-            "1",
-            "--max-sleep-ms",
-            "0",
-            "--exec",
-            cmd,
-        ];
-        a.extend_from_slice(rest);
-        run_json(server, "diner", &a)
     }
 
     #[test]
@@ -227,10 +213,12 @@ mod redis {
         let dir = tempfile::tempdir().expect("temp dir");
         let cmd = fails_until(dir.path(), 3);
         support::redis_stream::xadd(&server, "task:prodcons:stream", &["dish", "7"]);
-        let v = burst(
+        let v = burst_json(
             &server,
             &cmd,
             &[
+                "--diners",
+                "1",
                 "--mode",
                 "stream",
                 "--heartbeat-ttl",
@@ -252,7 +240,11 @@ mod redis {
         let server = RedisServer::start();
         let out = run(&server, "enqueue", &["soup"]);
         assert!(out.status.success(), "{}", stderr(&out));
-        let v = burst(&server, "echo sour >&2; exit 5", &["--retry-delay", "0.05"]);
+        let v = burst_json(
+            &server,
+            "echo sour >&2; exit 5",
+            &["--diners", "1", "--retry-delay", "0.05"],
+        );
         assert_eq!(
             (num(&v, "eaten"), num(&v, "retried"), num(&v, "failed")),
             (0, 2, 1),
@@ -274,7 +266,11 @@ mod redis {
         let out = support::run(&["dead", "requeue", &id, "--redis-url", &server.url()]);
         assert!(out.status.success(), "{out:?}");
         // Fresh attempts: the first try of the requeued dish is attempt 1.
-        let v = burst(&server, "[ \"$KITCHEN_ATTEMPT\" = 1 ] && cat", &[]);
+        let v = burst_json(
+            &server,
+            "[ \"$KITCHEN_ATTEMPT\" = 1 ] && cat",
+            &["--diners", "1"],
+        );
         assert_eq!(
             (num(&v, "eaten"), num(&v, "failed"), num(&v, "retried")),
             (1, 0, 0),
@@ -317,7 +313,7 @@ mod redis {
         // Another diner eats it, on its second attempt, once it is due.
         let dir = tempfile::tempdir().expect("temp dir");
         let started = std::time::Instant::now();
-        let v = burst(&server, &fails_until(dir.path(), 2), &[]);
+        let v = burst_json(&server, &fails_until(dir.path(), 2), &["--diners", "1"]);
         assert_eq!((num(&v, "eaten"), num(&v, "failed")), (1, 0), "{v}");
         println!(
             "faults: retries: a waiting retry (--retry-delay 3) survived its diner's SIGKILL and a Redis SIGKILL + restart (AOF): 1 waiting, 0 lost, eaten on attempt 2 by a new diner {:.2} s after it started",
@@ -364,10 +360,10 @@ mod redis {
         server.restart();
         assert_eq!(waiting(&server), 1, "the retry survived the restart (AOF)");
         let dir = tempfile::tempdir().expect("temp dir");
-        let v = burst(
+        let v = burst_json(
             &server,
             &fails_until(dir.path(), 2),
-            &["--mode", "stream", "--heartbeat-ttl", "5"],
+            &["--diners", "1", "--mode", "stream", "--heartbeat-ttl", "5"],
         );
         assert_eq!((num(&v, "eaten"), num(&v, "failed")), (1, 0), "{v}");
         assert_eq!(attempts_seen(dir.path()), [vec![2]]);

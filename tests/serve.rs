@@ -7,27 +7,14 @@ use std::time::Duration;
 
 use kitchen::queue::Capacity;
 use kitchen::serve::ServeConfig;
-use support::web::{TestServer, config, connect, exchange, parse_all, read_to_close, request};
+use support::web::{
+    TestServer, config, connect, exchange, no_diners, parse_all, read_to_close, request,
+};
 use support::{LIMIT, wait_until};
-
-/// A server whose queue only fills: no diners, so figures stay put.
-fn no_diners(capacity: usize) -> TestServer {
-    TestServer::start(ServeConfig {
-        diners: 0,
-        capacity: Capacity::Bounded(capacity),
-        ..config()
-    })
-}
-
-fn queued(s: &TestServer) -> u64 {
-    s.get("/stats").json()["queued"]
-        .as_u64()
-        .expect("queued is a number")
-}
 
 #[test]
 fn the_page_has_the_tutorials_title_links_and_figures() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     let r = s.get("/");
     assert_eq!(r.status, 200);
     assert!(
@@ -54,20 +41,20 @@ fn the_page_has_the_tutorials_title_links_and_figures() {
 
 #[test]
 fn prodcons_queues_a_dish_and_redirects_to_the_page() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     let r = s.get("/prodcons");
     assert_eq!(r.status, 302);
     assert_eq!(r.header("location"), Some("/"));
-    assert_eq!(queued(&s), 1);
+    assert_eq!(s.stat("queued"), 1);
     assert_eq!(s.get("/stats").json()["made"], 1);
     // A query string does not change the route.
     assert_eq!(s.get("/prodcons?from=test").status, 302);
-    assert_eq!(queued(&s), 2);
+    assert_eq!(s.stat("queued"), 2);
 }
 
 #[test]
 fn a_full_queue_is_503_with_retry_after_at_once() {
-    let s = no_diners(2);
+    let s = no_diners(Capacity::Bounded(2));
     assert_eq!(s.get("/prodcons").status, 302);
     assert_eq!(s.post("/dishes", "").status, 202);
     for r in [s.get("/prodcons"), s.post("/dishes", r#"{"dish":1}"#)] {
@@ -84,7 +71,7 @@ fn a_full_queue_is_503_with_retry_after_at_once() {
 
 #[test]
 fn pubsub_on_the_local_backend_says_it_needs_redis() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     let r = s.get("/pubsub");
     assert_eq!(r.status, 501);
     assert!(
@@ -93,7 +80,7 @@ fn pubsub_on_the_local_backend_says_it_needs_redis() {
             .unwrap_or("")
             .contains("--backend redis")
     );
-    assert_eq!(queued(&s), 0, "nothing was queued");
+    assert_eq!(s.stat("queued"), 0, "nothing was queued");
 }
 
 #[test]
@@ -125,7 +112,7 @@ fn a_posted_dish_can_be_followed_until_eaten() {
 
 #[test]
 fn a_dish_nobody_eats_stays_queued_and_no_body_means_random() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     let r = s.post("/dishes", "");
     assert_eq!(r.status, 202);
     let location = r.header("location").expect("Location").to_owned();
@@ -141,20 +128,20 @@ fn a_dish_nobody_eats_stays_queued_and_no_body_means_random() {
 
 #[test]
 fn bodies_that_are_not_json_are_400_with_a_json_error() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     for body in ["{", "not json", "[1", r#"{"dish": }"#, "\u{0}\u{1}"] {
         let r = s.post("/dishes", body);
         assert_eq!(r.status, 400, "{body:?} gave {}", r.text());
         assert!(r.json()["error"].is_string(), "{body:?}");
     }
-    assert_eq!(queued(&s), 0);
+    assert_eq!(s.stat("queued"), 0);
 }
 
 /// Any JSON body is a payload; `{"dish": N}` with N from 0 to 9 is still
 /// the tutorial's dish N.
 #[test]
 fn any_json_body_is_a_payload_and_its_result_can_be_read() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     for (body, want) in [
         (r#"{"dish": 4}"#, serde_json::json!(4)),
         (r#"{"dish": 10}"#, serde_json::json!({"dish": 10})),
@@ -173,12 +160,12 @@ fn any_json_body_is_a_payload_and_its_result_can_be_read() {
         assert_eq!(got.json()["dish"], want, "{body}");
         assert_eq!(got.json()["status"], "queued", "{body}");
     }
-    assert_eq!(queued(&s), 5);
+    assert_eq!(s.stat("queued"), 5);
 }
 
 #[test]
 fn unknown_routes_and_dishes_are_404() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     for path in [
         "/nope",
         "/dishes/",
@@ -194,7 +181,7 @@ fn unknown_routes_and_dishes_are_404() {
 
 #[test]
 fn wrong_methods_are_405_with_allow() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     for (method, path, allow) in [
         ("POST", "/", "GET, HEAD"),
         ("POST", "/prodcons", "GET"),
@@ -210,7 +197,7 @@ fn wrong_methods_are_405_with_allow() {
 
 #[test]
 fn a_payload_over_the_limit_is_413() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     // Over --max-payload (1 MiB by default): refused by the route.
     let big = format!(r#"{{"dish":1,"pad":"{}"}}"#, "x".repeat(1 << 20));
     let r = s.post("/dishes", &big);
@@ -218,12 +205,12 @@ fn a_payload_over_the_limit_is_413() {
     // Refused from the header alone, before any body is sent.
     let head_only = "POST /dishes HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\n";
     assert_eq!(exchange(s.addr, head_only.as_bytes())[0].status, 413);
-    assert_eq!(queued(&s), 0);
+    assert_eq!(s.stat("queued"), 0);
 }
 
 #[test]
 fn broken_requests_get_a_status_not_a_hang() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     let huge_header = format!("GET / HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(10_000));
     for (raw, want) in [
         (&b"HELLO\r\n\r\n"[..], 400),
@@ -280,7 +267,7 @@ fn slow_and_half_open_clients_time_out() {
 
 #[test]
 fn keep_alive_and_pipelined_requests_are_served_in_order() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     let raw = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
                POST /dishes HTTP/1.1\r\nContent-Length: 10\r\n\r\n{\"dish\":3}\
                GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n";
@@ -373,7 +360,7 @@ fn results_expire_after_their_ttl() {
 
 #[test]
 fn garbage_never_stops_the_server() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for i in 0..200 {
         // xorshift: reproducible noise with HTTP-ish prefixes mixed in.
@@ -399,7 +386,7 @@ fn garbage_never_stops_the_server() {
 
 #[test]
 fn run_returns_when_stopped() {
-    let s = no_diners(10);
+    let s = no_diners(Capacity::Bounded(10));
     let _keep_alive = {
         let mut c = connect(s.addr);
         c.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").expect("send");

@@ -207,17 +207,14 @@ fn clicking_producer_consumer_mode_queues_one_dish() {
 #[cfg(feature = "redis")]
 #[test]
 fn requeue_then_purge_dead_letters_from_the_page() {
-    use kitchen::queue::{BackendConfig, Mode, RedisOptions};
-    use support::redis_kitchen::{QUEUE, bury_by_hand, run_json};
+    use support::redis_kitchen::{QUEUE, burst_json, bury_by_hand};
     use support::redis_server::RedisServer;
+    use support::web::serve_on;
 
     let redis = RedisServer::start();
     bury_by_hand(&redis, "d-1", "7", "exit status 1: <boom>");
     bury_by_hand(&redis, "d-2", "8", "timed out after 5 s");
-    let s = TestServer::start(ServeConfig {
-        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), Mode::List)),
-        ..config()
-    });
+    let s = serve_on(&redis, Capacity::default());
     let b = Browser::start();
     let home = s.url("/");
     b.open(&home);
@@ -238,11 +235,7 @@ fn requeue_then_purge_dead_letters_from_the_page() {
         || b.url() == home && b.try_text("#dead-total").as_deref() == Some("1"),
     );
     assert_eq!(redis.llen(QUEUE), 1, "d-1 is back on the queue");
-    let eaten = run_json(
-        &redis,
-        "diner",
-        &["--burst", "--max-sleep-ms", "0", "--exec", "true"],
-    );
+    let eaten = burst_json(&redis, "true", &[]);
     assert_eq!(eaten["eaten"], 1, "the requeued dish is eaten: {eaten}");
 
     let all = b.find("css selector", "#purge-all");
@@ -259,17 +252,14 @@ fn requeue_then_purge_dead_letters_from_the_page() {
 #[cfg(feature = "redis")]
 #[test]
 fn dead_letter_buttons_work_with_javascript_off() {
-    use kitchen::queue::{BackendConfig, Mode, RedisOptions};
     use support::redis_kitchen::{QUEUE, bury_by_hand};
     use support::redis_server::RedisServer;
+    use support::web::serve_on;
 
     let redis = RedisServer::start();
     bury_by_hand(&redis, "d-1", "7", "exit status 1");
     bury_by_hand(&redis, "d-2", "8", "exit status 1");
-    let s = TestServer::start(ServeConfig {
-        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), Mode::List)),
-        ..config()
-    });
+    let s = serve_on(&redis, Capacity::default());
     let b = Browser::start_with(false);
     let home = s.url("/");
     b.open(&home);

@@ -6,23 +6,15 @@
 
 mod support;
 
-use kitchen::queue::{BackendConfig, Mode, RedisOptions};
-use kitchen::serve::ServeConfig;
-use support::redis_kitchen::{QUEUE, bury_by_hand, run_json};
+use kitchen::queue::Capacity;
+use support::redis_kitchen::{QUEUE, burst_json, bury_by_hand};
 use support::redis_server::RedisServer;
-use support::web::{TestServer, config};
+use support::web::serve_on;
 use support::{LIMIT, num, wait_until};
 
 /// The dead-letter list beside the tutorial's queue.
 fn dead_key() -> String {
     format!("{{{QUEUE}}}:dead")
-}
-
-fn serve_on(redis: &RedisServer) -> TestServer {
-    TestServer::start(ServeConfig {
-        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), Mode::List)),
-        ..config()
-    })
 }
 
 #[test]
@@ -36,7 +28,7 @@ fn the_page_lists_dead_letters_escaped_with_their_buttons() {
     );
     bury_by_hand(&redis, "d-2", "7", "timed out after 5 s");
     redis.query::<String>(&["SET", &format!("{{{QUEUE}}}:dead:trimmed"), "4"]);
-    let s = serve_on(&redis);
+    let s = serve_on(&redis, Capacity::default());
     let page = s.get("/").text();
     for want in [
         r#"<span id="dead-total">2</span>"#,
@@ -77,7 +69,7 @@ fn requeue_and_purge_answer_303_to_the_page_and_do_it() {
     bury_by_hand(&redis, "d-1", "7", "exit status 1");
     bury_by_hand(&redis, "d-2", "8", "exit status 1");
     bury_by_hand(&redis, "d-3", "9", "exit status 1");
-    let s = serve_on(&redis);
+    let s = serve_on(&redis, Capacity::default());
 
     let r = s.post("/dead/requeue", "id=d-1");
     assert_eq!(r.status, 303, "{}", r.text());
@@ -85,11 +77,7 @@ fn requeue_and_purge_answer_303_to_the_page_and_do_it() {
     assert_eq!(redis.llen(QUEUE), 1, "back on the queue");
     assert_eq!(redis.llen(&dead_key()), 2);
     // A diner eats it: requeued with fresh attempts, a dish like any other.
-    let eaten = run_json(
-        &redis,
-        "diner",
-        &["--burst", "--max-sleep-ms", "0", "--exec", "true"],
-    );
+    let eaten = burst_json(&redis, "true", &[]);
     assert_eq!(num(&eaten, "eaten"), 1, "{eaten}");
 
     let r = s.post("/dead/purge", "id=d-2");
@@ -110,7 +98,7 @@ fn requeue_and_purge_answer_303_to_the_page_and_do_it() {
 fn bad_forms_are_400_unknown_ids_404_and_nothing_changes() {
     let redis = RedisServer::start();
     bury_by_hand(&redis, "d-1", "7", "exit status 1");
-    let s = serve_on(&redis);
+    let s = serve_on(&redis, Capacity::default());
     for (path, body, says) in [
         ("/dead/requeue", "", "no dead letter named"),
         ("/dead/purge", "all=yes", "all=yes"),
@@ -140,7 +128,7 @@ fn bad_forms_are_400_unknown_ids_404_and_nothing_changes() {
 fn with_redis_away_the_forms_are_503_and_the_page_names_no_server() {
     let mut redis = RedisServer::start();
     bury_by_hand(&redis, "d-1", "7", "exit status 1");
-    let s = serve_on(&redis);
+    let s = serve_on(&redis, Capacity::default());
     redis.stop();
     let r = s.post("/dead/requeue", "id=d-1");
     assert_eq!((r.status, r.header("retry-after")), (503, Some("1")));
@@ -156,7 +144,7 @@ fn with_redis_away_the_forms_are_503_and_the_page_names_no_server() {
 fn another_site_s_form_changes_nothing_and_the_page_is_not_framed() {
     let redis = RedisServer::start();
     bury_by_hand(&redis, "d-1", "7", "exit status 1");
-    let s = serve_on(&redis);
+    let s = serve_on(&redis, Capacity::default());
     let post = |extra: &str| {
         let body = "all=1";
         let raw = format!(

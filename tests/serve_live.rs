@@ -114,9 +114,10 @@ fn with_no_failures_the_page_says_none_yet() {
 /// comes from their heartbeats' counts, in `mode`.
 #[cfg(feature = "redis")]
 fn rate_from_diner_processes(mode: &str) {
-    use kitchen::queue::{BackendConfig, Mode, RedisOptions};
+    use kitchen::queue::Mode;
     use support::redis_kitchen::spawn;
     use support::redis_server::RedisServer;
+    use support::web::redis_config;
 
     let redis = RedisServer::start();
     let m = if mode == "stream" {
@@ -124,10 +125,7 @@ fn rate_from_diner_processes(mode: &str) {
     } else {
         Mode::List
     };
-    let s = TestServer::start(ServeConfig {
-        backend: BackendConfig::Redis(RedisOptions::new(redis.url(), m)),
-        ..config()
-    });
+    let s = TestServer::start(redis_config(&redis, m));
     let (_diner, _lines) = spawn(
         &redis,
         "diner",

@@ -4,25 +4,16 @@
 
 mod support;
 
-use kitchen::queue::{BackendConfig, Capacity, Mode, RedisOptions};
-use kitchen::serve::ServeConfig;
+use kitchen::queue::Capacity;
 use support::redis_kitchen::{QUEUE, spawn, spawn_napping_diner, spawn_subscribers};
 use support::redis_server::RedisServer;
-use support::web::{TestServer, config, siege, spawn_serve, try_request};
+use support::web::{serve_on, siege, spawn_serve, try_request};
 use support::{LIMIT, run, wait_until};
-
-fn serve_on(server: &RedisServer, capacity: usize) -> TestServer {
-    TestServer::start(ServeConfig {
-        backend: BackendConfig::Redis(RedisOptions::new(server.url(), Mode::List)),
-        capacity: Capacity::Bounded(capacity),
-        ..config()
-    })
-}
 
 #[test]
 fn prodcons_pushes_onto_the_list_and_full_is_503_at_once() {
     let redis = RedisServer::start();
-    let s = serve_on(&redis, 2);
+    let s = serve_on(&redis, Capacity::Bounded(2));
     assert_eq!(s.get("/prodcons").status, 302);
     assert_eq!(redis.llen(QUEUE), 1);
     assert_eq!(s.post("/dishes", r#"{"dish":4}"#).status, 202);
@@ -53,7 +44,7 @@ fn prodcons_pushes_onto_the_list_and_full_is_503_at_once() {
 #[test]
 fn pubsub_publishes_and_counts_subscribers() {
     let redis = RedisServer::start();
-    let s = serve_on(&redis, 10);
+    let s = serve_on(&redis, Capacity::Bounded(10));
     // Nobody listens: published, and counted as lost.
     assert_eq!(s.get("/pubsub").status, 302);
     let stats = s.get("/stats").json();
@@ -82,7 +73,7 @@ fn pubsub_publishes_and_counts_subscribers() {
 #[test]
 fn a_diner_process_records_the_result_with_a_ttl() {
     let redis = RedisServer::start();
-    let s = serve_on(&redis, 10);
+    let s = serve_on(&redis, Capacity::Bounded(10));
     let r = s.post("/dishes", r#"{"dish": 5}"#);
     assert_eq!(r.status, 202, "{}", r.text());
     let location = r.header("location").expect("Location").to_owned();
@@ -131,7 +122,7 @@ fn a_diner_process_records_the_result_with_a_ttl() {
 #[test]
 fn redis_down_is_503_and_the_server_recovers_by_itself() {
     let mut redis = RedisServer::start();
-    let s = serve_on(&redis, 10);
+    let s = serve_on(&redis, Capacity::Bounded(10));
     assert_eq!(s.get("/healthz").status, 200);
     assert_eq!(s.get("/prodcons").status, 302);
 
@@ -220,7 +211,7 @@ fn serve_refuses_a_queue_of_the_wrong_type_before_listening() {
 #[test]
 fn siege_with_a_diner_process_gets_full_availability() {
     let redis = RedisServer::start();
-    let s = serve_on(&redis, 10);
+    let s = serve_on(&redis, Capacity::Bounded(10));
     let (_diner, _lines) = spawn(
         &redis,
         "diner",
@@ -238,7 +229,7 @@ fn siege_with_a_diner_process_gets_full_availability() {
 #[test]
 fn a_dish_in_a_diners_hands_is_eating() {
     let redis = RedisServer::start();
-    let s = serve_on(&redis, 10);
+    let s = serve_on(&redis, Capacity::Bounded(10));
     let (diner, _lines) = spawn_napping_diner(&redis, &[]);
     let r = s.post("/dishes", r#"{"dish": 1}"#);
     let location = r.header("location").expect("Location").to_owned();
@@ -263,7 +254,7 @@ fn a_dish_in_a_diners_hands_is_eating() {
 #[test]
 fn stats_on_redis_count_live_diner_processes_and_leave_their_figures_null() {
     let redis = RedisServer::start();
-    let s = serve_on(&redis, 10);
+    let s = serve_on(&redis, Capacity::Bounded(10));
     let (diner, lines) = spawn(&redis, "diner", &["--diners", "2", "--max-sleep-ms", "0"]);
     wait_until(LIMIT, "two live diner threads in /stats", || {
         s.get("/stats").json()["diners"] == 2

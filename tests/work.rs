@@ -8,21 +8,12 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Instant;
 
-use support::redis_kitchen::{QUEUE, args, run, spawn};
+use support::redis_kitchen::{QUEUE, args, burst, run, spawn};
 use support::redis_server::RedisServer;
-use support::{LIMIT, kitchen, last_json, num, signal, stderr, wait_output, wait_until};
-
-/// `kitchen enqueue PAYLOADS…` against `server`; its output.
-fn enqueue(server: &RedisServer, rest: &[&str]) -> std::process::Output {
-    run(server, "enqueue", rest)
-}
-
-/// `kitchen diner --burst --exec CMD …`: eats what is queued, then exits.
-fn burst(server: &RedisServer, cmd: &str, rest: &[&str]) -> std::process::Output {
-    let mut a = vec!["--burst", "--max-sleep-ms", "0", "--json", "--exec", cmd];
-    a.extend_from_slice(rest);
-    run(server, "diner", &a)
-}
+use support::{
+    LIMIT, kitchen, last_json, num, one_error_line, signal, stderr, summary, wait_output,
+    wait_until,
+};
 
 #[test]
 fn payloads_reach_the_command_on_stdin_untouched_and_are_never_run() {
@@ -58,11 +49,7 @@ fn payloads_reach_the_command_on_stdin_untouched_and_are_never_run() {
         .collect();
     assert_eq!(ids.len(), 6, "one id per dish: {ids:?}");
     let cmd = format!("cat > {}/$KITCHEN_DISH_ID", dir.path().display());
-    let s = last_json(
-        &String::from_utf8_lossy(&burst(&server, &cmd, &[]).stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-    );
+    let s = summary(&burst(&server, &cmd, &[]));
     assert_eq!((num(&s, "eaten"), num(&s, "failed")), (6, 0), "{s}");
     let mut want: Vec<String> = payloads.iter().map(|p| (*p).to_owned()).collect();
     want.push(big);
@@ -93,7 +80,7 @@ fn exit_status_and_stderr_are_the_failure_and_enqueue_wait_reports_them() {
             r#"read -r p; if [ "$p" = bad ]; then echo "no good: $p" >&2; exit 3; fi; printf '%s!' "$p" | tr a-z A-Z"#,
         ],
     );
-    let out = enqueue(&server, &["--wait", "hello", "bad", "world"]);
+    let out = run(&server, "enqueue", &["--wait", "hello", "bad", "world"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO!\nWORLD!\n");
     let err = stderr(&out);
@@ -112,7 +99,7 @@ fn a_timeout_ends_the_command_and_its_grandchildren() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pidfile = dir.path().join("pid");
     let cmd = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
-    enqueue(&server, &["slow"]);
+    run(&server, "enqueue", &["slow"]);
     let started = Instant::now();
     let out = burst(&server, &cmd, &["--timeout", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -137,7 +124,7 @@ fn a_timeout_ends_the_command_and_its_grandchildren() {
 #[test]
 fn the_shutdown_deadline_gives_the_dish_back_and_another_diner_eats_it() {
     let server = RedisServer::start();
-    enqueue(&server, &["long meal"]);
+    run(&server, "enqueue", &["long meal"]);
     let (diner, mut lines) = spawn(
         &server,
         "diner",
@@ -152,11 +139,7 @@ fn the_shutdown_deadline_gives_the_dish_back_and_another_diner_eats_it() {
     let took = stopped.elapsed();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(server.llen(QUEUE), 1, "the dish is back on the queue");
-    let s = last_json(
-        &String::from_utf8_lossy(&burst(&server, "cat", &[]).stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-    );
+    let s = summary(&burst(&server, "cat", &[]));
     assert_eq!(num(&s, "eaten"), 1, "another diner ate it: {s}");
     eprintln!(
         "work: sleep 600 abandoned, diner exited {:.1} s after SIGTERM (deadline 2 s)",
@@ -167,7 +150,7 @@ fn the_shutdown_deadline_gives_the_dish_back_and_another_diner_eats_it() {
 #[test]
 fn burst_exits_0_once_the_queue_is_empty() {
     let server = RedisServer::start();
-    let out = enqueue(&server, &["1", "2", "3"]);
+    let out = run(&server, "enqueue", &["1", "2", "3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = burst(&server, "true", &["--diners", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -287,10 +270,8 @@ fn bad_input_to_enqueue_and_exec_is_one_clear_line() {
     // Runtime errors: exit 1, one line, nothing queued.
     let server = RedisServer::start();
     let big = "x".repeat(20);
-    let out = enqueue(&server, &["--max-payload", "10", "ok", &big]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let out = run(&server, "enqueue", &["--max-payload", "10", "ok", &big]);
+    let err = one_error_line(&out, &"enqueue --max-payload 10");
     assert!(
         err.contains("payload 2 is 20 bytes, over the 10-byte limit"),
         "{err}"

@@ -71,6 +71,19 @@ impl Ledger {
     pub fn unknown(&self) -> Vec<String> {
         only_in(&self.eaten, &self.made)
     }
+
+    /// Conservation, from the lines: `made` dishes made, every one of them
+    /// eaten, and none eaten that was never made; `name` names the
+    /// processes read, in a failure.
+    pub fn assert_all_eaten(&self, made: u64, name: &str) {
+        assert_eq!(self.made(), made, "{name}: {self}");
+        assert!(self.unknown().is_empty(), "{name}: {:?}", self.unknown());
+        assert_eq!(
+            self.uneaten(),
+            Vec::<String>::new(),
+            "{name} lost dishes: {self}"
+        );
+    }
 }
 
 /// The ids in `book` and not in `other`, sorted.

@@ -338,15 +338,20 @@ pub fn has_ended(pid: &str) -> bool {
     }
 }
 
-/// Runs `kitchen ARGS`, which must fail with exit 1 and one line on
-/// stderr, `kitchen: …`, and no panic; returns that line.
-pub fn error_line<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> String {
-    let out = run(args);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+/// The one line on stderr of a finished `kitchen` that failed at run time:
+/// exit 1, one line, `kitchen: …`, and no panic; `what` names the command in
+/// a failure.
+pub fn one_error_line(out: &Output, what: &dyn std::fmt::Debug) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{what:?}: {err}");
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?}: one line, got {err:?}");
+    assert_eq!(lines.len(), 1, "{what:?}: one line, got {err:?}");
     assert!(lines[0].starts_with("kitchen: "), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     lines[0].to_owned()
+}
+
+/// Runs `kitchen ARGS`, which must fail as [`one_error_line`] says; returns that line.
+pub fn error_line<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    one_error_line(&run(args), &args)
 }

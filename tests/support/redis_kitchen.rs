@@ -8,15 +8,7 @@ use super::{KillOnDrop, LIMIT, Lines, last_json};
 
 /// `ROLE --backend redis --redis-url URL ARGS…`.
 pub fn args(server: &RedisServer, role: &str, rest: &[&str]) -> Vec<String> {
-    let mut v = vec![
-        role.to_owned(),
-        "--backend".into(),
-        "redis".into(),
-        "--redis-url".into(),
-        server.url(),
-    ];
-    v.extend(rest.iter().map(|s| (*s).to_owned()));
-    v
+    super::roles::role_args(role, &server.url(), &[], rest)
 }
 
 /// Runs `kitchen ROLE --backend redis … ARGS` to completion.
@@ -33,6 +25,28 @@ pub fn run_json(server: &RedisServer, role: &str, rest: &[&str]) -> serde_json::
 /// stdout as lines; killed when dropped.
 pub fn spawn(server: &RedisServer, role: &str, rest: &[&str]) -> (KillOnDrop, Lines) {
     super::spawn_lines(&args(server, role, rest))
+}
+
+/// `kitchen diner --burst --max-sleep-ms 0 --json --exec CMD ARGS…` to
+/// completion (list mode unless ARGS say otherwise): it eats what is queued
+/// with no naps, then exits; its output.
+pub fn burst(server: &RedisServer, cmd: &str, rest: &[&str]) -> Output {
+    let mut a = vec!["--burst", "--max-sleep-ms", "0", "--json", "--exec", cmd];
+    a.extend_from_slice(rest);
+    run(server, "diner", &a)
+}
+
+/// As [`burst`], which must succeed: its summary.
+pub fn burst_json(server: &RedisServer, cmd: &str, rest: &[&str]) -> serde_json::Value {
+    let out = burst(server, cmd, rest);
+    // Shown with a failing test's output, as `run_json` does.
+    eprint!("{}", super::stderr(&out));
+    assert!(
+        out.status.success(),
+        "diner --burst --exec {cmd:?} {rest:?} failed: {}",
+        super::stderr(&out)
+    );
+    super::summary(&out)
 }
 
 /// A list-mode diner process with one diner thread that naps for minutes

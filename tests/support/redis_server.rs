@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 
 use redis::FromRedisValue;
 
+/// How long a restart test keeps Redis down ([`RedisServer::stop`] to
+/// [`RedisServer::restart`]) once every process has noticed: the fault
+/// itself (long enough for a few reconnect attempts with backoff), not a
+/// wait for something to happen.
+pub const OUTAGE: Duration = Duration::from_secs(1);
+
 /// One redis-server process, owned by one test.
 pub struct RedisServer {
     child: Option<Child>,

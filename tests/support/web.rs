@@ -7,8 +7,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use kitchen::Shutdown;
+use kitchen::queue::Capacity;
+#[cfg(feature = "redis")]
+use kitchen::queue::{BackendConfig, Mode, RedisOptions};
 use kitchen::serve::{self, ServeConfig, ServeError};
 
+#[cfg(feature = "redis")]
+use super::redis_server::RedisServer;
 use super::{KillOnDrop, LIMIT, Lines, finished_within, join_within, start, wait_output};
 
 /// How long a test waits on any one socket read.
@@ -49,6 +54,13 @@ impl TestServer {
 
     pub fn post(&self, path: &str, body: &str) -> Reply {
         request(self.addr, "POST", path, Some(body.as_bytes()))
+    }
+
+    /// A figure of `GET /stats`, which must be a number.
+    pub fn stat(&self, key: &str) -> u64 {
+        self.get("/stats").json()[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} is not a number"))
     }
 
     /// Stops the server and returns what `serve::run` returned, which it
@@ -228,6 +240,34 @@ pub fn config() -> ServeConfig {
         client_timeout: Duration::from_millis(500),
         ..ServeConfig::default()
     }
+}
+
+/// A server whose queue only fills: no diners, so what is made stays put
+/// and countable.
+pub fn no_diners(capacity: Capacity) -> TestServer {
+    TestServer::start(ServeConfig {
+        diners: 0,
+        capacity,
+        ..config()
+    })
+}
+
+/// [`config`] on the queue of a test redis-server, in `mode`.
+#[cfg(feature = "redis")]
+pub fn redis_config(server: &RedisServer, mode: Mode) -> ServeConfig {
+    ServeConfig {
+        backend: BackendConfig::Redis(RedisOptions::new(server.url(), mode)),
+        ..config()
+    }
+}
+
+/// A server on the list of a test redis-server, bounded by `capacity`.
+#[cfg(feature = "redis")]
+pub fn serve_on(server: &RedisServer, capacity: Capacity) -> TestServer {
+    TestServer::start(ServeConfig {
+        capacity,
+        ..redis_config(server, Mode::List)
+    })
 }
 
 /// Runs the tutorial's load test, `siege -c10 -r5 URL`, and returns siege's
