@@ -64,18 +64,18 @@ fn hold(addr: SocketAddr, len: usize) -> TcpStream {
     try_hold(addr, len).unwrap_or_else(|r| panic!("not admitted: {} {}", r.status, r.text()))
 }
 
-/// Sends the rest of a held request's body and reads its answer.
-fn finish(mut s: TcpStream, len: usize) -> Reply {
+/// Sends the rest of a held request's body and reads its answer; the
+/// connection stays open (keep-alive).
+fn finish(s: &mut TcpStream, len: usize) -> Reply {
     s.write_all(&vec![b' '; len - 2])
         .expect("send the rest of the body");
-    read_one(&mut s, false)
+    read_one(s, false)
 }
 
 /// A head declaring `len` bytes, refused before a byte of the body is sent.
 fn refused(addr: SocketAddr, len: usize) -> Reply {
     let mut s = connect(addr);
-    s.write_all(head(len, false).as_bytes())
-        .expect("send head");
+    s.write_all(head(len, false).as_bytes()).expect("send head");
     let mut replies = parse_all(&read_to_close(&mut s));
     assert_eq!(replies.len(), 1, "{replies:?}");
     replies.remove(0)
@@ -93,7 +93,10 @@ fn assert_busy(r: &Reply) {
 fn fill() -> usize {
     let budget = MAX_HEAD + MAX_BODY;
     let n = budget / (head(BODY, true).len() + BODY);
-    assert!(n >= 2, "the test needs a few connections to fill the budget");
+    assert!(
+        n >= 2,
+        "the test needs a few connections to fill the budget"
+    );
     n
 }
 
@@ -106,15 +109,16 @@ fn a_body_over_the_budget_is_503_and_answered_bytes_come_back() {
     assert_busy(&refused(s.addr, BODY));
     // A request without a body is in memory already: it is served.
     assert_eq!(s.get("/healthz").status, 200);
-    // One held request finishes: its answer means its bytes are back, so
-    // exactly one more fits, and no more.
-    let done = finish(held.pop().expect("held"), BODY);
+    // One held request finishes, its connection kept open: its answer
+    // means its bytes are back, so exactly one more fits, and no more.
+    let mut answered = held.pop().expect("held");
+    let done = finish(&mut answered, BODY);
     assert_eq!(done.status, 202, "{}", done.text());
     held.push(hold(s.addr, BODY));
     assert_busy(&refused(s.addr, BODY));
     // Every held connection closes: their bytes come back once the server
     // has seen the closes, and as many requests fit as before.
-    drop(held);
+    drop((held, answered));
     let mut again = Vec::new();
     for _ in 0..n {
         let mut admitted = None;
@@ -128,8 +132,8 @@ fn a_body_over_the_budget_is_503_and_answered_bytes_come_back() {
         again.extend(admitted);
     }
     assert_busy(&refused(s.addr, BODY));
-    for c in again {
-        let r = finish(c, BODY);
+    for mut c in again {
+        let r = finish(&mut c, BODY);
         assert_eq!(r.status, 202, "{}", r.text());
     }
     s.stop().expect("a clean stop");
