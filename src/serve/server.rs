@@ -122,17 +122,19 @@ pub(crate) fn run<H: Handler>(
         listener,
         handlers,
         timeout,
-        (connection_limit(reserve), budget),
+        connection_limit(reserve),
+        budget,
         shutdown,
     )
 }
 
-/// [`run`] with the connection limit given, beside the budget.
+/// [`run`] with the connection limit given.
 fn serve<H: Handler>(
     listener: TcpListener,
     handlers: Vec<H>,
     timeout: Duration,
-    (limit, budget): (usize, usize),
+    limit: usize,
+    budget: usize,
     shutdown: &Shutdown,
 ) -> Result<(), ServeError> {
     // A poller or waker that cannot be made is, like the listener, a
@@ -939,7 +941,8 @@ mod tests {
                 listener,
                 vec![Ok200],
                 Duration::from_secs(5),
-                (limit, budget),
+                limit,
+                budget,
                 &stop,
             )
         });
