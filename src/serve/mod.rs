@@ -157,6 +157,8 @@ pub struct Server {
     workers: Vec<Web>,
     eaters: Vec<DinerThread>,
     client_timeout: Duration,
+    /// The most request bytes held at once (from `--max-payload`).
+    request_budget: usize,
     /// Stopped at the shutdown deadline: the diners' work in hand ends.
     abandon: Shutdown,
     shutdown_timeout: Duration,
@@ -223,6 +225,7 @@ impl Server {
             workers,
             eaters,
             client_timeout: config.client_timeout,
+            request_budget: server::request_budget(config.max_payload),
             abandon,
             shutdown_timeout: config.shutdown_timeout,
             waiting_for_queue,
@@ -256,7 +259,13 @@ impl Server {
             // The deadline thread ends with `done`.
             done.stop();
         })?;
-        let served = server::run(self.listener, self.workers, self.client_timeout, shutdown);
+        let served = server::run(
+            self.listener,
+            self.workers,
+            self.client_timeout,
+            self.request_budget,
+            shutdown,
+        );
         let mut first_error = None;
         for (name, h) in self.eaters {
             let err = match h.join() {

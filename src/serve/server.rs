@@ -19,7 +19,16 @@
 //! Workers are plain threads with blocking handlers (the Redis calls); the
 //! loop hears from them on a channel and a `mio::Waker`. Past the connection
 //! limit, a new connection gets `503` and is closed at once.
+//!
+//! Memory is bounded the same way: a head is refused (`431`) past
+//! [`http::MAX_HEAD`], so a connection reading one holds at most that and
+//! one read more; a body is admitted from its `Content-Length`, before a
+//! byte of it is read, only while every admitted request together stays
+//! within the request budget ([`request_budget`]); past it, `503`. A
+//! request's bytes count from its admission until its worker has dropped
+//! them (its response is back) or its connection closes.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
@@ -50,6 +59,14 @@ const RESERVED_FDS: u64 = 64;
 /// A worker's own connections at most: the queue, the pub/sub channel and the
 /// results store with Redis.
 const FDS_PER_WORKER: u64 = 4;
+/// The request budget in bodies of the largest payload: 64 MiB at the
+/// default `--max-payload` of 1 MiB. That is four full-size bodies for each
+/// of the default 16 workers, so a burst of the largest dishes keeps every
+/// worker busy while the next ones arrive; past it a body would only wait
+/// in memory. 10 000 connections each sending a 1 MiB body would otherwise
+/// hold 10 GiB. It follows `--max-payload`, not `--workers`: the payload
+/// size is what the operator chose memory by.
+const BUDGET_BODIES: usize = 64;
 /// How long a closing connection is drained after an error response.
 const LINGER: Duration = Duration::from_millis(200);
 /// How much of an unread request a closing connection drains, so the client
@@ -79,11 +96,25 @@ pub(crate) trait Handler: Send + 'static {
     fn handle(&mut self, req: &Request<'_>) -> Response;
 }
 
-/// Serves `listener` with one worker thread per handler until `shutdown`.
+/// The most request bytes (heads and bodies of admitted requests) the
+/// server holds at once, for a server whose largest payload is
+/// `max_payload`: [`BUDGET_BODIES`] of them, and never less than one
+/// request of the largest size read, so that a lone request is never
+/// refused for good with a "retry later" (a body over `--max-payload` but
+/// within [`http::MAX_BODY`] is read and gets its `413` from the route).
+pub(crate) fn request_budget(max_payload: usize) -> usize {
+    BUDGET_BODIES
+        .saturating_mul(max_payload.min(http::MAX_BODY))
+        .max(http::MAX_HEAD + http::MAX_BODY)
+}
+
+/// Serves `listener` with one worker thread per handler until `shutdown`,
+/// holding at most `budget` request bytes at once.
 pub(crate) fn run<H: Handler>(
     listener: TcpListener,
     handlers: Vec<H>,
     timeout: Duration,
+    budget: usize,
     shutdown: &Shutdown,
 ) -> Result<(), ServeError> {
     let reserve = RESERVED_FDS + FDS_PER_WORKER * handlers.len() as u64;
@@ -92,6 +123,7 @@ pub(crate) fn run<H: Handler>(
         handlers,
         timeout,
         connection_limit(reserve),
+        budget,
         shutdown,
     )
 }
@@ -102,6 +134,7 @@ fn serve<H: Handler>(
     handlers: Vec<H>,
     timeout: Duration,
     limit: usize,
+    budget: usize,
     shutdown: &Shutdown,
 ) -> Result<(), ServeError> {
     // A poller or waker that cannot be made is, like the listener, a
@@ -157,6 +190,10 @@ fn serve<H: Handler>(
             jobs: jobs_tx,
             now: Instant::now(),
             stopping: false,
+            budget: Budget {
+                held: Cell::new(0),
+                limit: budget,
+            },
         },
         done: done_rx,
         shutdown: shutdown.clone(),
@@ -245,6 +282,9 @@ impl<H: Handler> Worker<H> {
                 out,
                 close: !keep_alive,
             };
+            // The request's bytes go before the loop hears of the answer,
+            // which gives them back to the budget.
+            drop(job);
             if self.done.send(done).is_err() {
                 return;
             }
@@ -294,6 +334,39 @@ struct Ctx {
     now: Instant,
     /// Stopping: finish what the workers have, read no more requests.
     stopping: bool,
+    /// The request bytes held, against their limit.
+    budget: Budget,
+}
+
+/// The request bytes held across every connection, and the most allowed.
+///
+/// A plain counter: only the loop's thread takes and gives (a worker's
+/// bytes are given back when its answer reaches the loop), so no atomics.
+/// A `Cell` because every connection's step sees the loop's [`Ctx`] shared.
+struct Budget {
+    held: Cell<usize>,
+    limit: usize,
+}
+
+impl Budget {
+    /// Takes `n` bytes if they fit under the limit; `false` takes nothing.
+    fn try_take(&self, n: usize) -> bool {
+        let held = self.held.get().saturating_add(n);
+        if held > self.limit {
+            return false;
+        }
+        self.held.set(held);
+        true
+    }
+
+    /// Takes `n` bytes already in memory, whatever the limit.
+    fn take(&self, n: usize) {
+        self.held.set(self.held.get().saturating_add(n));
+    }
+
+    fn give(&self, n: usize) {
+        self.held.set(self.held.get().saturating_sub(n));
+    }
 }
 
 struct EventLoop {
@@ -380,6 +453,7 @@ impl EventLoop {
 
     fn close(&mut self, token: Token) {
         if let Some(mut conn) = self.conns.remove(&token) {
+            conn.release(&self.ctx);
             let _ = self.poll.registry().deregister(&mut conn.stream);
         }
     }
@@ -488,6 +562,15 @@ fn refuse_busy(stream: &mut TcpStream) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
+/// Admitting a body would take the request bytes held over the budget.
+fn too_many_bytes() -> Response {
+    Response::json_error(
+        503,
+        "the server is busy: too many request bytes in flight; retry in a second",
+    )
+    .with("Retry-After", "1")
+}
+
 /// Whether a connection stays open after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
@@ -544,6 +627,9 @@ struct Conn {
     token: Token,
     /// Bytes read and not yet handed to a worker.
     buf: Vec<u8>,
+    /// What this connection's request holds of the budget, from its
+    /// admission until its answer is back.
+    charged: usize,
     /// Bytes to send, from `written` on.
     out: Vec<u8>,
     written: usize,
@@ -560,6 +646,7 @@ impl Conn {
             stream,
             token,
             buf: Vec::new(),
+            charged: 0,
             out: Vec::new(),
             written: 0,
             phase: Phase::Reading(Stage::Idle),
@@ -662,6 +749,20 @@ impl Conn {
                 }
                 Ok(Some(head)) => {
                     let end = head.len + head.body_len;
+                    // A body is admitted before a byte of it is read; a
+                    // request without one is already in memory, and taken
+                    // whatever the budget says.
+                    if head.body_len == 0 {
+                        ctx.budget.take(end);
+                    } else if !ctx.budget.try_take(end) {
+                        self.fail(too_many_bytes(), ctx);
+                        return None;
+                    }
+                    self.charged = end;
+                    // Room for the whole request and one read past it, so
+                    // the buffer does not double as the body arrives.
+                    self.buf
+                        .reserve_exact((end + CHUNK).saturating_sub(self.buf.len()));
                     if head.expect_continue && self.buf.len() < end {
                         self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                         self.written = 0;
@@ -704,6 +805,8 @@ impl Conn {
         if !matches!(self.phase, Phase::Busy) {
             return Fate::Keep;
         }
+        // The worker has dropped the request's bytes.
+        self.release(ctx);
         self.out = out;
         self.written = 0;
         let after = if close || ctx.stopping {
@@ -723,8 +826,14 @@ impl Conn {
         self.written = 0;
         resp.write_to(&mut self.out, Some("close"), false);
         self.buf = Vec::new();
+        self.release(ctx);
         self.phase = Phase::Writing(After::Linger);
         self.deadline = Some(ctx.now + ctx.timeout);
+    }
+
+    /// Gives what the request held back to the budget.
+    fn release(&mut self, ctx: &Ctx) {
+        ctx.budget.give(std::mem::take(&mut self.charged));
     }
 
     /// The deadline passed: an idle connection closes without a word, a
@@ -827,7 +936,15 @@ mod tests {
         let shutdown = Shutdown::new();
         let stop = shutdown.clone();
         let handle = thread::spawn(move || {
-            serve(listener, vec![Ok200], Duration::from_secs(5), limit, &stop)
+            let budget = request_budget(crate::defaults::MAX_PAYLOAD);
+            serve(
+                listener,
+                vec![Ok200],
+                Duration::from_secs(5),
+                limit,
+                budget,
+                &stop,
+            )
         });
         (addr, shutdown, handle)
     }
