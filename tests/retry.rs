@@ -1,6 +1,7 @@
 //! Retries with real processes: a dish that fails twice is eaten on its
 //! third attempt, one that always fails ends dead and comes back with a
-//! requeue; a waiting retry survives a killed diner and a restarted Redis;
+//! requeue; a burst diner stays for waiting retries, sharded too; a waiting
+//! retry survives a killed diner and a restarted Redis;
 //! a poison dish that kills its diner every time ends dead; the local
 //! backend retries too; bad flags are usage errors.
 
@@ -233,6 +234,28 @@ mod redis {
             "{v}"
         );
         assert_eq!(attempts_seen(dir.path()), [vec![1, 2, 3]]);
+    }
+
+    #[test]
+    fn a_sharded_burst_diner_stays_for_its_waiting_retries() {
+        let server = RedisServer::start();
+        // Three dishes dealt over three shards, each failing once.
+        let out = run(&server, "enqueue", &["--shards", "3", "a", "b", "c"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let v = burst_json(
+            &server,
+            &fails_until(dir.path(), 2),
+            &["--diners", "1", "--shards", "3", "--retry-delay", "0.2"],
+        );
+        // Before, the burst ended with the queues empty and the retries
+        // still waiting: `waiting` 3, nothing eaten.
+        assert_eq!(
+            (num(&v, "eaten"), num(&v, "retried"), num(&v, "waiting")),
+            (3, 3, 0),
+            "{v}"
+        );
+        assert_eq!(attempts_seen(dir.path()), vec![vec![1, 2]; 3]);
     }
 
     #[test]

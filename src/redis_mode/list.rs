@@ -702,7 +702,10 @@ impl Consumer {
             // Failed dishes waiting for a retry will be back: block for
             // them (a heartbeat moves them onto the queue when due).
             if was_finished && !self.retries_waiting()? {
-                return Ok(Take::Closed);
+                // A heartbeat may have moved the last waiting retry onto
+                // the queue between that look and the count: one more
+                // look, and only an empty one closes.
+                return Ok(self.take_now()?.unwrap_or(Take::Closed));
             }
         }
         let Consumer {
@@ -985,7 +988,7 @@ impl Consumer {
     }
 
     /// Whether failed dishes wait for a retry: a closing diner stays for them.
-    fn retries_waiting(&mut self) -> Result<bool, Fault> {
+    pub(crate) fn retries_waiting(&mut self) -> Result<bool, Fault> {
         let Consumer {
             conn, names, batch, ..
         } = self;

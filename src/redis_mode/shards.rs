@@ -181,28 +181,24 @@ impl Consumer {
         // Read before sweeping: a chef's last push may land between an
         // empty sweep and a later read (as in list mode).
         let was_finished = finished.is_stopped();
-        let now = Instant::now();
-        for k in 0..n {
-            let i = (self.next + k) % n;
-            // A shard found empty a moment ago is not asked again yet
-            // (unless closing, which must see every shard empty).
-            let recent = self.empty_at[i].is_some_and(|at| now.duration_since(at) < PROBE_EVERY);
-            if recent && !was_finished {
-                continue;
-            }
-            match self.shards[i].take_nowait()? {
-                Some(take) => {
-                    self.empty_at[i] = None;
-                    self.next = (i + 1) % n;
-                    return Ok(self.note(take, i));
-                }
-                None => self.empty_at[i] = Some(now),
-            }
+        if let Some(take) = self.sweep(was_finished)? {
+            return Ok(take);
         }
+        // Failed dishes waiting for a retry will be back (a heartbeat moves
+        // each onto its shard when due): a closing diner stays for them.
+        // Counted after the empty sweep, then one more sweep, since a retry
+        // moved between the two is on a queue by then: only an empty one
+        // closes.
+        let mut i = self.next;
         if was_finished {
-            return Ok(Take::Closed);
+            match self.retries_waiting()? {
+                None => return Ok(self.sweep(true)?.unwrap_or(Take::Closed)),
+                // Wait on a shard where one waits: its take blocks for it
+                // rather than closing at once (and being asked again, and
+                // again, until the retry is due).
+                Some(shard) => i = shard,
+            }
         }
-        let i = self.next;
         self.next = (i + 1) % n;
         let take = self.shards[i].take(finished)?;
         self.empty_at[i] = match take {
@@ -214,6 +210,40 @@ impl Consumer {
             Take::Closed => Take::Idle,
             other => self.note(other, i),
         })
+    }
+
+    /// One look at the shards without blocking: the first dish found. A
+    /// shard found empty a moment ago is not asked again yet, unless
+    /// `every` (closing must see every shard empty).
+    fn sweep(&mut self, every: bool) -> Result<Option<Take>, TakeError> {
+        let n = self.shards.len();
+        let now = Instant::now();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let recent = self.empty_at[i].is_some_and(|at| now.duration_since(at) < PROBE_EVERY);
+            if recent && !every {
+                continue;
+            }
+            match self.shards[i].take_nowait()? {
+                Some(take) => {
+                    self.empty_at[i] = None;
+                    self.next = (i + 1) % n;
+                    return Ok(Some(self.note(take, i)));
+                }
+                None => self.empty_at[i] = Some(now),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first shard where failed dishes wait for a retry, if any.
+    fn retries_waiting(&mut self) -> Result<Option<usize>, Fault> {
+        for (i, shard) in self.shards.iter_mut().enumerate() {
+            if shard.retries_waiting()? {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
     }
 
     fn note(&mut self, take: Take, shard: usize) -> Take {
