@@ -160,3 +160,69 @@ fn stream_serve_answers_503_out_of_memory_during_a_spell_and_202_after() {
         recovered.as_secs_f64()
     );
 }
+
+#[test]
+fn unbounded_batched_chefs_and_a_diner_in_their_own_processes_ride_out_a_spell() {
+    let server = server();
+    let (diner, mut diner_out) = spawn(
+        &server,
+        "diner",
+        &["--batch", "5", "--max-sleep-ms", "20", "--ids", "--json"],
+    );
+    wait_until(LIMIT, "the diner to create its group", || {
+        group(&server, STREAM, GROUP).is_some()
+    });
+    let (mut chef, mut chef_out) = spawn(
+        &server,
+        "chef",
+        &[
+            "--chefs",
+            "2",
+            "--unbounded",
+            "--batch",
+            "5",
+            "--max-sleep-ms",
+            "20",
+            "--ids",
+            "--json",
+        ],
+    );
+    let mut err = Lines::new(chef.child().stderr.take().expect("stderr"));
+    diner_out.wait_for_n(10, " ate dish ");
+
+    start_spell(&server);
+    let notice = err.wait_for(LIMIT, |l| l.contains("is out of memory"));
+    assert!(
+        notice.contains("chefs wait until diners free room"),
+        "{notice}"
+    );
+    wait_until(
+        LIMIT,
+        "the diner to eat the stream during the spell",
+        || drained(&server, STREAM, GROUP),
+    );
+    assert!(out_of_memory(&server), "the diner ate during the spell");
+
+    end_spell(&server);
+    err.wait_for(LIMIT, |l| l.contains("has room again"));
+    chef_out.wait_for_n(10, " made dish ");
+    let made_lines = chef.stop("INT", chef_out);
+    wait_until(LIMIT, "the diner to eat the rest", || {
+        drained(&server, STREAM, GROUP)
+    });
+    let ate_lines = diner.stop("INT", diner_out);
+
+    let (c, d) = (last_json(&made_lines), last_json(&ate_lines));
+    let mut ledger = Ledger::new();
+    ledger.read(&made_lines);
+    ledger.read(&ate_lines);
+    assert_eq!(num(&c, "made"), num(&d, "eaten"), "made = eaten: {c} {d}");
+    assert_eq!(ledger.uneaten(), Vec::<String>::new(), "{ledger}");
+    assert_eq!(ledger.duplicates(), 0, "{ledger}");
+    eprintln!(
+        "faults: out of memory, stream chef process (2 chefs, unbounded, batch 5) and diner process (batch 5): \
+         made {}, eaten {}",
+        num(&c, "made"),
+        num(&d, "eaten")
+    );
+}
