@@ -58,6 +58,25 @@
 //! After a reconnect a diner first re-reads its own pending entries
 //! (`XREADGROUP … 0`): a reply lost with the old connection is read again,
 //! never lost, and XACK may be repeated safely.
+//!
+//! **Out of memory.** Redis over its `maxmemory` (policy `noeviction`)
+//! refuses every command that may grow memory (XADD, XGROUP CREATE, SET,
+//! LPUSH…), yet only eating frees memory; the spell is met as in list mode.
+//! Chefs wait, with backoff (`room::OomBackoff`, shared with list mode),
+//! and try again: [`ADD`] adds all or nothing (Redis refuses a script's
+//! XADD only before the script's first write, never half-way), and an unbounded
+//! chef's pipelined XADDs, which Redis judges one by one, send again only
+//! those refused. Diners keep eating: Redis never refuses XREADGROUP, XACK,
+//! XCLAIM, XAUTOCLAIM, XPENDING or XTRIM, so reads, acknowledgements,
+//! claims, heartbeats ([`BEAT`]) and leaving ([`LEAVE`]) go on; the wake-up
+//! tokens that ride with a diner's read are a courtesy to chefs, who cannot
+//! add then anyway, and may be refused without failing the read. A diner
+//! joins a group that exists although Redis refuses the XGROUP CREATE; one
+//! whose group does not exist yet waits, as on an empty stream, for room to
+//! create it, as it does after any refusal, then reads its own pending
+//! entries again first: nothing lost, nothing handed out twice. A diner's
+//! counts ([`NOTE`]) refresh their TTL before they are written, so they
+//! stay through a spell.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
