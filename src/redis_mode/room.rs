@@ -219,3 +219,36 @@ pub(super) fn wait_then_push<T: redis::FromRedisValue>(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> Fault {
+        Fault::OutOfMemory {
+            url: "redis://127.0.0.1:6379/5".to_owned(),
+            detail: "over its maxmemory".to_owned(),
+        }
+    }
+
+    #[test]
+    fn oom_backoff_doubles_and_answers_as_each_caller_needs_it() {
+        let far = Until::Deadline(Instant::now() + Duration::from_secs(60));
+        let mut b = OomBackoff(Duration::from_millis(1));
+        assert!(matches!(b.refused(far, refused()), Ok(true)));
+        assert_eq!(b.0, Duration::from_millis(2));
+        // A chef stopped while waiting: the dish was never made.
+        let stop = Shutdown::new();
+        stop.stop();
+        assert!(matches!(
+            b.refused(Until::Stopped(&stop), refused()),
+            Ok(false)
+        ));
+        // The web entry past its deadline: it learns why.
+        let past = Until::Deadline(Instant::now());
+        assert!(matches!(
+            b.refused(past, refused()),
+            Err(Fault::OutOfMemory { .. })
+        ));
+    }
+}
