@@ -373,9 +373,11 @@ impl Producer {
                 }
                 Err(e) => return Err(e),
             };
-            oom.took(&self.conn);
             self.left_full.note(depth, cap);
             if pushed > 0 {
+                // Only a dish that went in shows Redis has memory again: a
+                // push that found the queue full wrote nothing it refuses.
+                oom.took(&self.conn);
                 wait = self.left_full.first_wait(until);
                 out.extend(queued(depth, pushed));
                 rest = &rest[pushed.min(rest.len())..];

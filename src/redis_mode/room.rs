@@ -110,7 +110,7 @@ impl OomBackoff {
         }
     }
 
-    /// A push went through: a spell is over (said once), and the next one
+    /// A push added dishes: a spell is over (said once), and the next one
     /// starts waiting short again.
     #[inline]
     pub(super) fn took(&mut self, conn: &Conn) {

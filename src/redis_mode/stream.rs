@@ -515,9 +515,11 @@ impl Producer {
                 }
                 Err(e) => return Err(e),
             };
-            oom.took(&self.conn);
             self.left_full.note(depth, cap);
             if added > 0 {
+                // Only a dish that went in shows Redis has memory again: a
+                // push that found the queue full wrote nothing it refuses.
+                oom.took(&self.conn);
                 wait = self.left_full.first_wait(until);
                 out.extend(queued(depth, added));
                 rest = &rest[added.min(rest.len())..];
