@@ -4,62 +4,24 @@
 //! dish eaten. The web entry answers `503` (out of memory) meanwhile, says so
 //! on `/healthz` and `/metrics`, and `202` after. Results stay bounded by count.
 //!
-//! A spell is made by hand, so that it lasts exactly as long as the test
-//! wants: a 2 MiB filler key, then `maxmemory` set 512 KiB below what Redis
-//! uses; deleting the filler ends it.
+//! A spell is made by hand (`support::oom`), so that it lasts exactly as
+//! long as the test wants.
 #![cfg(feature = "redis")]
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use kitchen::queue::{BackendConfig, Capacity, Mode, RedisOptions};
 use kitchen::serve::ServeConfig;
 use support::ledger::Ledger;
+use support::oom::{
+    end_spell, get, oom_gauge, out_of_memory, post, refuses_for_want_of_memory, server, start_spell,
+};
 use support::redis_kitchen::{QUEUE, holdings, spawn};
 use support::redis_server::RedisServer;
-use support::web::{Reply, TestServer, config, request, spawn_serve};
+use support::web::{TestServer, config, spawn_serve};
 use support::{LIMIT, Lines, last_json, num, signal, wait_until};
-
-/// The key that fills Redis during a spell.
-const FILLER: &str = "kitchen:test:filler";
-
-/// A redis-server that refuses writes at its limit rather than evicting.
-fn server() -> RedisServer {
-    RedisServer::start_with(&["--maxmemory-policy", "noeviction"])
-}
-
-/// A field of `INFO memory`.
-fn memory(server: &RedisServer, field: &str) -> u64 {
-    let info: String = server.query(&["INFO", "memory"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in INFO memory: {info}"))
-}
-
-/// Whether Redis is over its limit now.
-fn out_of_memory(server: &RedisServer) -> bool {
-    let max = memory(server, "maxmemory");
-    max > 0 && memory(server, "used_memory") > max
-}
-
-/// Starts a spell: Redis over its limit by 512 KiB, far more than the
-/// dishes, heartbeats and connections of a test come and go by.
-fn start_spell(server: &RedisServer) {
-    let big = "x".repeat(2 << 20);
-    let _: () = server.query(&["SET", FILLER, &big]);
-    let limit = memory(server, "used_memory") - (512 << 10);
-    let _: () = server.query(&["CONFIG", "SET", "maxmemory", &limit.to_string()]);
-    assert!(out_of_memory(server), "the spell has begun");
-}
-
-/// Ends it: the filler goes, and Redis is 1.5 MiB under its limit.
-fn end_spell(server: &RedisServer) {
-    let _: u64 = server.query(&["DEL", FILLER]);
-    assert!(!out_of_memory(server), "the spell is over");
-}
 
 #[test]
 fn a_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
@@ -125,23 +87,6 @@ fn a_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
     );
 }
 
-/// `POST /dishes` with an empty object.
-fn post(addr: SocketAddr) -> Reply {
-    request(addr, "POST", "/dishes", Some(b"{}"))
-}
-
-fn get(addr: SocketAddr, path: &str) -> Reply {
-    request(addr, "GET", path, None)
-}
-
-/// Whether `/metrics` shows the gauge at `value`.
-fn oom_gauge(addr: SocketAddr, value: u8) -> bool {
-    get(addr, "/metrics")
-        .text()
-        .lines()
-        .any(|l| l == format!("kitchen_redis_oom {value}"))
-}
-
 #[test]
 fn serve_answers_503_out_of_memory_during_a_spell_and_202_after() {
     let server = server();
@@ -163,13 +108,7 @@ fn serve_answers_503_out_of_memory_during_a_spell_and_202_after() {
     assert_eq!(get(addr, "/healthz").status, 200);
 
     start_spell(&server);
-    for r in [post(addr), get(addr, "/prodcons"), get(addr, "/healthz")] {
-        assert_eq!(r.status, 503, "{}", r.text());
-        assert_eq!(r.header("retry-after"), Some("1"));
-        let why = r.json()["error"].as_str().unwrap_or_default().to_owned();
-        assert!(why.contains("redis is out of memory"), "{why}");
-    }
-    assert!(oom_gauge(addr, 1));
+    refuses_for_want_of_memory(addr);
     err.wait_for(LIMIT, |l| l.contains("is out of memory"));
     // A diner started during the spell registers, takes the waiting dish,
     // and records that it ate it.

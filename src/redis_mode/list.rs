@@ -51,7 +51,7 @@
 //! **Out of memory.** Redis over its `maxmemory` (policy `noeviction`)
 //! refuses every command that may grow memory (LPUSH, LMOVE, SET, SADD…), yet
 //! only eating frees memory. Chefs wait, with backoff (50 ms doubling to
-//! 1 s), and try again. Diners keep eating: Redis never refuses RPOP, LPOP,
+//! 1 s, `room::OomBackoff`), and try again. Diners keep eating: Redis never refuses RPOP, LPOP,
 //! LREM or PEXPIRE, and once a script has written it lets the script finish
 //! (it cannot stop one half-way). So every script a diner runs writes first
 //! with one of those: the take (RPOP), giving back and recovering (LPOP, then
@@ -234,13 +234,6 @@ redis.call('SADD', KEYS[2], ARGV[3])
 /// and one fast enough to need batches still pays one round trip per batch.
 const ACK_LAG: Duration = Duration::from_millis(100);
 
-/// The first wait after Redis refused a chef's push for want of memory;
-/// it doubles up to [`OOM_WAIT_MAX`] while the spell lasts.
-const OOM_WAIT: Duration = Duration::from_millis(50);
-
-/// The longest wait between a chef's pushes while Redis is out of memory.
-const OOM_WAIT_MAX: Duration = Duration::from_secs(1);
-
 /// The key names of one queue: the only place they are made.
 ///
 /// The rule (see `slot.rs`): the queue key is the user's, unchanged; every
@@ -359,7 +352,7 @@ impl Producer {
         let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
         let mut out = Vec::with_capacity(dishes.len());
         let mut rest = &payloads[..];
-        let mut oom_wait = OOM_WAIT;
+        let mut oom = room::OomBackoff::default();
         // Set when the last try found or left the queue full: the next one
         // waits for a token first, in the same round trip
         // (`room::wait_then_push`).
@@ -372,25 +365,19 @@ impl Producer {
                 // a full queue, and try again.
                 Err(fault @ Fault::OutOfMemory { .. }) => {
                     wait = None;
-                    if until.pause(oom_wait) {
-                        oom_wait = (oom_wait * 2).min(OOM_WAIT_MAX);
+                    if oom.refused(until, fault)? {
                         continue;
                     }
-                    match until {
-                        // A caller that must answer soon learns why.
-                        Until::Deadline(_) => return Err(fault),
-                        Until::Stopped(_) => {
-                            out.push(Put::Stopped);
-                            break;
-                        }
-                    }
+                    out.push(Put::Stopped);
+                    break;
                 }
                 Err(e) => return Err(e),
             };
-            self.conn.has_room();
-            oom_wait = OOM_WAIT;
             self.left_full.note(depth, cap);
             if pushed > 0 {
+                // Only a dish that went in shows Redis has memory again: a
+                // push that found the queue full wrote nothing it refuses.
+                oom.took(&self.conn);
                 wait = self.left_full.first_wait(until);
                 out.extend(queued(depth, pushed));
                 rest = &rest[pushed.min(rest.len())..];

@@ -19,11 +19,16 @@
 //! a token ([`LeftFull`]), rather than a push bound to fail: with the
 //! diners eating, the token comes within a round trip, and the push behind
 //! it finds room.
+//!
+//! Redis out of memory refuses a chef's push as it would a full queue that
+//! never empties: the chef waits ([`OomBackoff`], 50 ms doubling to 1 s)
+//! and tries again, in list and stream mode alike.
 
 use std::time::{Duration, Instant};
 
+use super::Conn;
 use crate::shutdown::Shutdown;
-use crate::vocab::Put;
+use crate::vocab::{Fault, Put};
 
 /// How long a chef blocks waiting for a wake-up token before checking again.
 pub(crate) const ROOM_WAIT: Duration = Duration::from_millis(500);
@@ -66,6 +71,51 @@ impl LeftFull {
             return None;
         }
         until.wait().map(|w| w.min(PEEK_WAIT))
+    }
+}
+
+/// The first wait after Redis refused a chef's push for want of memory;
+/// it doubles up to [`OOM_WAIT_MAX`] while the spell lasts.
+const OOM_WAIT: Duration = Duration::from_millis(50);
+
+/// The longest wait between a chef's pushes while Redis is out of memory.
+const OOM_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// A chef's wait between pushes Redis refuses for want of memory: only
+/// eating frees memory, so the chef waits for diners as for a full queue,
+/// backing off while the spell lasts (Redis says why once per spell, see
+/// `Conn::out_of_memory`).
+#[derive(Debug)]
+pub(super) struct OomBackoff(Duration);
+
+impl Default for OomBackoff {
+    fn default() -> OomBackoff {
+        OomBackoff(OOM_WAIT)
+    }
+}
+
+impl OomBackoff {
+    /// Redis refused a push for want of memory (`fault`): waits before the
+    /// next try. `Ok(true)`: try again; `Ok(false)`: stopped while waiting,
+    /// the dish never made; `Err(fault)`: the deadline came first, and a
+    /// caller that must answer soon (the web entry) learns why.
+    pub(super) fn refused(&mut self, until: Until<'_>, fault: Fault) -> Result<bool, Fault> {
+        if until.pause(self.0) {
+            self.0 = (self.0 * 2).min(OOM_WAIT_MAX);
+            return Ok(true);
+        }
+        match until {
+            Until::Deadline(_) => Err(fault),
+            Until::Stopped(_) => Ok(false),
+        }
+    }
+
+    /// A push added dishes: a spell is over (said once), and the next one
+    /// starts waiting short again.
+    #[inline]
+    pub(super) fn took(&mut self, conn: &Conn) {
+        conn.has_room();
+        self.0 = OOM_WAIT;
     }
 }
 
@@ -167,5 +217,38 @@ pub(super) fn wait_then_push<T: redis::FromRedisValue>(
             push.query(c)
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> Fault {
+        Fault::OutOfMemory {
+            url: "redis://127.0.0.1:6379/5".to_owned(),
+            detail: "over its maxmemory".to_owned(),
+        }
+    }
+
+    #[test]
+    fn oom_backoff_doubles_and_answers_as_each_caller_needs_it() {
+        let far = Until::Deadline(Instant::now() + Duration::from_secs(60));
+        let mut b = OomBackoff(Duration::from_millis(1));
+        assert!(matches!(b.refused(far, refused()), Ok(true)));
+        assert_eq!(b.0, Duration::from_millis(2));
+        // A chef stopped while waiting: the dish was never made.
+        let stop = Shutdown::new();
+        stop.stop();
+        assert!(matches!(
+            b.refused(Until::Stopped(&stop), refused()),
+            Ok(false)
+        ));
+        // The web entry past its deadline: it learns why.
+        let past = Until::Deadline(Instant::now());
+        assert!(matches!(
+            b.refused(past, refused()),
+            Err(Fault::OutOfMemory { .. })
+        ));
     }
 }

@@ -58,6 +58,25 @@
 //! After a reconnect a diner first re-reads its own pending entries
 //! (`XREADGROUP … 0`): a reply lost with the old connection is read again,
 //! never lost, and XACK may be repeated safely.
+//!
+//! **Out of memory.** Redis over its `maxmemory` (policy `noeviction`)
+//! refuses every command that may grow memory (XADD, XGROUP CREATE, SET,
+//! LPUSH…), yet only eating frees memory; the spell is met as in list mode.
+//! Chefs wait, with backoff (`room::OomBackoff`, shared with list mode),
+//! and try again: [`ADD`] adds all or nothing (Redis refuses a script's
+//! XADD only before the script's first write, never half-way), and an unbounded
+//! chef's pipelined XADDs, which Redis judges one by one, send again only
+//! those refused. Diners keep eating: Redis never refuses XREADGROUP, XACK,
+//! XCLAIM, XAUTOCLAIM, XPENDING or XTRIM, so reads, acknowledgements,
+//! claims, heartbeats ([`BEAT`]) and leaving ([`LEAVE`]) go on; the wake-up
+//! tokens that ride with a diner's read are a courtesy to chefs, who cannot
+//! add then anyway, and may be refused without failing the read. A diner
+//! joins a group that exists although Redis refuses the XGROUP CREATE; one
+//! whose group does not exist yet waits, as on an empty stream, for room to
+//! create it, as it does after any refusal, then reads its own pending
+//! entries again first: nothing lost, nothing handed out twice. A diner's
+//! counts ([`NOTE`]) refresh their TTL before they are written, so they
+//! stay through a spell.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -287,6 +306,15 @@ return held
 "
 );
 
+/// KEYS: a diner's counts key. ARGV: its value, TTL ms.
+/// Writes a diner's counts (see `tally.rs`). The refresh comes first: Redis
+/// allows it when out of memory, and then the rest (as list mode's
+/// `REGISTER`), so the counts stay through a spell.
+const NOTE: &str = r"
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+";
+
 /// KEYS: stream. ARGV: group.
 /// What the group has not yet been delivered: its lag, or the stream's
 /// length when the group does not exist yet (it will start from the
@@ -441,44 +469,15 @@ impl Producer {
     }
 
     fn add(&mut self, dishes: &[Dish], until: Until<'_>) -> Result<Vec<Put>, Fault> {
-        if !self.announced {
-            // For `kitchen info`: the bound chefs keep is not otherwise in Redis.
-            let value = self
-                .capacity
-                .limit()
-                .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
-            let key = &self.keys.capacity;
-            self.conn
-                .run(|c| redis::cmd("SET").arg(key).arg(&value).query::<()>(c))?;
-            self.announced = true;
-        }
+        self.announce()?;
         let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
+        let Some(cap) = self.capacity.limit() else {
+            return self.add_unbounded(&payloads, until);
+        };
         let mut out = Vec::with_capacity(dishes.len());
         let stream = &self.keys.stream;
-        let Some(cap) = self.capacity.limit() else {
-            // Unbounded: plain pipelined XADDs; heartbeats trim.
-            let mut pipe = redis::pipe();
-            for p in &payloads {
-                pipe.cmd("XADD")
-                    .arg(stream)
-                    .arg("*")
-                    .arg("dish")
-                    .arg(p)
-                    .ignore();
-            }
-            pipe.cmd("XLEN").arg(stream);
-            let (durable, tries) = (self.durable, self.conn.durable_tries());
-            let (depth,): (usize,) = self.conn.run(|c| {
-                let got = pipe.query(c)?;
-                if durable {
-                    super::cluster::wait_for_replica(c, stream, tries)?;
-                }
-                Ok(got)
-            })?;
-            out.extend(queued(depth, payloads.len()));
-            return Ok(out);
-        };
         let mut rest = &payloads[..];
+        let mut oom = room::OomBackoff::default();
         // Set when the last try found or left the stream full: the next one
         // waits for a token first, in the same round trip
         // (`room::wait_then_push`).
@@ -486,7 +485,7 @@ impl Producer {
         while !rest.is_empty() {
             let (durable, tries) = (self.durable, self.conn.durable_tries());
             let (add, room) = (&self.add, &self.keys.room);
-            let (added, depth): (usize, usize) = self.conn.run(|c| {
+            let tried = self.conn.run(|c| {
                 let got: (usize, usize) = match wait {
                     None => add.key(stream).key(room).arg(cap).arg(rest).invoke(c)?,
                     Some(wait) => {
@@ -499,9 +498,28 @@ impl Producer {
                     super::cluster::wait_for_replica(c, stream, tries)?;
                 }
                 Ok(got)
-            })?;
+            });
+            let (added, depth) = match tried {
+                Ok(got) => got,
+                // A spell, not an end: wait for diners to free memory, as
+                // for a full stream, and try again. The script added
+                // nothing: its first XADD was refused, and Redis refuses
+                // none after a script's first write.
+                Err(fault @ Fault::OutOfMemory { .. }) => {
+                    wait = None;
+                    if oom.refused(until, fault)? {
+                        continue;
+                    }
+                    out.push(Put::Stopped);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             self.left_full.note(depth, cap);
             if added > 0 {
+                // Only a dish that went in shows Redis has memory again: a
+                // push that found the queue full wrote nothing it refuses.
+                oom.took(&self.conn);
                 wait = self.left_full.first_wait(until);
                 out.extend(queued(depth, added));
                 rest = &rest[added.min(rest.len())..];
@@ -515,6 +533,92 @@ impl Producer {
             }
         }
         Ok(out)
+    }
+
+    /// Unbounded: plain pipelined XADDs; heartbeats trim. Redis out of
+    /// memory judges each XADD on its own, so it may take some of a batch
+    /// and refuse the rest: only those refused are tried again (after a
+    /// wait, while it refuses them all), so none is added twice.
+    fn add_unbounded(&mut self, payloads: &[String], until: Until<'_>) -> Result<Vec<Put>, Fault> {
+        let stream = &self.keys.stream;
+        let (durable, tries) = (self.durable, self.conn.durable_tries());
+        let mut out = Vec::with_capacity(payloads.len());
+        let mut rest: Vec<&String> = payloads.iter().collect();
+        let mut oom = room::OomBackoff::default();
+        while !rest.is_empty() {
+            let mut pipe = redis::pipe();
+            for p in &rest {
+                pipe.cmd("XADD").arg(stream).arg("*").arg("dish").arg(p);
+            }
+            pipe.cmd("XLEN").arg(stream).ignore_errors();
+            let tried = self.conn.run(|c| {
+                let mut replies: Vec<Result<Value, RedisError>> = pipe.query(c)?;
+                let depth = replies.pop().unwrap_or(Ok(Value::Int(0)))?;
+                let mut refused = Vec::new();
+                let mut oom_error = None;
+                for (i, reply) in replies.into_iter().enumerate() {
+                    match reply {
+                        Ok(_) => {}
+                        Err(e) if super::is_oom(&e) => {
+                            refused.push(i);
+                            oom_error.get_or_insert(e);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                match oom_error {
+                    // Nothing added: the spell, as for one command.
+                    Some(e) if refused.len() == rest.len() => return Err(e),
+                    _ => {}
+                }
+                if durable {
+                    super::cluster::wait_for_replica(c, stream, tries)?;
+                }
+                let depth = int(&depth).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+                Ok((refused, depth))
+            });
+            let (refused, depth) = match tried {
+                Ok(got) => got,
+                Err(fault @ Fault::OutOfMemory { .. }) => {
+                    if oom.refused(until, fault)? {
+                        continue;
+                    }
+                    out.push(Put::Stopped);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            oom.took(&self.conn);
+            out.extend(queued(depth, rest.len() - refused.len()));
+            rest = refused
+                .into_iter()
+                .filter_map(|i| rest.get(i).copied())
+                .collect();
+        }
+        Ok(out)
+    }
+
+    /// Writes the bound this chef keeps to `P:capacity`, once, for `kitchen
+    /// info` (it is not otherwise in Redis). Redis out of memory leaves it
+    /// for a later add: the dishes matter more.
+    fn announce(&mut self) -> Result<(), Fault> {
+        if self.announced {
+            return Ok(());
+        }
+        let value = self
+            .capacity
+            .limit()
+            .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
+        let key = &self.keys.capacity;
+        match self
+            .conn
+            .run(|c| redis::cmd("SET").arg(key).arg(&value).query::<()>(c))
+        {
+            Ok(()) => self.announced = true,
+            Err(Fault::OutOfMemory { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 }
 
@@ -615,17 +719,18 @@ impl Batch {
     }
 
     /// Adds the acknowledgement of what was eaten, and as many wake-up
-    /// tokens, to `pipe`.
-    fn ack_into(&self, pipe: &mut redis::Pipeline, names: &Names) {
+    /// tokens, to `pipe`; whether it did (the XACK's reply comes first,
+    /// see [`query_tokens_aside`]).
+    fn ack_into(&self, pipe: &mut redis::Pipeline, names: &Names) -> bool {
         if self.done.is_empty() {
-            return;
+            return false;
         }
         pipe.cmd("XACK")
             .arg(&names.keys.stream)
             .arg(&names.group)
-            .arg(&self.done)
-            .ignore();
+            .arg(&self.done);
         wake(pipe, &names.keys.room, self.done.len());
+        true
     }
 }
 
@@ -642,8 +747,10 @@ impl Names {
     ) -> Result<T, Fault> {
         conn.run_fresh(|c, fresh| {
             if fresh {
-                self.join(c)?;
+                // First: a join refused (out of memory) still leaves a
+                // connection that is no longer fresh.
                 batch.reconnected();
+                self.join(c)?;
             }
             match f(c, batch) {
                 Err(e) if is_nogroup(&e) => {
@@ -656,7 +763,9 @@ impl Names {
     }
 
     /// Creates the group from the oldest entry the stream holds, unless it
-    /// exists (BUSYGROUP: another diner was first).
+    /// exists (BUSYGROUP: another diner was first). Redis out of memory
+    /// refuses XGROUP CREATE before it looks for the group: a group that
+    /// exists is joined all the same, one that does not waits for room.
     fn join(&self, c: &mut Con) -> Result<(), RedisError> {
         let created: Result<(), RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
@@ -667,13 +776,41 @@ impl Names {
             .query(c);
         match created {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) if super::is_oom(&e) && self.group_exists(c)? => Ok(()),
             other => other,
         }
+    }
+
+    /// Whether the group exists (XINFO GROUPS; false without the stream).
+    fn group_exists(&self, c: &mut Con) -> Result<bool, RedisError> {
+        let groups: Result<Value, RedisError> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.keys.stream)
+            .query(c);
+        let groups = match groups {
+            Ok(v) => v,
+            Err(e) if e.to_string().contains("no such key") => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        Ok(items(groups)
+            .into_iter()
+            .map(fields)
+            .any(|f| f.text("name") == self.group))
     }
 
     fn ttl_ms(&self) -> u64 {
         ttl_ms(self.ttl)
     }
+}
+
+/// Sends `pipe`, whose wake-up tokens (`.ignore()`d: LPUSH, which Redis
+/// refuses when out of memory) may fail without failing the rest: a diner
+/// must go on reading and acknowledging through a spell (tokens are a
+/// courtesy to chefs, who cannot add then anyway). The replies of the other
+/// commands, in order, or the first error among them.
+fn query_tokens_aside(pipe: &mut redis::Pipeline, c: &mut Con) -> Result<Vec<Value>, RedisError> {
+    let replies: Vec<Result<Value, RedisError>> = pipe.ignore_errors().query(c)?;
+    replies.into_iter().collect()
 }
 
 /// Whether Redis said the group (or the stream) is not there.
@@ -718,12 +855,17 @@ impl Consumer {
     }
 
     /// Connects, joins the group (creating it if this diner is its first)
-    /// and starts the heartbeat.
+    /// and starts the heartbeat. Redis out of memory cannot stop a diner
+    /// here: a group it cannot create yet, its reads create once Redis has
+    /// room (they find NOGROUP and join again).
     pub fn ready(&mut self) -> Result<(), ReadyError> {
         let Consumer {
             conn, names, batch, ..
         } = self;
-        names.run(conn, batch, |_, _| Ok(()))?;
+        match names.run(conn, batch, |_, _| Ok(())) {
+            Ok(()) | Err(Fault::OutOfMemory { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         if let Heart::Waiting(_) = self.heart {
             let Heart::Waiting(conn) = std::mem::replace(&mut self.heart, Heart::Stopped) else {
                 return Ok(());
@@ -753,6 +895,23 @@ impl Consumer {
     /// consumer's own pending entries after a reconnect, else a dead diner's
     /// (when a claim is due), else new ones, blocking up to [`TAKE_WAIT`].
     pub fn take(&mut self, finished: &Shutdown) -> Result<Take, TakeError> {
+        match self.take_or_refused(finished) {
+            // Redis out of memory refused one of this diner's commands
+            // (its reads and acknowledgements it never refuses; creating
+            // the group it does): a spell, not an end. Wait as an empty
+            // read would, then read again, this consumer's own pending
+            // entries first, so whatever a refused round trip delivered is
+            // neither lost nor handed out twice.
+            Err(TakeError::Fault(Fault::OutOfMemory { .. })) => {
+                self.batch.reconnected();
+                std::thread::sleep(TAKE_WAIT);
+                Ok(Take::Idle)
+            }
+            other => other,
+        }
+    }
+
+    fn take_or_refused(&mut self, finished: &Shutdown) -> Result<Take, TakeError> {
         if let Heart::Waiting(_) = self.heart {
             self.ready()?;
         }
@@ -812,7 +971,7 @@ impl Consumer {
         let look = batch.depth_at.is_none_or(|at| at.elapsed() >= DEPTH_EVERY);
         let result = names.run(conn, batch, |c, b| {
             let mut pipe = redis::pipe();
-            b.ack_into(&mut pipe, names);
+            let acked = b.ack_into(&mut pipe, names);
             // A new connection reads this consumer's own pending entries first.
             let (id, block) = match how {
                 _ if b.history => ("0", None),
@@ -834,7 +993,11 @@ impl Consumer {
             if look {
                 pipe.cmd("XINFO").arg("GROUPS").arg(&names.keys.stream);
             }
-            pipe.query::<Vec<Value>>(c)
+            let mut replies = query_tokens_aside(&mut pipe, c)?;
+            if acked {
+                replies.remove(0);
+            }
+            Ok(replies)
         });
         let mut replies = match result {
             Ok(reply) => reply.into_iter(),
@@ -885,7 +1048,7 @@ impl Consumer {
                 return Ok(None);
             }
             let mut pipe = redis::pipe();
-            b.ack_into(&mut pipe, names);
+            let acked = b.ack_into(&mut pipe, names);
             pipe.cmd("XAUTOCLAIM")
                 .arg(&names.keys.stream)
                 .arg(&names.group)
@@ -894,7 +1057,8 @@ impl Consumer {
                 .arg(&b.cursor)
                 .arg("COUNT")
                 .arg(b.size);
-            pipe.query::<(Value,)>(c).map(|(v,)| Some(v))
+            let replies = query_tokens_aside(&mut pipe, c)?;
+            Ok(replies.into_iter().nth(usize::from(acked)))
         });
         let reply = match reply {
             Ok(Some(v)) => v,
@@ -1205,7 +1369,7 @@ impl Beat {
         std::thread::Builder::new()
             .name(format!("heartbeat-{me}"))
             .spawn(move || {
-                let beat = Script::new(BEAT);
+                let (beat, write_note) = (Script::new(BEAT), Script::new(NOTE));
                 let note = Keys::new(&stream).diner(&me);
                 loop {
                     // Errors here are the diner thread's to report; keep beating.
@@ -1217,14 +1381,13 @@ impl Beat {
                             .arg(MAX_HELD)
                             .invoke::<u64>(c)
                     });
-                    // Apart: Redis out of memory may refuse it, never the beat.
+                    // Apart: an error here must not cost the beat.
                     let _ = conn.run(|c| {
-                        redis::cmd("SET")
-                            .arg(&note)
+                        write_note
+                            .key(&note)
                             .arg(tally.beat_value())
-                            .arg("PX")
                             .arg(ttl_ms(ttl))
-                            .query::<()>(c)
+                            .invoke::<()>(c)
                     });
                     if token.sleep(period) {
                         break;

@@ -5,6 +5,7 @@
 
 pub mod http_client;
 pub mod ledger;
+pub mod oom;
 #[cfg(feature = "redis")]
 pub mod redis_cluster;
 #[cfg(feature = "redis")]

@@ -1,0 +1,228 @@
+//! Faults: Redis out of memory in stream mode is a spell, not an end, as in
+//! list mode (faults_redis_oom.rs). Chefs wait and say so once, diners keep
+//! eating and acknowledging, heartbeats go on, every process lives, and
+//! once memory is freed the kitchen goes on: made = eaten + left, every
+//! dish eaten once. The web entry answers `503` (out of memory) meanwhile.
+//!
+//! Spells are made by hand (`support::oom`).
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Instant;
+
+use support::ledger::Ledger;
+use support::oom::{
+    end_spell, get, oom_gauge, out_of_memory, post, refuses_for_want_of_memory, server, start_spell,
+};
+use support::redis_server::RedisServer;
+use support::redis_stream::{GROUP, STREAM, drained, group, spawn, xlen};
+use support::web::spawn_serve;
+use support::{LIMIT, Lines, last_json, num, signal, wait_until};
+
+/// What the slowest group has not acknowledged: what `--capacity` bounds.
+fn unacked(server: &RedisServer) -> u64 {
+    group(server, STREAM, GROUP).map_or(0, |g| g.lag.unwrap_or(0) + g.pending)
+}
+
+#[test]
+fn a_stream_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
+    let server = server();
+    // Three chefs outpace two diners: the stream is full when the spell
+    // begins, so the diners have something to eat during it.
+    let (mut run, mut out) = spawn(
+        &server,
+        "run",
+        &["--max-sleep-ms", "100", "--ids", "--json"],
+    );
+    let mut err = Lines::new(run.child().stderr.take().expect("stderr"));
+    wait_until(LIMIT, "the stream to fill", || unacked(&server) == 10);
+
+    start_spell(&server);
+    let began = Instant::now();
+    let notice = err.wait_for(LIMIT, |l| l.contains("is out of memory"));
+    assert!(
+        notice.contains("chefs wait until diners free room"),
+        "{notice}"
+    );
+    assert!(notice.contains("maxmemory"), "{notice}");
+    // Chefs cannot add a dish; diners still read, eat and acknowledge
+    // what waits.
+    wait_until(
+        LIMIT,
+        "the diners to eat the stream during the spell",
+        || drained(&server, STREAM, GROUP),
+    );
+    let drained_in = began.elapsed();
+    // Heartbeats go on, and so do the diners' counts beside the stream:
+    // the TTL of one rises again.
+    let note = server.keys(&format!("{{{STREAM}}}:diner:*"))[0].clone();
+    let first: i64 = server.query(&["PTTL", &note]);
+    wait_until(LIMIT, "a diner's counts refreshed during the spell", || {
+        server.query::<i64>(&["PTTL", &note]) > first
+    });
+    assert!(
+        out_of_memory(&server),
+        "all of this happened during the spell"
+    );
+
+    end_spell(&server);
+    let lasted = began.elapsed();
+    err.wait_for(LIMIT, |l| l.contains("has room again"));
+    // The chefs are back at work.
+    out.wait_for_n(10, " made dish ");
+    let all = run.stop("INT", out);
+
+    let s = last_json(&all);
+    let mut ledger = Ledger::new();
+    ledger.read(&all);
+    let (made, eaten, left) = (num(&s, "made"), num(&s, "eaten"), num(&s, "left"));
+    assert_eq!(made, eaten + left, "made = eaten + left: {s}");
+    assert_eq!(left, 0, "{s}");
+    assert_eq!(num(&s, "lost"), 0, "{s}");
+    assert_eq!(ledger.uneaten(), Vec::<String>::new(), "{ledger}");
+    assert!(
+        drained(&server, STREAM, GROUP),
+        "{:?}",
+        group(&server, STREAM, GROUP)
+    );
+    eprintln!(
+        "faults: out of memory, stream run 3x2: made {made}, eaten {eaten}, left {left}; \
+         the stream of 10 drained {:.2} s into the spell, which lasted {:.2} s (XLEN {} after)",
+        drained_in.as_secs_f64(),
+        lasted.as_secs_f64(),
+        xlen(&server, STREAM)
+    );
+}
+
+#[test]
+fn stream_serve_answers_503_out_of_memory_during_a_spell_and_202_after() {
+    let server = server();
+    let url = server.url();
+    let (serve, addr, mut err) = spawn_serve(&[
+        "--backend",
+        "redis",
+        "--redis-url",
+        &url,
+        "--mode",
+        "stream",
+        "--capacity",
+        "1000",
+        "--workers",
+        "2",
+    ]);
+    // The group exists, as after any diner's first start: a group cannot
+    // be created while Redis is out of memory (XGROUP CREATE may grow it).
+    let _: () = server.query(&["XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"]);
+    let first = post(addr);
+    assert_eq!(first.status, 202);
+    let location = first.header("location").expect("Location").to_owned();
+    assert!(oom_gauge(addr, 0));
+    assert_eq!(get(addr, "/healthz").status, 200);
+
+    start_spell(&server);
+    refuses_for_want_of_memory(addr);
+    err.wait_for(LIMIT, |l| l.contains("is out of memory"));
+    // A diner started during the spell joins its group, reads the waiting
+    // dish, and records that it ate it.
+    let (diner, diner_out) = spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]);
+    wait_until(LIMIT, "the diner to eat the dish during the spell", || {
+        get(addr, &location).json()["status"] == "eaten"
+    });
+    wait_until(LIMIT, "the diner to acknowledge it", || {
+        drained(&server, STREAM, GROUP)
+    });
+    assert!(out_of_memory(&server), "still in the spell");
+
+    end_spell(&server);
+    let freed = Instant::now();
+    let mut refused_after = 0;
+    wait_until(LIMIT, "serve to accept again", || {
+        let ok = post(addr).status == 202;
+        refused_after += u32::from(!ok);
+        ok
+    });
+    let recovered = freed.elapsed();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert!(oom_gauge(addr, 0));
+    err.wait_for(LIMIT, |l| l.contains("has room again"));
+    signal(serve.id(), "INT");
+    let out = serve.wait(LIMIT);
+    assert!(out.status.success(), "{:?}: {:?}", out.status, err.seen);
+    wait_until(LIMIT, "the diner to eat the second dish", || {
+        drained(&server, STREAM, GROUP)
+    });
+    let s = last_json(&diner.stop("INT", diner_out));
+    assert_eq!(num(&s, "eaten"), 2, "both accepted dishes: {s}");
+    eprintln!(
+        "faults: out of memory, stream serve: 503 during the spell, 202 again {:.3} s after the filler went \
+         ({refused_after} refused after it)",
+        recovered.as_secs_f64()
+    );
+}
+
+#[test]
+fn unbounded_batched_chefs_and_a_diner_in_their_own_processes_ride_out_a_spell() {
+    let server = server();
+    let (diner, mut diner_out) = spawn(
+        &server,
+        "diner",
+        &["--batch", "5", "--max-sleep-ms", "20", "--ids", "--json"],
+    );
+    wait_until(LIMIT, "the diner to create its group", || {
+        group(&server, STREAM, GROUP).is_some()
+    });
+    let (mut chef, mut chef_out) = spawn(
+        &server,
+        "chef",
+        &[
+            "--chefs",
+            "2",
+            "--unbounded",
+            "--batch",
+            "5",
+            "--max-sleep-ms",
+            "20",
+            "--ids",
+            "--json",
+        ],
+    );
+    let mut err = Lines::new(chef.child().stderr.take().expect("stderr"));
+    diner_out.wait_for_n(10, " ate dish ");
+
+    start_spell(&server);
+    let notice = err.wait_for(LIMIT, |l| l.contains("is out of memory"));
+    assert!(
+        notice.contains("chefs wait until diners free room"),
+        "{notice}"
+    );
+    wait_until(
+        LIMIT,
+        "the diner to eat the stream during the spell",
+        || drained(&server, STREAM, GROUP),
+    );
+    assert!(out_of_memory(&server), "the diner ate during the spell");
+
+    end_spell(&server);
+    err.wait_for(LIMIT, |l| l.contains("has room again"));
+    chef_out.wait_for_n(10, " made dish ");
+    let made_lines = chef.stop("INT", chef_out);
+    wait_until(LIMIT, "the diner to eat the rest", || {
+        drained(&server, STREAM, GROUP)
+    });
+    let ate_lines = diner.stop("INT", diner_out);
+
+    let (c, d) = (last_json(&made_lines), last_json(&ate_lines));
+    let mut ledger = Ledger::new();
+    ledger.read(&made_lines);
+    ledger.read(&ate_lines);
+    assert_eq!(num(&c, "made"), num(&d, "eaten"), "made = eaten: {c} {d}");
+    assert_eq!(ledger.uneaten(), Vec::<String>::new(), "{ledger}");
+    assert_eq!(ledger.duplicates(), 0, "{ledger}");
+    eprintln!(
+        "faults: out of memory, stream chef process (2 chefs, unbounded, batch 5) and diner process (batch 5): \
+         made {}, eaten {}",
+        num(&c, "made"),
+        num(&d, "eaten")
+    );
+}
