@@ -153,7 +153,7 @@ pub fn info(opts: &RedisOptions, capacity: Capacity) -> Result<Info, Fault> {
         .and_then(|q| q.gauge().waiting_retries().ok())
         .map_or(0, |n| n as u64);
     let mut capacity = match recorded.as_deref() {
-        Some(super::list::UNBOUNDED) => None,
+        Some(super::room::UNBOUNDED) => None,
         Some(n) => n.parse().ok().or(capacity.limit()),
         None => capacity.limit(),
     };
@@ -208,7 +208,7 @@ fn shard_infos(
             .query(con)?;
         let share = super::shards::shard_capacity(capacity, i, n).limit();
         let capacity = match recorded.as_deref() {
-            Some(super::list::UNBOUNDED) => None,
+            Some(super::room::UNBOUNDED) => None,
             Some(c) => c.parse().ok().or(share),
             None => share,
         };
@@ -507,7 +507,7 @@ fn stream_info(
         length,
         unacknowledged,
         capacity: match recorded.as_deref() {
-            Some(stream::UNBOUNDED) => None,
+            Some(super::room::UNBOUNDED) => None,
             Some(n) => n.parse().ok().or(capacity.limit()),
             None => capacity.limit(),
         },

@@ -291,9 +291,6 @@ impl Keys {
     }
 }
 
-/// What `P:capacity` holds for chefs that run `--unbounded`.
-pub(crate) const UNBOUNDED: &str = "unbounded";
-
 /// One chef's connection to the list.
 #[derive(Debug)]
 pub struct Producer {
@@ -348,7 +345,12 @@ impl Producer {
     }
 
     fn push(&mut self, dishes: &[Dish], until: Until<'_>) -> Result<Vec<Put>, Fault> {
-        self.announce()?;
+        room::announce(
+            &mut self.conn,
+            &self.keys.capacity,
+            self.capacity,
+            &mut self.announced,
+        )?;
         let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
         let mut out = Vec::with_capacity(dishes.len());
         let mut rest = &payloads[..];
@@ -391,29 +393,6 @@ impl Producer {
             }
         }
         Ok(out)
-    }
-
-    /// Writes the bound this chef keeps to `P:capacity`, once, for `kitchen
-    /// info` (it is not otherwise in Redis). Redis out of memory leaves it
-    /// for a later push: the dishes matter more.
-    fn announce(&mut self) -> Result<(), Fault> {
-        if self.announced {
-            return Ok(());
-        }
-        let value = self
-            .capacity
-            .limit()
-            .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
-        let key = &self.keys.capacity;
-        match self
-            .conn
-            .run(|c| redis::cmd("SET").arg(key).arg(&value).query::<()>(c))
-        {
-            Ok(()) => self.announced = true,
-            Err(Fault::OutOfMemory { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        Ok(())
     }
 
     /// One push of as many of `payloads` as there is room for: (pushed,

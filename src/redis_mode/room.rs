@@ -28,7 +28,33 @@ use std::time::{Duration, Instant};
 
 use super::Conn;
 use crate::shutdown::Shutdown;
-use crate::vocab::{Fault, Put};
+use crate::vocab::{Capacity, Fault, Put};
+
+/// What `P:capacity` (`S:capacity`) holds for chefs that run `--unbounded`.
+pub(crate) const UNBOUNDED: &str = "unbounded";
+
+/// Writes the bound a chef keeps to `key` (`P:capacity`), once (`done`), for
+/// `kitchen info`: it is not otherwise in Redis. Redis out of memory leaves
+/// it for a later push: the dishes matter more.
+pub(super) fn announce(
+    conn: &mut Conn,
+    key: &str,
+    capacity: Capacity,
+    done: &mut bool,
+) -> Result<(), Fault> {
+    if *done {
+        return Ok(());
+    }
+    let value = capacity
+        .limit()
+        .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
+    match conn.run(|c| redis::cmd("SET").arg(key).arg(&value).query::<()>(c)) {
+        Ok(()) => *done = true,
+        Err(Fault::OutOfMemory { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
 
 /// How long a chef blocks waiting for a wake-up token before checking again.
 pub(crate) const ROOM_WAIT: Duration = Duration::from_millis(500);

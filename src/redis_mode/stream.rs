@@ -384,9 +384,6 @@ impl Keys {
     }
 }
 
-/// What `S:capacity` holds for chefs that run `--unbounded`.
-pub(super) const UNBOUNDED: &str = "unbounded";
-
 /// A connection whose errors name the stream, not the list.
 fn stream_conn(mut conn: Conn, opts: &RedisOptions) -> Conn {
     conn.key = opts.stream.clone();
@@ -469,7 +466,12 @@ impl Producer {
     }
 
     fn add(&mut self, dishes: &[Dish], until: Until<'_>) -> Result<Vec<Put>, Fault> {
-        self.announce()?;
+        room::announce(
+            &mut self.conn,
+            &self.keys.capacity,
+            self.capacity,
+            &mut self.announced,
+        )?;
         let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
         let Some(cap) = self.capacity.limit() else {
             return self.add_unbounded(&payloads, until);
@@ -596,29 +598,6 @@ impl Producer {
                 .collect();
         }
         Ok(out)
-    }
-
-    /// Writes the bound this chef keeps to `P:capacity`, once, for `kitchen
-    /// info` (it is not otherwise in Redis). Redis out of memory leaves it
-    /// for a later add: the dishes matter more.
-    fn announce(&mut self) -> Result<(), Fault> {
-        if self.announced {
-            return Ok(());
-        }
-        let value = self
-            .capacity
-            .limit()
-            .map_or_else(|| UNBOUNDED.to_owned(), |c| c.to_string());
-        let key = &self.keys.capacity;
-        match self
-            .conn
-            .run(|c| redis::cmd("SET").arg(key).arg(&value).query::<()>(c))
-        {
-            Ok(()) => self.announced = true,
-            Err(Fault::OutOfMemory { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        Ok(())
     }
 }
 
