@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use kitchen::queue::{BackendConfig, Capacity, Mode, RedisOptions};
 use kitchen::serve::ServeConfig;
-use support::ledger::Ledger;
 use support::oom::{
-    end_spell, get, oom_gauge, out_of_memory, post, refuses_for_want_of_memory, server, start_spell,
+    end_spell, get, oom_gauge, out_of_memory, post, refuses_for_want_of_memory, ride_out_a_spell,
+    server, start_spell,
 };
 use support::redis_kitchen::{QUEUE, holdings, spawn};
 use support::redis_server::RedisServer;
@@ -28,62 +28,32 @@ fn a_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
     let server = server();
     // Three chefs outpace two diners: the queue is full when the spell
     // begins, so the diners have something to eat during it.
-    let (mut run, mut out) = spawn(
+    let (mut run, out) = spawn(
         &server,
         "run",
         &["--max-sleep-ms", "100", "--ids", "--json"],
     );
-    let mut err = Lines::new(run.child().stderr.take().expect("stderr"));
+    let err = Lines::new(run.child().stderr.take().expect("stderr"));
     wait_until(LIMIT, "the queue to fill", || server.llen(QUEUE) == 10);
 
-    start_spell(&server);
-    let began = Instant::now();
-    let notice = err.wait_for(LIMIT, |l| l.contains("is out of memory"));
-    assert!(
-        notice.contains("chefs wait until diners free room"),
-        "{notice}"
-    );
-    assert!(notice.contains("maxmemory"), "{notice}");
-    // Chefs cannot add a dish; diners still take and eat what waits.
-    wait_until(
-        LIMIT,
-        "the diners to eat the queue during the spell",
-        || server.llen(QUEUE) == 0,
-    );
-    let drained_in = began.elapsed();
-    // Heartbeats go on too (a diner presumed dead would have its dishes
-    // eaten twice): the TTL of one rises again.
     let heartbeat = server.keys(&format!("{{{QUEUE}}}:diner:*"))[0].clone();
-    let first: i64 = server.query(&["PTTL", &heartbeat]);
-    wait_until(LIMIT, "a heartbeat refreshed during the spell", || {
-        server.query::<i64>(&["PTTL", &heartbeat]) > first
-    });
-    assert!(
-        out_of_memory(&server),
-        "all of this happened during the spell"
+    let spell = ride_out_a_spell(
+        &server,
+        run,
+        out,
+        err,
+        || server.llen(QUEUE) == 0,
+        &heartbeat,
     );
-
-    end_spell(&server);
-    let lasted = began.elapsed();
-    err.wait_for(LIMIT, |l| l.contains("has room again"));
-    // The chefs are back at work.
-    out.wait_for_n(10, " made dish ");
-    let all = run.stop("INT", out);
-
-    let s = last_json(&all);
-    let mut ledger = Ledger::new();
-    ledger.read(&all);
-    let (made, eaten, left) = (num(&s, "made"), num(&s, "eaten"), num(&s, "left"));
-    assert_eq!(made, eaten + left, "made = eaten + left: {s}");
-    assert_eq!(left, 0, "{s}");
-    assert_eq!(ledger.uneaten(), Vec::<String>::new(), "{ledger}");
+    let s = &spell.summary;
+    let (made, eaten, left) = (num(s, "made"), num(s, "eaten"), num(s, "left"));
     let h = holdings(&server, QUEUE);
     assert_eq!((h.total(), h.diners), (0, 0), "{h:?}");
     eprintln!(
         "faults: out of memory, run 3x2: made {made}, eaten {eaten}, left {left}; \
          the queue of 10 drained {:.2} s into the spell, which lasted {:.2} s",
-        drained_in.as_secs_f64(),
-        lasted.as_secs_f64()
+        spell.drained_in.as_secs_f64(),
+        spell.lasted.as_secs_f64()
     );
 }
 

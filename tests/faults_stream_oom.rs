@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use support::ledger::Ledger;
 use support::oom::{
-    end_spell, get, oom_gauge, out_of_memory, post, refuses_for_want_of_memory, server, start_spell,
+    end_spell, get, oom_gauge, out_of_memory, post, refuses_for_want_of_memory, ride_out_a_spell,
+    server, start_spell,
 };
 use support::redis_server::RedisServer;
 use support::redis_stream::{GROUP, STREAM, drained, group, spawn, xlen};
@@ -30,57 +31,25 @@ fn a_stream_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
     let server = server();
     // Three chefs outpace two diners: the stream is full when the spell
     // begins, so the diners have something to eat during it.
-    let (mut run, mut out) = spawn(
+    let (mut run, out) = spawn(
         &server,
         "run",
         &["--max-sleep-ms", "100", "--ids", "--json"],
     );
-    let mut err = Lines::new(run.child().stderr.take().expect("stderr"));
+    let err = Lines::new(run.child().stderr.take().expect("stderr"));
     wait_until(LIMIT, "the stream to fill", || unacked(&server) == 10);
 
-    start_spell(&server);
-    let began = Instant::now();
-    let notice = err.wait_for(LIMIT, |l| l.contains("is out of memory"));
-    assert!(
-        notice.contains("chefs wait until diners free room"),
-        "{notice}"
-    );
-    assert!(notice.contains("maxmemory"), "{notice}");
-    // Chefs cannot add a dish; diners still read, eat and acknowledge
-    // what waits.
-    wait_until(
-        LIMIT,
-        "the diners to eat the stream during the spell",
-        || drained(&server, STREAM, GROUP),
-    );
-    let drained_in = began.elapsed();
-    // Heartbeats go on, and so do the diners' counts beside the stream:
-    // the TTL of one rises again.
     let note = server.keys(&format!("{{{STREAM}}}:diner:*"))[0].clone();
-    let first: i64 = server.query(&["PTTL", &note]);
-    wait_until(LIMIT, "a diner's counts refreshed during the spell", || {
-        server.query::<i64>(&["PTTL", &note]) > first
-    });
-    assert!(
-        out_of_memory(&server),
-        "all of this happened during the spell"
+    let spell = ride_out_a_spell(
+        &server,
+        run,
+        out,
+        err,
+        || drained(&server, STREAM, GROUP),
+        &note,
     );
-
-    end_spell(&server);
-    let lasted = began.elapsed();
-    err.wait_for(LIMIT, |l| l.contains("has room again"));
-    // The chefs are back at work.
-    out.wait_for_n(10, " made dish ");
-    let all = run.stop("INT", out);
-
-    let s = last_json(&all);
-    let mut ledger = Ledger::new();
-    ledger.read(&all);
-    let (made, eaten, left) = (num(&s, "made"), num(&s, "eaten"), num(&s, "left"));
-    assert_eq!(made, eaten + left, "made = eaten + left: {s}");
-    assert_eq!(left, 0, "{s}");
-    assert_eq!(num(&s, "lost"), 0, "{s}");
-    assert_eq!(ledger.uneaten(), Vec::<String>::new(), "{ledger}");
+    let s = &spell.summary;
+    let (made, eaten, left) = (num(s, "made"), num(s, "eaten"), num(s, "left"));
     assert!(
         drained(&server, STREAM, GROUP),
         "{:?}",
@@ -89,8 +58,8 @@ fn a_stream_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
     eprintln!(
         "faults: out of memory, stream run 3x2: made {made}, eaten {eaten}, left {left}; \
          the stream of 10 drained {:.2} s into the spell, which lasted {:.2} s (XLEN {} after)",
-        drained_in.as_secs_f64(),
-        lasted.as_secs_f64(),
+        spell.drained_in.as_secs_f64(),
+        spell.lasted.as_secs_f64(),
         xlen(&server, STREAM)
     );
 }

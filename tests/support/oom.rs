@@ -7,9 +7,12 @@
 #![cfg(feature = "redis")]
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
+use super::ledger::Ledger;
 use super::redis_server::RedisServer;
 use super::web::{Reply, request};
+use super::{KillOnDrop, LIMIT, Lines, last_json, num, wait_until};
 
 /// The key that fills Redis during a spell.
 pub const FILLER: &str = "kitchen:test:filler";
@@ -77,4 +80,76 @@ pub fn refuses_for_want_of_memory(addr: SocketAddr) {
         assert!(why.contains("redis is out of memory"), "{why}");
     }
     assert!(oom_gauge(addr, 1));
+}
+
+/// What a spell in the middle of a `kitchen run` showed: its summary, and
+/// how long into the spell the queue was drained and the spell lasted.
+pub struct RiddenOut {
+    pub summary: serde_json::Value,
+    pub drained_in: Duration,
+    pub lasted: Duration,
+}
+
+/// The spell scenario of every mode: `run` (a `kitchen run --ids --json`
+/// whose stderr is `err`) has a full queue; a spell begins. The chefs say
+/// once that they wait, the diners drain the queue (`drained`) and
+/// `beat_key` (a heartbeat or a diner's counts) is refreshed, all during
+/// the spell; after it the chefs say they have room and make dishes again.
+/// Stopped with Ctrl-C, the run kept the books: made = eaten + left, left 0,
+/// every dish made was eaten.
+pub fn ride_out_a_spell(
+    server: &RedisServer,
+    run: KillOnDrop,
+    mut out: Lines,
+    mut err: Lines,
+    drained: impl Fn() -> bool,
+    beat_key: &str,
+) -> RiddenOut {
+    start_spell(server);
+    let began = Instant::now();
+    let notice = err.wait_for(LIMIT, |l| l.contains("is out of memory"));
+    assert!(
+        notice.contains("chefs wait until diners free room"),
+        "{notice}"
+    );
+    assert!(notice.contains("maxmemory"), "{notice}");
+    // Chefs cannot add a dish; diners still take and eat what waits.
+    wait_until(
+        LIMIT,
+        "the diners to eat the queue during the spell",
+        &drained,
+    );
+    let drained_in = began.elapsed();
+    // Heartbeats go on too (a diner presumed dead would have its dishes
+    // eaten twice): the TTL rises again.
+    let first: i64 = server.query(&["PTTL", beat_key]);
+    wait_until(LIMIT, "a heartbeat refreshed during the spell", || {
+        server.query::<i64>(&["PTTL", beat_key]) > first
+    });
+    assert!(
+        out_of_memory(server),
+        "all of this happened during the spell"
+    );
+
+    end_spell(server);
+    let lasted = began.elapsed();
+    err.wait_for(LIMIT, |l| l.contains("has room again"));
+    // The chefs are back at work.
+    out.wait_for_n(10, " made dish ");
+    let all = run.stop("INT", out);
+
+    let summary = last_json(&all);
+    let mut ledger = Ledger::new();
+    ledger.read(&all);
+    let s = &summary;
+    let (made, eaten, left) = (num(s, "made"), num(s, "eaten"), num(s, "left"));
+    assert_eq!(made, eaten + left, "made = eaten + left: {s}");
+    assert_eq!(left, 0, "{s}");
+    assert_eq!(num(s, "lost"), 0, "{s}");
+    assert_eq!(ledger.uneaten(), Vec::<String>::new(), "{ledger}");
+    RiddenOut {
+        summary,
+        drained_in,
+        lasted,
+    }
 }
