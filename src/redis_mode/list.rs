@@ -67,7 +67,7 @@ use crossbeam_channel::Receiver;
 use redis::{RedisError, Script};
 
 use super::cluster::Con;
-use super::room::{self, MAX_TOKENS, ROOM_TTL_MS, Until, queued, wake};
+use super::room::{self, MAX_TOKENS, ROOM_TTL_MS, Until, wake};
 use super::tally::Tally;
 use super::{Conn, unique_name};
 use crate::dish::Dish;
@@ -352,88 +352,39 @@ impl Producer {
             &mut self.announced,
         )?;
         let payloads: Vec<String> = dishes.iter().map(Dish::encode).collect();
-        let mut out = Vec::with_capacity(dishes.len());
-        let mut rest = &payloads[..];
-        let mut oom = room::OomBackoff::default();
-        // Set when the last try found or left the queue full: the next one
-        // waits for a token first, in the same round trip
-        // (`room::wait_then_push`).
-        let mut wait = self.left_full.first_wait(until);
-        let cap = self.capacity.limit().unwrap_or(usize::MAX);
-        while !rest.is_empty() {
-            let (pushed, depth) = match self.try_push(rest, wait) {
-                Ok(got) => got,
-                // A spell, not an end: wait for diners to free room, as for
-                // a full queue, and try again.
-                Err(fault @ Fault::OutOfMemory { .. }) => {
-                    wait = None;
-                    if oom.refused(until, fault)? {
-                        continue;
-                    }
-                    out.push(Put::Stopped);
-                    break;
+        let (keys, put, durable) = (&self.keys, &self.put, self.durable);
+        let limit = self.capacity.limit();
+        room::push_all(
+            &mut self.conn,
+            &mut self.left_full,
+            &payloads,
+            limit.unwrap_or(usize::MAX),
+            until,
+            |conn, rest, wait| match limit {
+                Some(cap) => room::push_round_trip(
+                    conn,
+                    put,
+                    &keys.queue,
+                    &keys.room,
+                    cap,
+                    rest,
+                    wait,
+                    durable,
+                ),
+                // Unbounded: one LPUSH, never full.
+                None => {
+                    let tries = conn.durable_tries();
+                    conn.run(|c| {
+                        let depth: usize =
+                            redis::cmd("LPUSH").arg(&keys.queue).arg(rest).query(c)?;
+                        if durable {
+                            super::cluster::wait_for_replica(c, &keys.queue, tries)?;
+                        }
+                        Ok((rest.len(), depth))
+                    })
                 }
-                Err(e) => return Err(e),
-            };
-            self.left_full.note(depth, cap);
-            if pushed > 0 {
-                // Only a dish that went in shows Redis has memory again: a
-                // push that found the queue full wrote nothing it refuses.
-                oom.took(&self.conn);
-                wait = self.left_full.first_wait(until);
-                out.extend(queued(depth, pushed));
-                rest = &rest[pushed.min(rest.len())..];
-                continue;
-            }
-            // Full: wait for room (stopped, or past the deadline: give up).
-            wait = until.wait();
-            if wait.is_none() {
-                out.push(Put::Stopped);
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// One push of as many of `payloads` as there is room for: (pushed,
-    /// length after); pushed 0 means full. With `wait`, first blocks up to
-    /// that long for a wake-up token, in the same round trip.
-    fn try_push(
-        &mut self,
-        payloads: &[String],
-        wait: Option<Duration>,
-    ) -> Result<(usize, usize), Fault> {
-        let (queue, room, durable) = (&self.keys.queue, &self.keys.room, self.durable);
-        let tries = self.conn.durable_tries();
-        match self.capacity.limit() {
-            None => self.conn.run(|c| {
-                let depth: usize = redis::cmd("LPUSH").arg(queue).arg(payloads).query(c)?;
-                if durable {
-                    super::cluster::wait_for_replica(c, queue, tries)?;
-                }
-                Ok((payloads.len(), depth))
-            }),
-            Some(cap) => self.conn.run(|c| {
-                let got: (usize, usize) = match wait {
-                    None => self
-                        .put
-                        .key(queue)
-                        .key(room)
-                        .arg(cap)
-                        .arg(payloads)
-                        .invoke(c)?,
-                    Some(wait) => {
-                        let mut push = room::evalsha(&self.put, &[queue, room]);
-                        push.arg(cap).arg(payloads);
-                        room::wait_then_push(c, room, wait, &self.put, &push)?
-                    }
-                };
-                if durable && got.0 > 0 {
-                    super::cluster::wait_for_replica(c, queue, tries)?;
-                }
-                Ok(got)
-            }),
-        }
+            },
+        )
     }
 }
 

@@ -191,6 +191,95 @@ pub(super) fn queued(depth: usize, n: usize) -> impl Iterator<Item = Put> {
     })
 }
 
+/// The push loop of every bounded chef, list and stream: pushes
+/// `payloads`, as many per try as there is room for, until all are in,
+/// waiting for room while the queue is full and for memory while Redis
+/// refuses, as long as `until` allows. `try_push(conn, rest, wait)` is one
+/// round trip (with `wait`, a wait for a wake-up token first) and answers
+/// (pushed, depth after); pushed 0 means full.
+pub(super) fn push_all(
+    conn: &mut Conn,
+    left_full: &mut LeftFull,
+    payloads: &[String],
+    cap: usize,
+    until: Until<'_>,
+    mut try_push: impl FnMut(&mut Conn, &[String], Option<Duration>) -> Result<(usize, usize), Fault>,
+) -> Result<Vec<Put>, Fault> {
+    let mut out = Vec::with_capacity(payloads.len());
+    let mut rest = payloads;
+    let mut oom = OomBackoff::default();
+    // Set when the last try found or left the queue full: the next one
+    // waits for a token first, in the same round trip (`wait_then_push`).
+    let mut wait = left_full.first_wait(until);
+    while !rest.is_empty() {
+        let (pushed, depth) = match try_push(conn, rest, wait) {
+            Ok(got) => got,
+            // A spell, not an end: wait for diners to free memory, as for a
+            // full queue, and try again. The push added nothing: Redis
+            // refuses a script's write only before its first one.
+            Err(fault @ Fault::OutOfMemory { .. }) => {
+                wait = None;
+                if oom.refused(until, fault)? {
+                    continue;
+                }
+                out.push(Put::Stopped);
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        left_full.note(depth, cap);
+        if pushed > 0 {
+            // Only a dish that went in shows Redis has memory again: a
+            // push that found the queue full wrote nothing it refuses.
+            oom.took(conn);
+            wait = left_full.first_wait(until);
+            out.extend(queued(depth, pushed));
+            rest = &rest[pushed.min(rest.len())..];
+            continue;
+        }
+        // Full: wait for room (stopped, or past the deadline: give up).
+        wait = until.wait();
+        if wait.is_none() {
+            out.push(Put::Stopped);
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// One round trip of a bounded push script (`list::PUT`, `stream::ADD`;
+/// KEYS: the queue or stream `key`, `room`; ARGV: capacity, payloads…):
+/// with `wait`, a wait for a wake-up token first, in the same round trip;
+/// `durable`, then a replica's acknowledgement of what went in. Answers
+/// (pushed, depth after).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn push_round_trip(
+    conn: &mut Conn,
+    script: &redis::Script,
+    key: &str,
+    room: &str,
+    cap: usize,
+    payloads: &[String],
+    wait: Option<Duration>,
+    durable: bool,
+) -> Result<(usize, usize), Fault> {
+    let tries = conn.durable_tries();
+    conn.run(|c| {
+        let got: (usize, usize) = match wait {
+            None => script.key(key).key(room).arg(cap).arg(payloads).invoke(c)?,
+            Some(wait) => {
+                let mut push = evalsha(script, &[key, room]);
+                push.arg(cap).arg(payloads);
+                wait_then_push(c, room, wait, script, &push)?
+            }
+        };
+        if durable && got.0 > 0 {
+            super::cluster::wait_for_replica(c, key, tries)?;
+        }
+        Ok(got)
+    })
+}
+
 /// Adds `n` wake-up tokens (at least one) for waiting chefs, keeping at most [`MAX_TOKENS`].
 pub(super) fn wake(pipe: &mut redis::Pipeline, room: &str, n: usize) {
     pipe.cmd("LPUSH").arg(room);

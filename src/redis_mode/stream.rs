@@ -476,65 +476,26 @@ impl Producer {
         let Some(cap) = self.capacity.limit() else {
             return self.add_unbounded(&payloads, until);
         };
-        let mut out = Vec::with_capacity(dishes.len());
-        let stream = &self.keys.stream;
-        let mut rest = &payloads[..];
-        let mut oom = room::OomBackoff::default();
-        // Set when the last try found or left the stream full: the next one
-        // waits for a token first, in the same round trip
-        // (`room::wait_then_push`).
-        let mut wait = self.left_full.first_wait(until);
-        while !rest.is_empty() {
-            let (durable, tries) = (self.durable, self.conn.durable_tries());
-            let (add, room) = (&self.add, &self.keys.room);
-            let tried = self.conn.run(|c| {
-                let got: (usize, usize) = match wait {
-                    None => add.key(stream).key(room).arg(cap).arg(rest).invoke(c)?,
-                    Some(wait) => {
-                        let mut push = room::evalsha(add, &[stream, room]);
-                        push.arg(cap).arg(rest);
-                        room::wait_then_push(c, room, wait, add, &push)?
-                    }
-                };
-                if durable && got.0 > 0 {
-                    super::cluster::wait_for_replica(c, stream, tries)?;
-                }
-                Ok(got)
-            });
-            let (added, depth) = match tried {
-                Ok(got) => got,
-                // A spell, not an end: wait for diners to free memory, as
-                // for a full stream, and try again. The script added
-                // nothing: its first XADD was refused, and Redis refuses
-                // none after a script's first write.
-                Err(fault @ Fault::OutOfMemory { .. }) => {
-                    wait = None;
-                    if oom.refused(until, fault)? {
-                        continue;
-                    }
-                    out.push(Put::Stopped);
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            self.left_full.note(depth, cap);
-            if added > 0 {
-                // Only a dish that went in shows Redis has memory again: a
-                // push that found the queue full wrote nothing it refuses.
-                oom.took(&self.conn);
-                wait = self.left_full.first_wait(until);
-                out.extend(queued(depth, added));
-                rest = &rest[added.min(rest.len())..];
-                continue;
-            }
-            // Full: wait for room (stopped, or past the deadline: give up).
-            wait = until.wait();
-            if wait.is_none() {
-                out.push(Put::Stopped);
-                break;
-            }
-        }
-        Ok(out)
+        let (keys, add, durable) = (&self.keys, &self.add, self.durable);
+        room::push_all(
+            &mut self.conn,
+            &mut self.left_full,
+            &payloads,
+            cap,
+            until,
+            |conn, rest, wait| {
+                room::push_round_trip(
+                    conn,
+                    add,
+                    &keys.stream,
+                    &keys.room,
+                    cap,
+                    rest,
+                    wait,
+                    durable,
+                )
+            },
+        )
     }
 
     /// Unbounded: plain pipelined XADDs; heartbeats trim. Redis out of
