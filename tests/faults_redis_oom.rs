@@ -10,18 +10,13 @@
 
 mod support;
 
-use std::time::Instant;
-
 use kitchen::queue::{BackendConfig, Capacity, Mode, RedisOptions};
 use kitchen::serve::ServeConfig;
-use support::oom::{
-    end_spell, get, oom_gauge, out_of_memory, post, refuses_for_want_of_memory, ride_out_a_spell,
-    server, start_spell,
-};
+use support::oom::{ride_out_a_spell, serve_through_a_spell, server};
 use support::redis_kitchen::{QUEUE, holdings, spawn};
 use support::redis_server::RedisServer;
-use support::web::{TestServer, config, spawn_serve};
-use support::{LIMIT, Lines, last_json, num, signal, wait_until};
+use support::web::{TestServer, config};
+use support::{LIMIT, Lines, num, wait_until};
 
 #[test]
 fn a_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
@@ -60,54 +55,13 @@ fn a_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
 #[test]
 fn serve_answers_503_out_of_memory_during_a_spell_and_202_after() {
     let server = server();
-    let url = server.url();
-    let (serve, addr, mut err) = spawn_serve(&[
-        "--backend",
-        "redis",
-        "--redis-url",
-        &url,
-        "--capacity",
-        "1000",
-        "--workers",
-        "2",
-    ]);
-    let first = post(addr);
-    assert_eq!(first.status, 202);
-    let location = first.header("location").expect("Location").to_owned();
-    assert!(oom_gauge(addr, 0));
-    assert_eq!(get(addr, "/healthz").status, 200);
-
-    start_spell(&server);
-    refuses_for_want_of_memory(addr);
-    err.wait_for(LIMIT, |l| l.contains("is out of memory"));
-    // A diner started during the spell registers, takes the waiting dish,
-    // and records that it ate it.
-    let (diner, diner_out) = spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]);
-    wait_until(LIMIT, "the diner to eat the dish during the spell", || {
-        get(addr, &location).json()["status"] == "eaten"
-    });
-    assert!(out_of_memory(&server), "still in the spell");
-
-    end_spell(&server);
-    let freed = Instant::now();
-    let mut refused_after = 0;
-    wait_until(LIMIT, "serve to accept again", || {
-        let ok = post(addr).status == 202;
-        refused_after += u32::from(!ok);
-        ok
-    });
-    let recovered = freed.elapsed();
-    assert_eq!(get(addr, "/healthz").status, 200);
-    assert!(oom_gauge(addr, 0));
-    err.wait_for(LIMIT, |l| l.contains("has room again"));
-    signal(serve.id(), "INT");
-    let out = serve.wait(LIMIT);
-    assert!(out.status.success(), "{:?}: {:?}", out.status, err.seen);
-    wait_until(LIMIT, "the diner to eat the second dish", || {
-        server.llen(QUEUE) == 0
-    });
-    let s = last_json(&diner.stop("INT", diner_out));
-    assert_eq!(num(&s, "eaten"), 2, "both accepted dishes: {s}");
+    let (recovered, refused_after) = serve_through_a_spell(
+        &server,
+        "list",
+        || {},
+        || spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]),
+        || server.llen(QUEUE) == 0,
+    );
     eprintln!(
         "faults: out of memory, serve: 503 during the spell, 202 again {:.3} s after the filler went \
          ({refused_after} refused after it)",

@@ -9,17 +9,13 @@
 
 mod support;
 
-use std::time::Instant;
-
 use support::ledger::Ledger;
 use support::oom::{
-    end_spell, get, oom_gauge, out_of_memory, post, refuses_for_want_of_memory, ride_out_a_spell,
-    server, start_spell,
+    end_spell, out_of_memory, ride_out_a_spell, serve_through_a_spell, server, start_spell,
 };
 use support::redis_server::RedisServer;
 use support::redis_stream::{GROUP, STREAM, drained, group, spawn, xlen};
-use support::web::spawn_serve;
-use support::{LIMIT, Lines, last_json, num, signal, wait_until};
+use support::{LIMIT, Lines, last_json, num, wait_until};
 
 /// What the slowest group has not acknowledged: what `--capacity` bounds.
 fn unacked(server: &RedisServer) -> u64 {
@@ -67,62 +63,18 @@ fn a_stream_run_rides_out_an_out_of_memory_spell_and_eats_every_dish() {
 #[test]
 fn stream_serve_answers_503_out_of_memory_during_a_spell_and_202_after() {
     let server = server();
-    let url = server.url();
-    let (serve, addr, mut err) = spawn_serve(&[
-        "--backend",
-        "redis",
-        "--redis-url",
-        &url,
-        "--mode",
+    let (recovered, refused_after) = serve_through_a_spell(
+        &server,
         "stream",
-        "--capacity",
-        "1000",
-        "--workers",
-        "2",
-    ]);
-    // The group exists, as after any diner's first start: a group cannot
-    // be created while Redis is out of memory (XGROUP CREATE may grow it).
-    let _: () = server.query(&["XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"]);
-    let first = post(addr);
-    assert_eq!(first.status, 202);
-    let location = first.header("location").expect("Location").to_owned();
-    assert!(oom_gauge(addr, 0));
-    assert_eq!(get(addr, "/healthz").status, 200);
-
-    start_spell(&server);
-    refuses_for_want_of_memory(addr);
-    err.wait_for(LIMIT, |l| l.contains("is out of memory"));
-    // A diner started during the spell joins its group, reads the waiting
-    // dish, and records that it ate it.
-    let (diner, diner_out) = spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]);
-    wait_until(LIMIT, "the diner to eat the dish during the spell", || {
-        get(addr, &location).json()["status"] == "eaten"
-    });
-    wait_until(LIMIT, "the diner to acknowledge it", || {
-        drained(&server, STREAM, GROUP)
-    });
-    assert!(out_of_memory(&server), "still in the spell");
-
-    end_spell(&server);
-    let freed = Instant::now();
-    let mut refused_after = 0;
-    wait_until(LIMIT, "serve to accept again", || {
-        let ok = post(addr).status == 202;
-        refused_after += u32::from(!ok);
-        ok
-    });
-    let recovered = freed.elapsed();
-    assert_eq!(get(addr, "/healthz").status, 200);
-    assert!(oom_gauge(addr, 0));
-    err.wait_for(LIMIT, |l| l.contains("has room again"));
-    signal(serve.id(), "INT");
-    let out = serve.wait(LIMIT);
-    assert!(out.status.success(), "{:?}: {:?}", out.status, err.seen);
-    wait_until(LIMIT, "the diner to eat the second dish", || {
-        drained(&server, STREAM, GROUP)
-    });
-    let s = last_json(&diner.stop("INT", diner_out));
-    assert_eq!(num(&s, "eaten"), 2, "both accepted dishes: {s}");
+        // The group exists, as after any diner's first start: a group
+        // cannot be created while Redis is out of memory (XGROUP CREATE
+        // may grow it).
+        || {
+            let _: () = server.query(&["XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"]);
+        },
+        || spawn(&server, "diner", &["--max-sleep-ms", "0", "--json"]),
+        || drained(&server, STREAM, GROUP),
+    );
     eprintln!(
         "faults: out of memory, stream serve: 503 during the spell, 202 again {:.3} s after the filler went \
          ({refused_after} refused after it)",

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::ledger::Ledger;
 use super::redis_server::RedisServer;
+use super::web::spawn_serve;
 use super::web::{Reply, request};
-use super::{KillOnDrop, LIMIT, Lines, last_json, num, wait_until};
+use super::{KillOnDrop, LIMIT, Lines, last_json, num, signal, wait_until};
 
 /// The key that fills Redis during a spell.
 pub const FILLER: &str = "kitchen:test:filler";
@@ -152,4 +153,72 @@ pub fn ride_out_a_spell(
         drained_in,
         lasted,
     }
+}
+
+/// The web entry's spell scenario of every mode: `kitchen serve` on
+/// `server` in `mode` (with `serve_args` more) takes a dish, then a spell
+/// begins: every route that queues answers `503` (out of memory), and a
+/// diner (`spawn_diner`) started during the spell eats the waiting dish and
+/// records it `eaten` (`drained`: what Redis shows once it is done). After
+/// the spell serve accepts again, says it has room, exits 0 on Ctrl-C, and
+/// the diner eats both dishes. Answers how long after the spell serve
+/// accepted again, and how many requests it refused meanwhile.
+pub fn serve_through_a_spell(
+    server: &RedisServer,
+    mode: &str,
+    before: impl FnOnce(),
+    spawn_diner: impl FnOnce() -> (KillOnDrop, Lines),
+    drained: impl Fn() -> bool,
+) -> (Duration, u32) {
+    let url = server.url();
+    let (serve, addr, mut err) = spawn_serve(&[
+        "--backend",
+        "redis",
+        "--redis-url",
+        &url,
+        "--mode",
+        mode,
+        "--capacity",
+        "1000",
+        "--workers",
+        "2",
+    ]);
+    before();
+    let first = post(addr);
+    assert_eq!(first.status, 202);
+    let location = first.header("location").expect("Location").to_owned();
+    assert!(oom_gauge(addr, 0));
+    assert_eq!(get(addr, "/healthz").status, 200);
+
+    start_spell(server);
+    refuses_for_want_of_memory(addr);
+    err.wait_for(LIMIT, |l| l.contains("is out of memory"));
+    // A diner started during the spell joins, takes the waiting dish, and
+    // records that it ate it.
+    let (diner, diner_out) = spawn_diner();
+    wait_until(LIMIT, "the diner to eat the dish during the spell", || {
+        get(addr, &location).json()["status"] == "eaten"
+    });
+    wait_until(LIMIT, "the diner to be done with it", &drained);
+    assert!(out_of_memory(server), "still in the spell");
+
+    end_spell(server);
+    let freed = Instant::now();
+    let mut refused_after = 0;
+    wait_until(LIMIT, "serve to accept again", || {
+        let ok = post(addr).status == 202;
+        refused_after += u32::from(!ok);
+        ok
+    });
+    let recovered = freed.elapsed();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert!(oom_gauge(addr, 0));
+    err.wait_for(LIMIT, |l| l.contains("has room again"));
+    signal(serve.id(), "INT");
+    let out = serve.wait(LIMIT);
+    assert!(out.status.success(), "{:?}: {:?}", out.status, err.seen);
+    wait_until(LIMIT, "the diner to eat the second dish", &drained);
+    let s = last_json(&diner.stop("INT", diner_out));
+    assert_eq!(num(&s, "eaten"), 2, "both accepted dishes: {s}");
+    (recovered, refused_after)
 }
