@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use support::ledger::Ledger;
 use support::redis_kitchen::{
-    QUEUE, finish_pubsub, holdings, spawn, spawn_publisher, spawn_subscribers,
+    QUEUE, finish_pubsub, holdings, outage, spawn, spawn_publisher, spawn_subscribers,
 };
 use support::redis_server::{OUTAGE, RedisServer};
 use support::{LIMIT, Lines, last_json, num, wait_until};
@@ -69,21 +69,9 @@ fn two_redis_restarts_lose_nothing() {
         // Mid-run: the diners are eating.
         diner_out.wait_for_n(100, " ate dish ");
         run_out.wait_for_n(100, " ate dish ");
-        server.stop();
-        let down = Instant::now();
-        for e in &mut errs {
-            e.wait_for(LIMIT, |l| l.contains("lost redis"));
-        }
-        std::thread::sleep(OUTAGE.saturating_sub(down.elapsed()));
-        server.restart();
-        let back = Instant::now();
-        outages.push(back.duration_since(down).as_secs_f64());
-        let mut worst = 0.0f64;
-        for e in &mut errs {
-            e.wait_for(LIMIT, |l| l.contains("reconnected to redis"));
-            worst = worst.max(back.elapsed().as_secs_f64());
-        }
-        recoveries.push(worst);
+        let (down_for, recovered) = outage(&mut server, &mut errs);
+        outages.push(down_for.as_secs_f64());
+        recoveries.push(recovered.as_secs_f64());
     }
     let chef_lines = chef.finish(chef_out);
     assert_eq!(num(&last_json(&chef_lines), "made"), DISHES);

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use support::ledger::Ledger;
-use support::redis_kitchen::{QUEUE, holdings};
-use support::redis_server::{OUTAGE, RedisServer};
+use support::redis_kitchen::{QUEUE, holdings, outage};
+use support::redis_server::RedisServer;
 use support::roles::{every_role_works, role_args};
 use support::tls_certs::{Certs, Pair};
 use support::{LIMIT, Lines, error_line, last_json, num, run, spawn_lines, stderr, wait_until};
@@ -261,21 +261,8 @@ fn a_tls_server_restart_mid_run_loses_nothing() {
         .map(|c| Lines::new(c.child().stderr.take().expect("stderr")))
         .collect();
     diner_out.wait_for_n(100, " ate dish ");
-    server.stop();
-    let down = Instant::now();
-    for e in &mut errs {
-        e.wait_for(LIMIT, |l| l.contains("lost redis"));
-    }
-    // The outage itself (a few reconnect attempts with backoff), not a
-    // wait for something to happen.
-    std::thread::sleep(OUTAGE.saturating_sub(down.elapsed()));
-    server.restart();
-    let back = Instant::now();
-    let outage = back.duration_since(down).as_secs_f64();
-    for e in &mut errs {
-        e.wait_for(LIMIT, |l| l.contains("reconnected to redis"));
-    }
-    let recovered = back.elapsed().as_secs_f64();
+    let (down_for, recovered) = outage(&mut server, &mut errs);
+    let (outage, recovered) = (down_for.as_secs_f64(), recovered.as_secs_f64());
     let chef_lines = chef.finish(chef_out);
     assert_eq!(num(&last_json(&chef_lines), "made"), DISHES);
     wait_until(LIMIT, "the diners to empty the queue", || {

@@ -1100,22 +1100,7 @@ impl Consumer {
                 format!("stream entry {} has no `dish` field", entry.id),
             ),
         };
-        let Consumer {
-            conn, names, batch, ..
-        } = self;
-        let keys = &names.keys;
-        let letter = super::list::dead_letter(&payload, &reason);
-        names.run(conn, batch, |c, _| {
-            names
-                .bury
-                .key(&keys.dead)
-                .key(&keys.dead)
-                .key(&keys.dead_trimmed)
-                .arg("")
-                .arg(&letter)
-                .arg(names.dead_max)
-                .invoke::<u64>(c)
-        })?;
+        self.dead_letter(&super::list::dead_letter(&payload, &reason))?;
         // Set aside: acknowledged with the next read.
         self.batch.done.push(entry.id);
         Ok(Some(Take::Rejected { reason }))
@@ -1175,7 +1160,15 @@ impl Consumer {
         if !mine {
             return Ok(());
         }
-        let letter = super::dead::failed_letter(dish, reason);
+        self.dead_letter(&super::dead::failed_letter(dish, reason))?;
+        self.settle(dish);
+        self.names.tally.failed();
+        Ok(())
+    }
+
+    /// Adds `letter` to the dead letters, bounded by `--dead-max` (the
+    /// entry itself is acknowledged by the caller's next read).
+    fn dead_letter(&mut self, letter: &str) -> Result<(), Fault> {
         let Consumer {
             conn, names, batch, ..
         } = self;
@@ -1187,12 +1180,10 @@ impl Consumer {
                 .key(&keys.dead)
                 .key(&keys.dead_trimmed)
                 .arg("")
-                .arg(&letter)
+                .arg(letter)
                 .arg(names.dead_max)
                 .invoke::<u64>(c)
         })?;
-        self.settle(dish);
-        self.names.tally.failed();
         Ok(())
     }
 

@@ -2,8 +2,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Output;
+use std::time::{Duration, Instant};
 
-use super::redis_server::RedisServer;
+use super::redis_server::{OUTAGE, RedisServer};
 use super::{KillOnDrop, LIMIT, Lines, last_json};
 
 /// `ROLE --backend redis --redis-url URL ARGS…`.
@@ -182,4 +183,25 @@ pub fn bury_by_hand(server: &RedisServer, id: &str, payload: &str, reason: &str)
         "wire": payload,
     });
     let _: i64 = server.query(&["LPUSH", &format!("{{{QUEUE}}}:dead"), &letter.to_string()]);
+}
+
+/// A Redis outage in the middle of a run: stops `server`, waits until every
+/// process says it lost Redis (`errs`: their stderr), keeps Redis down for
+/// the rest of [`OUTAGE`] (the outage itself, not a wait for an event),
+/// restarts it, and waits until every process says it reconnected. Answers
+/// how long Redis was down, and how long after the restart the slowest
+/// process reconnected.
+pub fn outage(server: &mut RedisServer, errs: &mut [Lines]) -> (Duration, Duration) {
+    server.stop();
+    let down = Instant::now();
+    for e in errs.iter_mut() {
+        e.wait_for(LIMIT, |l| l.contains("lost redis"));
+    }
+    std::thread::sleep(OUTAGE.saturating_sub(down.elapsed()));
+    server.restart();
+    let back = Instant::now();
+    for e in errs.iter_mut() {
+        e.wait_for(LIMIT, |l| l.contains("reconnected to redis"));
+    }
+    (back.duration_since(down), back.elapsed())
 }
