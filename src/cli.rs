@@ -331,7 +331,8 @@ struct WorkArgs {
     shutdown_timeout: Secs,
     /// The largest payload a dish may carry, in bytes; a larger one is
     /// refused or dead-lettered (`kitchen serve` reads request bodies of
-    /// 1 MiB at most, whatever this says: more is 413).
+    /// 1 MiB at most, whatever this says: more is 413; and holds at most
+    /// 64 times this, up to 64 MiB, of request bodies at once: more is 503).
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PAYLOAD as u64, value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
     max_payload: u64,
     /// Tries per dish: a failed dish waits --retry-delay, then is tried
